@@ -1,0 +1,130 @@
+"""A tiny, randomly initialised open_clip experiment built on the fly (nothing downloaded), shared by tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+
+from wiseft_explorer.checkpoints import save_checkpoint
+from wiseft_explorer.models import ImageClassifier, build_zeroshot, classifier_metadata, load_clip
+from wiseft_explorer.experiment import ModelSpec
+
+TINY_NAME = "wiseft-tiny-rn"
+TINY_CONFIG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+CLASSES = ["red square", "green circle", "blue stripes"]
+TEMPLATES = ["a photo of a {}.", "a picture of a {}."]
+COLOURS = {"red square": (220, 40, 40), "green circle": (40, 200, 60), "blue stripes": (40, 60, 220)}
+
+
+@dataclass
+class TinyExperiment:
+    """Paths of a generated experiment."""
+
+    root: Path
+    toml: Path
+    config: Path
+    zeroshot: Path
+    finetuned: Path
+    id_dir: Path
+    shift_dir: Path
+
+
+def picture(cls: str, rng: np.random.Generator, size: int = 32, shifted: bool = False) -> Image.Image:
+    """A coloured test image for a class (shifted: darker, noisier)."""
+    base = np.array(COLOURS[cls], dtype=np.float32) * (0.6 if shifted else 1.0)
+    arr = base + rng.normal(0, 40 if shifted else 15, (size, size, 3))
+    if cls == "blue stripes":
+        arr[::4] *= 0.3
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def write_folder(root: Path, n_per_class: int, seed: int, shifted: bool = False, classes=CLASSES) -> Path:
+    """ImageFolder layout: root/<class>/<i>.png."""
+    rng = np.random.default_rng(seed)
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            picture(cls, rng, shifted=shifted).save(root / cls / f"{i}.png")
+    return root
+
+
+def write_config(folder: Path) -> Path:
+    """The tiny model config, named after the model (open_clip registers configs by file stem)."""
+    path = folder / f"{TINY_NAME}.json"
+    path.write_text(json.dumps(TINY_CONFIG))
+    return path
+
+
+def make_tiny(root: Path, seed: int = 0, n_id: int = 6, n_shift: int = 5) -> TinyExperiment:
+    """Build config, a random zero-shot CLIP, a perturbed 'fine-tuned' classifier, two folders and a TOML."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = write_config(root)
+    open_clip.add_model_config(config)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(TINY_NAME)
+    zs_path = save_checkpoint(root / "zeroshot.safetensors", model.state_dict())
+    clip = load_clip(ModelSpec(TINY_NAME, str(zs_path), config))
+    zs = build_zeroshot(clip, CLASSES, TEMPLATES)
+    ft = fake_finetune(zs, seed)
+    ft_path = save_checkpoint(root / "finetuned.safetensors", ft.state_dict(),
+                              classifier_metadata(clip, CLASSES, recipe={"kind": "test-perturbation"}, seed=seed))
+    id_dir = write_folder(root / "id", n_id, seed + 1)
+    shift_dir = write_folder(root / "shift", n_shift, seed + 2, shifted=True, classes=CLASSES[:2])
+    toml = root / "tiny.toml"
+    toml.write_text(f"""name = "tiny test experiment"
+device = "cpu"
+batch_size = 8
+cache_dir = "cache"
+
+[zeroshot]
+model = "{TINY_NAME}"
+pretrained = "zeroshot.safetensors"
+config = "{config.name}"
+
+[finetuned]
+checkpoint = "finetuned.safetensors"
+
+[classes]
+names = {json.dumps(CLASSES)}
+templates = {json.dumps(TEMPLATES)}
+
+[id]
+name = "ID"
+source = "id"
+
+[[shifts]]
+name = "Dark"
+source = "shift"
+classes = {json.dumps(CLASSES[:2])}
+
+[[shifts]]
+name = "Same"
+source = "id"
+""")
+    return TinyExperiment(root, toml, config, zs_path, ft_path, id_dir, shift_dir)
+
+
+def fake_finetune(zs: ImageClassifier, seed: int) -> ImageClassifier:
+    """A deterministic perturbation of every float weight (and BN statistic): a stand-in for fine-tuning."""
+    import copy
+
+    ft = copy.deepcopy(zs)
+    gen = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for name, tensor in ft.state_dict(keep_vars=True).items():
+            if tensor.is_floating_point():
+                noise = torch.randn(tensor.shape, generator=gen) * (tensor.std() if tensor.numel() > 1 else 0.1)
+                tensor.add_(0.3 * noise)
+                if "running_var" in name:
+                    tensor.abs_()
+    return ft

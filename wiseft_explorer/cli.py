@@ -1,0 +1,162 @@
+"""`python -m wiseft_explorer` / `wiseft-explorer`: sweep, predict, export, info, convert, finetune, build-demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .experiment import DEFAULT_EXPERIMENT
+
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, FileNotFoundError, KeyError, OSError)
+
+
+def _runtime(args: argparse.Namespace):
+    from .runtime import ExperimentRuntime
+
+    return ExperimentRuntime.from_path(args.experiment)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or read from cache) the alpha sweep and print the accuracy table."""
+    from tqdm import tqdm
+
+    from .sweep import ALPHA_GRID, choose_alphas, run_sweep
+
+    runtime = _runtime(args)
+    alphas = [args.alpha] if args.alpha is not None else list(ALPHA_GRID)
+    bar = tqdm(total=len(alphas) * len(runtime.set_names), desc="sweep", unit="eval", disable=args.quiet)
+
+    def progress(done: int, total: int, name: str, alpha: float) -> None:
+        bar.set_postfix_str(f"{name} @ alpha={alpha:.2f}")
+        bar.update(done - bar.n)
+
+    result = run_sweep(runtime, alphas, progress=progress)
+    bar.close()
+    table = result.table() * 100
+    print(table.round(1).to_string())
+    if len(alphas) > 1:
+        print("alpha choices:", json.dumps(choose_alphas(result)))
+    if args.out:
+        result.write_jsonl(args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Top-5 of zero-shot, theta_alpha and fine-tuned for each image, as JSON; bad files fail alone."""
+    from .images import ImageDecodeError, decode_image
+    from .predict import predict_three, preprocess
+
+    runtime = _runtime(args)
+    alpha = 0.5 if args.alpha is None else args.alpha
+    working = runtime.new_working()
+    results, failed = [], 0
+    for name in args.images:
+        try:
+            picture = decode_image(Path(name))
+        except (ImageDecodeError, OSError) as err:
+            failed += 1
+            print(f"error: {err}", file=sys.stderr)
+            results.append({"image": name, "error": str(err)})
+            continue
+        preds = predict_three(runtime, preprocess(runtime, [picture]), alpha, working)
+        results.append({"image": name, "alpha": alpha, **{k: v[0].as_dict() for k, v in preds.items()}})
+    print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the interpolated model at --alpha."""
+    from .export import export_interpolated
+
+    if args.alpha is None:
+        raise ValueError("export needs --alpha (e.g. --alpha 0.5)")
+    out = export_interpolated(_runtime(args), args.alpha, args.out, args.format)
+    print(f"wrote {out} (alpha={args.alpha}, format={args.format})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Models, parameter counts, device and sets of an experiment."""
+    from .models import parameter_count
+
+    runtime = _runtime(args)
+    exp, pair = runtime.experiment, runtime.models
+    info = {"experiment": exp.name, "file": str(exp.path), "device": str(pair.device), "precision": exp.precision,
+            "zeroshot": {"model": exp.zeroshot.name, "pretrained": exp.zeroshot.pretrained,
+                         "parameters": parameter_count(pair.clip.model),
+                         "image_tower_parameters": parameter_count(pair.zeroshot.visual)},
+            "finetuned": {"checkpoint": str(exp.finetuned), "parameters": parameter_count(pair.finetuned),
+                          "recipe": pair.finetuned_metadata.get("recipe")},
+            "head_policy": exp.head_policy, "classes": len(exp.classnames), "templates": len(exp.templates),
+            "id_set": exp.id_set.name, "id_val": exp.id_val.name if exp.id_val else None,
+            "shift_sets": [s.name for s in exp.shifts], "interpolated_weights": runtime.space.num_weights}
+    if args.alpha is not None:
+        info["alpha"] = args.alpha
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a pickled checkpoint the user trusts into safetensors."""
+    from .checkpoints import convert_trusted_pickle, load_checkpoint
+
+    if not args.trust_pickle:
+        load_checkpoint(args.input)  # refuses pickles with the explanation; converts plain tensor files
+        raise ValueError("convert without --trust-pickle only re-checks files; pass --trust-pickle to convert a "
+                         "pickled checkpoint you trust")
+    out = convert_trusted_pickle(args.input, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    parser = argparse.ArgumentParser(prog="wiseft-explorer", description="Robust fine-tuning (WiSE-FT) explorer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--experiment", default=str(DEFAULT_EXPERIMENT), help="experiment TOML (default: demo)")
+    common.add_argument("--alpha", type=float, default=None, help="mixing coefficient (any float; <0 or >1 extrapolates)")
+
+    p = sub.add_parser("sweep", parents=[common], help="accuracy of every set over the alpha grid (cached)")
+    p.add_argument("--out", help="also write the results as JSONL")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("predict", parents=[common], help="top-5 of zero-shot, alpha and fine-tuned for images")
+    p.add_argument("images", nargs="+", help="image files")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("export", parents=[common], help="write the interpolated model at --alpha")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--format", choices=("classifier", "open_clip"), default="classifier",
+                   help="classifier (image tower + head) or a full open_clip state dict")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("info", parents=[common], help="models, parameter counts, device")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("convert", parents=[common], help="convert a trusted pickled checkpoint to safetensors")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--trust-pickle", action="store_true", help="unpickle INPUT (runs code inside it: trusted files only)")
+    p.set_defaults(func=cmd_convert)
+    from . import train_cli
+
+    train_cli.add_parsers(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run one subcommand; known errors print one line and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KNOWN_ERRORS as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

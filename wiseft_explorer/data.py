@@ -1,0 +1,122 @@
+"""Evaluation sets: image folders or the demo world, decoded and preprocessed once, reused across alpha."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .experiment import DatasetSpec, ExperimentError, load_mapping
+from .images import ImageDecodeError, decode_image, scan_image_folder
+
+
+class DataWarning(UserWarning):
+    """Something in a dataset was skipped (an unreadable file); the set is still usable."""
+
+
+@dataclass
+class EvalSet:
+    """A preprocessed evaluation set: images (N,3,H,W) float, labels (N,) indices into the experiment's classes."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_indices: torch.Tensor | None = None  # (K,) the classes this set covers; None = all
+    raw: np.ndarray | None = field(default=None, repr=False)  # uint8 (N,H,W,3) for generated sets
+    paths: list[str] | None = field(default=None, repr=False)  # file paths for folder sets
+    skipped: list[tuple[str, str]] = field(default_factory=list, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def picture(self, index: int, size: int | None = None) -> Image.Image:
+        """The original image (not preprocessed), optionally resized for display."""
+        if self.raw is not None:
+            img = Image.fromarray(self.raw[index])
+        else:
+            img = decode_image(Path(self.paths[index]))
+        if size:
+            img = img.resize((size, size), Image.NEAREST if img.width < size else Image.BICUBIC)
+        return img
+
+
+def preprocess_images(pictures: Sequence[Image.Image], preprocess: Callable) -> torch.Tensor:
+    """Apply the model's eval transform to PIL images -> (N,3,H,W) float tensor."""
+    if not pictures:
+        raise ExperimentError("no images to preprocess")
+    return torch.stack([preprocess(p) for p in pictures])
+
+
+def _subset_indices(spec: DatasetSpec, classnames: Sequence[str]) -> torch.Tensor | None:
+    if not spec.classes:
+        return None
+    return torch.tensor([classnames.index(c) for c in spec.classes], dtype=torch.long)
+
+
+def load_world_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Callable,
+                   seed: int = 0) -> EvalSet:
+    """Render a set of the built-in world (`world:<set>`), map its classes to the experiment's."""
+    from .world import make_set
+
+    set_name = spec.source.removeprefix("world:")
+    try:
+        world = make_set(set_name, seed=seed, n=spec.limit)
+    except KeyError as err:
+        raise ExperimentError(f"{spec.name}: {err.args[0]}") from None
+    missing = [c for c in world.classnames if c not in classnames]
+    if missing:
+        raise ExperimentError(f"{spec.name}: world class '{missing[0]}' is not among the experiment's class names")
+    to_exp = np.array([classnames.index(c) for c in world.classnames])
+    labels = torch.from_numpy(to_exp[world.labels])
+    keep = np.ones(len(labels), dtype=bool)
+    subset = _subset_indices(spec, classnames)
+    if subset is not None:
+        keep = np.isin(labels.numpy(), subset.numpy())
+    raw = world.images[keep]
+    images = preprocess_images([Image.fromarray(a) for a in raw], preprocess)
+    return EvalSet(spec.name, images, labels[torch.from_numpy(keep)], subset, raw=raw)
+
+
+def load_folder_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Callable) -> EvalSet:
+    """Read an ImageFolder-layout folder; unreadable files are skipped with a warning naming the count."""
+    mapping = load_mapping(spec.mapping)
+    scan = scan_image_folder(Path(spec.source), list(classnames), mapping)
+    samples = scan.samples[: spec.limit] if spec.limit else scan.samples
+    pictures, labels, paths = [], [], []
+    skipped = list(scan.skipped)
+    for path, label in samples:
+        try:
+            pictures.append(decode_image(Path(path)))
+        except ImageDecodeError as err:
+            skipped.append((str(path), str(err)))
+            continue
+        labels.append(label)
+        paths.append(str(path))
+    if skipped:
+        warnings.warn(f"{spec.name}: skipped {len(skipped)} unreadable file(s), e.g. {skipped[0][0]}: "
+                      f"{skipped[0][1]}", DataWarning, stacklevel=2)
+    if not pictures:
+        raise ExperimentError(f"{spec.name}: no readable images in {spec.source}")
+    return EvalSet(spec.name, preprocess_images(pictures, preprocess), torch.tensor(labels, dtype=torch.long),
+                   _subset_indices(spec, classnames), paths=paths, skipped=skipped)
+
+
+def load_eval_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Callable) -> EvalSet:
+    """Load one evaluation set of an experiment (world or folder)."""
+    if spec.is_world:
+        return load_world_set(spec, classnames, preprocess)
+    return load_folder_set(spec, classnames, preprocess)
+
+
+def restrict_logits(logits: torch.Tensor, class_indices: torch.Tensor | None) -> torch.Tensor:
+    """Mask logits of classes a set does not cover to -inf, as the paper's code does for ImageNet-A/R."""
+    if class_indices is None:
+        return logits
+    masked = torch.full_like(logits, float("-inf"))
+    masked[:, class_indices] = logits[:, class_indices]
+    return masked

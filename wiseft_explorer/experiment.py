@@ -1,0 +1,288 @@
+"""Experiment files: a TOML file -> validated dataclasses, one clear error per bad key or missing file."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+DEFAULT_EXPERIMENT = EXPERIMENTS_DIR / "demo.toml"
+
+HEAD_POLICIES = ("interpolate", "zeroshot", "finetuned")
+PRECISIONS = ("fp32", "bf16", "fp16")
+TEMPLATE_SETS = ("openai", "simple")
+REMOTE_PREFIXES = ("hf-hub:", "local-dir:")
+
+
+class ExperimentError(ValueError):
+    """A problem in an experiment file, naming the key or file and the fix."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where the zero-shot CLIP comes from: open_clip name + tag, file, hf-hub: id or local-dir:."""
+
+    name: str
+    pretrained: str | None = None
+    config: Path | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One evaluation set: the built-in world (`world:<set>`) or an ImageFolder-layout folder."""
+
+    name: str
+    source: str
+    classes: tuple[str, ...] | None = None
+    mapping: Path | None = None
+    limit: int | None = None
+
+    @property
+    def is_world(self) -> bool:
+        """True for a set of the built-in demo world."""
+        return self.source.startswith("world:")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything one WiSE-FT study needs: both models, classes, prompts and the sets to evaluate."""
+
+    name: str
+    zeroshot: ModelSpec
+    finetuned: Path
+    classnames: tuple[str, ...]
+    templates: tuple[str, ...]
+    id_set: DatasetSpec
+    id_val: DatasetSpec | None = None
+    shifts: tuple[DatasetSpec, ...] = ()
+    head_policy: str = "interpolate"
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 256
+    cache_dir: Path | None = None
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def eval_sets(self) -> tuple[DatasetSpec, ...]:
+        """ID set, then the held-out ID split (if any), then the shift sets."""
+        return (self.id_set,) + ((self.id_val,) if self.id_val else ()) + self.shifts
+
+
+_TOP_KEYS = {"name", "device", "precision", "head_policy", "batch_size", "cache_dir",
+             "zeroshot", "finetuned", "classes", "id", "id_val", "shifts"}
+_SECTION_KEYS = {
+    "zeroshot": {"model", "pretrained", "config"},
+    "finetuned": {"checkpoint"},
+    "classes": {"names", "file", "templates"},
+    "dataset": {"name", "source", "classes", "mapping", "limit"},
+}
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ExperimentError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
+
+
+def _typed(table: dict, key: str, kind: type | tuple, where: str, default: Any = None) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ExperimentError(f"{where}.{key}: expected {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _existing(base: Path, value: str, where: str) -> Path:
+    path = (base / value).expanduser().resolve()
+    if not path.exists():
+        raise ExperimentError(f"{where}: file not found: {path} (fix the path; relative paths start at {base})")
+    return path
+
+
+def _resolve_pretrained(base: Path, value: str | None, where: str) -> str | None:
+    """Keep open_clip tags and hub ids as they are; turn anything that looks like a path into an absolute one."""
+    if value is None:
+        return None
+    if value.startswith("local-dir:"):
+        return "local-dir:" + str(_existing(base, value.removeprefix("local-dir:"), where))
+    if value.startswith("hf-hub:"):
+        return value
+    looks_like_path = "/" in value or "\\" in value or Path(value).suffix in {".safetensors", ".pt", ".pth", ".bin"}
+    return str(_existing(base, value, where)) if looks_like_path else value
+
+
+def _classnames(table: dict, base: Path) -> tuple[str, ...]:
+    names = _typed(table, "names", (list, str), "classes")
+    file = _typed(table, "file", str, "classes")
+    if (names is None) == (file is None):
+        raise ExperimentError("classes: give exactly one of 'names' (a list or \"imagenet\") or 'file'")
+    if file is not None:
+        lines = _existing(base, file, "classes.file").read_text(encoding="utf-8").splitlines()
+        names = [line.strip() for line in lines if line.strip()]
+    elif isinstance(names, str):
+        if names != "imagenet":
+            raise ExperimentError(f"classes.names: expected a list or \"imagenet\", got {names!r}")
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        names = list(IMAGENET_CLASSNAMES)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ExperimentError("classes.names: expected a non-empty list of non-empty strings")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ExperimentError(f"classes.names: class '{dup}' appears twice")
+    return tuple(names)
+
+
+def _templates(table: dict) -> tuple[str, ...]:
+    value = _typed(table, "templates", (list, str), "classes", default="openai")
+    if isinstance(value, str):
+        if value not in TEMPLATE_SETS:
+            raise ExperimentError(f"classes.templates: expected a list or one of {TEMPLATE_SETS}, got {value!r}")
+        return builtin_templates(value)
+    if not value or not all(isinstance(t, str) and "{}" in t for t in value):
+        raise ExperimentError("classes.templates: every template must be a string containing '{}'")
+    return tuple(value)
+
+
+def builtin_templates(kind: str) -> tuple[str, ...]:
+    """open_clip's OpenAI ImageNet templates (80) or its simple set, as '{}' format strings."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+
+    chosen = OPENAI_IMAGENET_TEMPLATES if kind == "openai" else SIMPLE_IMAGENET_TEMPLATES
+    return tuple(t("{}") for t in chosen)
+
+
+def _dataset(table: Any, base: Path, where: str, default_name: str, classnames: tuple[str, ...]) -> DatasetSpec:
+    if not isinstance(table, dict):
+        raise ExperimentError(f"{where}: expected a table with 'source', got {type(table).__name__}")
+    _check_keys(table, _SECTION_KEYS["dataset"], where)
+    source = _typed(table, "source", str, where)
+    if not source:
+        raise ExperimentError(f"{where}.source: missing (a folder path or world:<set>)")
+    if not source.startswith("world:"):
+        source = str(_existing(base, source, f"{where}.source"))
+    subset = _typed(table, "classes", list, where)
+    if subset is not None:
+        unknown = [c for c in subset if c not in classnames]
+        if unknown:
+            raise ExperimentError(f"{where}.classes: '{unknown[0]}' is not one of the experiment's class names")
+        subset = tuple(subset)
+    mapping = _typed(table, "mapping", str, where)
+    limit = _typed(table, "limit", int, where)
+    return DatasetSpec(name=_typed(table, "name", str, where, default=default_name), source=source,
+                       classes=subset, mapping=_existing(base, mapping, f"{where}.mapping") if mapping else None,
+                       limit=limit)
+
+
+def parse_experiment(data: dict, base: Path, path: Path | None = None) -> Experiment:
+    """Validate an experiment's TOML table; `base` is where relative paths start."""
+    _check_keys(data, _TOP_KEYS, "experiment")
+    for section in ("zeroshot", "finetuned", "classes", "id"):
+        if not isinstance(data.get(section), dict):
+            raise ExperimentError(f"experiment: missing table [{section}]")
+    zs = data["zeroshot"]
+    _check_keys(zs, _SECTION_KEYS["zeroshot"], "zeroshot")
+    model = _typed(zs, "model", str, "zeroshot")
+    if not model:
+        raise ExperimentError("zeroshot.model: missing (an open_clip model name such as 'ViT-B-32')")
+    config = _typed(zs, "config", str, "zeroshot")
+    spec = ModelSpec(model, _resolve_pretrained(base, _typed(zs, "pretrained", str, "zeroshot"), "zeroshot.pretrained"),
+                     _existing(base, config, "zeroshot.config") if config else None)
+    _check_keys(data["finetuned"], _SECTION_KEYS["finetuned"], "finetuned")
+    checkpoint = _typed(data["finetuned"], "checkpoint", str, "finetuned")
+    if not checkpoint:
+        raise ExperimentError("finetuned.checkpoint: missing (path to the fine-tuned checkpoint)")
+    _check_keys(data["classes"], _SECTION_KEYS["classes"], "classes")
+    classnames = _classnames(data["classes"], base)
+    shifts = _typed(data, "shifts", list, "experiment", default=[])
+    exp = Experiment(
+        name=_typed(data, "name", str, "experiment", default=path.stem if path else "experiment"),
+        zeroshot=spec,
+        finetuned=_existing(base, checkpoint, "finetuned.checkpoint"),
+        classnames=classnames,
+        templates=_templates(data["classes"]),
+        id_set=_dataset(data["id"], base, "id", "ID", classnames),
+        id_val=_dataset(data["id_val"], base, "id_val", "ID-val", classnames) if "id_val" in data else None,
+        shifts=tuple(_dataset(s, base, f"shifts[{i}]", f"shift-{i}", classnames) for i, s in enumerate(shifts)),
+        head_policy=_choice(data, "head_policy", HEAD_POLICIES, "interpolate"),
+        device=_typed(data, "device", str, "experiment", default="auto"),
+        precision=_choice(data, "precision", PRECISIONS, "fp32"),
+        batch_size=_typed(data, "batch_size", int, "experiment", default=256),
+        cache_dir=(base / data["cache_dir"]).resolve() if _typed(data, "cache_dir", str, "experiment") else None,
+        path=path,
+    )
+    names = [s.name for s in exp.eval_sets]
+    if len(set(names)) != len(names):
+        raise ExperimentError(f"experiment: two sets share the name '{next(n for n in names if names.count(n) > 1)}'")
+    if exp.batch_size < 1:
+        raise ExperimentError(f"experiment.batch_size: expected a positive int, got {exp.batch_size}")
+    return exp
+
+
+def _choice(data: dict, key: str, allowed: tuple[str, ...], default: str) -> str:
+    value = _typed(data, key, str, "experiment", default=default)
+    if value not in allowed:
+        raise ExperimentError(f"experiment.{key}: expected one of {allowed}, got {value!r}")
+    return value
+
+
+def load_experiment(path: str | Path | None = None) -> Experiment:
+    """Read and validate an experiment TOML file (default: the built-in demo)."""
+    path = Path(path).expanduser().resolve() if path else DEFAULT_EXPERIMENT
+    if not path.is_file():
+        raise ExperimentError(f"experiment file not found: {path} (pass --experiment with a TOML file)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ExperimentError(f"{path.name}: not valid TOML: {err}") from None
+    return parse_experiment(data, path.parent, path)
+
+
+def load_mapping(path: Path | None) -> dict[str, str] | None:
+    """Folder-name -> class-name mapping from a JSON object file (or None)."""
+    if path is None:
+        return None
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ExperimentError(f"{path.name}: mapping must be a JSON object of folder -> class name: {err}") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ExperimentError(f"{path.name}: mapping must be a JSON object of folder -> class name")
+    return mapping
+
+
+def experiment_to_toml(exp: Experiment) -> str:
+    """Serialise an experiment back to TOML text (absolute paths), for the app's experiment builder."""
+
+    def q(value: Any) -> str:
+        return json.dumps(str(value)) if not isinstance(value, (int, list, tuple)) else json.dumps(
+            list(value) if isinstance(value, tuple) else value)
+
+    lines = [f"name = {q(exp.name)}", f"device = {q(exp.device)}", f"precision = {q(exp.precision)}",
+             f"head_policy = {q(exp.head_policy)}", f"batch_size = {exp.batch_size}"]
+    if exp.cache_dir:
+        lines.append(f"cache_dir = {q(exp.cache_dir)}")
+    lines += ["", "[zeroshot]", f"model = {q(exp.zeroshot.name)}"]
+    if exp.zeroshot.pretrained:
+        lines.append(f"pretrained = {q(exp.zeroshot.pretrained)}")
+    if exp.zeroshot.config:
+        lines.append(f"config = {q(exp.zeroshot.config)}")
+    lines += ["", "[finetuned]", f"checkpoint = {q(exp.finetuned)}", "", "[classes]",
+              f"names = {q(exp.classnames)}", f"templates = {q(exp.templates)}"]
+    for header, ds in [("[id]", exp.id_set), ("[id_val]", exp.id_val)] + [("[[shifts]]", s) for s in exp.shifts]:
+        if ds is None:
+            continue
+        lines += ["", header, f"name = {q(ds.name)}", f"source = {q(ds.source)}"]
+        if ds.classes:
+            lines.append(f"classes = {q(ds.classes)}")
+        if ds.mapping:
+            lines.append(f"mapping = {q(ds.mapping)}")
+        if ds.limit:
+            lines.append(f"limit = {ds.limit}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""Weight space: theta_alpha = (1 - alpha) * theta_0 + alpha * theta_1 as one lerp over flat buffers."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .models import ImageClassifier
+
+HEAD_KEYS = ("head.weight", "head.bias")
+
+
+def _float_entries(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Every floating-point parameter and buffer, in state_dict order (BN running stats included)."""
+    return [(k, v) for k, v in module.state_dict(keep_vars=True).items() if v.is_floating_point()]
+
+
+def _flatten(entries: list[tuple[str, torch.Tensor]]) -> dict[torch.dtype, torch.Tensor]:
+    """One contiguous copy per dtype (normally a single fp32 buffer)."""
+    groups: dict[torch.dtype, list[torch.Tensor]] = {}
+    for _, tensor in entries:
+        groups.setdefault(tensor.dtype, []).append(tensor.detach().reshape(-1))
+    return {dtype: torch.cat(parts) for dtype, parts in groups.items()}
+
+
+def _rebind(module: nn.Module, flats: dict[torch.dtype, torch.Tensor]) -> None:
+    """Make every float parameter/buffer of `module` a view into `flats`, so writing flats updates the model."""
+    offsets = dict.fromkeys(flats, 0)
+    for name, tensor in _float_entries(module):
+        owner_name, _, attr = name.rpartition(".")
+        owner = module.get_submodule(owner_name) if owner_name else module
+        offset, n = offsets[tensor.dtype], tensor.numel()
+        view = flats[tensor.dtype][offset:offset + n].view(tensor.shape)
+        view.copy_(tensor.detach())
+        offsets[tensor.dtype] = offset + n
+        if attr in owner._parameters:
+            owner._parameters[attr].data = view
+        else:
+            owner._buffers[attr] = view
+
+
+@dataclass
+class Working:
+    """A per-session model whose weights live in its own flat buffers."""
+
+    model: ImageClassifier
+    flats: dict[torch.dtype, torch.Tensor]
+    alpha: float | None = None
+
+
+class WeightSpace:
+    """The line through zero-shot and fine-tuned weights; read-only, shareable across sessions."""
+
+    def __init__(self, zeroshot: ImageClassifier, finetuned: ImageClassifier, head_policy: str = "interpolate") -> None:
+        if head_policy not in ("interpolate", "zeroshot", "finetuned"):
+            raise ValueError(f"head_policy must be interpolate, zeroshot or finetuned, got {head_policy!r}")
+        names0 = [k for k, _ in _float_entries(zeroshot)]
+        if names0 != [k for k, _ in _float_entries(finetuned)]:
+            raise ValueError("zero-shot and fine-tuned classifiers have different parameter layouts")
+        self.head_policy = head_policy
+        self._template = zeroshot  # never mutated: non-float tensors (e.g. BN counters) come from it
+        self.theta0 = _flatten(_float_entries(zeroshot))
+        self.theta1 = _flatten(_float_entries(finetuned))
+        if head_policy != "interpolate":
+            # Fix the head at one endpoint by making both endpoints agree on the head's slice.
+            src, dst = (self.theta0, self.theta1) if head_policy == "zeroshot" else (self.theta1, self.theta0)
+            for dtype, start, stop in self._head_slices(zeroshot):
+                dst[dtype][start:stop] = src[dtype][start:stop]
+        for flat in (*self.theta0.values(), *self.theta1.values()):
+            flat.requires_grad_(False)
+        self._default: Working | None = None
+
+    @staticmethod
+    def _head_slices(model: nn.Module) -> list[tuple[torch.dtype, int, int]]:
+        slices, offsets = [], {}
+        for name, tensor in _float_entries(model):
+            start = offsets.get(tensor.dtype, 0)
+            offsets[tensor.dtype] = start + tensor.numel()
+            if name in HEAD_KEYS:
+                slices.append((tensor.dtype, start, start + tensor.numel()))
+        return slices
+
+    @property
+    def num_weights(self) -> int:
+        """Number of interpolated scalars."""
+        return sum(f.numel() for f in self.theta0.values())
+
+    def new_working(self) -> Working:
+        """A fresh working model (its own memory) for one session; starts at alpha = 0."""
+        model = copy.deepcopy(self._template).eval().requires_grad_(False)
+        flats = {dtype: torch.empty_like(flat) for dtype, flat in self.theta0.items()}
+        _rebind(model, flats)
+        working = Working(model, flats)
+        self.interpolate_into(working, 0.0)
+        return working
+
+    def interpolate_into(self, working: Working, alpha: float) -> ImageClassifier:
+        """Write theta_alpha into a working model in place (alpha outside [0, 1] extrapolates)."""
+        alpha = float(alpha)
+        if working.alpha != alpha:
+            with torch.no_grad():
+                for dtype, out in working.flats.items():
+                    # lerp is exact at the endpoints: alpha=0 gives theta_0, alpha=1 gives theta_1 bit for bit.
+                    torch.lerp(self.theta0[dtype], self.theta1[dtype], alpha, out=out)
+            working.alpha = alpha
+        return working.model
+
+    @property
+    def working(self) -> ImageClassifier:
+        """The default working model (for scripts; sessions should use new_working())."""
+        if self._default is None:
+            self._default = self.new_working()
+        return self._default.model
+
+    def set_alpha(self, alpha: float) -> ImageClassifier:
+        """Interpolate into the default working model and return it."""
+        if self._default is None:
+            self._default = self.new_working()
+        return self.interpolate_into(self._default, alpha)
+
+    def state_at(self, alpha: float) -> dict[str, torch.Tensor]:
+        """A standalone copy of the classifier's state dict at alpha (for export)."""
+        working = self.new_working()
+        self.interpolate_into(working, alpha)
+        return {k: v.detach().clone() for k, v in working.model.state_dict().items()}
+
+
+def interpolate_state_dicts(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor],
+                            alpha: float) -> dict[str, torch.Tensor]:
+    """The paper code's way (a dict comprehension); kept as the reference for tests and the benchmark."""
+    return {k: (1 - alpha) * theta0[k] + alpha * theta1[k] if theta0[k].is_floating_point() else theta0[k]
+            for k in theta0}

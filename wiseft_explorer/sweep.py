@@ -1,0 +1,182 @@
+"""The alpha sweep: accuracy and per-image predictions for every alpha and set, cached on disk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .atomic import atomic_write_text
+from .cache import DiskCache, cache_key
+from .data import EvalSet, restrict_logits
+from .models import ImageClassifier, autocast
+from .runtime import ExperimentRuntime
+
+ALPHA_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
+PAPER_ALPHA = 0.5
+TOP_K = 5
+FULL_PROBS_MAX_CLASSES = 100  # keep every class probability for small label sets (the gallery's alpha charts)
+
+Progress = Callable[[int, int, str, float], None]  # (done, total, set name, alpha)
+
+
+@dataclass
+class Predictions:
+    """One set at one alpha: top-1 accuracy and per-image predictions."""
+
+    top1: float
+    pred: torch.Tensor  # (N,) predicted class index
+    top5_idx: torch.Tensor  # (N, 5) class indices, most likely first
+    top5_prob: torch.Tensor  # (N, 5) softmax probabilities
+    probs: torch.Tensor | None = None  # (N, C) all probabilities when C is small
+
+    def as_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors for the disk cache."""
+        out = {"pred": self.pred, "top5_idx": self.top5_idx, "top5_prob": self.top5_prob}
+        if self.probs is not None:
+            out["probs"] = self.probs
+        return out
+
+
+def coarse_first(alphas: Sequence[float]) -> list[float]:
+    """Order alphas so the endpoints, 0.5, then quarters come first: a curve's shape appears early."""
+    def rank(a: float) -> tuple[int, float]:
+        for level, step in enumerate((1.0, 0.5, 0.25, 0.1)):
+            if abs(a / step - round(a / step)) < 1e-9:
+                return level, a
+        return 4, a
+    return sorted(dict.fromkeys(alphas), key=rank)
+
+
+@torch.inference_mode()
+def predict_logits(model: ImageClassifier, images: torch.Tensor, device: torch.device, precision: str = "fp32",
+                   batch_size: int = 256) -> torch.Tensor:
+    """Logits (N, C) of preprocessed images, batched, on the model's device."""
+    outs = []
+    with autocast(device, precision):
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size].to(device, non_blocking=True)
+            outs.append(model(batch).float().cpu())
+    return torch.cat(outs)
+
+
+def summarise(logits: torch.Tensor, labels: torch.Tensor, class_indices: torch.Tensor | None) -> Predictions:
+    """Top-1 accuracy and top-5 of logits, restricted to the set's classes."""
+    probs = restrict_logits(logits, class_indices).softmax(dim=-1)
+    k = min(TOP_K, probs.shape[1] if class_indices is None else len(class_indices))
+    top_prob, top_idx = probs.topk(k, dim=-1)
+    pred = top_idx[:, 0]
+    return Predictions(float((pred == labels).float().mean()) if len(labels) else 0.0, pred, top_idx, top_prob,
+                       probs if probs.shape[1] <= FULL_PROBS_MAX_CLASSES else None)
+
+
+@dataclass
+class SweepResult:
+    """Accuracy table and per-image predictions of one experiment over an alpha grid."""
+
+    id_set: str
+    id_val: str | None
+    shift_sets: list[str]
+    alphas: list[float]
+    predictions: dict[str, dict[float, Predictions]] = field(default_factory=dict)
+
+    def top1(self, set_name: str, alpha: float) -> float:
+        """Top-1 accuracy of one set at one grid alpha."""
+        return self.predictions[set_name][alpha].top1
+
+    def avg_shifts(self, alpha: float, shifts: Sequence[str] | None = None) -> float:
+        """Mean top-1 over the shift sets (or the given ones) at alpha."""
+        names = list(shifts) if shifts is not None else self.shift_sets
+        return sum(self.top1(s, alpha) for s in names) / len(names) if names else float("nan")
+
+    def table(self) -> pd.DataFrame:
+        """One row per alpha: each set's top-1 (percent-free fractions) and avg_shifts."""
+        rows = []
+        for alpha in sorted(self.alphas):
+            row = {"alpha": alpha}
+            row.update({name: preds[alpha].top1 for name, preds in self.predictions.items()})
+            row["avg_shifts"] = self.avg_shifts(alpha)
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("alpha")
+
+    def jsonl_rows(self) -> list[dict]:
+        """Rows with the paper code's keys: alpha, '<Set>:top1', 'avg_shifts:top1', id_set, shift_sets."""
+        rows = []
+        for alpha, row in self.table().iterrows():
+            out = {"alpha": float(alpha)}
+            out.update({f"{k}:top1": float(v) for k, v in row.items()})
+            out.update({"id_set": self.id_set, "shift_sets": self.shift_sets})
+            rows.append(out)
+        return rows
+
+    def write_jsonl(self, path: str | Path) -> Path:
+        """Write the results as JSONL, atomically."""
+        text = "".join(json.dumps(r) + "\n" for r in self.jsonl_rows())
+        return atomic_write_text(Path(path), text)
+
+
+def choose_alphas(result: SweepResult) -> dict[str, float]:
+    """The three alpha choices: best held-out ID (id-val, else ID), best average shift, and the paper's 0.5."""
+    selector = result.id_val or result.id_set
+    alphas = sorted(result.alphas)
+    best_id = max(alphas, key=lambda a: (result.top1(selector, a), -abs(a - PAPER_ALPHA)))
+    best_shift = max(alphas, key=lambda a: (result.avg_shifts(a), -abs(a - PAPER_ALPHA)))
+    return {"best_id_val": best_id, "best_avg_shifts": best_shift, "paper_default": PAPER_ALPHA}
+
+
+def _entry_key(runtime: ExperimentRuntime, set_fp: str, alpha: float) -> str:
+    return cache_key(kind="sweep-entry", alpha=round(alpha, 6), set=set_fp, **runtime.fingerprint)
+
+
+def _load_entry(cache: DiskCache, key: str) -> Predictions | None:
+    entry = cache.get_entry(key)
+    if entry is None:
+        return None
+    tensors, meta = entry
+    return Predictions(float(meta["top1"]), tensors["pred"], tensors["top5_idx"], tensors["top5_prob"],
+                       tensors.get("probs"))
+
+
+def run_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRID, sets: Sequence[str] | None = None,
+              cache: DiskCache | None = None, progress: Progress | None = None,
+              working=None) -> SweepResult:
+    """Evaluate every set at every alpha; cached entries are read, not recomputed (models load only if needed)."""
+    exp = runtime.experiment
+    cache = cache or DiskCache(exp.cache_dir)
+    names = list(sets) if sets is not None else runtime.set_names
+    order = coarse_first(alphas)
+    set_fps = {name: runtime.set_fingerprint(name) for name in names}
+    result = SweepResult(exp.id_set.name, exp.id_val.name if exp.id_val else None,
+                         [s.name for s in exp.shifts if s.name in names], sorted(set(order)),
+                         {name: {} for name in names})
+    total, done = len(order) * len(names), 0
+    for alpha in order:
+        missing = []
+        for name in names:
+            key = _entry_key(runtime, set_fps[name], alpha)
+            cached = _load_entry(cache, key)
+            if cached is None:
+                missing.append((name, key))
+            else:
+                result.predictions[name][alpha] = cached
+                done += 1
+                if progress:
+                    progress(done, total, name, alpha)
+        if not missing:
+            continue
+        working = working or runtime.new_working()
+        model = runtime.classifier_at(working, alpha)
+        for name, key in missing:
+            ev: EvalSet = runtime.eval_set(name)
+            logits = predict_logits(model, ev.images, runtime.device, exp.precision, exp.batch_size)
+            preds = summarise(logits, ev.labels, ev.class_indices)
+            cache.put(key, preds.as_tensors(), {"top1": preds.top1, "set": name, "alpha": alpha})
+            result.predictions[name][alpha] = preds
+            done += 1
+            if progress:
+                progress(done, total, name, alpha)
+    return result
