@@ -4,9 +4,24 @@ The public API is re-exported here (as open_clip does); the Streamlit app and th
 """
 
 from .checkpoints import CheckpointError, convert_trusted_pickle, load_checkpoint, save_checkpoint
-from .experiment import DEFAULT_EXPERIMENT, DatasetSpec, Experiment, ExperimentError, ModelSpec, load_experiment
+from .experiment import (
+    DEFAULT_EXPERIMENT,
+    DatasetSpec,
+    Experiment,
+    ExperimentError,
+    ModelSpec,
+    load_experiment,
+)
 from .interpolate import WeightSpace, Working, interpolate_state_dicts
-from .models import ImageClassifier, LoadedClip, ModelLoadError, ModelPair, load_clip, load_models, pick_device
+from .models import (
+    ImageClassifier,
+    LoadedClip,
+    ModelLoadError,
+    ModelPair,
+    load_clip,
+    load_models,
+    pick_device,
+)
 from .runtime import ExperimentRuntime
 from .sweep import ALPHA_GRID, PAPER_ALPHA, SweepResult, choose_alphas, run_sweep
 

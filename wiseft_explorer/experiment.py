@@ -53,7 +53,7 @@ class Experiment:
 
     name: str
     zeroshot: ModelSpec
-    finetuned: Path
+    finetuned: Path | None
     classnames: tuple[str, ...]
     templates: tuple[str, ...]
     id_set: DatasetSpec
@@ -183,7 +183,7 @@ def _dataset(table: Any, base: Path, where: str, default_name: str, classnames: 
 def parse_experiment(data: dict, base: Path, path: Path | None = None) -> Experiment:
     """Validate an experiment's TOML table; `base` is where relative paths start."""
     _check_keys(data, _TOP_KEYS, "experiment")
-    for section in ("zeroshot", "finetuned", "classes", "id"):
+    for section in ("zeroshot", "classes", "id"):
         if not isinstance(data.get(section), dict):
             raise ExperimentError(f"experiment: missing table [{section}]")
     zs = data["zeroshot"]
@@ -194,17 +194,19 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None) -> Experi
     config = _typed(zs, "config", str, "zeroshot")
     spec = ModelSpec(model, _resolve_pretrained(base, _typed(zs, "pretrained", str, "zeroshot"), "zeroshot.pretrained"),
                      _existing(base, config, "zeroshot.config") if config else None)
-    _check_keys(data["finetuned"], _SECTION_KEYS["finetuned"], "finetuned")
-    checkpoint = _typed(data["finetuned"], "checkpoint", str, "finetuned")
-    if not checkpoint:
-        raise ExperimentError("finetuned.checkpoint: missing (path to the fine-tuned checkpoint)")
+    # [finetuned] may be absent before fine-tuning (`wiseft-explorer finetune` makes the checkpoint).
+    finetuned = data.get("finetuned", {})
+    if not isinstance(finetuned, dict):
+        raise ExperimentError("finetuned: expected a table with 'checkpoint'")
+    _check_keys(finetuned, _SECTION_KEYS["finetuned"], "finetuned")
+    checkpoint = _typed(finetuned, "checkpoint", str, "finetuned")
     _check_keys(data["classes"], _SECTION_KEYS["classes"], "classes")
     classnames = _classnames(data["classes"], base)
     shifts = _typed(data, "shifts", list, "experiment", default=[])
     exp = Experiment(
         name=_typed(data, "name", str, "experiment", default=path.stem if path else "experiment"),
         zeroshot=spec,
-        finetuned=_existing(base, checkpoint, "finetuned.checkpoint"),
+        finetuned=_existing(base, checkpoint, "finetuned.checkpoint") if checkpoint else None,
         classnames=classnames,
         templates=_templates(data["classes"]),
         id_set=_dataset(data["id"], base, "id", "ID", classnames),
@@ -273,7 +275,9 @@ def experiment_to_toml(exp: Experiment) -> str:
         lines.append(f"pretrained = {q(exp.zeroshot.pretrained)}")
     if exp.zeroshot.config:
         lines.append(f"config = {q(exp.zeroshot.config)}")
-    lines += ["", "[finetuned]", f"checkpoint = {q(exp.finetuned)}", "", "[classes]",
+    if exp.finetuned:
+        lines += ["", "[finetuned]", f"checkpoint = {q(exp.finetuned)}"]
+    lines += ["", "[classes]",
               f"names = {q(exp.classnames)}", f"templates = {q(exp.templates)}"]
     for header, ds in [("[id]", exp.id_set), ("[id_val]", exp.id_val)] + [("[[shifts]]", s) for s in exp.shifts]:
         if ds is None:

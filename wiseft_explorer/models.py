@@ -245,6 +245,9 @@ def load_models(exp: Experiment) -> ModelPair:
     device = pick_device(exp.device)
     clip = load_clip(exp.zeroshot, device)
     zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device)
+    if exp.finetuned is None:
+        raise ModelLoadError(f"{exp.name}: no [finetuned] checkpoint yet; make one with `wiseft-explorer finetune "
+                             "--experiment FILE --out ft.safetensors` and add it to the experiment")
     finetuned, metadata = load_finetuned(exp.finetuned, zeroshot, clip, exp)
     return ModelPair(clip, zeroshot, finetuned.to(device), device, exp.precision, metadata)
 

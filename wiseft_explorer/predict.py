@@ -30,7 +30,7 @@ class TopK:
 
 def _topk(probs: torch.Tensor, classnames: Sequence[str], k: int = TOP_K) -> list[TopK]:
     values, idx = probs.topk(min(k, probs.shape[1]), dim=-1)
-    return [TopK([classnames[i] for i in row_idx.tolist()], row_val.tolist()) for row_val, row_idx in zip(values, idx)]
+    return [TopK([classnames[i] for i in row_idx.tolist()], row_val.tolist()) for row_val, row_idx in zip(values, idx, strict=True)]
 
 
 def preprocess(runtime: ExperimentRuntime, pictures: Sequence[Image.Image]) -> torch.Tensor:

@@ -87,7 +87,7 @@ class ExperimentRuntime:
             zs = ",".join(file_digest(p) for p in sorted(folder.iterdir()) if p.is_file())
         return {"model": exp.zeroshot.name, "zeroshot": zs,
                 "config": file_digest(exp.zeroshot.config) if exp.zeroshot.config else "",
-                "finetuned": file_digest(exp.finetuned), "head_policy": exp.head_policy,
+                "finetuned": file_digest(exp.finetuned) if exp.finetuned else "", "head_policy": exp.head_policy,
                 "classes": "|".join(exp.classnames), "templates": "|".join(exp.templates),
                 "precision": exp.precision}
 

@@ -166,9 +166,23 @@ def _photo(attrs: Attributes, rng: np.random.Generator, side: int, mask: np.ndar
     return img * (1 - m) + fg * m
 
 
+def _erode(mask: np.ndarray, width: int) -> np.ndarray:
+    # Separable min filter, edges replicated (much cheaper than PIL's rank filter for wide outlines).
+    out = mask.copy()
+    for axis in (0, 1):
+        src = out.copy()
+        for d in range(1, width + 1):
+            lo = [slice(None)] * 2
+            hi = [slice(None)] * 2
+            lo[axis], hi[axis] = slice(d, None), slice(None, -d)
+            out[tuple(lo)] = np.minimum(out[tuple(lo)], src[tuple(hi)])
+            out[tuple(hi)] = np.minimum(out[tuple(hi)], src[tuple(lo)])
+    return out
+
+
 def _outline(mask_img: Image.Image, width: int) -> np.ndarray:
-    inner = mask_img.filter(ImageFilter.MinFilter(2 * width + 1))
-    return (np.asarray(mask_img, np.float32) - np.asarray(inner, np.float32)) / 255.0
+    mask = np.asarray(mask_img, np.float32) / 255.0
+    return mask - _erode(mask, width)
 
 
 def _sketch(attrs: Attributes, rng: np.random.Generator, side: int, mask_img: Image.Image) -> np.ndarray:
