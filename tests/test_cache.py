@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from wiseft_explorer import atomic as atomic_mod
 from wiseft_explorer import cache as cache_mod
 from wiseft_explorer.atomic import remove_stale_temps
 from wiseft_explorer.cache import (
@@ -181,8 +182,12 @@ if mode == "put":
     os.fsync = slow_fsync
     path = __import__("pathlib").Path(target)
     DiskCache(path.parent).put(path.stem, {"x": torch.full((1 << 21,), 7.0)}, {"writer": "child"})
-else:  # no torch import: a fast child that stalls halfway through writing the bytes
-    from wiseft_explorer.atomic import atomic_path
+else:  # atomic.py alone (no package import, so no torch): a fast child that stalls mid-write
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("atomic", sys.argv[3])
+    atomic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(atomic)
+    atomic_path = atomic.atomic_path
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         fh.write(b"\\0" * (1 << 20))
         fh.flush()
@@ -202,7 +207,7 @@ def test_writer_killed_mid_write(tmp_path, mode, had_old):
     if had_old:
         cache.put(key, tensors(), {"writer": "parent"})
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, mode, str(cache.path_for(key))],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, mode, str(cache.path_for(key)), atomic_mod.__file__],
                              stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert child.stdout.readline().strip() == "WRITING"

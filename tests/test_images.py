@@ -117,6 +117,8 @@ def test_alpha_modes_composited_on_white():
     assert out[0, 0].tolist() == [255, 255, 255]
     gif = np.asarray(decode_image(encode(pal, "GIF", transparency=1)))
     assert gif[0, 0].tolist() == [255, 255, 255]
+    rgb_key = np.asarray(decode_image(encode(Image.new("RGB", (2, 2), (0, 255, 0)), "PNG", transparency=(0, 255, 0))))
+    assert rgb_key[0, 0].tolist() == [255, 255, 255]  # single-colour transparency (tRNS) in an RGB PNG
 
 
 def test_plain_modes_to_rgb():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -166,14 +167,14 @@ class DiskCache:
         return path
 
     def clear(self) -> int:
-        """Remove every entry (and any temporary file); return how many entries were removed."""
+        """Remove every entry (and stale temporary files); return how many entries were removed."""
         removed = 0
-        for path in list(self.root.glob(f"*{ENTRY_SUFFIX}")) + list(self.root.glob(".*.tmp")):
-            try:
+        for path in self.root.glob(f"*{ENTRY_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):  # another session removed it first
                 path.unlink()
-            except FileNotFoundError:
-                continue
-            removed += path.suffix == ENTRY_SUFFIX
+                removed += 1
+        # Fresh temp files belong to writers still running in other sessions: deleting them would fail their put.
+        remove_stale_temps(self.root)
         return removed
 
     def reset_stats(self) -> None:
@@ -218,8 +219,8 @@ class DiskCache:
         warnings.warn(message, CacheWarning, stacklevel=3)
         try:
             path.unlink()
-        except FileNotFoundError:
-            pass  # another session already removed it
+        except FileNotFoundError:  # another session already removed it
+            pass
         except OSError as exc:  # read-only cache folder: still usable, the entry is just recomputed each time
             warnings.warn(f"could not remove bad cache entry {path}: {exc}", CacheWarning, stacklevel=3)
 

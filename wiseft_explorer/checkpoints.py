@@ -28,7 +28,7 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata
     """Write tensors + JSON metadata to one .safetensors file, atomically; all-zero rows stored compactly."""
     path = Path(path)
     out: dict[str, torch.Tensor] = {}
-    compact: dict[str, list[int]] = {}
+    compacted: dict[str, list[int]] = {}  # distinct name: `compact` is the caller's switch
     for key, value in tensors.items():
         value = value.detach().cpu()
         if dtype is not None and value.is_floating_point():
@@ -38,12 +38,12 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata
         if rows is not None and rows.numel() < value.shape[0] // 2:
             out[f"{key}::rows"] = rows
             out[f"{key}::values"] = value[rows].contiguous()
-            compact[key] = list(value.shape)
+            compacted[key] = list(value.shape)
         else:
             out[key] = value.contiguous()
     meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
-    if compact:
-        meta[_COMPACT] = json.dumps(compact)
+    if compacted:
+        meta[_COMPACT] = json.dumps(compacted)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(out, str(tmp), metadata=meta)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             results.append({"image": name, "error": str(err)})
             continue
         preds = predict_three(runtime, preprocess(runtime, [picture]), alpha, working)
-        results.append({"image": name, "alpha": alpha, **{k: v[0].as_dict() for k, v in preds.items()}})
+        # predict_three calls the theta_alpha model "alpha"; here that key holds the value, so name the model apart.
+        tops = {("interpolated" if k == "alpha" else k): v[0].as_dict() for k, v in preds.items()}
+        results.append({"image": name, "alpha": alpha, **tops})
     print(json.dumps(results, indent=2))
     return 1 if failed else 0
 
@@ -112,13 +115,24 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alpha(text: str) -> float:
+    """--alpha: any finite float (NaN or inf would silently turn every weight into NaN)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.5, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = argparse.ArgumentParser(prog="wiseft-explorer", description="Robust fine-tuning (WiSE-FT) explorer.")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--experiment", default=str(DEFAULT_EXPERIMENT), help="experiment TOML (default: demo)")
-    common.add_argument("--alpha", type=float, default=None, help="mixing coefficient (any float; <0 or >1 extrapolates)")
+    common.add_argument("--alpha", type=_alpha, default=None, help="mixing coefficient (any float; <0 or >1 extrapolates)")
 
     p = sub.add_parser("sweep", parents=[common], help="accuracy of every set over the alpha grid (cached)")
     p.add_argument("--out", help="also write the results as JSONL")

@@ -86,7 +86,12 @@ def load_folder_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Ca
     """Read an ImageFolder-layout folder; unreadable files are skipped with a warning naming the count."""
     mapping = load_mapping(spec.mapping)
     scan = scan_image_folder(Path(spec.source), list(classnames), mapping)
-    samples = scan.samples[: spec.limit] if spec.limit else scan.samples
+    subset = _subset_indices(spec, classnames)
+    samples = scan.samples
+    if subset is not None:  # as for world sets: images of classes outside the subset are not part of the set
+        covered = set(subset.tolist())
+        samples = [s for s in samples if s[1] in covered]
+    samples = samples[: spec.limit] if spec.limit else samples
     pictures, labels, paths = [], [], []
     skipped = list(scan.skipped)
     for path, label in samples:
@@ -103,7 +108,7 @@ def load_folder_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Ca
     if not pictures:
         raise ExperimentError(f"{spec.name}: no readable images in {spec.source}")
     return EvalSet(spec.name, preprocess_images(pictures, preprocess), torch.tensor(labels, dtype=torch.long),
-                   _subset_indices(spec, classnames), paths=paths, skipped=skipped)
+                   subset, paths=paths, skipped=skipped)
 
 
 def load_eval_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Callable) -> EvalSet:

@@ -133,7 +133,8 @@ def _classnames(table: dict, base: Path) -> tuple[str, ...]:
         names = list(IMAGENET_CLASSNAMES)
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ExperimentError("classes.names: expected a non-empty list of non-empty strings")
-    if len(set(names)) != len(names):
+    # open_clip's ImageNet list (like OpenAI's) repeats 'missile' and 'sunglasses' for distinct classes: keep it as is.
+    if len(set(names)) != len(names) and table.get("names") != "imagenet":
         dup = next(n for n in names if names.count(n) > 1)
         raise ExperimentError(f"classes.names: class '{dup}' appears twice")
     return tuple(names)

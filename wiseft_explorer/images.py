@@ -87,12 +87,10 @@ def _sniff(fp: BinaryIO) -> str:
     head = fp.read(512).lstrip()
     if head.startswith(b"%PDF"):
         return "a PDF document"
-    if head.startswith(b"8BPS"):
-        return "a Photoshop (PSD) file"
     if b"<svg" in head.lower():
         return "an SVG (vector) drawing"
     if head.startswith(b"PK\x03\x04"):
-        return "a ZIP archive"
+        return "a ZIP archive (.docx, .zip, ...)"
     return "unrecognised content"
 
 
@@ -157,17 +155,15 @@ def _grey_to_uint8(img: Image.Image) -> Image.Image:
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to RGB: transparency composited on white, 16-bit and float grey scaled."""
-    if img.mode == "RGB":
-        return img
     if img.mode.startswith("I") or img.mode == "F":
         return _grey_to_uint8(img).convert("RGB")
-    has_alpha = img.mode in {"RGBA", "RGBa", "LA", "La", "PA"} or "transparency" in img.info
-    if has_alpha:
+    # "transparency" covers palette tRNS and single-colour transparency in L/RGB images.
+    if img.mode in {"RGBA", "RGBa", "LA", "La", "PA"} or "transparency" in img.info:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     # CMYK, L, 1, P, YCbCr, HSV ... all have a direct conversion in Pillow.
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _human_bytes(n: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +101,8 @@ class WeightSpace:
     def interpolate_into(self, working: Working, alpha: float) -> ImageClassifier:
         """Write theta_alpha into a working model in place (alpha outside [0, 1] extrapolates)."""
         alpha = float(alpha)
+        if not math.isfinite(alpha):  # NaN/inf would silently turn every weight into NaN
+            raise ValueError(f"alpha must be a finite number, got {alpha}")
         if working.alpha != alpha:
             with torch.no_grad():
                 for dtype, out in working.flats.items():

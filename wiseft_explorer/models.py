@@ -118,7 +118,10 @@ def load_clip(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedClip
     if spec.config is not None:
         register_config(spec.config, spec.name)
     pretrained = spec.pretrained or ""
-    if pretrained.startswith("local-dir:"):
+    if spec.name.startswith("local-dir:"):
+        # open_clip would load the folder's weights itself, with a full-unpickle fallback: use our safe loader.
+        loaded = _load_from_dir(Path(spec.name.removeprefix("local-dir:")), spec.name)
+    elif pretrained.startswith("local-dir:"):
         loaded = _load_from_dir(Path(pretrained.removeprefix("local-dir:")), spec.name)
     elif pretrained.startswith("hf-hub:") or spec.name.startswith("hf-hub:"):
         loaded = _load_from_hub(pretrained if pretrained.startswith("hf-hub:") else spec.name)

@@ -1,0 +1,110 @@
+"""Helpers for the library tests: a shared read-only runtime, experiment files, parallel CLI runs, evil pickles."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from tiny import CLASSES, TEMPLATES, TINY_NAME, TinyExperiment
+
+from wiseft_explorer.runtime import ExperimentRuntime
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=4)
+def _runtime(toml: str) -> ExperimentRuntime:
+    return ExperimentRuntime.from_path(toml)
+
+
+def shared_runtime(tiny: TinyExperiment) -> ExperimentRuntime:
+    """One runtime of the tiny experiment per test session; callers must treat it as read-only."""
+    return _runtime(str(tiny.toml))
+
+
+def write_experiment(folder: Path, tiny: TinyExperiment, *, name: str = "exp.toml", model: str = TINY_NAME,
+                     pretrained: str | None = None, config: bool = True, finetuned: str | Path | None = None,
+                     shifts: list[dict] | None = None, head_policy: str = "interpolate",
+                     cache_dir: str | Path | None = None) -> Path:
+    """An experiment TOML (absolute paths) on the tiny models; defaults reproduce tiny.toml's models and ID set."""
+    q = json.dumps
+    shifts = [{"name": "Dark", "source": str(tiny.shift_dir), "classes": CLASSES[:2]}] if shifts is None else shifts
+    lines = ['name = "generated"', 'device = "cpu"', "batch_size = 8", f"head_policy = {q(head_policy)}",
+             f"cache_dir = {q(str(cache_dir or folder / 'cache'))}", "", "[zeroshot]", f"model = {q(model)}",
+             f"pretrained = {q(pretrained if pretrained is not None else str(tiny.zeroshot))}"]
+    if config:
+        lines.append(f"config = {q(str(tiny.config))}")
+    lines += ["", "[finetuned]", f"checkpoint = {q(str(finetuned or tiny.finetuned))}", "", "[classes]",
+              f"names = {q(CLASSES)}", f"templates = {q(TEMPLATES)}", "", "[id]", 'name = "ID"',
+              f"source = {q(str(tiny.id_dir))}"]
+    for shift in shifts:
+        lines += ["", "[[shifts]]"] + [f"{k} = {q(v)}" for k, v in shift.items()]
+    path = folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class CliResult:
+    """Exit code and output of one CLI subprocess."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def error_lines(self) -> list[str]:
+        """Lines of stderr that report an error (argparse's usage line excluded)."""
+        return [line for line in self.stderr.splitlines() if "error:" in line]
+
+
+def cli_env(extra_path: Path | None = None) -> dict[str, str]:
+    """Environment for CLI subprocesses: offline, two threads, tests folder importable (paper_model)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(TESTS), str(REPO), os.environ.get("PYTHONPATH")) if p))
+    if extra_path is not None:
+        env["WISEFT_CACHE_DIR"] = str(extra_path)
+    return env
+
+
+def run_cli_parallel(commands: dict[str, list[str]], cwd: Path, env: dict[str, str],
+                     timeout: float = 300) -> dict[str, CliResult]:
+    """Run several `python -m wiseft_explorer ...` at once: each pays ~10 s of imports, so overlap them."""
+    procs = {key: subprocess.Popen([sys.executable, "-m", "wiseft_explorer", *args], cwd=cwd, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for key, args in commands.items()}
+    results = {}
+    for key, proc in procs.items():
+        out, err = proc.communicate(timeout=timeout)
+        results[key] = CliResult(commands[key], proc.returncode, out, err)
+    return results
+
+
+class _Payload:
+    """Unpickling this calls open(marker, 'w'): the file appearing proves code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def write_evil_pickles(folder: Path, marker: Path) -> dict[str, Path]:
+    """Malicious checkpoints: a torch.save zip (looks like a state dict) and a raw pickle, both .pt/.bin."""
+    folder.mkdir(parents=True, exist_ok=True)
+    zipped = folder / "evil.pt"
+    torch.save({"visual.conv1.weight": torch.zeros(1), "payload": _Payload(marker)}, zipped)
+    raw = folder / "evil-raw.bin"
+    raw.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}, protocol=2))
+    assert not marker.exists()
+    return {"zip": zipped, "raw": raw}

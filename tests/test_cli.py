@@ -1,0 +1,143 @@
+"""The CLI through `python -m wiseft_explorer`: sweep, predict, export, info, help and one-line error exits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from libkit import CliResult, cli_env, run_cli_parallel, shared_runtime, write_experiment
+
+from wiseft_explorer.checkpoints import load_checkpoint
+from wiseft_explorer.cli import build_parser, main
+from wiseft_explorer.images import decode_image
+from wiseft_explorer.predict import predict_three, preprocess
+from wiseft_explorer.sweep import predict_logits, summarise
+
+
+@dataclass
+class Runs:
+    """The files the CLI was pointed at and what each run returned."""
+
+    folder: Path
+    experiment: Path
+    good: Path
+    runs: dict[str, CliResult]
+
+
+@pytest.fixture(scope="module")
+def cli(tiny, tmp_path_factory) -> Runs:
+    """Run every CLI case at once (each process spends ~10 s importing torch and open_clip)."""
+    folder = tmp_path_factory.mktemp("cli")
+    exp = str(write_experiment(folder, tiny))
+    good = next((tiny.id_dir / "green circle").iterdir())
+    bad = folder / "broken.png"
+    bad.write_bytes(b"this is not a png")
+    (folder / "bad.toml").write_text('name = "x"\nbatch_size = = 3\n')
+    runs = run_cli_parallel({
+        "sweep": ["sweep", "--experiment", exp, "--alpha", "0.5", "--out", str(folder / "r.jsonl"), "--quiet"],
+        "predict": ["predict", "--experiment", exp, "--alpha", "0.3", str(good), str(bad)],
+        "export": ["export", "--experiment", exp, "--alpha", "0.5", "--out", str(folder / "wise.safetensors")],
+        "info": ["info", "--experiment", exp, "--alpha", "0.2"],
+        "missing": ["sweep", "--experiment", str(folder / "no-such.toml")],
+        "bad_toml": ["info", "--experiment", str(folder / "bad.toml")],
+    }, cwd=folder, env=cli_env(folder / "cache"))
+    return Runs(folder, Path(exp), good, runs)
+
+
+def test_sweep_prints_the_table_and_writes_jsonl(cli, tiny):
+    run = cli.runs["sweep"]
+    assert run.returncode == 0, run.stderr
+    header = run.stdout.splitlines()[0].split()
+    assert header == ["ID", "Dark", "avg_shifts"]
+    row = json.loads((cli.folder / "r.jsonl").read_text())
+    assert row["alpha"] == 0.5 and row["id_set"] == "ID" and row["shift_sets"] == ["Dark"]
+    runtime = shared_runtime(tiny)
+    ev = runtime.eval_set("ID")
+    model = runtime.classifier_at(runtime.new_working(), 0.5)
+    expected = summarise(predict_logits(model, ev.images, runtime.device), ev.labels, None).top1
+    assert row["ID:top1"] == pytest.approx(expected)
+    assert f"{100 * expected:.1f}" in run.stdout
+
+
+def test_predict_reports_good_images_and_fails_for_bad_ones(cli, tiny):
+    run = cli.runs["predict"]
+    assert run.returncode == 1  # non-zero because one file failed ...
+    good, bad = json.loads(run.stdout)  # ... but the good one still has its results
+    assert bad["image"].endswith("broken.png") and "error" in bad and "zeroshot" not in bad
+    errors = run.error_lines()
+    assert len(errors) == 1 and "broken.png" in errors[0]
+    assert good["alpha"] == 0.3 and set(good) == {"image", "alpha", "zeroshot", "interpolated", "finetuned"}
+    runtime = shared_runtime(tiny)
+    expected = predict_three(runtime, preprocess(runtime, [decode_image(cli.good)]), 0.3, runtime.new_working())
+    for label in ("zeroshot", "alpha", "finetuned"):
+        top = good["interpolated" if label == "alpha" else label]
+        assert top["classes"] == expected[label][0].classes and len(top["classes"]) == 3  # top-5 of 3 classes
+        assert top["probs"] == pytest.approx(expected[label][0].probs, abs=1e-5)
+        assert top["probs"] == sorted(top["probs"], reverse=True) and sum(top["probs"]) == pytest.approx(1, abs=1e-4)
+
+
+def test_export_writes_theta_alpha(cli, tiny):
+    run = cli.runs["export"]
+    assert run.returncode == 0, run.stderr
+    assert "alpha=0.5, format=classifier" in run.stdout
+    tensors, meta = load_checkpoint(cli.folder / "wise.safetensors")
+    expected = shared_runtime(tiny).space.state_at(0.5)
+    assert tensors.keys() == expected.keys()
+    for key, value in expected.items():
+        if key.startswith("head."):  # the zero-shot head is rebuilt per process: thread counts change the sums
+            torch.testing.assert_close(tensors[key], value, atol=1e-6, rtol=1e-6)
+        else:
+            assert torch.equal(tensors[key], value), key
+
+
+def test_info_describes_the_experiment(cli, tiny):
+    run = cli.runs["info"]
+    assert run.returncode == 0, run.stderr
+    info = json.loads(run.stdout)
+    runtime = shared_runtime(tiny)
+    assert info["device"] == "cpu" and info["alpha"] == 0.2 and info["classes"] == 3 and info["templates"] == 2
+    assert info["zeroshot"]["model"] == "wiseft-tiny-rn" and info["shift_sets"] == ["Dark"]
+    assert info["interpolated_weights"] == runtime.space.num_weights
+    assert info["zeroshot"]["parameters"] > info["zeroshot"]["image_tower_parameters"] > 0
+    assert info["finetuned"]["recipe"] == {"kind": "test-perturbation"}
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("missing", "experiment file not found"),
+    ("bad_toml", "bad.toml: not valid TOML"),
+])
+def test_bad_input_exits_non_zero_with_one_error_line(cli, case, expected):
+    run = cli.runs[case]
+    assert run.returncode == 2 and run.stdout == ""
+    errors = run.error_lines()
+    assert len(errors) == 1 and expected in errors[0], run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert {"sweep", "predict", "export", "info", "convert"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: wiseft-explorer {name}") and "--help" in out
+        if name in ("sweep", "predict", "export", "info"):
+            assert "--experiment" in out and "--alpha" in out
+
+
+def test_argument_errors_in_process(capsys, cli):
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", "--alpha", "abc"])
+    assert info.value.code == 2 and "expected a number such as 0.5, got 'abc'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--alpha", "nan", str(cli.good)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert info.value.code == 2 and len(errors) == 1 and "--alpha: must be a finite number, got 'nan'" in errors[0]
+    assert main(["export", "--experiment", str(cli.experiment), "--out", str(cli.folder / "x.safetensors")]) == 2
+    assert capsys.readouterr().err.strip() == "error: export needs --alpha (e.g. --alpha 0.5)"

@@ -1,0 +1,196 @@
+"""The alpha sweep: subset-class restriction, the on-disk cache (second sweep computes nothing), JSONL, alpha choice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from libkit import shared_runtime, write_experiment
+from tiny import CLASSES
+
+import wiseft_explorer.runtime as runtime_module
+from wiseft_explorer.cache import CacheWarning, DiskCache
+from wiseft_explorer.data import restrict_logits
+from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.sweep import (
+    ALPHA_GRID,
+    PAPER_ALPHA,
+    Predictions,
+    SweepResult,
+    choose_alphas,
+    coarse_first,
+    predict_logits,
+    run_sweep,
+    summarise,
+)
+
+ALPHAS = [0.0, 0.5, 1.0]
+
+
+@dataclass
+class Study:
+    """A generated experiment swept once into its own cache."""
+
+    toml: Path
+    cache_dir: Path
+    result: SweepResult
+    excluded: int  # the class the zero-shot model predicts most, left out of the "Sub" set
+    progress: list[tuple[int, int, str, float]]
+    writes: int
+    misses: int
+
+
+@pytest.fixture(scope="module")
+def study(tiny, tmp_path_factory) -> Study:
+    """Sweep an experiment whose 'Sub' shift set leaves out the class the zero-shot model favours."""
+    shared = shared_runtime(tiny)
+    zs_pred = predict_logits(shared.models.zeroshot, shared.eval_set("ID").images, shared.device).argmax(-1)
+    excluded = int(zs_pred.mode().values)
+    subset = [c for i, c in enumerate(CLASSES) if i != excluded]
+    folder = tmp_path_factory.mktemp("study")
+    toml = write_experiment(folder, tiny, shifts=[
+        {"name": "Dark", "source": str(tiny.shift_dir), "classes": CLASSES[:2]},
+        {"name": "Sub", "source": str(tiny.id_dir), "classes": subset}])
+    runtime = ExperimentRuntime.from_path(toml)
+    cache = DiskCache(runtime.experiment.cache_dir)
+    calls: list[tuple[int, int, str, float]] = []
+    result = run_sweep(runtime, ALPHAS, cache=cache, progress=lambda *args: calls.append(args))
+    return Study(toml, runtime.experiment.cache_dir, result, excluded, calls, cache.writes, cache.misses)
+
+
+def test_first_sweep_computes_every_entry_and_reports_progress(study):
+    entries = len(ALPHAS) * 3
+    assert study.writes == study.misses == entries
+    assert [c[0] for c in study.progress] == list(range(1, entries + 1))
+    assert all(c[1] == entries for c in study.progress)
+    assert {(c[2], c[3]) for c in study.progress} == {(s, a) for s in ("ID", "Dark", "Sub") for a in ALPHAS}
+    assert study.result.alphas == ALPHAS and study.result.shift_sets == ["Dark", "Sub"]
+
+
+def test_second_sweep_computes_nothing(study, monkeypatch):
+    runtime = ExperimentRuntime.from_path(study.toml)
+    cache = DiskCache(study.cache_dir)
+    again = run_sweep(runtime, ALPHAS, cache=cache)
+    assert cache.hits == len(ALPHAS) * 3 and cache.misses == 0 and cache.writes == 0
+    # No model was loaded, no weight space built and no image decoded.
+    assert "models" not in vars(runtime) and "space" not in vars(runtime) and not runtime._sets
+    for name, by_alpha in study.result.predictions.items():
+        for alpha, preds in by_alpha.items():
+            cached = again.predictions[name][alpha]
+            assert cached.top1 == preds.top1 and torch.equal(cached.pred, preds.pred)
+            assert torch.equal(cached.top5_prob, preds.top5_prob) and torch.equal(cached.top5_idx, preds.top5_idx)
+    # Also through the default cache of the experiment, with model loading made impossible.
+    monkeypatch.setattr(runtime_module, "load_models", lambda exp: pytest.fail("a cached sweep loaded the models"))
+    fresh = ExperimentRuntime.from_path(study.toml)
+    assert run_sweep(fresh, ALPHAS).table().equals(study.result.table())
+
+
+def test_shift_set_with_classes_never_predicts_outside_them(study, tiny):
+    runtime = ExperimentRuntime.from_path(study.toml)
+    sub = runtime.eval_set("Sub")
+    allowed = sorted(set(range(len(CLASSES))) - {study.excluded})
+    assert sub.class_indices.tolist() == allowed
+    assert len(sub) == 12 and set(sub.labels.tolist()) == set(allowed)  # the folder's other class is left out
+    for alpha in ALPHAS:
+        preds = study.result.predictions["Sub"][alpha]
+        assert set(preds.pred.tolist()) <= set(allowed)
+        assert set(preds.top5_idx.flatten().tolist()) <= set(allowed) and preds.top5_idx.shape == (12, 2)
+        model = runtime.classifier_at(runtime.new_working(), alpha)
+        logits = predict_logits(model, sub.images, runtime.device)
+        restricted = logits[:, allowed].argmax(-1)
+        expected_pred = torch.tensor(allowed)[restricted]
+        assert torch.equal(preds.pred, expected_pred)
+        assert preds.top1 == pytest.approx(float((expected_pred == sub.labels).float().mean()))
+        if alpha == 0.0:  # the restriction matters: unrestricted, the model picks the left-out class
+            assert (logits.argmax(-1) == study.excluded).any()
+
+
+def test_restrict_logits_and_summarise():
+    logits = torch.tensor([[5.0, 1.0, 2.0, 0.0], [0.0, 3.0, 9.0, 1.0]])
+    masked = restrict_logits(logits, torch.tensor([1, 3]))
+    assert torch.equal(masked[:, [1, 3]], logits[:, [1, 3]]) and torch.isinf(masked[:, [0, 2]]).all()
+    assert restrict_logits(logits, None) is logits
+    preds = summarise(logits, torch.tensor([1, 3]), torch.tensor([1, 3]))
+    assert preds.pred.tolist() == [1, 1] and preds.top1 == 0.5  # unrestricted argmax would be [0, 2]
+    assert preds.top5_idx.shape == (2, 2) and torch.allclose(preds.top5_prob.sum(-1), torch.ones(2))
+    full = summarise(logits, torch.tensor([0, 0]), None)
+    assert full.pred.tolist() == [0, 2] and full.top1 == 0.5 and full.top5_idx.shape == (2, 4)
+    assert full.probs.shape == (2, 4)
+
+
+def test_jsonl_rows_use_the_paper_keys(study, tmp_path):
+    path = study.result.write_jsonl(tmp_path / "out" / "results.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["alpha"] for r in rows] == ALPHAS
+    table = study.result.table()
+    for row in rows:
+        assert set(row) == {"alpha", "ID:top1", "Dark:top1", "Sub:top1", "avg_shifts:top1", "id_set", "shift_sets"}
+        assert row["id_set"] == "ID" and row["shift_sets"] == ["Dark", "Sub"]
+        assert row["avg_shifts:top1"] == pytest.approx((row["Dark:top1"] + row["Sub:top1"]) / 2)
+        assert row["ID:top1"] == pytest.approx(table.loc[row["alpha"], "ID"])
+        assert row["Sub:top1"] == study.result.top1("Sub", row["alpha"])
+    assert not list(path.parent.glob(".*.tmp"))  # written through a temporary file and renamed
+
+
+def test_corrupt_cache_entry_is_recomputed_with_a_warning(study, tmp_path):
+    cache_dir = tmp_path / "cache"
+    shutil.copytree(study.cache_dir, cache_dir)
+    entries = sorted(cache_dir.glob("*.safetensors"))
+    assert len(entries) == len(ALPHAS) * 3
+    victim = entries[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    cache = DiskCache(cache_dir)
+    runtime = ExperimentRuntime.from_path(study.toml)
+    with pytest.warns(CacheWarning, match=f"{victim.name} is unreadable"):
+        again = run_sweep(runtime, ALPHAS, cache=cache)
+    assert cache.writes == 1 and cache.hits == len(entries) - 1
+    assert again.table().equals(study.result.table())
+    assert DiskCache(cache_dir).get_entry(victim.stem) is not None  # the rewritten entry is good again
+
+
+def test_cache_keys_follow_content(study, tiny, tmp_path):
+    base = ExperimentRuntime.from_path(study.toml).fingerprint
+    policy = ExperimentRuntime.from_path(write_experiment(tmp_path, tiny, head_policy="zeroshot")).fingerprint
+    assert policy["head_policy"] == "zeroshot" and policy["finetuned"] == base["finetuned"]
+    copy = tmp_path / "ft.safetensors"
+    shutil.copy(tiny.finetuned, copy)
+    same = ExperimentRuntime.from_path(write_experiment(tmp_path, tiny, name="b.toml", finetuned=copy)).fingerprint
+    assert same["finetuned"] == base["finetuned"]  # content, not path
+    copy.write_bytes(copy.read_bytes()[:-1] + b" ")
+    changed = ExperimentRuntime.from_path(write_experiment(tmp_path, tiny, name="c.toml", finetuned=copy)).fingerprint
+    assert changed["finetuned"] != base["finetuned"]
+
+
+def fake_result(id_val: str | None, tops: dict[str, list[float]], alphas: list[float]) -> SweepResult:
+    def preds(top1: float) -> Predictions:
+        return Predictions(top1, torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long),
+                           torch.ones(1, 1))
+    shifts = [n for n in tops if n not in ("ID", id_val)]
+    return SweepResult("ID", id_val, shifts, alphas,
+                       {name: {a: preds(v) for a, v in zip(alphas, values, strict=True)} for name, values in tops.items()})
+
+
+def test_choose_alphas():
+    alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    result = fake_result("ID-val", {"ID": [0.1, 0.2, 0.3, 0.4, 0.9], "ID-val": [0.1, 0.6, 0.5, 0.6, 0.2],
+                                    "A": [0.5, 0.6, 0.4, 0.2, 0.1], "B": [0.3, 0.4, 0.4, 0.2, 0.1]}, alphas)
+    # Held-out ID picks 0.25/0.75 (a tie, broken towards the paper's 0.5 -> either is 0.25 away; first wins).
+    choice = choose_alphas(result)
+    assert choice["best_id_val"] in (0.25, 0.75) and choice["best_avg_shifts"] == 0.25
+    assert choice["paper_default"] == PAPER_ALPHA == 0.5
+    no_val = fake_result(None, {"ID": [0.1, 0.2, 0.3, 0.4, 0.9], "A": [0.2, 0.2, 0.2, 0.2, 0.2]}, alphas)
+    choice = choose_alphas(no_val)
+    assert choice["best_id_val"] == 1.0  # falls back to the ID set
+    assert choice["best_avg_shifts"] == 0.5  # all equal: the paper's default wins the tie
+    assert no_val.avg_shifts(0.25) == pytest.approx(0.2)
+
+
+def test_alpha_grid_and_order():
+    assert len(ALPHA_GRID) == 21 and ALPHA_GRID[0] == 0.0 and ALPHA_GRID[-1] == 1.0 and 0.05 in ALPHA_GRID
+    order = coarse_first(ALPHA_GRID)
+    assert order[:3] == [0.0, 1.0, 0.5] and sorted(order) == list(ALPHA_GRID)
+    assert order.index(0.25) < order.index(0.1) < order.index(0.05)
