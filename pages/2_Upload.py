@@ -1,0 +1,12 @@
+"""Upload: your own images through zero-shot, WiSE-FT at alpha and fine-tuned."""
+
+import streamlit as st
+
+from wiseft_explorer.ui.sidebar import sidebar
+from wiseft_explorer.ui.upload import upload_page
+
+st.set_page_config(page_title="Upload · WiSE-FT Explorer", page_icon="📤", layout="wide")
+runtime = sidebar()
+st.title("Upload images")
+if runtime is not None:
+    upload_page(runtime)

@@ -1,0 +1,13 @@
+"""Models: configure a real open_clip experiment without TOML, run its sweep, export the model at alpha."""
+
+import streamlit as st
+
+from wiseft_explorer.ui.builder import builder_section, export_section
+from wiseft_explorer.ui.sidebar import sidebar
+
+st.set_page_config(page_title="Models · WiSE-FT Explorer", page_icon="🧩", layout="wide")
+runtime = sidebar()
+st.title("Models")
+builder_section()
+if runtime is not None:
+    export_section(runtime)

@@ -1,0 +1,225 @@
+"""AppTest tests of every page, on a tiny generated experiment whose accuracy really changes with alpha."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from tiny import CLASSES, TEMPLATES, TINY_NAME, fake_finetune, make_tiny, picture
+
+from wiseft_explorer.checkpoints import save_checkpoint
+from wiseft_explorer.data import preprocess_images
+from wiseft_explorer.experiment import ModelSpec
+from wiseft_explorer.gallery import apply_filter, gallery_frame
+from wiseft_explorer.images import scan_image_folder
+from wiseft_explorer.models import build_zeroshot, classifier_metadata, load_clip
+from wiseft_explorer.plots import CURRENT
+from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.sweep import run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 180
+
+
+def make_app_experiment(root: Path) -> Path:
+    """The tiny experiment with a fine-tuned head fitted to the ID images (class means), so alpha matters."""
+    tiny = make_tiny(root)
+    clip = load_clip(ModelSpec(TINY_NAME, str(tiny.zeroshot), tiny.config))
+    ft = fake_finetune(build_zeroshot(clip, CLASSES, TEMPLATES), seed=0)
+    scan = scan_image_folder(tiny.id_dir, CLASSES)
+    images = preprocess_images([Image.open(p).convert("RGB") for p, _ in scan.samples], clip.preprocess)
+    labels = torch.tensor([c for _, c in scan.samples])
+    with torch.no_grad():
+        feats = ft.features(images)
+        means = torch.stack([feats[labels == c].mean(0) for c in range(len(CLASSES))])
+        centred = means - means.mean(0)  # class means of random features are close: centre them to separate
+        ft.head.weight.copy_(torch.nn.functional.normalize(centred, dim=-1) * 50)
+        ft.head.bias.copy_(-(ft.head.weight @ means.mean(0)))
+    save_checkpoint(tiny.finetuned, ft.state_dict(), classifier_metadata(clip, CLASSES, recipe={"kind": "centroid"}))
+    return tiny.toml
+
+
+@pytest.fixture(scope="module")
+def app_toml(tmp_path_factory) -> Path:
+    """A tiny experiment for the app."""
+    return make_app_experiment(tmp_path_factory.mktemp("app-exp"))
+
+
+@pytest.fixture
+def app_env(app_toml, monkeypatch):
+    """Point the app at the tiny experiment (the demo may not be built) and keep torch to 2 threads."""
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(app_toml))
+    return app_toml
+
+
+def _run(page: str, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def _library_table(toml: Path):
+    runtime = ExperimentRuntime.from_path(toml)
+    return runtime, run_sweep(runtime)
+
+
+def _figure(at: AppTest, key: str) -> dict:
+    charts = [el for el in at.get("plotly_chart") if getattr(el.proto, "id", "") and key in el.proto.id]
+    assert charts, f"no plotly chart with key {key}"
+    return json.loads(charts[0].proto.spec)
+
+
+def _metric_values(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def png_bytes(cls: str = "red square", seed: int = 0) -> bytes:
+    buf = io.BytesIO()
+    picture(cls, np.random.default_rng(seed)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("page", ["app.py", "pages/1_Gallery.py", "pages/2_Upload.py", "pages/3_Models.py"])
+def test_every_page_runs_without_exception(app_env, page):
+    at = _run(page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_alpha_changes_metrics_and_marker(app_env):
+    runtime, result = _library_table(app_env)
+    table = result.table()
+    assert table.loc[0.0, "ID"] != table.loc[1.0, "ID"], "test experiment must depend on alpha"
+    at = _run("app.py")
+    for alpha in (0.0, 1.0, 0.35):
+        at.slider(key="alpha_slider").set_value(alpha).run()
+        assert not at.exception
+        values = _metric_values(at)
+        assert values[f"ID accuracy (ID) at α = {alpha:g}"] == f"{100 * table.loc[alpha, 'ID']:.1f}%"
+        assert values[f"Avg shift accuracy at α = {alpha:g}"] == f"{100 * table.loc[alpha, 'avg_shifts']:.1f}%"
+        fig = _figure(at, "id_vs_shift")
+        marker = next(t for t in fig["data"] if t.get("name") == CURRENT)
+        assert marker["customdata"] == [alpha]
+        assert marker["x"][0] == pytest.approx(100 * table.loc[alpha, "ID"])
+        assert marker["y"][0] == pytest.approx(100 * table.loc[alpha, "avg_shifts"])
+        lines = [s for s in _figure(at, "acc_vs_alpha")["layout"]["shapes"] if s.get("name") == CURRENT]
+        assert lines[0]["x0"] == pytest.approx(alpha)
+        assert at.query_params["alpha"] == f"{alpha:g}"
+    zs = table.loc[0.0, "ID"]
+    delta = next(m.delta for m in at.metric if m.label.startswith("ID accuracy (ID) at"))
+    assert delta == f"{100 * (table.loc[0.35, 'ID'] - zs):+.1f} pts"
+
+
+def test_off_grid_alpha_evaluates_live(app_env):
+    from wiseft_explorer.sweep import evaluate_at
+
+    runtime = ExperimentRuntime.from_path(app_env)
+    expected = evaluate_at(runtime, 1.3, runtime.new_working())
+    at = _run("app.py")
+    at.number_input(key="alpha_number").set_value(1.3).run()
+    assert not at.exception
+    assert _metric_values(at)["ID accuracy (ID) at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
+
+
+def test_url_alpha_is_honoured(app_env):
+    at = _run("app.py", alpha="0.35")
+    assert at.slider(key="alpha_slider").value == pytest.approx(0.35)
+    assert any(label.endswith("α = 0.35") for label in _metric_values(at))
+    bad = _run("app.py", alpha="banana")
+    assert not bad.exception
+    assert any("banana" in w.value for w in bad.warning)
+
+
+def test_missing_experiment_shows_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(tmp_path / "missing.toml"))
+    at = _run("app.py")
+    assert not at.exception
+    assert any("not found" in e.value for e in at.error)
+
+
+def test_upload_png_gets_top5_for_three_models_and_bad_file_errors(app_env):
+    at = _run("pages/2_Upload.py")
+    at.file_uploader(key="uploads").set_value([("good.png", png_bytes(), "image/png"),
+                                               ("notes.png", b"this is not an image", "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "notes.png" in errors[0]
+    frames = [df.value for df in at.dataframe]
+    assert len(frames) == 3  # zero-shot, alpha, fine-tuned for the one good file
+    for frame in frames:
+        assert len(frame) == len(CLASSES) and set(frame["class"]) <= set(CLASSES)
+    assert any("1 of 2" in c.value for c in at.caption)
+
+
+def test_upload_extra_class_names(app_env):
+    at = _run("pages/2_Upload.py")
+    at.text_input(key="extra_classes").set_value("a teapot").run()
+    at.file_uploader(key="uploads").set_value(("good.png", png_bytes(), "image/png")).run()
+    assert not at.exception
+    extra = at.dataframe[-1].value
+    assert "a teapot" in set(extra["class"])
+
+
+@pytest.mark.parametrize("choice", ["fixed", "broken", "rescued", "changed", "all"])
+def test_gallery_filters_show_only_matching_images(app_env, choice):
+    runtime, result = _library_table(app_env)
+    at = _run("pages/1_Gallery.py", alpha="0.9")
+    at.radio(key="gallery_filter").set_value(choice).run()
+    assert not at.exception
+    ev = runtime.eval_set("ID")
+    frame = gallery_frame(result, "ID", 0.9, ev.labels, runtime.experiment.classnames)
+    expected = set(apply_filter(frame, choice)["index"])
+    # At 0.9 the tiny experiment has images in some filters and not in others, so the check can fail.
+    assert (len(expected) == 0) == (choice == "broken")
+    shown = {int(m.value.split("**#")[1].split("**")[0]) for m in at.markdown if m.value.startswith("**#")}
+    assert shown == expected
+
+
+def test_models_page_validates_and_saves(app_env, tmp_path, monkeypatch):
+    from wiseft_explorer.ui import builder
+
+    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
+    at = _run("pages/3_Models.py")
+    at.button[0].click().run()  # empty form
+    assert any("Not saved" in e.value for e in at.error)
+    assert not at.exception
+
+
+def _field(widgets, label: str):
+    return next(w for w in widgets if w.label == label)
+
+
+def test_models_page_builds_a_real_experiment(app_env, tmp_path, monkeypatch):
+    from wiseft_explorer.experiment import load_experiment
+    from wiseft_explorer.ui import builder
+
+    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
+    folder = app_env.parent
+    at = _run("pages/3_Models.py")
+    _field(at.text_input, "Experiment name").set_value("Built in the app")
+    _field(at.text_input, "open_clip model name").set_value(TINY_NAME)
+    _field(at.text_input, "pretrained tag or checkpoint path").set_value(str(folder / "zeroshot.safetensors"))
+    _field(at.text_input, "custom model config JSON (optional)").set_value(str(folder / f"{TINY_NAME}.json"))
+    _field(at.text_input, "fine-tuned checkpoint path (.safetensors)").set_value(str(folder / "finetuned.safetensors"))
+    _field(at.text_area, "class names, one per line").set_value("\n".join(CLASSES))
+    _field(at.text_area, "templates, one per line with {} (or openai / simple)").set_value(TEMPLATES[0])
+    _field(at.text_input, "ID test folder").set_value(str(folder / "id"))
+    _field(at.text_area, "shift sets, one per line: Name = /path/to/folder").set_value(f"Dark = {folder / 'shift'}")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    saved = tmp_path / "built-in-the-app.toml"
+    exp = load_experiment(saved)
+    assert exp.classnames == tuple(CLASSES) and [s.name for s in exp.shifts] == ["Dark"]
+    at.button(key="run_built").click().run()
+    assert not at.exception and any("Sweep done" in m.value for m in at.success)
+    at.button(key="export_prepare").click().run()
+    assert not at.exception
+    downloads = at.get("download_button")
+    assert downloads and "α = 0.5" in downloads[0].proto.label

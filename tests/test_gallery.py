@@ -1,0 +1,78 @@
+"""Gallery logic: per-image predictions at grid and off-grid alpha, and the five filters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wiseft_explorer.gallery import (
+    apply_filter,
+    filter_counts,
+    gallery_frame,
+    grid_alpha,
+    neighbours,
+    probabilities_over_grid,
+)
+from wiseft_explorer.sweep import Predictions, SweepResult
+
+CLASSES = ["cat", "dog"]
+LABELS = torch.tensor([0, 0, 1, 1, 0])
+# Predicted class per image at each alpha; image 0 is fixed, 1 broken, 2 rescued at 0.5, 3 always right,
+# 4 flips between 0.5 and 0.75.
+PREDS = {0.0: [1, 0, 0, 1, 0], 0.25: [1, 0, 0, 1, 0], 0.5: [0, 0, 1, 1, 0], 0.75: [0, 1, 0, 1, 1],
+         1.0: [0, 1, 0, 1, 1]}
+
+
+def _result() -> SweepResult:
+    preds = {}
+    for alpha, row in PREDS.items():
+        pred = torch.tensor(row)
+        probs = torch.nn.functional.one_hot(pred, 2).float() * 0.8 + 0.1
+        preds[alpha] = Predictions(float((pred == LABELS).float().mean()), pred, probs.topk(2).indices,
+                                   probs.topk(2).values, probs)
+    return SweepResult("ID", None, [], sorted(PREDS), {"ID": preds})
+
+
+def test_frame_reads_grid_predictions():
+    frame = gallery_frame(_result(), "ID", 0.5, LABELS, CLASSES)
+    assert frame["alpha"].tolist() == ["cat", "cat", "dog", "dog", "cat"]
+    assert frame["zeroshot_ok"].tolist() == [False, True, False, True, True]
+    assert frame["finetuned_ok"].tolist() == [True, False, False, True, False]
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("all", [0, 1, 2, 3, 4]), ("fixed", [0]), ("broken", [1, 4]), ("rescued", [0, 1, 2, 4]),
+    ("changed", [0, 1, 2, 4])])
+def test_filters_at_half(name, expected):
+    frame = gallery_frame(_result(), "ID", 0.5, LABELS, CLASSES)
+    assert apply_filter(frame, name)["index"].tolist() == expected
+    assert filter_counts(frame)[name] == len(expected)
+
+
+def test_changed_near_alpha_only_looks_at_neighbours():
+    frame = gallery_frame(_result(), "ID", 1.0, LABELS, CLASSES)
+    assert apply_filter(frame, "changed")["index"].tolist() == []
+    assert neighbours(_result(), 1.0) == [0.75, 1.0]
+    assert neighbours(_result(), 1.6) == [0.75, 1.0]  # extrapolation: the two nearest grid points
+
+
+def test_off_grid_alpha_needs_live_predictions():
+    result = _result()
+    assert grid_alpha(result, 0.3) is None and grid_alpha(result, 0.25000001) == 0.25
+    with pytest.raises(ValueError, match="not on the sweep grid"):
+        gallery_frame(result, "ID", 0.3, LABELS, CLASSES)
+    live = Predictions(1.0, LABELS.clone(), LABELS[:, None], torch.ones(5, 1))
+    frame = gallery_frame(result, "ID", 0.3, LABELS, CLASSES, live)
+    assert frame["alpha_ok"].all()
+    assert apply_filter(frame, "rescued")["index"].tolist() == [0, 1, 2, 4]
+
+
+def test_unknown_filter_is_an_error():
+    with pytest.raises(ValueError, match="unknown gallery filter"):
+        apply_filter(gallery_frame(_result(), "ID", 0.5, LABELS, CLASSES), "best")
+
+
+def test_probabilities_over_grid():
+    probs = probabilities_over_grid(_result(), "ID", 2)
+    assert probs.shape == (5, 2)
+    assert probs[:, 1].tolist() == pytest.approx([0.1, 0.1, 0.9, 0.1, 0.1])

@@ -1,0 +1,161 @@
+"""Plotly figures: ID vs shift accuracy (the paper's plot), accuracy vs alpha, class probability vs alpha."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from statistics import NormalDist
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from .paper import ReferencePoint
+
+SCALES = ("linear", "logit", "probit")
+CURRENT = "current α"  # trace name of the highlighted alpha (tests and the browser look it up by name)
+CHOICE_LABELS = {"best_id_val": "best ID-val α", "best_avg_shifts": "best avg-shift α", "paper_default": "α = 0.5"}
+_EPS = 1e-3  # accuracies of exactly 0 or 1 have no logit/probit; clip them just inside
+_TICKS = (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9)
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+def scale_value(p: float, scale: str) -> float:
+    """Map an accuracy fraction to the axis coordinate of a linear (percent), logit or probit scale."""
+    if scale == "linear":
+        return 100.0 * p
+    p = min(max(p, _EPS), 1 - _EPS)
+    if scale == "logit":
+        return math.log(p / (1 - p))
+    if scale == "probit":
+        return NormalDist().inv_cdf(p)
+    raise ValueError(f"unknown axis scale {scale!r}; use one of {SCALES}")
+
+
+def _axis(title: str, values: Sequence[float], scale: str) -> dict:
+    """Axis settings: percent ticks placed at their transformed positions, so a logit axis still reads in %."""
+    axis: dict = {"title": title, "zeroline": False}
+    if scale == "linear" or not values:
+        axis["ticksuffix"] = "%" if scale == "linear" else ""
+        return axis
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * 0.15, 0.05)
+    ticks = [t for t in _TICKS if lo - pad <= scale_value(t / 100, scale) <= hi + pad]
+    if len(ticks) < 2:  # a narrow range: fall back to a few ticks inside the data
+        ticks = sorted({round(100 * p, 1) for p in _inverse(values, scale)})
+    axis.update(tickvals=[scale_value(t / 100, scale) for t in ticks], ticktext=[f"{t:g}%" for t in ticks],
+                range=[lo - pad, hi + pad])
+    return axis
+
+
+def _inverse(values: Sequence[float], scale: str) -> list[float]:
+    """Accuracy fractions back from logit/probit coordinates (only for tick fallbacks)."""
+    if scale == "logit":
+        return [1 / (1 + math.exp(-v)) for v in values]
+    return [NormalDist().cdf(v) for v in values]
+
+
+def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
+                current: tuple[float, float] | None = None, scale: str = "linear",
+                reference: Sequence[ReferencePoint] = (), shift_label: str | None = None) -> go.Figure:
+    """The paper's plot: the WiSE-FT path over the alpha grid, zero-shot star, fine-tuned diamond, current alpha.
+
+    `table` is SweepResult.table() (index alpha, accuracy fractions); `current` is (ID, shift) at alpha when alpha
+    is not on the grid.
+    """
+    shift_label = shift_label or ("average over shifts" if shift_col == "avg_shifts" else shift_col)
+    alphas = [float(a) for a in table.index]
+    xs = [scale_value(v, scale) for v in table[id_col]]
+    ys = [scale_value(v, scale) for v in table[shift_col]]
+    hover = [f"α = {a:.2f}<br>ID: {100 * i:.1f}%<br>{shift_label}: {100 * s:.1f}%"
+             for a, i, s in zip(alphas, table[id_col], table[shift_col], strict=True)]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name="WiSE-FT path (α grid)", customdata=alphas,
+                             hovertext=hover, hoverinfo="text", line={"color": "#7f7f7f"}, marker={"size": 6}))
+    for end, name, symbol, color in ((0.0, "zero-shot (α = 0)", "star", "#ff7f0e"),
+                                     (1.0, "fine-tuned (α = 1)", "diamond", "#1f77b4")):
+        if end in alphas:
+            k = alphas.index(end)
+            fig.add_trace(go.Scatter(x=[xs[k]], y=[ys[k]], mode="markers", name=name, hovertext=[hover[k]],
+                                     hoverinfo="text", marker={"symbol": symbol, "size": 18, "color": color}))
+    if current is None:
+        k = min(range(len(alphas)), key=lambda i: abs(alphas[i] - alpha))
+        current = (float(table[id_col].iloc[k]), float(table[shift_col].iloc[k]))
+    cx, cy = scale_value(current[0], scale), scale_value(current[1], scale)
+    fig.add_trace(go.Scatter(x=[cx], y=[cy], mode="markers", name=CURRENT, customdata=[alpha],
+                             hovertext=[f"current α = {alpha:g}<br>ID: {100 * current[0]:.1f}%<br>"
+                                        f"{shift_label}: {100 * current[1]:.1f}%"], hoverinfo="text",
+                             marker={"size": 20, "color": "rgba(214,39,40,0.25)",
+                                     "line": {"color": "#d62728", "width": 3}}))
+    xs_all, ys_all = xs + [cx], ys + [cy]
+    for model in dict.fromkeys(p.model for p in reference):
+        rows = [p for p in reference if p.model == model]
+        px = [scale_value(p.id_acc / 100, scale) for p in rows]
+        py = [scale_value(p.avg_shifts / 100, scale) for p in rows]
+        xs_all, ys_all = xs_all + px, ys_all + py
+        fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name=f"paper: {model} ({rows[0].source})",
+                                 marker={"symbol": "x", "size": 10}, hoverinfo="text",
+                                 hovertext=[f"{p.model}, {p.label}<br>ImageNet: {p.id_acc}%<br>"
+                                            f"avg of 5 shifts: {p.avg_shifts}%<br>paper {p.source}" for p in rows]))
+    fig.update_layout(xaxis=_axis("ID accuracy", xs_all, scale), yaxis=_axis(f"Shift accuracy ({shift_label})",
+                                                                             ys_all, scale),
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 30, "l": 10, "r": 10}, height=480)
+    return fig
+
+
+def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
+                      choices: Mapping[str, float] | None = None) -> go.Figure:
+    """Top-1 of every set over alpha, the shift average dashed, a vertical line at the current alpha."""
+    fig = go.Figure()
+    alphas = [float(a) for a in table.index]
+    for i, name in enumerate(sets):
+        fig.add_trace(go.Scatter(x=alphas, y=[100 * v for v in table[name]], mode="lines+markers", name=name,
+                                 line={"color": _PALETTE[i % len(_PALETTE)]}, marker={"size": 5},
+                                 hovertemplate=f"{name}<br>α = %{{x:.2f}}<br>%{{y:.1f}}%<extra></extra>"))
+    if "avg_shifts" in table:
+        fig.add_trace(go.Scatter(x=alphas, y=[100 * v for v in table["avg_shifts"]], mode="lines", name="avg shifts",
+                                 line={"color": "black", "dash": "dash", "width": 3},
+                                 hovertemplate="avg shifts<br>α = %{x:.2f}<br>%{y:.1f}%<extra></extra>"))
+    by_alpha: dict[float, list[str]] = {}
+    for key, value in (choices or {}).items():
+        by_alpha.setdefault(float(value), []).append(CHOICE_LABELS.get(key, key))
+    for k, (value, labels) in enumerate(sorted(by_alpha.items())):
+        fig.add_vline(x=value, line={"color": "#888", "dash": "dot", "width": 1})
+        # Labels near the right edge hang to the left of their line so they stay inside the plot.
+        fig.add_annotation(x=value, y=1.0 - 0.08 * (k % 3), yref="paper", text=" · ".join(labels), showarrow=False,
+                           xanchor="right" if value >= 0.75 else "left" if value <= 0.25 else "center",
+                           font={"size": 11, "color": "#555"}, bgcolor="rgba(255,255,255,0.7)")
+    fig.add_vline(x=alpha, line={"color": "#d62728", "width": 3}, name=CURRENT)
+    fig.add_annotation(x=alpha, y=-0.02, yref="paper", yanchor="top", text=f"α = {alpha:g}", showarrow=False,
+                       font={"color": "#d62728"})
+    lo, hi = min(alphas + [alpha]), max(alphas + [alpha])
+    fig.update_layout(xaxis={"title": "α (0 = zero-shot, 1 = fine-tuned)", "range": [lo - 0.03, hi + 0.03]},
+                      yaxis={"title": "top-1 accuracy", "ticksuffix": "%"}, height=420,
+                      legend={"orientation": "h", "y": -0.25}, margin={"t": 30, "l": 10, "r": 10})
+    return fig
+
+
+def current_alpha_of(fig: go.Figure) -> float | None:
+    """The alpha a figure marks as current (the red vertical line or the highlighted point)."""
+    for shape in fig.layout.shapes:
+        if shape.name == CURRENT:
+            return float(shape.x0)
+    for trace in fig.data:
+        if trace.name == CURRENT:
+            return float(trace.customdata[0])
+    return None
+
+
+def probability_vs_alpha(frame: pd.DataFrame, alpha: float | None = None, true_class: str | None = None) -> go.Figure:
+    """One image's class probabilities over alpha (frame from predict.curve_frame); the true class drawn thick."""
+    fig = go.Figure()
+    for i, (name, rows) in enumerate(frame.groupby("class", sort=False)):
+        is_true = name == true_class
+        fig.add_trace(go.Scatter(x=rows["alpha"], y=rows["probability"], mode="lines", name=name + (" (true)" if
+                                 is_true else ""), line={"width": 4 if is_true else 2,
+                                                         "color": _PALETTE[i % len(_PALETTE)]},
+                                 hovertemplate=f"{name}<br>α = %{{x:.2f}}<br>p = %{{y:.3f}}<extra></extra>"))
+    if alpha is not None:
+        fig.add_vline(x=alpha, line={"color": "#d62728", "width": 2}, name=CURRENT)
+    fig.update_layout(xaxis={"title": "α"}, yaxis={"title": "probability", "range": [0, 1.02]}, height=300,
+                      margin={"t": 20, "l": 10, "r": 10, "b": 10}, legend={"font": {"size": 10}})
+    return fig

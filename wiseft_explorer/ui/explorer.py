@@ -1,0 +1,107 @@
+"""The Explorer page body: metric cards, the ID-vs-shift plot, accuracy vs alpha, and the lecture explainer."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from .. import paper, plots
+from ..runtime import ExperimentRuntime
+from ..sweep import SweepResult, choose_alphas
+from . import results
+
+EXPLAINER = """
+**Two models, one line between them.** A *zero-shot* model (α = 0) was pretrained on image–caption pairs and
+classifies by comparing an image with the text "a photo of a {class}". It has never seen our training set, and it
+is remarkably robust: its accuracy holds up on unusual images (sketches, cartoons, clutter).
+A *fine-tuned* model (α = 1) is the same network trained further on the in-distribution (ID) training set. It
+is better on ID images, but often *worse* than zero-shot under distribution shift.
+
+**WiSE-FT** (weight-space ensembling) does not average the two models' predictions: it averages their
+*weights*, θ_α = (1 − α)·θ_zero-shot + α·θ_fine-tuned, giving one ordinary model at each α, no slower than
+either end.
+
+**What to look for.**
+- In the *ID vs shift* plot each dot is one α. The ★ is zero-shot, the ◆ is fine-tuned. If the path bulges
+  *up and to the right* of the straight line between them, intermediate α beats both ends: better ID accuracy
+  **and** better shift accuracy. That bulge is the paper's main finding.
+- In *accuracy vs α*, watch the shift curves peak somewhere in the middle while the ID curve stays high.
+- The dotted lines show three ways to pick α: the best on held-out ID data (what you can do without shift data),
+  the best average shift accuracy (an oracle), and the paper's default α = 0.5.
+- Drag the slider (or share the URL with `?alpha=…`) and see which images change on the *Gallery* page, or try
+  your own pictures on the *Upload* page.
+"""
+
+
+def explainer() -> None:
+    """The 'what am I looking at' box, open on a first visit."""
+    with st.expander("What am I looking at?", expanded=False):
+        st.markdown(EXPLAINER)
+
+
+def _pts(value: float) -> str:
+    return f"{100 * value:+.1f} pts"
+
+
+def metric_cards(runtime: ExperimentRuntime, result: SweepResult, alpha: float) -> dict[str, float]:
+    """ID and average-shift accuracy at alpha, with deltas against zero-shot and fine-tuned; returns the values."""
+    acc = results.accuracies_at(runtime, result, alpha)
+    zs, ft = results.accuracies_at(runtime, result, 0.0), results.accuracies_at(runtime, result, 1.0)
+    cols = st.columns(4)
+    cards = [(result.id_set, f"ID accuracy ({result.id_set})"), ("avg_shifts", "Avg shift accuracy")]
+    for i, (key, label) in enumerate(cards):
+        cols[2 * i].metric(f"{label} at α = {alpha:g}", f"{100 * acc[key]:.1f}%", delta=_pts(acc[key] - zs[key]),
+                           delta_description="vs zero-shot", border=True,
+                           help=f"zero-shot (α = 0): {100 * zs[key]:.1f}%")
+        cols[2 * i + 1].metric(f"{label}: vs fine-tuned", f"{100 * acc[key]:.1f}%", delta=_pts(acc[key] - ft[key]),
+                               delta_description="vs fine-tuned", border=True,
+                               help=f"fine-tuned (α = 1): {100 * ft[key]:.1f}%")
+    return acc
+
+
+@st.fragment
+def id_vs_shift_panel(runtime: ExperimentRuntime, result: SweepResult, alpha: float, acc: dict[str, float]) -> None:
+    """The paper's plot with its own options; a fragment, so changing an option reruns only this panel."""
+    table = result.table()
+    c1, c2 = st.columns(2)
+    shift = c1.selectbox("Shift accuracy (y axis)", ["avg_shifts", *result.shift_sets], key="shift_axis",
+                         format_func=lambda s: "average over shift sets" if s == "avg_shifts" else s)
+    scale = c2.radio("Axis scaling", plots.SCALES, horizontal=True, key="axis_scale",
+                     help="Logit and probit stretch accuracies near 0% and 100%, as in the paper's figures.")
+    show_paper = st.toggle("Show the paper's published points (ImageNet; CLIP ViT-L/14@336 and ViT-B/16)",
+                           key="show_paper", help="Overlay the WiSE-FT paper's numbers, labelled by model and table.")
+    if not result.shift_sets:
+        st.warning("This experiment has no shift sets, so there is no ID-vs-shift plot. Add [[shifts]] to its TOML.")
+        return
+    reference = paper.REFERENCE_POINTS if show_paper else ()
+    fig = plots.id_vs_shift(table, result.id_set, shift, alpha, (acc[result.id_set], acc[shift]), scale, reference)
+    st.plotly_chart(fig, key="id_vs_shift", config={"displaylogo": False})
+    if show_paper:
+        st.caption("✕ Paper points: ImageNet (x) vs the average of its 5 shifts (y), " + paper.PAPER +
+                   ", Tables 1 and 5. They are a different model and dataset from the curve above: compare "
+                   "shapes, not values.")
+
+
+def accuracy_panel(result: SweepResult, alpha: float) -> None:
+    """Every set's accuracy over alpha, the three alpha choices and the current alpha."""
+    choices = choose_alphas(result)
+    sets = list(result.predictions)
+    st.plotly_chart(plots.accuracy_vs_alpha(result.table(), sets, alpha, choices), key="acc_vs_alpha",
+                    config={"displaylogo": False})
+    st.caption(" · ".join(f"{plots.CHOICE_LABELS[k]}: **{v:g}**" for k, v in choices.items()) +
+               f" (selected on {result.id_val or result.id_set})")
+
+
+def explorer_body(runtime: ExperimentRuntime, result: SweepResult, alpha: float, complete: bool) -> None:
+    """Everything below the alpha controls."""
+    if not complete:
+        st.info(f"Showing {len(result.alphas)} α values so far; the rest of the grid is being filled in below.")
+    acc = metric_cards(runtime, result, alpha)
+    left, right = st.columns(2)
+    with left:
+        st.subheader("ID vs shift accuracy")
+        id_vs_shift_panel(runtime, result, alpha, acc)
+    with right:
+        st.subheader("Accuracy vs α")
+        accuracy_panel(result, alpha)
+    with st.expander("Results table"):
+        st.dataframe((result.table() * 100).round(2), width="stretch")

@@ -1,0 +1,79 @@
+"""Gallery page body: eval images with zero-shot / alpha / fine-tuned predictions, filters, probability vs alpha."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from .. import plots
+from ..gallery import FILTERS, apply_filter, filter_counts, gallery_frame, probabilities_over_grid
+from ..predict import curve_frame, probability_along_alpha
+from ..runtime import ExperimentRuntime
+from ..sweep import SweepResult
+from . import results, state
+
+PER_PAGE = 24
+COLUMNS = 6
+THUMB = 96
+
+
+def _mark(ok: bool) -> str:
+    # Plain check marks in colour render with any font (emoji fonts are often missing on lecture-hall machines).
+    return ":green[**✓**]" if ok else ":red[**✗**]"
+
+
+def tile_text(row) -> str:
+    """The caption under one gallery image: index, true class and the three predictions, marked right/wrong."""
+    return (f"**#{row.index}** · true: **{row.true}**  \n"
+            f"{_mark(row.zeroshot_ok)} zero-shot: {row.zeroshot}  \n"
+            f"{_mark(row.alpha_ok)} α: {row.alpha}  \n"
+            f"{_mark(row.finetuned_ok)} fine-tuned: {row.finetuned}")
+
+
+@st.fragment
+def image_detail(runtime: ExperimentRuntime, result: SweepResult, set_name: str, indices: list[int],
+                 alpha: float) -> None:
+    """Class probability vs alpha for one selected image (a fragment: picking another image reruns only this)."""
+    if not indices:
+        return
+    index = st.selectbox("Image to inspect", indices, key="gallery_pick", format_func=lambda i: f"#{i}")
+    ev = runtime.eval_set(set_name)
+    names = list(runtime.experiment.classnames)
+    probs = probabilities_over_grid(result, set_name, index)
+    alphas = sorted(result.alphas)
+    if probs is None:  # large label sets keep only top-5 in the sweep: compute this image's curve live
+        probs = probability_along_alpha(runtime, ev.images[index:index + 1], state.working_model(runtime),
+                                        alphas)[:, 0]
+    left, right = st.columns([1, 3])
+    left.image(ev.picture(index, size=192), caption=f"#{index}: {names[int(ev.labels[index])]}")
+    right.plotly_chart(plots.probability_vs_alpha(curve_frame(probs, names, alphas), alpha,
+                                                  names[int(ev.labels[index])]), key="gallery_curve")
+
+
+def gallery_page(runtime: ExperimentRuntime) -> None:
+    """The whole gallery below the title."""
+    alpha = state.alpha_controls()
+    result, complete = results.ensure_sweep(runtime)
+    set_name = st.selectbox("Set", runtime.set_names, key="gallery_set")
+    ev = runtime.eval_set(set_name)
+    live = results.set_predictions(runtime, result, set_name, alpha)
+    frame = gallery_frame(result, set_name, alpha, ev.labels, runtime.experiment.classnames, live)
+    counts = filter_counts(frame)
+    choice = st.radio("Show", list(FILTERS), key="gallery_filter", horizontal=False,
+                      format_func=lambda k: f"{FILTERS[k]} · {counts[k]}")
+    shown = apply_filter(frame, choice)
+    st.caption(f"{len(shown)} of {len(frame)} images of **{set_name}** match at α = {alpha:g}.")
+    if shown.empty:
+        st.info("No image matches this filter at this α. Try another filter, set or α.")
+        return
+    pages = max(1, -(-len(shown) // PER_PAGE))
+    page = st.number_input("Page", 1, pages, 1, key="gallery_page") if pages > 1 else 1
+    rows = list(shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].itertuples(index=False))
+    for start in range(0, len(rows), COLUMNS):
+        for col, row in zip(st.columns(COLUMNS), rows[start:start + COLUMNS], strict=False):
+            with col:
+                st.image(ev.picture(int(row.index), size=THUMB))
+                st.markdown(tile_text(row))
+    st.subheader("Probability vs α")
+    image_detail(runtime, result, set_name, [int(i) for i in shown["index"]], alpha)
+    if not complete:
+        results.fill_in(runtime)

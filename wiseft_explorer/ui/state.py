@@ -1,0 +1,132 @@
+"""Session state: which experiment, its shared read-only runtime, this session's working model, the current alpha."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from ..experiment import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, ExperimentError
+from ..interpolate import Working
+from ..models import ModelLoadError
+from ..runtime import ExperimentRuntime
+from ..sweep import ALPHA_GRID, PAPER_ALPHA
+
+ENV_EXPERIMENT = "WISEFT_EXPERIMENT"  # lets tests (and users) point the app at another experiment file
+ALPHA_KEY = "wiseft_alpha"  # not a widget key, so the value survives page switches
+EXPERIMENT_KEY = "wiseft_experiment"
+WORKING_KEY = "wiseft_working"
+ALPHA_MIN, ALPHA_MAX = -1.0, 2.0  # extrapolation range of the number input
+BUILD_HINT = "python -m wiseft_explorer build-demo"
+
+
+def default_experiment() -> Path:
+    """$WISEFT_EXPERIMENT if set, else experiments/demo.toml."""
+    env = os.environ.get(ENV_EXPERIMENT)
+    return Path(env).expanduser().resolve() if env else DEFAULT_EXPERIMENT
+
+
+def experiment_path() -> Path:
+    """The experiment file this session looks at."""
+    return Path(st.session_state.setdefault(EXPERIMENT_KEY, str(default_experiment())))
+
+
+def set_experiment(path: str | Path) -> None:
+    """Switch this session to another experiment file."""
+    st.session_state[EXPERIMENT_KEY] = str(Path(path).expanduser().resolve())
+
+
+def experiment_files() -> list[Path]:
+    """Every TOML under experiments/, plus the default and the current choice."""
+    found = sorted(EXPERIMENTS_DIR.glob("*.toml")) if EXPERIMENTS_DIR.is_dir() else []
+    return list(dict.fromkeys([default_experiment(), *found, experiment_path()]))
+
+
+@st.cache_resource(show_spinner="Loading the experiment…", max_entries=8)
+def _shared_runtime(path: str, mtime_ns: int) -> ExperimentRuntime:
+    """One runtime per experiment file version, shared read-only by every session."""
+    return ExperimentRuntime.from_path(path)
+
+
+def load_runtime(path: Path | None = None, *, load_models: bool = True) -> ExperimentRuntime | None:
+    """The shared runtime of the session's experiment, or None after showing an error that says how to fix it."""
+    path = path or experiment_path()
+    if not path.is_file():
+        if path == DEFAULT_EXPERIMENT:
+            st.error(f"The built-in demo is not built yet: `{path}` is missing. Build it with `{BUILD_HINT}`, "
+                     f"pick another experiment in the sidebar, or set {ENV_EXPERIMENT} to an experiment TOML.")
+        else:
+            st.error(f"Experiment file not found: `{path}`. Pick another one in the sidebar or fix the path.")
+        return None
+    try:
+        runtime = _shared_runtime(str(path), path.stat().st_mtime_ns)
+        if load_models:
+            runtime.models  # noqa: B018 - load now so a broken checkpoint is reported here, not mid-page
+    except (ExperimentError, ModelLoadError, OSError, ValueError, RuntimeError) as err:
+        st.error(f"Cannot load `{path.name}`: {err}")
+        return None
+    return runtime
+
+
+def working_model(runtime: ExperimentRuntime) -> Working:
+    """This session's own interpolated model (never shared: sessions at different alphas stay independent)."""
+    models = st.session_state.setdefault(WORKING_KEY, {})
+    key = str(runtime.experiment.path)
+    if key not in models or models[key][0] is not runtime:
+        models[key] = (runtime, runtime.new_working())
+    return models[key][1]
+
+
+def _parse_alpha(raw: str | None) -> float | None:
+    """A finite alpha inside the extrapolation range, or None."""
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) and ALPHA_MIN <= value <= ALPHA_MAX else None
+
+
+def current_alpha() -> float:
+    """The session's alpha; on a session's first run it comes from the URL (?alpha=0.35) when given."""
+    if ALPHA_KEY not in st.session_state:
+        raw = st.query_params.get("alpha")
+        value = _parse_alpha(raw)
+        if raw is not None and value is None:
+            st.warning(f"Ignoring `?alpha={raw}` in the URL: use a number between {ALPHA_MIN:g} and "
+                       f"{ALPHA_MAX:g}, e.g. `?alpha=0.35`. Starting at α = {PAPER_ALPHA}.")
+        st.session_state[ALPHA_KEY] = PAPER_ALPHA if value is None else value
+    return float(st.session_state[ALPHA_KEY])
+
+
+def set_alpha(value: float) -> None:
+    """Change the session's alpha (and the shareable URL)."""
+    st.session_state[ALPHA_KEY] = round(float(value), 4)
+    st.query_params["alpha"] = f"{st.session_state[ALPHA_KEY]:g}"
+
+
+def _snap(alpha: float) -> float:
+    """The slider position for an alpha (nearest grid value inside [0, 1])."""
+    return min(ALPHA_GRID, key=lambda a: abs(a - alpha))
+
+
+def alpha_controls() -> float:
+    """Slider (grid, 0..1) and number input (any alpha, extrapolation allowed), kept in sync; returns alpha."""
+    alpha = current_alpha()
+    # Widgets follow the shared alpha when it changed elsewhere (other widget, page or URL). Writing only on a
+    # difference matters: rewriting an unchanged value would fight key presses still in flight from the browser.
+    ss = st.session_state
+    if ss.get("alpha_slider") is None or abs(ss["alpha_slider"] - _snap(alpha)) > 1e-9:
+        ss["alpha_slider"] = _snap(alpha)
+    if ss.get("alpha_number") is None or abs(ss["alpha_number"] - alpha) > 1e-9:
+        ss["alpha_number"] = alpha
+    left, right = st.columns([3, 1])
+    left.slider("α: 0 = zero-shot, 1 = fine-tuned", 0.0, 1.0, step=0.05, key="alpha_slider",
+                on_change=lambda: set_alpha(st.session_state["alpha_slider"]),
+                help="Mixing coefficient of the weight-space ensemble θ_α = (1 − α)·θ_zero-shot + α·θ_fine-tuned.")
+    right.number_input("exact α", ALPHA_MIN, ALPHA_MAX, step=0.01, format="%.3f", key="alpha_number",
+                       on_change=lambda: set_alpha(st.session_state["alpha_number"]),
+                       help="Any α, including off-grid values and extrapolation (< 0 or > 1).")
+    st.query_params["alpha"] = f"{alpha:g}"
+    return alpha
