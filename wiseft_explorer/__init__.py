@@ -3,6 +3,13 @@
 The public API is re-exported here (as open_clip does); the Streamlit app and the CLI only use these.
 """
 
+import os
+
+# libgomp's default busy-waiting makes every parallel op wait for a descheduled worker when the CPU is shared
+# (the app's server, browser, other sessions): measured 3-8x slower on 2 loaded cores (docs/benchmarks.md).
+# Passive waiting costs little on a quiet machine. It must be set before torch loads OpenMP; a user's value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .checkpoints import CheckpointError, convert_trusted_pickle, load_checkpoint, save_checkpoint
 from .experiment import (
     DEFAULT_EXPERIMENT,

@@ -1,0 +1,43 @@
+"""Smoke test of the benchmark: --tiny runs end to end and produces every figure (speed is never asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from wiseft_explorer import bench
+from wiseft_explorer.cli import build_parser
+
+
+def test_bench_subcommand_is_wired():
+    args = build_parser().parse_args(["bench", "--tiny", "--out", "x.json"])
+    assert args.tiny and args.out == "x.json" and callable(args.func)
+
+
+def test_tiny_benchmark_produces_every_figure(tmp_path):
+    # A fresh interpreter, as users run it: the library then sets its OpenMP policy before torch loads.
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "wiseft_explorer.bench", "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["meta"]["tiny"] is True
+    assert set(results["targets"]) == set(bench.TARGETS)
+    for name, (path, op, threshold, _) in bench.TARGETS.items():
+        section, key = path.split(".")
+        value = results["figures"][section][key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (name, value)
+        target = results["targets"][name]
+        assert (target["value"], target["op"], target["threshold"]) == (value, op, threshold)
+        assert target["pass"] == bench._OPS[op](value, threshold)
+    figures = results["figures"]
+    assert figures["interpolation"]["paper_ms"] > 0 and figures["interpolation"]["floor_ms"] > 0
+    assert figures["slider"]["demo_images"] == 16
+    assert figures["relaunch"]["warm_loaded_models_or_images"] is False  # a warm relaunch reads only the cache
+    assert figures["full_sweep"]["evaluations"] == len(bench.ALPHA_GRID) * figures["full_sweep"]["sets"]
+    lines = proc.stdout.strip().splitlines()
+    passed = sum(t["pass"] for t in results["targets"].values())
+    assert lines[-1].startswith(f"{passed}/{len(bench.TARGETS)} targets met")
+    assert all(name in lines[-1] for name in bench.TARGETS)

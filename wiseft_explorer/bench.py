@@ -1,0 +1,351 @@
+"""The benchmark: interpolation, slider latency, sweep throughput, warm relaunch and the demo's full sweep.
+
+Every comparison is a ratio of medians measured in this one process, with the variants run in turns so that
+background load drifts hit all of them alike. `python -m wiseft_explorer.bench [--tiny] [--out FILE]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import datetime
+import itertools
+import json
+import operator
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .cache import DiskCache, _digest
+from .experiment import DEFAULT_EXPERIMENT, REPO_ROOT, Experiment, load_experiment
+from .interpolate import WeightSpace, interpolate_state_dicts
+from .models import ImageClassifier, autocast, pick_device
+from .runtime import ExperimentRuntime
+from .sweep import ALPHA_GRID, predict_logits, run_sweep, summarise
+
+# target name -> (figure, comparison, threshold, what it means)
+TARGETS: dict[str, tuple[str, str, float, str]] = {
+    "interp_vs_paper": ("interpolation.project_over_paper", "<=", 0.2, "project >= 5x faster than paper way"),
+    "interp_vs_floor": ("interpolation.project_over_floor", "<=", 1.2, "project <= 1.2x flat-lerp floor"),
+    "slider_demo": ("slider.demo_ms", "<=", 100.0, "slider latency, demo, 16 images (ms)"),
+    "slider_vit": ("slider.vit_b32_ms", "<=", 300.0, "slider latency, ViT-B/32, 1 image (ms)"),
+    "sweep_throughput": ("throughput.project_over_raw", ">=", 0.9, "sweep images/s vs raw encode_image loop"),
+    "relaunch_speedup": ("relaunch.speedup", ">=", 20.0, "warm relaunch >= 20x faster than first sweep"),
+    "relaunch_time": ("relaunch.warm_s", "<", 2.0, "warm relaunch on the demo (s)"),
+    "demo_full_sweep": ("full_sweep.first_s", "<=", 60.0, "demo full sweep, 21 alphas x all sets (s)"),
+}
+_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
+
+# Benchmark-only architectures (random weights): a small ViT stands in for ViT-B/32 in --tiny mode, and a tiny
+# ResNet for the demo model in --tiny mode (the demo's own config is used when only its checkpoints are missing).
+_TINY_VIT = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+_TINY_RN = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16},
+            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+_DEMO_CONFIG = REPO_ROOT / "assets" / "demo" / "wiseft-demo-rn.json"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+          device: torch.device | None = None) -> dict[str, float]:
+    """Median seconds of each function after warm-up, run in turns (a, b, c, a, b, c, ...)."""
+    device = device or torch.device("cpu")
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _register(root: Path, name: str, config: dict) -> Path:
+    """Write and register an open_clip model config (open_clip names a config by its file stem)."""
+    import open_clip
+
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"{name}.json"
+    path.write_text(json.dumps(config))
+    open_clip.add_model_config(path)
+    return path
+
+
+def _perturbed(model: ImageClassifier, seed: int, scale: float = 0.05) -> ImageClassifier:
+    """A stand-in for fine-tuning: every float weight moved by a little noise (BN variances kept positive)."""
+    out = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in out.state_dict(keep_vars=True).items():
+            if tensor.is_floating_point() and tensor.numel() > 1:
+                tensor.add_(torch.randn(tensor.shape, generator=gen) * float(tensor.std()) * scale)
+                if "running_var" in name:
+                    tensor.abs_()
+    return out.eval().requires_grad_(False)
+
+
+def vit_pair(tiny: bool, root: Path, device: torch.device) -> tuple[ImageClassifier, ImageClassifier, int]:
+    """Zero-shot-like and fine-tuned-like classifiers on open_clip ViT-B-32 with random weights (1000 classes)."""
+    import open_clip
+
+    torch.manual_seed(0)
+    name = "ViT-B-32"
+    if tiny:
+        name = "wiseft-bench-vit"
+        _register(root, name, _TINY_VIT)
+    clip = open_clip.create_model(name)  # no pretrained tag: random weights, nothing downloaded
+    head = torch.nn.Linear(clip.visual.output_dim, 1000)
+    zeroshot = ImageClassifier(clip.visual, head).eval().requires_grad_(False)
+    del clip  # the text tower is not needed
+    finetuned = _perturbed(zeroshot, seed=1)
+    return zeroshot.to(device), finetuned.to(device), zeroshot.visual.image_size[0]
+
+
+def standin_experiment(root: Path, tiny: bool) -> Path:
+    """A demo-like experiment (world sets, 10 classes, 32 px) with random weights, for when the demo is missing."""
+    import open_clip
+
+    from .checkpoints import save_checkpoint
+    from .models import LoadedClip, build_zeroshot, classifier_metadata
+    from .world import CLASSES, DEMO_TEMPLATES
+
+    name = "wiseft-bench-rn"
+    config = _TINY_RN if tiny or not _DEMO_CONFIG.is_file() else json.loads(_DEMO_CONFIG.read_text())
+    config_path = _register(root, name, config)
+    torch.manual_seed(0)
+    model, _, preprocess = open_clip.create_model_and_transforms(name)
+    save_checkpoint(root / "zeroshot.safetensors", model.state_dict())
+    clip = LoadedClip(model.eval(), preprocess, open_clip.get_tokenizer(name), name)
+    finetuned = _perturbed(build_zeroshot(clip, CLASSES, DEMO_TEMPLATES), seed=2)
+    save_checkpoint(root / "finetuned.safetensors", finetuned.state_dict(),
+                    classifier_metadata(clip, CLASSES, recipe={"kind": "benchmark stand-in"}, seed=0))
+    limit = "limit = 16\n" if tiny else ""  # the gallery needs 16 images
+    sets = [("[id]", "ID", "id-test"), ("[id_val]", "ID-val", "id-val")]
+    sets += [("[[shifts]]", s.capitalize(), s) for s in ("resample", "sketch", "cartoon", "unusual", "corrupt")]
+    tables = [f'{table}\nname = "{n}"\nsource = "world:{s}"\n{limit}' for table, n, s in sets]
+    toml = root / "bench.toml"
+    toml.write_text(f'name = "benchmark stand-in"\ndevice = "auto"\nbatch_size = 256\n\n[zeroshot]\n'
+                    f'model = "{name}"\npretrained = "zeroshot.safetensors"\nconfig = "{config_path.name}"\n\n'
+                    f'[finetuned]\ncheckpoint = "finetuned.safetensors"\n\n[classes]\n'
+                    f'names = {json.dumps(list(CLASSES))}\ntemplates = {json.dumps(list(DEMO_TEMPLATES))}\n\n'
+                    + "\n".join(tables))
+    return toml
+
+
+def demo_experiment(root: Path, tiny: bool, device: str | None) -> tuple[Experiment, str]:
+    """The built-in demo experiment if its files exist (never in --tiny mode), else a stand-in; with a note."""
+    note, why = "experiments/demo.toml", "--tiny"
+    exp = None
+    if not tiny:
+        try:
+            exp = load_experiment(DEFAULT_EXPERIMENT)
+        except (OSError, ValueError) as err:  # missing files or an unreadable TOML: measure the stand-in
+            why = f"demo not available: {str(err)[:160]}"
+    if exp is None:
+        exp = load_experiment(standin_experiment(root / "standin", tiny))
+        note = f"stand-in: random weights, {'tiny' if tiny else 'demo'} architecture, world sets ({why})"
+    return dataclasses.replace(exp, device=device or exp.device), note
+
+
+def bench_interpolation(zs: ImageClassifier, ft: ImageClassifier, repeats: int) -> tuple[dict, Callable]:
+    """theta_alpha into the working model: paper way, project way, and one lerp over flat buffers."""
+    device = next(zs.parameters()).device
+    space = WeightSpace(zs, ft)
+    working = space.new_working()
+    paper_model = copy.deepcopy(zs)  # the paper code loads into an ordinary model
+    theta0, theta1 = zs.state_dict(), ft.state_dict()
+    n = space.num_weights
+    a, b, out = (torch.randn(n, device=device) for _ in range(3))
+    alphas = itertools.cycle(ALPHA_GRID)  # consecutive alphas differ, so no call is skipped as unchanged
+    fns = {"paper": lambda: paper_model.load_state_dict(interpolate_state_dicts(theta0, theta1, next(alphas))),
+           "project": lambda: space.interpolate_into(working, next(alphas)),
+           "floor": lambda: torch.lerp(a, b, next(alphas), out=out)}
+    t = timed(fns, repeats, device=device)
+    fig = {"weights": n, "paper_ms": t["paper"] * 1e3, "project_ms": t["project"] * 1e3,
+           "floor_ms": t["floor"] * 1e3, "project_over_paper": t["project"] / t["paper"],
+           "project_over_floor": t["project"] / t["floor"], "speedup_vs_paper": t["paper"] / t["project"]}
+    return fig, lambda alpha: space.interpolate_into(working, alpha)
+
+
+def bench_vit(tiny: bool, root: Path, device: torch.device, precision: str, repeats: int) -> tuple[dict, dict]:
+    """Interpolation figures and the one-image slider latency on ViT-B/32 (its memory is freed on return)."""
+    zs, ft, size = vit_pair(tiny, root, device)
+    interpolation, interpolate = bench_interpolation(zs, ft, repeats)
+    move = _slider(interpolate, torch.rand(1, 3, size, size), device, precision,
+                   torch.zeros(1, dtype=torch.long), None)
+    return interpolation, {"vit_b32_ms": timed({"vit": move}, repeats, device=device)["vit"] * 1e3}
+
+
+def _slider(interpolate: Callable[[float], ImageClassifier], images: torch.Tensor, device: torch.device,
+            precision: str, labels: torch.Tensor, class_indices: torch.Tensor | None) -> Callable[[], object]:
+    """One slider move: a new alpha, theta_alpha written, predictions (top-5 probabilities) updated."""
+    alphas = itertools.cycle(ALPHA_GRID)
+
+    def move() -> object:
+        model = interpolate(next(alphas))
+        return summarise(predict_logits(model, images, device, precision, len(images)), labels, class_indices)
+    return move
+
+
+def bench_relaunch(exp: Experiment, cache_dir: Path, repeats: int) -> tuple[dict, ExperimentRuntime]:
+    """First sweep (empty cache, fresh runtime) vs warm relaunches (fresh runtime, everything from cache)."""
+    start = time.perf_counter()
+    first_rt = ExperimentRuntime(exp)
+    first = run_sweep(first_rt, ALPHA_GRID, cache=DiskCache(cache_dir))
+    first_s = time.perf_counter() - start
+    warm, loaded = [], False
+    for _ in range(repeats):
+        _digest.cache_clear()  # a relaunched process has no memo of checkpoint hashes
+        start = time.perf_counter()
+        fresh = load_experiment(exp.path) if exp.path else exp  # reading the TOML is part of a relaunch
+        runtime = ExperimentRuntime(dataclasses.replace(fresh, device=exp.device, precision=exp.precision))
+        result = run_sweep(runtime, ALPHA_GRID, cache=DiskCache(cache_dir))
+        warm.append(time.perf_counter() - start)
+        loaded |= "models" in runtime.__dict__ or bool(runtime._sets)  # cached_property stores on first use
+        if result.table().round(6).to_dict() != first.table().round(6).to_dict():
+            raise RuntimeError("warm relaunch returned different results from the first sweep")
+    warm_s = statistics.median(warm)
+    evaluations = len(ALPHA_GRID) * len(first_rt.set_names)
+    images = sum(len(first_rt.eval_set(n)) for n in first_rt.set_names) * len(ALPHA_GRID)
+    return ({"full_sweep": {"first_s": first_s, "evaluations": evaluations, "images": images,
+                            "sets": len(first_rt.set_names)},
+             "relaunch": {"first_s": first_s, "warm_s": warm_s, "speedup": first_s / warm_s,
+                          "warm_loaded_models_or_images": loaded}}, first_rt)
+
+
+def bench_throughput(runtime: ExperimentRuntime, cache_root: Path, repeats: int) -> dict:
+    """Images/s of the project's sweep on the ID set vs a raw encode_image loop, same tensors and batch size."""
+    exp, device = runtime.experiment, runtime.device
+    name = exp.id_set.name
+    images = runtime.eval_set(name).images  # decoded once, before timing, for both
+    clip, batch = runtime.models.clip.model, exp.batch_size
+    alphas = (0.25, 0.75)
+    working = runtime.new_working()
+    cache = DiskCache(cache_root / "throughput")
+
+    def project() -> None:
+        cache.clear()  # every alpha is computed, as in a first sweep
+        run_sweep(runtime, alphas, sets=[name], cache=cache, working=working)
+
+    @torch.inference_mode()
+    def raw() -> None:
+        with autocast(device, exp.precision):
+            for _ in alphas:
+                for start in range(0, len(images), batch):
+                    clip.encode_image(images[start:start + batch].to(device)).float().cpu()
+    t = timed({"project": project, "raw": raw}, repeats, device=device)
+    n = len(images) * len(alphas)
+    return {"set": name, "images": len(images), "batch_size": batch, "project_img_s": n / t["project"],
+            "raw_img_s": n / t["raw"], "project_over_raw": t["raw"] / t["project"]}
+
+
+def check_targets(figures: dict) -> dict[str, dict]:
+    """Each target with its figure's value and pass/fail."""
+    out = {}
+    for name, (path, op, threshold, meaning) in TARGETS.items():
+        section, key = path.split(".")
+        value = figures[section][key]
+        out[name] = {"figure": path, "op": op, "threshold": threshold, "value": value, "meaning": meaning,
+                     "pass": bool(_OPS[op](value, threshold))}
+    return out
+
+
+def bench_demo(exp: Experiment, root: Path, repeats: int, tiny: bool) -> dict[str, dict]:
+    """Full sweep, warm relaunch, slider latency (16 gallery images) and sweep throughput on the demo."""
+    figures, runtime = bench_relaunch(exp, root / "sweep-cache", 2 if tiny else 3)
+    ev = runtime.eval_set(exp.id_set.name)
+    images, labels = ev.images[:16], ev.labels[:16]
+    working = runtime.new_working()
+    move = _slider(lambda a: runtime.classifier_at(working, a), images, runtime.device, exp.precision, labels,
+                   ev.class_indices)
+    figures["slider"] = {"demo_ms": timed({"demo": move}, repeats * 2, device=runtime.device)["demo"] * 1e3,
+                         "demo_images": len(images)}
+    figures["throughput"] = bench_throughput(runtime, root, 2 if tiny else 3)
+    return figures
+
+
+def run(tiny: bool = False, device: str | None = None) -> dict:
+    """Run every benchmark and return {"meta", "figures", "targets"}."""
+    repeats, started = (2 if tiny else 5), time.perf_counter()
+    dev = pick_device(device or "auto")
+    precision = "bf16" if dev.type == "cuda" else "fp32"  # bf16 autocast on GPU (the issue's GPU run)
+    with tempfile.TemporaryDirectory(prefix="wiseft-bench-") as tmp:
+        root = Path(tmp)
+        interpolation, slider = bench_vit(tiny, root, dev, precision, repeats)
+        vit_s = time.perf_counter() - started
+        exp, note = demo_experiment(root, tiny, device)
+        if pick_device(exp.device).type == "cuda":
+            exp = dataclasses.replace(exp, precision="bf16")
+        figures = bench_demo(exp, root, repeats, tiny)
+    figures["interpolation"] = interpolation
+    figures["slider"].update(slider)
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "device": str(dev), "precision": precision,
+            "tiny": tiny, "demo": note,
+            "vit": "wiseft-bench-vit (tiny stand-in)" if tiny else "open_clip ViT-B-32, random weights",
+            "seconds": {"vit": vit_s, "demo": time.perf_counter() - started - vit_s,
+                        "total": time.perf_counter() - started}}
+    if dev.type == "cuda":
+        meta["gpu"] = torch.cuda.get_device_name(dev)
+    return {"meta": meta, "figures": figures, "targets": check_targets(figures)}
+
+
+def report(results: dict) -> str:
+    """The printed table: every target, its value and pass/fail, then a one-line summary (last line)."""
+    lines = [f"{'target':<18} {'value':>12} {'goal':>10}  result  meaning"]
+    for name, t in results["targets"].items():
+        lines.append(f"{name:<18} {t['value']:>12.4g} {t['op'] + format(t['threshold'], 'g'):>10}  "
+                     f"{'PASS' if t['pass'] else 'FAIL':<6}  {t['meaning']}")
+    f = results["figures"]
+    lines.append(f"interpolation ms: paper {f['interpolation']['paper_ms']:.1f}, project "
+                 f"{f['interpolation']['project_ms']:.1f}, floor {f['interpolation']['floor_ms']:.1f}; "
+                 f"throughput img/s: project {f['throughput']['project_img_s']:.0f}, raw "
+                 f"{f['throughput']['raw_img_s']:.0f}; relaunch s: first {f['relaunch']['first_s']:.2f}, "
+                 f"warm {f['relaunch']['warm_s']:.3f}")
+    meta = results["meta"]
+    lines.append(f"demo: {meta['demo']}; threads {meta['threads']}, device {meta['device']}, "
+                 f"{meta['seconds']['total']:.0f} s in all")
+    passed = sum(t["pass"] for t in results["targets"].values())
+    summary = ", ".join(f"{n} {'PASS' if t['pass'] else 'FAIL'}" for n, t in results["targets"].items())
+    lines.append(f"{passed}/{len(results['targets'])} targets met{' (tiny: not meaningful)' * results['meta']['tiny']}"
+                 f": {summary}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: run, print the table, write the JSON; exit 1 if a target is missed (never in --tiny mode)."""
+    parser = argparse.ArgumentParser(prog="wiseft-explorer bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (figures not meaningful)")
+    parser.add_argument("--out", default="bench-results.json", help="JSON file for the figures")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: auto)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run(tiny=args.tiny, device=args.device)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    print(report(results))
+    return 0 if args.tiny or all(t["pass"] for t in results["targets"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
