@@ -18,9 +18,11 @@ def explorer_page() -> None:
         st.stop()
     alpha = state.alpha_controls()
     result, complete = results.ensure_sweep(runtime)
+    if result is None:
+        st.stop()
     explorer.explorer_body(runtime, result, alpha, complete)
     if not complete:
-        results.fill_in(runtime)
+        results.sweep_progress(runtime, len(result.alphas))
 
 
 # st.navigation names the landing page "Explorer" (with plain pages/ discovery it would be called "app").

@@ -67,6 +67,16 @@ def server(tmp_path_factory):
             proc.kill()
 
 
+def _wait_sweep_complete(page, timeout_s: float = WAIT_MS / 1000) -> None:
+    """Block until the page shows the complete sweep: no progress bar and no filling-in note for two checks."""
+    deadline, settled = time.monotonic() + timeout_s, 0
+    while settled < 2:
+        busy = page.locator('[data-testid="stProgress"]').count() + page.get_by_text("being filled in").count()
+        settled = settled + 1 if busy == 0 else 0
+        assert time.monotonic() < deadline, "the sweep never completed in the browser"
+        page.wait_for_timeout(750)
+
+
 def _id_metric(page) -> tuple[str, str]:
     metric = page.locator('[data-testid="stMetric"]').first
     return (metric.locator('[data-testid="stMetricLabel"]').inner_text(),
@@ -86,9 +96,9 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         page.goto(url, timeout=WAIT_MS)
         expect(page.get_by_text("ID accuracy (ID) at α = 0.5")).to_be_visible(timeout=WAIT_MS)
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=WAIT_MS)
-        # Wait until the progressive sweep has filled the whole grid: its server-side reruns can race with keys
-        # pressed meanwhile (a known limitation during the first cold-start seconds).
-        expect(page.get_by_text("being filled in")).to_have_count(0, timeout=WAIT_MS)
+        # Wait until the progressive sweep has filled the whole grid (no progress bar, no "being filled in" note,
+        # twice in a row), so the keys below move a settled page and the metric values compare like with like.
+        _wait_sweep_complete(page)
         label0, value0 = _id_metric(page)
         slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
         slider.focus()

@@ -12,7 +12,8 @@ import torch
 
 from .atomic import atomic_write_text
 from .cache import DiskCache, cache_key
-from .data import EvalSet, restrict_logits
+from .data import restrict_logits
+from .interpolate import Working
 from .models import ImageClassifier, autocast
 from .runtime import ExperimentRuntime
 
@@ -145,74 +146,75 @@ def _load_entry(cache: DiskCache, key: str) -> Predictions | None:
                        tensors.get("probs"))
 
 
-def run_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRID, sets: Sequence[str] | None = None,
-              cache: DiskCache | None = None, progress: Progress | None = None,
-              working=None) -> SweepResult:
-    """Evaluate every set at every alpha; cached entries are read, not recomputed (models load only if needed)."""
+def _new_result(runtime: ExperimentRuntime, names: Sequence[str], alphas: Sequence[float]) -> SweepResult:
     exp = runtime.experiment
-    cache = cache or DiskCache(exp.cache_dir)
+    return SweepResult(exp.id_set.name, exp.id_val.name if exp.id_val else None,
+                       [s.name for s in exp.shifts if s.name in names], sorted(set(alphas)),
+                       {name: {} for name in names})
+
+
+def _evaluate(runtime: ExperimentRuntime, cache: DiskCache, name: str, set_fp: str, alpha: float,
+              get_working: Callable[[], Working]) -> Predictions:
+    """One (set, alpha) entry: read from the cache, else computed in the working model and cached."""
+    key = _entry_key(runtime, set_fp, alpha)
+    preds = _load_entry(cache, key)
+    if preds is None:
+        exp, ev = runtime.experiment, runtime.eval_set(name)
+        model = runtime.classifier_at(get_working(), alpha)  # a no-op when the model is already at alpha
+        preds = summarise(predict_logits(model, ev.images, runtime.device, exp.precision, exp.batch_size),
+                          ev.labels, ev.class_indices)
+        cache.put(key, preds.as_tensors(), {"top1": preds.top1, "set": name, "alpha": alpha})
+    return preds
+
+
+def run_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRID, sets: Sequence[str] | None = None,
+              cache: DiskCache | None = None, progress: Progress | None = None, working: Working | None = None,
+              on_alpha: Callable[[SweepResult], None] | None = None) -> SweepResult:
+    """Evaluate every set at every alpha, coarse alphas first; cached entries are read (models load only if needed).
+
+    `on_alpha` receives, after each alpha, a result holding the alphas finished so far (for progressive plots).
+    """
+    cache = cache or DiskCache(runtime.experiment.cache_dir)
     names = list(sets) if sets is not None else runtime.set_names
     order = coarse_first(alphas)
     set_fps = {name: runtime.set_fingerprint(name) for name in names}
-    result = SweepResult(exp.id_set.name, exp.id_val.name if exp.id_val else None,
-                         [s.name for s in exp.shifts if s.name in names], sorted(set(order)),
-                         {name: {} for name in names})
-    total, done = len(order) * len(names), 0
+    result = _new_result(runtime, names, order)
+    holder = [working]
+
+    def get_working() -> Working:
+        if holder[0] is None:  # created on first need, so a fully cached sweep never loads a model
+            holder[0] = runtime.new_working()
+        return holder[0]
+
+    total, done, finished = len(order) * len(names), 0, []
     for alpha in order:
-        missing = []
         for name in names:
-            key = _entry_key(runtime, set_fps[name], alpha)
-            cached = _load_entry(cache, key)
-            if cached is None:
-                missing.append((name, key))
-            else:
-                result.predictions[name][alpha] = cached
-                done += 1
-                if progress:
-                    progress(done, total, name, alpha)
-        if not missing:
-            continue
-        working = working or runtime.new_working()
-        model = runtime.classifier_at(working, alpha)
-        for name, key in missing:
-            ev: EvalSet = runtime.eval_set(name)
-            logits = predict_logits(model, ev.images, runtime.device, exp.precision, exp.batch_size)
-            preds = summarise(logits, ev.labels, ev.class_indices)
-            cache.put(key, preds.as_tensors(), {"top1": preds.top1, "set": name, "alpha": alpha})
-            result.predictions[name][alpha] = preds
+            result.predictions[name][alpha] = _evaluate(runtime, cache, name, set_fps[name], alpha, get_working)
             done += 1
             if progress:
                 progress(done, total, name, alpha)
+        finished.append(alpha)
+        if on_alpha:
+            partial = _new_result(runtime, names, finished)
+            partial.predictions = {n: {a: result.predictions[n][a] for a in finished} for n in names}
+            on_alpha(partial)
     return result
 
 
-def evaluate_at(runtime: ExperimentRuntime, alpha: float, working, sets: Sequence[str] | None = None,
+def evaluate_at(runtime: ExperimentRuntime, alpha: float, working: Working, sets: Sequence[str] | None = None,
                 cache: DiskCache | None = None) -> dict[str, Predictions]:
     """Predictions of every set at one (possibly off-grid) alpha, in the caller's working model; cached on disk."""
-    exp = runtime.experiment
-    cache = cache or DiskCache(exp.cache_dir)
-    out: dict[str, Predictions] = {}
-    for name in list(sets) if sets is not None else runtime.set_names:
-        key = _entry_key(runtime, runtime.set_fingerprint(name), alpha)
-        preds = _load_entry(cache, key)
-        if preds is None:
-            ev = runtime.eval_set(name)
-            model = runtime.classifier_at(working, alpha)
-            preds = summarise(predict_logits(model, ev.images, runtime.device, exp.precision, exp.batch_size),
-                              ev.labels, ev.class_indices)
-            cache.put(key, preds.as_tensors(), {"top1": preds.top1, "set": name, "alpha": alpha})
-        out[name] = preds
-    return out
+    cache = cache or DiskCache(runtime.experiment.cache_dir)
+    return {name: _evaluate(runtime, cache, name, runtime.set_fingerprint(name), alpha, lambda: working)
+            for name in (list(sets) if sets is not None else runtime.set_names)}
 
 
 def cached_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRID,
                  cache: DiskCache | None = None) -> SweepResult | None:
     """The sweep read from the disk cache only (no model is loaded), or None if any entry is missing."""
-    exp = runtime.experiment
-    cache = cache or DiskCache(exp.cache_dir)
+    cache = cache or DiskCache(runtime.experiment.cache_dir)
     names = runtime.set_names
-    result = SweepResult(exp.id_set.name, exp.id_val.name if exp.id_val else None, [s.name for s in exp.shifts],
-                         sorted(set(alphas)), {name: {} for name in names})
+    result = _new_result(runtime, names, alphas)
     for name in names:
         set_fp = runtime.set_fingerprint(name)
         for alpha in result.alphas:

@@ -107,8 +107,7 @@ def builder_section() -> None:
         state.set_experiment(built)
         runtime = state.load_runtime(Path(built))
         if runtime is not None:
-            for index in range(len(results.PHASES)):
-                results.compute_phase(runtime, index)
+            results.compute_sweep(runtime)
             st.success("Sweep done: the Explorer and Gallery pages now show this experiment.")
 
 

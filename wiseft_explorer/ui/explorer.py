@@ -94,7 +94,8 @@ def accuracy_panel(result: SweepResult, alpha: float) -> None:
 def explorer_body(runtime: ExperimentRuntime, result: SweepResult, alpha: float, complete: bool) -> None:
     """Everything below the alpha controls."""
     if not complete:
-        st.info(f"Showing {len(result.alphas)} α values so far; the rest of the grid is being filled in below.")
+        st.info(f"Showing {len(result.alphas)} of 21 α values so far; the rest of the grid is being filled in "
+                "(progress below). The current α is always evaluated at once.")
     acc = metric_cards(runtime, result, alpha)
     left, right = st.columns(2)
     with left:

@@ -53,6 +53,10 @@ def gallery_page(runtime: ExperimentRuntime) -> None:
     """The whole gallery below the title."""
     alpha = state.alpha_controls()
     result, complete = results.ensure_sweep(runtime)
+    if result is None:
+        return
+    if not complete:
+        results.sweep_progress(runtime, len(result.alphas))
     set_name = st.selectbox("Set", runtime.set_names, key="gallery_set")
     ev = runtime.eval_set(set_name)
     live = results.set_predictions(runtime, result, set_name, alpha)
@@ -75,5 +79,3 @@ def gallery_page(runtime: ExperimentRuntime) -> None:
                 st.markdown(tile_text(row))
     st.subheader("Probability vs α")
     image_detail(runtime, result, set_name, [int(i) for i in shown["index"]], alpha)
-    if not complete:
-        results.fill_in(runtime)

@@ -1,31 +1,32 @@
-"""Sweep results for the pages: coarse-first progressive sweep with st.progress, live evaluation at off-grid alpha."""
+"""Sweep results for the pages: one background sweep per experiment (coarse alpha first), progress, live off-grid alpha."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 
 import streamlit as st
 
 from ..cache import cache_key
 from ..gallery import grid_alpha
+from ..jobs import JobStatus, SweepJob
 from ..runtime import ExperimentRuntime
 from ..sweep import ALPHA_GRID, Predictions, SweepResult, cached_sweep, evaluate_at, run_sweep
 from . import state
 
-# Coarse first: endpoints, 0.5 and quarters draw the curve's shape in seconds; tenths, then the full grid follow.
-PHASES: tuple[tuple[float, ...], ...] = (
-    (0.0, 0.25, 0.5, 0.75, 1.0),
-    tuple(a for a in ALPHA_GRID if abs(a * 10 - round(a * 10)) < 1e-9),
-    ALPHA_GRID,
-)
+# Full-page redraws while the grid fills in: when the coarse grid (0, 0.25, ..., 1) and the tenths are done, and at
+# the end. Between them only the small progress fragment reruns.
+REDRAW_AT = (5, 11, len(ALPHA_GRID))
+POLL_SECONDS = 1.0
+FIRST_WAIT_SECONDS = 120.0  # cold start: wait at most this long for the two endpoints before drawing
 _LIVE_KEY = "wiseft_live"
 _LIVE_MAX = 16  # off-grid alphas remembered per session
 
 
 @st.cache_resource
-def _complete_store() -> tuple[dict[str, SweepResult], threading.Lock]:
-    """Finished sweeps shared (read-only) by all sessions: a warm start never touches the disk again."""
+def _jobs() -> tuple[dict[str, SweepJob], threading.Lock]:
+    """Sweep jobs shared by all sessions: one computation per experiment, however many people are watching."""
     return {}, threading.Lock()
 
 
@@ -35,48 +36,79 @@ def _store_key(runtime: ExperimentRuntime) -> str:
     return cache_key(kind="app-sweep", **runtime.fingerprint, sets=json.dumps(sets, sort_keys=True))
 
 
-def best_available(runtime: ExperimentRuntime) -> tuple[SweepResult | None, int]:
-    """The finest cached phase (result, phase index) without computing anything; (None, -1) on a cold start."""
-    store, lock = _complete_store()
+class _Finished:
+    """A job stand-in for a sweep found complete in the disk cache (a warm start starts no thread)."""
+
+    def __init__(self, result: SweepResult) -> None:
+        self._status = JobStatus(1, 1, "from cache", result, True, None)
+
+    def status(self) -> JobStatus:
+        return self._status
+
+
+def sweep_job(runtime: ExperimentRuntime) -> SweepJob | _Finished:
+    """The experiment's shared sweep: read from the disk cache if complete, else computed in the background."""
+    jobs, lock = _jobs()
     key = _store_key(runtime)
     with lock:
-        if key in store:
-            return store[key], len(PHASES) - 1
-    for index in reversed(range(len(PHASES))):
-        result = cached_sweep(runtime, PHASES[index])
-        if result is not None:
-            if index == len(PHASES) - 1:
-                with lock:
-                    store[key] = result
-            return result, index
-    return None, -1
+        job = jobs.get(key)
+        if job is None or job.status().error is not None:  # a failed job is retried on the next visit
+            cached = cached_sweep(runtime, ALPHA_GRID)
+            job = jobs[key] = _Finished(cached) if cached is not None else SweepJob(runtime).start()
+    return job
 
 
-def compute_phase(runtime: ExperimentRuntime, index: int, container=None) -> SweepResult:
-    """Run one phase of the sweep with a progress bar (per set and alpha); cached entries are only read."""
-    alphas = PHASES[index]
-    label = ("Evaluating the coarse α grid" if index == 0 else
-             f"Filling in the α grid ({len(alphas)} values)")
-    bar = (container or st).progress(0.0, text=label)
+def _has_endpoints(status: JobStatus) -> bool:
+    return status.result is not None and {0.0, 1.0} <= set(status.result.alphas)
+
+
+def ensure_sweep(runtime: ExperimentRuntime) -> tuple[SweepResult | None, bool]:
+    """A result to draw now (on a cold start: once zero-shot and fine-tuned are evaluated) and whether it is complete."""
+    job = sweep_job(runtime)
+    status = job.status()
+    if not _has_endpoints(status) and not status.finished:
+        deadline = time.monotonic() + FIRST_WAIT_SECONDS
+        bar = st.progress(0.0, text="Evaluating zero-shot and fine-tuned first…")
+        while not _has_endpoints(status) and not status.finished and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = job.status()
+            bar.progress(status.fraction, text=f"Computing the α sweep: {status.message} ({status.done}/{status.total})")
+        bar.empty()
+    if status.error is not None:
+        st.error(f"The sweep failed: {status.error}. Fix the experiment (see the message) and reload the page.")
+        return None, True
+    return status.result, status.finished
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def sweep_progress(runtime: ExperimentRuntime, shown_alphas: int) -> None:
+    """While the grid fills in: a progress bar (per set and alpha); redraws the page when it has more to show."""
+    status = sweep_job(runtime).status()
+    finished = len(status.result.alphas) if status.result is not None else 0
+    if status.finished or any(shown_alphas < mark <= finished for mark in REDRAW_AT):
+        st.rerun(scope="app")
+    st.progress(status.fraction, text=f"Filling in the α grid ({finished} of {len(ALPHA_GRID)} α values): "
+                                      f"{status.message} ({status.done}/{status.total})")
+
+
+def compute_sweep(runtime: ExperimentRuntime) -> SweepResult:
+    """Run the whole sweep now with a progress bar (the Models page's explicit 'run' button)."""
+    bar = st.progress(0.0, text="Running the α sweep")
 
     def progress(done: int, total: int, name: str, alpha: float) -> None:
-        bar.progress(done / total, text=f"{label}: {name} at α = {alpha:.2f} ({done}/{total})")
+        bar.progress(done / total, text=f"Running the α sweep: {name} at α = {alpha:.2f} ({done}/{total})")
 
-    result = run_sweep(runtime, alphas, progress=progress, working=state.working_model(runtime))
+    result = run_sweep(runtime, ALPHA_GRID, progress=progress, working=state.working_model(runtime))
     bar.empty()
-    if index == len(PHASES) - 1:
-        store, lock = _complete_store()
-        with lock:
-            store[_store_key(runtime)] = result
     return result
 
 
 def live_predictions(runtime: ExperimentRuntime, alpha: float) -> dict[str, Predictions]:
-    """Every set evaluated at an off-grid alpha with this session's working model (memoised per session)."""
+    """Every set evaluated at an alpha the sweep does not (yet) have, with this session's working model."""
     memo: dict = st.session_state.setdefault(_LIVE_KEY, {})
     key = (str(runtime.experiment.path), id(runtime), round(alpha, 6))
     if key not in memo:
-        with st.spinner(f"Evaluating every set at α = {alpha:g} (off the grid)…"):
+        with st.spinner(f"Evaluating every set at α = {alpha:g}…"):
             memo[key] = evaluate_at(runtime, alpha, state.working_model(runtime))
         while len(memo) > _LIVE_MAX:
             memo.pop(next(iter(memo)))
@@ -96,23 +128,7 @@ def accuracies_at(runtime: ExperimentRuntime, result: SweepResult, alpha: float)
 
 
 def set_predictions(runtime: ExperimentRuntime, result: SweepResult, set_name: str, alpha: float) -> Predictions | None:
-    """Live predictions of one set at an off-grid alpha (None on the grid: the sweep has them)."""
+    """Live predictions of one set at an alpha the sweep lacks (None when the sweep has it)."""
     if grid_alpha(result, alpha) is not None:
         return None
     return live_predictions(runtime, alpha)[set_name]
-
-
-def ensure_sweep(runtime: ExperimentRuntime) -> tuple[SweepResult, bool]:
-    """A result to draw now (computing the coarse phase on a cold start) and whether the full grid is there."""
-    result, index = best_available(runtime)
-    if result is None:
-        result, index = compute_phase(runtime, 0), 0
-    return result, index == len(PHASES) - 1
-
-
-def fill_in(runtime: ExperimentRuntime, container=None) -> None:
-    """Compute the next unfinished phase, then rerun so the page redraws with the finer grid."""
-    _, index = best_available(runtime)
-    if index < len(PHASES) - 1:
-        compute_phase(runtime, index + 1, container)
-        st.rerun()

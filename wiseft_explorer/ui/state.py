@@ -18,6 +18,7 @@ ENV_EXPERIMENT = "WISEFT_EXPERIMENT"  # lets tests (and users) point the app at 
 ALPHA_KEY = "wiseft_alpha"  # not a widget key, so the value survives page switches
 EXPERIMENT_KEY = "wiseft_experiment"
 WORKING_KEY = "wiseft_working"
+SYNCED_KEY = "wiseft_alpha_synced"  # the alpha the slider and number input were last set to
 ALPHA_MIN, ALPHA_MAX = -1.0, 2.0  # extrapolation range of the number input
 BUILD_HINT = "python -m wiseft_explorer build-demo"
 
@@ -114,13 +115,16 @@ def _snap(alpha: float) -> float:
 def alpha_controls() -> float:
     """Slider (grid, 0..1) and number input (any alpha, extrapolation allowed), kept in sync; returns alpha."""
     alpha = current_alpha()
-    # Widgets follow the shared alpha when it changed elsewhere (other widget, page or URL). Writing only on a
-    # difference matters: rewriting an unchanged value would fight key presses still in flight from the browser.
+    # Widgets follow the shared alpha only when it moved since they were last synced (other widget, page or URL),
+    # and only where they differ: a rerun that merely redraws (e.g. the sweep filling in) must not push a stale
+    # value over a key press that is still on its way from the browser.
     ss = st.session_state
-    if ss.get("alpha_slider") is None or abs(ss["alpha_slider"] - _snap(alpha)) > 1e-9:
-        ss["alpha_slider"] = _snap(alpha)
-    if ss.get("alpha_number") is None or abs(ss["alpha_number"] - alpha) > 1e-9:
-        ss["alpha_number"] = alpha
+    if ss.get(SYNCED_KEY) != alpha or ss.get("alpha_slider") is None or ss.get("alpha_number") is None:
+        if ss.get("alpha_slider") is None or abs(ss["alpha_slider"] - _snap(alpha)) > 1e-9:
+            ss["alpha_slider"] = _snap(alpha)
+        if ss.get("alpha_number") is None or abs(ss["alpha_number"] - alpha) > 1e-9:
+            ss["alpha_number"] = alpha
+        ss[SYNCED_KEY] = alpha
     left, right = st.columns([3, 1])
     left.slider("α: 0 = zero-shot, 1 = fine-tuned", 0.0, 1.0, step=0.05, key="alpha_slider",
                 on_change=lambda: set_alpha(st.session_state["alpha_slider"]),
