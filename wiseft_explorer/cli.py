@@ -35,6 +35,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     result = run_sweep(runtime, alphas, progress=progress)
     bar.close()
+    for line in runtime.data_warnings():
+        print(f"warning: {line}", file=sys.stderr)
     table = result.table() * 100
     print(table.round(1).to_string())
     if len(alphas) > 1:

@@ -68,6 +68,13 @@ class ExperimentRuntime:
                                                  self.models.clip.preprocess)
             return self._sets[name]
 
+    def data_warnings(self) -> list[str]:
+        """One line per loaded set that skipped unreadable files (the set is still usable)."""
+        with self._lock:
+            sets = list(self._sets.values())
+        return [f"{ev.name}: skipped {len(ev.skipped)} unreadable file(s), e.g. {Path(ev.skipped[0][0]).name}: "
+                f"{ev.skipped[0][1]}" for ev in sets if ev.skipped]
+
     def new_working(self) -> Working:
         """A private working model for one session or thread."""
         return self.space.new_working()

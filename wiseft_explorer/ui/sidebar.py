@@ -64,4 +64,6 @@ def sidebar() -> ExperimentRuntime | None:
     facts = _model_facts(str(exp.path), exp.path.stat().st_mtime_ns if exp.path else 0, runtime)
     st.sidebar.markdown("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
     st.sidebar.caption("Sets: " + ", ".join(runtime.set_names))
+    for line in runtime.data_warnings():
+        st.sidebar.warning(line + " — fix or remove the file(s) and reload.")
     return runtime

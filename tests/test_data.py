@@ -1,0 +1,47 @@
+"""Evaluation sets from folders: unreadable files are skipped and reported, subsets and limits respected."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+from libkit import write_experiment
+
+from wiseft_explorer.data import DataWarning
+from wiseft_explorer.experiment import ExperimentError
+from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.sweep import run_sweep
+
+
+def test_unreadable_files_are_skipped_counted_and_reported(tiny, tmp_path: Path) -> None:
+    folder = tmp_path / "id"
+    shutil.copytree(tiny.id_dir, folder)
+    cls = sorted(p.name for p in folder.iterdir())[0]
+    good = len(list(folder.rglob("*.png")))
+    (folder / cls / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (folder / cls / "empty.jpg").write_bytes(b"")
+    toml = write_experiment(tmp_path, tiny, shifts=[{"name": "Copy", "source": str(folder)}])
+    runtime = ExperimentRuntime.from_path(toml)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ev = runtime.eval_set("Copy")
+    assert len(ev) == good
+    assert {Path(p).name for p, _ in ev.skipped} == {"broken.png", "empty.jpg"}
+    assert any(issubclass(w.category, DataWarning) and "skipped 2" in str(w.message) for w in caught)
+    (line,) = runtime.data_warnings()
+    assert line.startswith("Copy: skipped 2 unreadable file(s)")
+    result = run_sweep(runtime, [0.0, 1.0], cache=None)  # the rest of the set still evaluates
+    assert 0.0 <= result.top1("Copy", 1.0) <= 1.0
+
+
+def test_empty_class_folder_is_named(tiny, tmp_path: Path) -> None:
+    folder = tmp_path / "id"
+    shutil.copytree(tiny.id_dir, folder)
+    victim = sorted(p for p in folder.iterdir())[1]
+    for f in victim.iterdir():
+        f.unlink()
+    toml = write_experiment(tmp_path, tiny, shifts=[{"name": "Holey", "source": str(folder)}])
+    with pytest.raises((ExperimentError, ValueError), match=victim.name):
+        ExperimentRuntime.from_path(toml).eval_set("Holey")
