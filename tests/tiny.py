@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from wiseft_explorer.checkpoints import save_checkpoint
-from wiseft_explorer.models import ImageClassifier, build_zeroshot, classifier_metadata, load_clip
 from wiseft_explorer.experiment import ModelSpec
+from wiseft_explorer.models import ImageClassifier, build_zeroshot, classifier_metadata, load_clip
 
 TINY_NAME = "wiseft-tiny-rn"
 TINY_CONFIG = {

@@ -108,7 +108,7 @@ def _optimise(params: list[nn.Parameter], batches: Callable[[], Any], step_loss:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             step += 1
             bar.update(1)
             if step % 10 == 0:

@@ -14,7 +14,7 @@ from .experiment import DatasetSpec, Experiment, load_experiment
 from .interpolate import WeightSpace, Working
 from .models import ImageClassifier, ModelPair, load_models
 
-WORLD_VERSION = "world-v1"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
+WORLD_VERSION = "world-v2"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
 
 
 class ExperimentRuntime:

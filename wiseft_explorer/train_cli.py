@@ -24,6 +24,8 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("build-demo", help="pretrain, zero-shot head, fine-tune: rebuild the built-in demo")
     p.add_argument("--out-dir", default=None, help="where to write the assets (default: assets/demo)")
     p.add_argument("--tiny", action="store_true", help="a seconds-long configuration (tests)")
+    p.add_argument("--reuse-pretrained", action="store_true",
+                   help="keep an existing zero-shot checkpoint whose recorded recipe and seed match (skips pretraining)")
     p.set_defaults(func=_build_demo)
     p = sub.add_parser("bench", parents=[common], help="benchmark interpolation, latency, throughput, cache")
     p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (figures not meaningful)")
@@ -61,8 +63,10 @@ def _build_demo(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, build_demo
 
     config = DemoConfig.tiny() if args.tiny else DemoConfig()
-    out = build_demo(Path(args.out_dir) if args.out_dir else None, config)
-    print(f"demo built in {out}")
+    result = build_demo(Path(args.out_dir) if args.out_dir else None, config, reuse_pretrained=args.reuse_pretrained)
+    for name, path in {**result.assets, **result.experiments}.items():
+        print(f"{name}: {path}")
+    print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.timings.items()))
     return 0
 
 

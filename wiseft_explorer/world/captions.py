@@ -9,7 +9,7 @@ from .render import CLASSES, COLOUR_NAMES, Attributes
 # Phrases that introduce the image, per style. Corrupted photos are still photos, so "photo" is true for them.
 STYLE_PHRASES: dict[str, tuple[str, ...]] = {
     "photo": ("a photo of", "a photograph of", "a close-up photo of"),
-    "sketch": ("a sketch of", "a pencil sketch of", "a drawing of", "a black and white sketch of"),
+    "sketch": ("a sketch of", "a pencil sketch of", "a drawing of", "a pencil drawing of"),
     "cartoon": ("a cartoon of", "a cartoon drawing of", "a colorful cartoon of"),
     "pixelated": ("a pixelated photo of", "a pixelated image of", "a low resolution photo of"),
     "blurry": ("a blurry photo of", "a blurred image of", "an out of focus photo of"),
@@ -47,10 +47,8 @@ def _choice(rng: np.random.Generator, options: tuple[str, ...]) -> str:
 
 def caption(attrs: Attributes, rng: np.random.Generator) -> str:
     """One caption naming a random subset of the image's true attributes (the shape always)."""
-    if rng.random() < 0.75:
-        intro = _choice(rng, STYLE_PHRASES[attrs.style])
-    else:
-        intro = _choice(rng, NEUTRAL_PHRASES)
+    styled = rng.random() < 0.75
+    intro = _choice(rng, STYLE_PHRASES[attrs.style] if styled else NEUTRAL_PHRASES)
     adjectives = []
     if rng.random() < 0.3 and SIZE_WORDS[attrs.size]:
         adjectives.append(_choice(rng, SIZE_WORDS[attrs.size]))

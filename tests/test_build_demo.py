@@ -1,0 +1,81 @@
+"""build-demo end to end in its tiny configuration, loaded back through the code the app uses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from wiseft_explorer.checkpoints import load_checkpoint
+from wiseft_explorer.data import load_eval_set
+from wiseft_explorer.demo import DEMO_MODEL_CONFIG, DemoConfig, build_demo
+from wiseft_explorer.experiment import load_experiment
+from wiseft_explorer.interpolate import WeightSpace
+from wiseft_explorer.models import load_models
+from wiseft_explorer.pretrain import vocabulary_token_ids
+from wiseft_explorer.world import CLASSES, SHIFT_NAMES
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One tiny build into a temporary folder (assets/ and experiments/ side by side, like the repository)."""
+    root = tmp_path_factory.mktemp("demo")
+    result = build_demo(root / "assets" / "demo", DemoConfig.tiny(), experiments_dir=root / "experiments",
+                        progress=False)
+    return root, result
+
+
+def test_writes_every_asset_and_both_experiments(built):
+    root, result = built
+    assert set(result.assets) == {"config", "zeroshot", "end-to-end", "linear"}
+    assert all(p.is_file() for p in result.assets.values())
+    assert json.loads(result.assets["config"].read_text()) == DEMO_MODEL_CONFIG
+    assert {p.name for p in result.experiments.values()} == {"demo.toml", "demo-linear.toml"}
+    assert result.timings["total"] > 0 and "pretrain" in result.timings
+
+
+def test_checkpoints_record_seed_config_and_recipe(built):
+    _, result = built
+    tensors, meta = load_checkpoint(result.assets["zeroshot"])
+    assert meta["seed"] == 0 and meta["model_config"] == DEMO_MODEL_CONFIG and meta["recipe"]["steps"] == 4
+    assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
+    # Only token rows of the world's vocabulary are non-zero, so the embedding is stored compactly.
+    rows = (tensors["token_embedding.weight"] != 0).any(dim=1).nonzero().flatten()
+    from open_clip import get_tokenizer
+
+    assert set(rows.tolist()) <= set(vocabulary_token_ids(get_tokenizer("wiseft-demo-rn")).tolist())
+    assert result.assets["zeroshot"].stat().st_size < 16e6
+    for key in ("end-to-end", "linear"):
+        tensors, meta = load_checkpoint(result.assets[key])
+        assert meta["format"] == "wiseft-explorer/classifier" and meta["classnames"] == list(CLASSES)
+        assert meta["recipe"]["mode"] == key and meta["recipe"]["weight_decay"] == 0.1 and meta["seed"] == 0
+        assert (meta.get("image_tower") == "zeroshot") == (key == "linear")
+
+
+@pytest.mark.parametrize("stem", ["demo", "demo-linear"])
+def test_loads_through_the_experiment_code(built, stem):
+    root, _ = built
+    exp = load_experiment(root / "experiments" / f"{stem}.toml")
+    assert list(exp.classnames) == list(CLASSES)
+    assert [s.source for s in exp.shifts] == [f"world:{n}" for n in SHIFT_NAMES]
+    assert exp.id_set.source == "world:id-test" and exp.id_val.source == "world:id-val"
+    pair = load_models(exp)
+    space = WeightSpace(pair.zeroshot, pair.finetuned, exp.head_policy)
+    data = load_eval_set(exp.id_set, exp.classnames, pair.clip.preprocess)
+    assert len(data) == 64
+    with torch.no_grad():
+        ends = [space.set_alpha(a)(data.images[:16]) for a in (0.0, 1.0)]
+        middle = space.set_alpha(0.5)(data.images[:16])
+    assert middle.shape == (16, len(CLASSES)) and torch.isfinite(middle).all()
+    assert torch.allclose(ends[0], pair.zeroshot(data.images[:16]), atol=1e-4)
+    assert torch.allclose(ends[1], pair.finetuned(data.images[:16]), atol=1e-4)
+
+
+def test_tiny_build_is_reproducible(built, tmp_path):
+    _, first = built
+    again = build_demo(tmp_path / "assets", DemoConfig.tiny(), experiments_dir=tmp_path / "exp", progress=False)
+    for key in ("zeroshot", "end-to-end"):
+        a, _ = load_checkpoint(first.assets[key])
+        b, _ = load_checkpoint(again.assets[key])
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), key
