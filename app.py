@@ -17,7 +17,7 @@ def explorer_page() -> None:
     if runtime is None:
         st.stop()
     alpha = state.alpha_controls()
-    result, complete = results.ensure_sweep(runtime)
+    result, complete = results.ensure_sweep(runtime, alpha)
     if result is None:
         st.stop()
     explorer.explorer_body(runtime, result, alpha, complete)

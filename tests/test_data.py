@@ -45,3 +45,18 @@ def test_empty_class_folder_is_named(tiny, tmp_path: Path) -> None:
     toml = write_experiment(tmp_path, tiny, shifts=[{"name": "Holey", "source": str(folder)}])
     with pytest.raises((ExperimentError, ValueError), match=victim.name):
         ExperimentRuntime.from_path(toml).eval_set("Holey")
+
+
+def test_world_set_fingerprint_follows_the_set_size(tmp_path: Path, monkeypatch) -> None:
+    import dataclasses
+
+    from wiseft_explorer.experiment import DEFAULT_EXPERIMENT, load_experiment
+    from wiseft_explorer.world import sets as world_sets
+
+    runtime = ExperimentRuntime(load_experiment(DEFAULT_EXPERIMENT))
+    name = runtime.experiment.id_set.name
+    before = runtime.set_fingerprint(name)
+    source = runtime.experiment.id_set.source.removeprefix("world:")
+    smaller = dataclasses.replace(world_sets.SPECS[source], size=world_sets.SPECS[source].size - 1)
+    monkeypatch.setitem(world_sets.SPECS, source, smaller)
+    assert runtime.set_fingerprint(name) != before  # a cached sweep of the old size is never reused

@@ -103,7 +103,11 @@ class ExperimentRuntime:
         spec = self.spec(name)
         parts = [spec.source, str(spec.limit), ",".join(spec.classes or ()), str(spec.mapping or "")]
         if spec.is_world:
-            parts.append(WORLD_VERSION)
+            from .world import SPECS
+
+            world_spec = SPECS.get(spec.source.removeprefix("world:"))
+            # The set's real size matters when no limit is given: a changed default must not reuse old entries.
+            parts += [WORLD_VERSION, str(spec.limit or (world_spec.size if world_spec else ""))]
         else:
             files = sorted(p for p in Path(spec.source).rglob("*") if p.is_file())
             parts += [f"{p.relative_to(spec.source)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]

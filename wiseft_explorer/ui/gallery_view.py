@@ -52,7 +52,7 @@ def image_detail(runtime: ExperimentRuntime, result: SweepResult, set_name: str,
 def gallery_page(runtime: ExperimentRuntime) -> None:
     """The whole gallery below the title."""
     alpha = state.alpha_controls()
-    result, complete = results.ensure_sweep(runtime)
+    result, complete = results.ensure_sweep(runtime, alpha)
     if result is None:
         return
     if not complete:

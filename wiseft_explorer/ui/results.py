@@ -18,6 +18,7 @@ from . import state
 # Full-page redraws while the grid fills in: when the coarse grid (0, 0.25, ..., 1) and the tenths are done, and at
 # the end. Between them only the small progress fragment reruns.
 REDRAW_AT = (5, 11, len(ALPHA_GRID))
+COARSE = (0.0, 0.25, 0.5, 0.75, 1.0)  # the first five alphas the job finishes (coarse_first order)
 POLL_SECONDS = 1.0
 FIRST_WAIT_SECONDS = 120.0  # cold start: wait at most this long for the two endpoints before drawing
 _LIVE_KEY = "wiseft_live"
@@ -58,14 +59,17 @@ def sweep_job(runtime: ExperimentRuntime) -> SweepJob | _Finished:
     return job
 
 
-def _has_endpoints(status: JobStatus) -> bool:
-    return status.result is not None and {0.0, 1.0} <= set(status.result.alphas)
-
-
-def ensure_sweep(runtime: ExperimentRuntime) -> tuple[SweepResult | None, bool]:
-    """A result to draw now (on a cold start: once zero-shot and fine-tuned are evaluated) and whether it is complete."""
+def ensure_sweep(runtime: ExperimentRuntime, alpha: float | None = None) -> tuple[SweepResult | None, bool]:
+    """A result to draw now (on a cold start: once zero-shot, fine-tuned and a coarse current alpha are evaluated)
+    and whether it is complete."""
     job = sweep_job(runtime)
     status = job.status()
+    # Waiting a few seconds for a coarse alpha the job computes next is cheaper than evaluating it twice.
+    wanted = {0.0, 1.0} | ({alpha} if alpha in COARSE else set())
+
+    def _has_endpoints(status: JobStatus) -> bool:
+        return status.result is not None and wanted <= set(status.result.alphas)
+
     if not _has_endpoints(status) and not status.finished:
         deadline = time.monotonic() + FIRST_WAIT_SECONDS
         bar = st.progress(0.0, text="Evaluating zero-shot and fine-tuned first…")
