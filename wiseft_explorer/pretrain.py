@@ -14,6 +14,7 @@ from open_clip.loss import ClipLoss
 from torch import nn
 from tqdm.auto import tqdm
 
+from .finetune import cosine_lr  # one warmup + cosine schedule for pretraining and fine-tuning
 from .world import CLASSES, WorldSet, caption, make_set, vocabulary_text
 
 
@@ -86,14 +87,6 @@ def create_model(name: str, seed: int, logit_scale_init: float) -> tuple[nn.Modu
     tokenizer = open_clip.get_tokenizer(name)
     zero_unused_token_rows(model, vocabulary_token_ids(tokenizer))
     return model, tokenizer
-
-
-def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warmup then cosine decay to 0."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * base * (1 + math.cos(math.pi * progress))
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
