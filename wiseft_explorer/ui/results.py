@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import weakref
 
 import streamlit as st
 
@@ -31,10 +32,21 @@ def _jobs() -> tuple[dict[str, SweepJob], threading.Lock]:
     return {}, threading.Lock()
 
 
+_STORE_KEYS: weakref.WeakKeyDictionary[ExperimentRuntime, str] = weakref.WeakKeyDictionary()
+
+
 def _store_key(runtime: ExperimentRuntime) -> str:
-    """Identity of an experiment's sweep: its models, prompts and every set's content."""
-    sets = {name: runtime.set_fingerprint(name) for name in runtime.set_names}
-    return cache_key(kind="app-sweep", **runtime.fingerprint, sets=json.dumps(sets, sort_keys=True))
+    """Identity of an experiment's sweep: its models, prompts and every set's content.
+
+    Computed once per shared runtime: the progress fragment asks every second, and a folder set's fingerprint
+    stats every file in it (the runtime also decodes each set only once, so the answer cannot change under it).
+    """
+    key = _STORE_KEYS.get(runtime)
+    if key is None:
+        sets = {name: runtime.set_fingerprint(name) for name in runtime.set_names}
+        key = _STORE_KEYS[runtime] = cache_key(kind="app-sweep", **runtime.fingerprint,
+                                               sets=json.dumps(sets, sort_keys=True))
+    return key
 
 
 class _Finished:
