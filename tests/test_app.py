@@ -123,7 +123,8 @@ def test_off_grid_alpha_evaluates_live(app_env):
     runtime = ExperimentRuntime.from_path(app_env)
     expected = evaluate_at(runtime, 1.3, runtime.new_working())
     at = _run("app.py")
-    at.number_input(key="alpha_number").set_value(1.3).run()
+    at.number_input(key="alpha_number").set_value(1.3)
+    at.button(key="alpha_submit").click().run()
     assert not at.exception
     assert _metric_values(at)["ID accuracy (ID) at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
 

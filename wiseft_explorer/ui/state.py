@@ -129,8 +129,12 @@ def alpha_controls() -> float:
     left.slider("α: 0 = zero-shot, 1 = fine-tuned", 0.0, 1.0, step=0.05, key="alpha_slider",
                 on_change=lambda: set_alpha(st.session_state["alpha_slider"]),
                 help="Mixing coefficient of the weight-space ensemble θ_α = (1 − α)·θ_zero-shot + α·θ_fine-tuned.")
-    right.number_input("exact α", ALPHA_MIN, ALPHA_MAX, step=0.01, format="%.3f", key="alpha_number",
-                       on_change=lambda: set_alpha(st.session_state["alpha_number"]),
-                       help="Any α, including off-grid values and extrapolation (< 0 or > 1).")
+    # A form: its number is sent only on submit (Enter or the button). Outside a form the browser would send its
+    # not-yet-updated number with every slider rerun, and that stale value would drag alpha back.
+    with right.form("exact_alpha", border=False):
+        st.number_input("exact α", ALPHA_MIN, ALPHA_MAX, step=0.01, format="%.3f", key="alpha_number",
+                        help="Any α, including off-grid values and extrapolation (< 0 or > 1); Enter applies it.")
+        st.form_submit_button("Set α", key="alpha_submit",
+                              on_click=lambda: set_alpha(st.session_state["alpha_number"]))
     st.query_params["alpha"] = f"{alpha:g}"
     return alpha
