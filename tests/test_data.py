@@ -1,4 +1,4 @@
-"""Evaluation sets from folders: unreadable files are skipped and reported, subsets and limits respected."""
+"""Evaluation sets: unreadable folder files skipped and reported, subsets and limits respected, fast world preprocessing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from libkit import write_experiment
 
 from wiseft_explorer.data import DataWarning
@@ -60,3 +61,20 @@ def test_world_set_fingerprint_follows_the_set_size(tmp_path: Path, monkeypatch)
     smaller = dataclasses.replace(world_sets.SPECS[source], size=world_sets.SPECS[source].size - 1)
     monkeypatch.setitem(world_sets.SPECS, source, smaller)
     assert runtime.set_fingerprint(name) != before  # a cached sweep of the old size is never reused
+
+
+def test_world_sets_batch_preprocessing_is_bit_identical_to_the_per_image_transform():
+    from open_clip.transform import image_transform
+    from PIL import Image
+
+    from wiseft_explorer.data import _batch_preprocess, preprocess_images
+    from wiseft_explorer.world import make_set
+
+    raw = make_set("cartoon", seed=0, n=40).images  # 32 x 32
+    same_size = image_transform(32, is_train=False)
+    batched = _batch_preprocess(raw, same_size)
+    assert batched is not None
+    assert torch.equal(batched, preprocess_images([Image.fromarray(a) for a in raw], same_size))
+    # Any resize or crop that would change the pixels takes the per-image path.
+    assert _batch_preprocess(raw, image_transform(48, is_train=False)) is None
+    assert _batch_preprocess(raw[:, :, :30], same_size) is None

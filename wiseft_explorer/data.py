@@ -52,6 +52,29 @@ def preprocess_images(pictures: Sequence[Image.Image], preprocess: Callable) -> 
     return torch.stack([preprocess(p) for p in pictures])
 
 
+def _batch_preprocess(raw: np.ndarray, preprocess: Callable) -> torch.Tensor | None:
+    """The eval transform of uint8 (N,S,S,3) images applied as one tensor op, or None when it would differ.
+
+    Only for open_clip's Resize(S) -> CenterCrop(S) -> RGB -> ToTensor -> Normalize at the images' own size, where
+    resize and crop leave an S x S image unchanged: the result is bit-identical to the per-image path (tested) and
+    takes a few milliseconds instead of about 0.2 s per 700 demo images, on a cold start's critical path.
+    """
+    from torchvision import transforms as T
+
+    steps = list(getattr(preprocess, "transforms", ()))
+    side = raw.shape[1] if raw.ndim == 4 and raw.shape[1] == raw.shape[2] and raw.shape[3] == 3 else None
+    if side is None or raw.dtype != np.uint8 or len(steps) != 5:
+        return None
+    resize, crop, _, to_tensor, normalize = steps
+    if not (isinstance(resize, T.Resize) and resize.size in (side, [side], (side,), [side, side], (side, side))
+            and resize.max_size is None and isinstance(crop, T.CenterCrop) and tuple(crop.size) == (side, side)
+            and type(steps[2]).__name__ in ("MaybeConvertMode", "function") and isinstance(to_tensor, T.ToTensor)
+            and isinstance(normalize, T.Normalize)):
+        return None
+    tensor = torch.from_numpy(raw.copy()).permute(0, 3, 1, 2).contiguous().to(torch.get_default_dtype()).div(255)
+    return T.functional.normalize(tensor, normalize.mean, normalize.std)
+
+
 def _subset_indices(spec: DatasetSpec, classnames: Sequence[str]) -> torch.Tensor | None:
     if not spec.classes:
         return None
@@ -78,7 +101,9 @@ def load_world_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Cal
     if subset is not None:
         keep = np.isin(labels.numpy(), subset.numpy())
     raw = world.images[keep]
-    images = preprocess_images([Image.fromarray(a) for a in raw], preprocess)
+    images = _batch_preprocess(raw, preprocess)
+    if images is None:
+        images = preprocess_images([Image.fromarray(a) for a in raw], preprocess)
     return EvalSet(spec.name, images, labels[torch.from_numpy(keep)], subset, raw=raw)
 
 
