@@ -3,24 +3,40 @@ and the navigation to the Gallery, Upload and Models pages."""
 
 import streamlit as st
 
-from wiseft_explorer.ui import explorer, results, state
-from wiseft_explorer.ui.sidebar import sidebar
+from wiseft_explorer.ui import explorer, sidebar, state
 
 
 def explorer_page() -> None:
     """The Explorer page: thin, everything it draws comes from the library via wiseft_explorer.ui."""
     st.set_page_config(page_title="WiSE-FT Explorer", page_icon="🧭", layout="wide")
-    runtime = sidebar()
+    sidebar.sidebar_top()
     st.title("WiSE-FT Explorer")
     st.caption("Robust fine-tuning of zero-shot models: interpolate the weights of a zero-shot and a fine-tuned CLIP.")
     explorer.explainer()
-    if runtime is None:
+    experiment = state.load_experiment_file()
+    if experiment is None:
         st.stop()
     alpha = state.alpha_controls()
+    curves = state.warm_curves(experiment, alpha)
+    if curves is not None:
+        # Warm start: the stored curves answer a grid alpha, so the page is drawn before torch or a model loads.
+        explorer.explorer_body(curves, alpha, curves.accuracies(curves.grid_alpha(alpha)), complete=True)
+        if curves.about:  # what the models are, as stored with the curves: no need to load them for this page
+            sidebar.list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])
+        else:
+            sidebar.model_details()
+        return
+    from wiseft_explorer.ui import results  # the sweep side: imports torch and loads the models
+
+    runtime = state.load_runtime()
+    if runtime is None:
+        st.stop()
+    results.sweep_job(runtime)  # a cold start: start computing before anything else is drawn
+    sidebar.runtime_details(runtime)
     result, complete = results.ensure_sweep(runtime, alpha)
     if result is None:
         st.stop()
-    explorer.explorer_body(runtime, result, alpha, complete)
+    explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete)
     if not complete:
         results.sweep_progress(runtime, len(result.alphas))
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from wiseft_explorer import atomic as atomic_mod
-from wiseft_explorer import cache as cache_mod
+from wiseft_explorer import keys as keys_mod
 from wiseft_explorer.atomic import remove_stale_temps
 from wiseft_explorer.cache import (
     CACHE_VERSION,
@@ -62,9 +62,9 @@ def test_file_digest_streams_and_tracks_changes(tmp_path):
     path.write_bytes(b"a" * 3_000_000)
     first = file_digest(path)
     assert first == file_digest(str(path)) and len(first) == 64
-    before = cache_mod._digest.cache_info().hits
+    before = keys_mod._digest.cache_info().hits
     file_digest(path)
-    assert cache_mod._digest.cache_info().hits == before + 1  # memoised: not hashed again
+    assert keys_mod._digest.cache_info().hits == before + 1  # memoised: not hashed again
     path.write_bytes(b"b" * 3_000_000)
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # make sure mtime moves on coarse clocks
     assert file_digest(path) != first

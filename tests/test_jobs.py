@@ -8,10 +8,11 @@ import pytest
 from libkit import shared_runtime
 
 from wiseft_explorer.cache import DiskCache
+from wiseft_explorer.curves import ALPHA_GRID
 from wiseft_explorer.experiment import load_experiment
 from wiseft_explorer.jobs import SweepJob
 from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import ALPHA_GRID, run_sweep
+from wiseft_explorer.sweep import run_sweep
 
 
 def test_job_matches_direct_sweep_and_reports_partials(tiny, tmp_path: Path) -> None:

@@ -13,17 +13,15 @@ from libkit import shared_runtime, write_experiment
 from tiny import CLASSES
 
 import wiseft_explorer.runtime as runtime_module
+from wiseft_explorer.batching import predict_logits
 from wiseft_explorer.cache import CacheWarning, DiskCache
+from wiseft_explorer.curves import ALPHA_GRID, PAPER_ALPHA, choose_alphas
 from wiseft_explorer.data import restrict_logits
 from wiseft_explorer.runtime import ExperimentRuntime
 from wiseft_explorer.sweep import (
-    ALPHA_GRID,
-    PAPER_ALPHA,
     Predictions,
     SweepResult,
-    choose_alphas,
     coarse_first,
-    predict_logits,
     run_sweep,
     summarise,
 )
@@ -179,11 +177,11 @@ def test_choose_alphas():
     result = fake_result("ID-val", {"ID": [0.1, 0.2, 0.3, 0.4, 0.9], "ID-val": [0.1, 0.6, 0.5, 0.6, 0.2],
                                     "A": [0.5, 0.6, 0.4, 0.2, 0.1], "B": [0.3, 0.4, 0.4, 0.2, 0.1]}, alphas)
     # Held-out ID picks 0.25/0.75 (a tie, broken towards the paper's 0.5 -> either is 0.25 away; first wins).
-    choice = choose_alphas(result)
+    choice = choose_alphas(result.curves())
     assert choice["best_id_val"] in (0.25, 0.75) and choice["best_avg_shifts"] == 0.25
     assert choice["paper_default"] == PAPER_ALPHA == 0.5
     no_val = fake_result(None, {"ID": [0.1, 0.2, 0.3, 0.4, 0.9], "A": [0.2, 0.2, 0.2, 0.2, 0.2]}, alphas)
-    choice = choose_alphas(no_val)
+    choice = choose_alphas(no_val.curves())
     assert choice["best_id_val"] == 1.0  # falls back to the ID set
     assert choice["best_avg_shifts"] == 0.5  # all equal: the paper's default wins the tie
     assert no_val.avg_shifts(0.25) == pytest.approx(0.2)

@@ -24,13 +24,16 @@ from pathlib import Path
 
 import torch
 
+from .batching import predict_logits
 from .bench_models import demo_experiment, vit_pair
-from .cache import DiskCache, _digest
+from .cache import DiskCache
+from .curves import ALPHA_GRID
 from .experiment import Experiment, load_experiment
 from .interpolate import WeightSpace, interpolate_state_dicts
+from .keys import _digest
 from .models import ImageClassifier, autocast, pick_device
 from .runtime import ExperimentRuntime
-from .sweep import ALPHA_GRID, predict_logits, run_sweep, summarise
+from .sweep import run_sweep, summarise
 
 # target name -> (figure, comparison, threshold, what it means)
 TARGETS: dict[str, tuple[str, str, float, str]] = {

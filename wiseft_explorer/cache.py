@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import enum
 import hashlib
 import json
-import os
 import re
 import threading
 import warnings
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,70 +16,19 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
+from .keys import CACHE_VERSION, cache_key, default_cache_dir, file_digest
 
 __all__ = ["CACHE_VERSION", "CacheWarning", "DiskCache", "atomic_path", "atomic_write_bytes",
            "atomic_write_text", "cache_key", "default_cache_dir", "file_digest", "tensor_checksum"]
 
-# Bump when anything that feeds cached values changes meaning (preprocessing, evaluation, entry layout):
-# every old key then misses, and old entries read back with a version mismatch are recomputed.
-CACHE_VERSION = 1
 ENTRY_SUFFIX = ".safetensors"
 _VERSION_KEY = "wiseft_cache_version"
 _CHECKSUM_KEY = "wiseft_checksum"
 _META_KEY = "wiseft_meta"
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}$")  # keeps keys inside the cache folder
-_CHUNK = 1 << 20
 
 class CacheWarning(UserWarning):
     """A cache entry could not be used (truncated, wrong version, checksum mismatch) and will be recomputed."""
-
-
-def default_cache_dir() -> Path:
-    """The cache folder: $WISEFT_CACHE_DIR, else ~/.cache/wiseft-explorer."""
-    env = os.environ.get("WISEFT_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "wiseft-explorer"
-
-
-@lru_cache(maxsize=4096)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, keyed on (path, size, mtime) so an edited file is hashed again."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 hex of a file's content, streamed in chunks; memoised while its size and mtime are unchanged."""
-    resolved = Path(path).resolve()
-    stat = resolved.stat()
-    return _digest(str(resolved), stat.st_size, stat.st_mtime_ns)
-
-
-def _jsonable(value: Any) -> Any:
-    """Encode the non-JSON values that appear in key parts; unknown objects are an error, never repr()."""
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    if isinstance(value, (torch.dtype, torch.device)):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"__type__": type(value).__name__, **dataclasses.asdict(value)}
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
-        return value.item()
-    # repr() of an arbitrary object may include its memory address, which would make keys unstable.
-    raise TypeError(f"cache_key: cannot encode {type(value).__name__} value {value!r}")
-
-
-def cache_key(**parts: Any) -> str:
-    """The one way to make a cache key: sha256 of the stable JSON of the parts plus CACHE_VERSION."""
-    payload = json.dumps({"cache_version": CACHE_VERSION, **parts}, sort_keys=True,
-                         separators=(",", ":"), default=_jsonable, allow_nan=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:

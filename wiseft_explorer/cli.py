@@ -23,7 +23,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or read from cache) the alpha sweep and print the accuracy table."""
     from tqdm import tqdm
 
-    from .sweep import ALPHA_GRID, choose_alphas, run_sweep
+    from .curves import ALPHA_GRID, choose_alphas
+    from .sweep import run_sweep
 
     runtime = _runtime(args)
     alphas = [args.alpha] if args.alpha is not None else list(ALPHA_GRID)
@@ -40,7 +41,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     table = result.table() * 100
     print(table.round(1).to_string())
     if len(alphas) > 1:
-        print("alpha choices:", json.dumps(choose_alphas(result)))
+        print("alpha choices:", json.dumps(choose_alphas(result.curves())))
     if args.out:
         result.write_jsonl(args.out)
         print(f"wrote {args.out}")

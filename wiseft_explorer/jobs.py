@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass
 
 from .cache import DiskCache
+from .curves import ALPHA_GRID
 from .runtime import ExperimentRuntime
-from .sweep import ALPHA_GRID, SweepResult, run_sweep
+from .sweep import SweepResult, run_sweep
 
 
 @dataclass(frozen=True)

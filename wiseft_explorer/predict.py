@@ -9,11 +9,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from .batching import predict_logits
+from .curves import ALPHA_GRID
 from .data import preprocess_images
 from .heads import text_scores
 from .interpolate import Working
 from .runtime import ExperimentRuntime
-from .sweep import ALPHA_GRID, TOP_K, predict_logits
+from .sweep import TOP_K
 
 
 @dataclass

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import torch
 
-from .cache import file_digest
 from .data import EvalSet, load_eval_set
 from .experiment import DatasetSpec, Experiment, load_experiment
 from .interpolate import WeightSpace, Working
-from .models import ImageClassifier, ModelPair, load_models
-
-WORLD_VERSION = "world-v2"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
+from .keys import experiment_fingerprint, set_fingerprint
+from .models import ImageClassifier, ModelPair, load_models, parameter_count
 
 
 class ExperimentRuntime:
@@ -83,34 +81,24 @@ class ExperimentRuntime:
         """theta_alpha written into the caller's own working model."""
         return self.space.interpolate_into(working, alpha)
 
+    @property
+    def models_loaded(self) -> bool:
+        """Whether the models are in memory already (reading this never loads them)."""
+        return "models" in self.__dict__
+
+    def describe(self) -> dict[str, str]:
+        """Names, sizes and device of the loaded models, as the app's sidebar lists them (loads the models)."""
+        pair, exp = self.models, self.experiment
+        return {"zero-shot": f"{exp.zeroshot.name} ({parameter_count(pair.zeroshot) / 1e6:.2f} M params)",
+                "fine-tuned": f"{exp.finetuned.name} ({parameter_count(pair.finetuned) / 1e6:.2f} M params)",
+                "device": str(pair.device), "classes": str(len(exp.classnames)),
+                "interpolated weights": f"{self.space.num_weights / 1e6:.2f} M", "head policy": exp.head_policy}
+
     @cached_property
     def fingerprint(self) -> dict[str, str]:
         """Content identity of both models and the prompts: the model part of every cache key."""
-        exp = self.experiment
-        pretrained = exp.zeroshot.pretrained or ""
-        zs = file_digest(Path(pretrained)) if pretrained and Path(pretrained).is_file() else pretrained
-        if pretrained.startswith("local-dir:"):
-            folder = Path(pretrained.removeprefix("local-dir:"))
-            zs = ",".join(file_digest(p) for p in sorted(folder.iterdir()) if p.is_file())
-        return {"model": exp.zeroshot.name, "zeroshot": zs,
-                "config": file_digest(exp.zeroshot.config) if exp.zeroshot.config else "",
-                "finetuned": file_digest(exp.finetuned) if exp.finetuned else "", "head_policy": exp.head_policy,
-                "classes": "|".join(exp.classnames), "templates": "|".join(exp.templates),
-                "precision": exp.precision}
+        return experiment_fingerprint(self.experiment)
 
     def set_fingerprint(self, name: str) -> str:
         """Content identity of one set's images (without decoding them)."""
-        spec = self.spec(name)
-        parts = [spec.source, str(spec.limit), ",".join(spec.classes or ()), str(spec.mapping or "")]
-        if spec.is_world:
-            from .world import SPECS
-
-            world_spec = SPECS.get(spec.source.removeprefix("world:"))
-            # The set's real size matters when no limit is given: a changed default must not reuse old entries.
-            parts += [WORLD_VERSION, str(spec.limit or (world_spec.size if world_spec else ""))]
-        else:
-            files = sorted(p for p in Path(spec.source).rglob("*") if p.is_file())
-            parts += [f"{p.relative_to(spec.source)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
-            if spec.mapping:
-                parts.append(file_digest(spec.mapping))
-        return "\n".join(parts)
+        return set_fingerprint(self.spec(name))

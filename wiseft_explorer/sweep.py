@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,15 +9,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .atomic import atomic_write_text
+from .batching import predict_logits
 from .cache import DiskCache, cache_key
+from .curves import ALPHA_GRID, Curves, store_curves
 from .data import restrict_logits
 from .interpolate import Working
-from .models import ImageClassifier, autocast
 from .runtime import ExperimentRuntime
 
-ALPHA_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
-PAPER_ALPHA = 0.5
 TOP_K = 5
 FULL_PROBS_MAX_CLASSES = 100  # keep every class probability for small label sets (the gallery's alpha charts)
 
@@ -53,22 +50,6 @@ def coarse_first(alphas: Sequence[float]) -> list[float]:
     return sorted(dict.fromkeys(alphas), key=rank)
 
 
-@torch.inference_mode()
-def predict_logits(model: ImageClassifier, images: torch.Tensor, device: torch.device, precision: str = "fp32",
-                   batch_size: int = 256) -> torch.Tensor:
-    """Logits (N, C) of preprocessed images, batched, on the model's device."""
-    outs = []
-    with autocast(device, precision):
-        for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size].to(device, non_blocking=True)
-            if torch.device(device).type == "cpu" and batch.dim() == 4:
-                # oneDNN convolves NHWC without reordering activations at every layer: ~1.4x the images/s of
-                # the demo's ResNet on CPU (docs/benchmarks.md); ViTs are unaffected. Equal up to float rounding.
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            outs.append(model(batch).float().cpu())
-    return torch.cat(outs)
-
-
 def summarise(logits: torch.Tensor, labels: torch.Tensor, class_indices: torch.Tensor | None) -> Predictions:
     """Top-1 accuracy and top-5 of logits, restricted to the set's classes."""
     probs = restrict_logits(logits, class_indices).softmax(dim=-1)
@@ -93,44 +74,35 @@ class SweepResult:
         """Top-1 accuracy of one set at one grid alpha."""
         return self.predictions[set_name][alpha].top1
 
+    def curves(self) -> Curves:
+        """The top-1 table without the per-image predictions (what plots and the warm start need)."""
+        return Curves(self.id_set, self.id_val, list(self.shift_sets), sorted(self.alphas),
+                      {name: {a: p.top1 for a, p in by.items()} for name, by in self.predictions.items()})
+
     def avg_shifts(self, alpha: float, shifts: Sequence[str] | None = None) -> float:
         """Mean top-1 over the shift sets (or the given ones) at alpha."""
         names = list(shifts) if shifts is not None else self.shift_sets
         return sum(self.top1(s, alpha) for s in names) / len(names) if names else float("nan")
 
     def table(self) -> pd.DataFrame:
-        """One row per alpha: each set's top-1 (percent-free fractions) and avg_shifts."""
-        rows = []
-        for alpha in sorted(self.alphas):
-            row = {"alpha": alpha}
-            row.update({name: preds[alpha].top1 for name, preds in self.predictions.items()})
-            row["avg_shifts"] = self.avg_shifts(alpha)
-            rows.append(row)
-        return pd.DataFrame(rows).set_index("alpha")
+        """One row per alpha: each set's top-1 (fractions) and avg_shifts."""
+        return self.curves().table()
 
     def jsonl_rows(self) -> list[dict]:
         """Rows with the paper code's keys: alpha, '<Set>:top1', 'avg_shifts:top1', id_set, shift_sets."""
-        rows = []
-        for alpha, row in self.table().iterrows():
-            out = {"alpha": float(alpha)}
-            out.update({f"{k}:top1": float(v) for k, v in row.items()})
-            out.update({"id_set": self.id_set, "shift_sets": self.shift_sets})
-            rows.append(out)
-        return rows
+        return self.curves().jsonl_rows()
 
     def write_jsonl(self, path: str | Path) -> Path:
         """Write the results as JSONL, atomically."""
-        text = "".join(json.dumps(r) + "\n" for r in self.jsonl_rows())
-        return atomic_write_text(Path(path), text)
+        return self.curves().write_jsonl(path)
 
 
-def choose_alphas(result: SweepResult) -> dict[str, float]:
-    """The three alpha choices: best held-out ID (id-val, else ID), best average shift, and the paper's 0.5."""
-    selector = result.id_val or result.id_set
-    alphas = sorted(result.alphas)
-    best_id = max(alphas, key=lambda a: (result.top1(selector, a), -abs(a - PAPER_ALPHA)))
-    best_shift = max(alphas, key=lambda a: (result.avg_shifts(a), -abs(a - PAPER_ALPHA)))
-    return {"best_id_val": best_id, "best_avg_shifts": best_shift, "paper_default": PAPER_ALPHA}
+def _store(runtime: ExperimentRuntime, result: SweepResult) -> None:
+    """Keep a full-grid sweep's curves (and what the models are, when loaded) for the next start to read first."""
+    curves = result.curves()
+    if runtime.models_loaded:
+        curves.about = runtime.describe()
+    store_curves(runtime.experiment, curves)
 
 
 def _entry_key(runtime: ExperimentRuntime, set_fp: str, alpha: float) -> str:
@@ -198,6 +170,8 @@ def run_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRID, 
             partial = _new_result(runtime, names, finished)
             partial.predictions = {n: {a: result.predictions[n][a] for a in finished} for n in names}
             on_alpha(partial)
+    if sets is None:
+        _store(runtime, result)
     return result
 
 
@@ -222,4 +196,5 @@ def cached_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRI
             if preds is None:
                 return None
             result.predictions[name][alpha] = preds
+    _store(runtime, result)
     return result

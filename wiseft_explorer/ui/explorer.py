@@ -5,9 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from .. import paper, plots
-from ..runtime import ExperimentRuntime
-from ..sweep import SweepResult, choose_alphas
-from . import results
+from ..curves import ALPHA_GRID, Curves, choose_alphas
 
 EXPLAINER = """
 **Two models, one line between them.** A *zero-shot* model (α = 0) was pretrained on image–caption pairs and
@@ -42,12 +40,11 @@ def _pts(value: float) -> str:
     return f"{100 * value:+.1f} pts"
 
 
-def metric_cards(runtime: ExperimentRuntime, result: SweepResult, alpha: float) -> dict[str, float]:
-    """ID and average-shift accuracy at alpha, with deltas against zero-shot and fine-tuned; returns the values."""
-    acc = results.accuracies_at(runtime, result, alpha)
-    zs, ft = results.accuracies_at(runtime, result, 0.0), results.accuracies_at(runtime, result, 1.0)
+def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
+    """ID and average-shift accuracy at alpha, with deltas against zero-shot and fine-tuned."""
+    zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
     cols = st.columns(4)
-    cards = [(result.id_set, f"ID accuracy ({result.id_set})"), ("avg_shifts", "Avg shift accuracy")]
+    cards = [(curves.id_set, f"ID accuracy ({curves.id_set})"), ("avg_shifts", "Avg shift accuracy")]
     for i, (key, label) in enumerate(cards):
         cols[2 * i].metric(f"{label} at α = {alpha:g}", f"{100 * acc[key]:.1f}%", delta=_pts(acc[key] - zs[key]),
                            delta_description="vs zero-shot", border=True,
@@ -55,25 +52,24 @@ def metric_cards(runtime: ExperimentRuntime, result: SweepResult, alpha: float) 
         cols[2 * i + 1].metric(f"{label}: vs fine-tuned", f"{100 * acc[key]:.1f}%", delta=_pts(acc[key] - ft[key]),
                                delta_description="vs fine-tuned", border=True,
                                help=f"fine-tuned (α = 1): {100 * ft[key]:.1f}%")
-    return acc
 
 
 @st.fragment
-def id_vs_shift_panel(runtime: ExperimentRuntime, result: SweepResult, alpha: float, acc: dict[str, float]) -> None:
+def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
     """The paper's plot with its own options; a fragment, so changing an option reruns only this panel."""
-    table = result.table()
+    table = curves.table()
     c1, c2 = st.columns(2)
-    shift = c1.selectbox("Shift accuracy (y axis)", ["avg_shifts", *result.shift_sets], key="shift_axis",
+    shift = c1.selectbox("Shift accuracy (y axis)", ["avg_shifts", *curves.shift_sets], key="shift_axis",
                          format_func=lambda s: "average over shift sets" if s == "avg_shifts" else s)
     scale = c2.radio("Axis scaling", plots.SCALES, horizontal=True, key="axis_scale",
                      help="Logit and probit stretch accuracies near 0% and 100%, as in the paper's figures.")
     show_paper = st.toggle("Show the paper's published points (ImageNet; CLIP ViT-L/14@336 and ViT-B/16)",
                            key="show_paper", help="Overlay the WiSE-FT paper's numbers, labelled by model and table.")
-    if not result.shift_sets:
+    if not curves.shift_sets:
         st.warning("This experiment has no shift sets, so there is no ID-vs-shift plot. Add [[shifts]] to its TOML.")
         return
     reference = paper.REFERENCE_POINTS if show_paper else ()
-    fig = plots.id_vs_shift(table, result.id_set, shift, alpha, (acc[result.id_set], acc[shift]), scale, reference)
+    fig = plots.id_vs_shift(table, curves.id_set, shift, alpha, (acc[curves.id_set], acc[shift]), scale, reference)
     st.plotly_chart(fig, key="id_vs_shift", config={"displaylogo": False})
     if show_paper:
         st.caption("✕ Paper points: ImageNet (x) vs the average of its 5 shifts (y), " + paper.PAPER +
@@ -81,28 +77,28 @@ def id_vs_shift_panel(runtime: ExperimentRuntime, result: SweepResult, alpha: fl
                    "shapes, not values.")
 
 
-def accuracy_panel(result: SweepResult, alpha: float) -> None:
+def accuracy_panel(curves: Curves, alpha: float) -> None:
     """Every set's accuracy over alpha, the three alpha choices and the current alpha."""
-    choices = choose_alphas(result)
-    sets = list(result.predictions)
-    st.plotly_chart(plots.accuracy_vs_alpha(result.table(), sets, alpha, choices), key="acc_vs_alpha",
+    choices = choose_alphas(curves)
+    st.plotly_chart(plots.accuracy_vs_alpha(curves.table(), curves.sets, alpha, choices), key="acc_vs_alpha",
                     config={"displaylogo": False})
     st.caption(" · ".join(f"{plots.CHOICE_LABELS[k]}: **{v:g}**" for k, v in choices.items()) +
-               f" (selected on {result.id_val or result.id_set})")
+               f" (selected on {curves.id_val or curves.id_set})")
 
 
-def explorer_body(runtime: ExperimentRuntime, result: SweepResult, alpha: float, complete: bool) -> None:
-    """Everything below the alpha controls."""
+def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete: bool) -> None:
+    """Everything below the alpha controls, from the curves and the accuracies at alpha (sweep or live)."""
     if not complete:
-        st.info(f"Showing {len(result.alphas)} of 21 α values so far; the rest of the grid is being filled in "
-                "(progress below). The current α is always evaluated at once.")
-    acc = metric_cards(runtime, result, alpha)
+        st.info(f"Showing {len(curves.alphas)} of {len(ALPHA_GRID)} α values so far; the rest of the grid is being "
+                "filled in (progress below). The current α is always evaluated at once.")
+    metric_cards(curves, alpha, acc)
     left, right = st.columns(2)
     with left:
         st.subheader("ID vs shift accuracy")
-        id_vs_shift_panel(runtime, result, alpha, acc)
+        id_vs_shift_panel(curves, alpha, acc)
     with right:
         st.subheader("Accuracy vs α")
-        accuracy_panel(result, alpha)
-    with st.expander("Results table"):
-        st.dataframe((result.table() * 100).round(2), width="stretch")
+        accuracy_panel(curves, alpha)
+    with st.expander("Results table (top-1 %)"):
+        # A static table: 21 rows need no data grid, and the grid's script would slow the page's first paint.
+        st.table((curves.table() * 100).round(2))

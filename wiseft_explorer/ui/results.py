@@ -10,10 +10,11 @@ import weakref
 import streamlit as st
 
 from ..cache import cache_key
+from ..curves import ALPHA_GRID
 from ..gallery import grid_alpha
 from ..jobs import JobStatus, SweepJob
 from ..runtime import ExperimentRuntime
-from ..sweep import ALPHA_GRID, Predictions, SweepResult, cached_sweep, evaluate_at, run_sweep
+from ..sweep import Predictions, SweepResult, cached_sweep, evaluate_at, run_sweep
 from . import state
 
 # Full-page redraws while the grid fills in: when the coarse grid (0, 0.25, ..., 1) and the tenths are done, and at

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from ..experiment import REPO_ROOT
-from ..models import parameter_count
-from ..runtime import ExperimentRuntime
 from . import state
+
+if TYPE_CHECKING:
+    from ..runtime import ExperimentRuntime
 
 _OTHER = "Another file (path)…"
 
@@ -45,25 +47,40 @@ def experiment_picker() -> None:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _model_facts(path: str, mtime_ns: int, _runtime: ExperimentRuntime) -> dict[str, str]:
     """Names and sizes (cached: counting parameters walks every tensor)."""
-    pair, exp = _runtime.models, _runtime.experiment
-    return {"zero-shot": f"{exp.zeroshot.name} ({parameter_count(pair.zeroshot) / 1e6:.2f} M params)",
-            "fine-tuned": f"{exp.finetuned.name} ({parameter_count(pair.finetuned) / 1e6:.2f} M params)",
-            "device": str(pair.device), "classes": str(len(exp.classnames)),
-            "interpolated weights": f"{_runtime.space.num_weights / 1e6:.2f} M", "head policy": exp.head_policy}
+    return _runtime.describe()
+
+
+def list_facts(name: str, facts: dict[str, str], set_names: list[str]) -> None:
+    """The experiment's name, its models and its sets in the sidebar."""
+    st.sidebar.markdown(f"**{name}**")
+    st.sidebar.markdown("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
+    st.sidebar.caption("Sets: " + ", ".join(set_names))
+
+
+def sidebar_top() -> None:
+    """The sidebar's header and experiment picker (no models needed)."""
+    st.sidebar.header("WiSE-FT Explorer")
+    experiment_picker()
 
 
 def sidebar() -> ExperimentRuntime | None:
     """Draw the sidebar and return the session's runtime (None when it cannot be loaded; the error is shown)."""
-    st.sidebar.header("WiSE-FT Explorer")
-    experiment_picker()
+    sidebar_top()
+    return model_details()
+
+
+def model_details() -> ExperimentRuntime | None:
+    """Load the session's runtime and list its models in the sidebar (None, after an error message, if it fails)."""
     runtime = state.load_runtime()
-    if runtime is None:
-        return None
+    if runtime is not None:
+        runtime_details(runtime)
+    return runtime
+
+
+def runtime_details(runtime: ExperimentRuntime) -> None:
+    """List a loaded runtime's models, sets and data warnings in the sidebar."""
     exp = runtime.experiment
-    st.sidebar.markdown(f"**{exp.name}**")
-    facts = _model_facts(str(exp.path), exp.path.stat().st_mtime_ns if exp.path else 0, runtime)
-    st.sidebar.markdown("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
-    st.sidebar.caption("Sets: " + ", ".join(runtime.set_names))
+    list_facts(exp.name, _model_facts(str(exp.path), exp.path.stat().st_mtime_ns if exp.path else 0, runtime),
+               runtime.set_names)
     for line in runtime.data_warnings():
         st.sidebar.warning(line + " — fix or remove the file(s) and reload.")
-    return runtime

@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..experiment import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, ExperimentError
-from ..interpolate import Working
-from ..models import ModelLoadError
-from ..runtime import ExperimentRuntime
-from ..sweep import ALPHA_GRID, PAPER_ALPHA
+from ..curves import ALPHA_GRID, PAPER_ALPHA, Curves, stored_curves
+from ..experiment import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, Experiment, ExperimentError, load_experiment
+
+if TYPE_CHECKING:  # the runtime side imports torch: loaded only once a page needs models (see load_runtime)
+    from ..interpolate import Working
+    from ..runtime import ExperimentRuntime
 
 ENV_EXPERIMENT = "WISEFT_EXPERIMENT"  # lets tests (and users) point the app at another experiment file
 ALPHA_KEY = "wiseft_alpha"  # not a widget key, so the value survives page switches
@@ -48,18 +50,47 @@ def experiment_files() -> list[Path]:
 @st.cache_resource(show_spinner="Loading the experiment…", max_entries=8)
 def _shared_runtime(path: str, mtime_ns: int) -> ExperimentRuntime:
     """One runtime per experiment file version, shared read-only by every session."""
+    from ..runtime import ExperimentRuntime
+
     return ExperimentRuntime.from_path(path)
+
+
+def _file_missing(path: Path) -> bool:
+    """Show how to fix a missing experiment file; True if it is missing."""
+    if path.is_file():
+        return False
+    if path == DEFAULT_EXPERIMENT:
+        st.error(f"The built-in demo is not built yet: `{path}` is missing. Build it with `{BUILD_HINT}`, "
+                 f"pick another experiment in the sidebar, or set {ENV_EXPERIMENT} to an experiment TOML.")
+    else:
+        st.error(f"Experiment file not found: `{path}`. Pick another one in the sidebar or fix the path.")
+    return True
+
+
+def load_experiment_file(path: Path | None = None) -> Experiment | None:
+    """The session's experiment as parsed from its TOML (no models, no torch), or None after an error message."""
+    path = path or experiment_path()
+    if _file_missing(path):
+        return None
+    try:
+        return load_experiment(path)
+    except (ExperimentError, OSError, ValueError) as err:
+        st.error(f"Cannot load `{path.name}`: {err}")
+        return None
+
+
+def warm_curves(experiment: Experiment, alpha: float) -> Curves | None:
+    """The experiment's stored full-grid curves when they can answer alpha alone (a warm start), else None."""
+    curves = stored_curves(experiment)
+    return curves if curves is not None and curves.grid_alpha(alpha) is not None else None
 
 
 def load_runtime(path: Path | None = None, *, load_models: bool = True) -> ExperimentRuntime | None:
     """The shared runtime of the session's experiment, or None after showing an error that says how to fix it."""
+    from ..models import ModelLoadError
+
     path = path or experiment_path()
-    if not path.is_file():
-        if path == DEFAULT_EXPERIMENT:
-            st.error(f"The built-in demo is not built yet: `{path}` is missing. Build it with `{BUILD_HINT}`, "
-                     f"pick another experiment in the sidebar, or set {ENV_EXPERIMENT} to an experiment TOML.")
-        else:
-            st.error(f"Experiment file not found: `{path}`. Pick another one in the sidebar or fix the path.")
+    if _file_missing(path):
         return None
     try:
         runtime = _shared_runtime(str(path), path.stat().st_mtime_ns)

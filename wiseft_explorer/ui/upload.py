@@ -11,6 +11,7 @@ import streamlit as st
 from PIL import Image
 
 from .. import plots
+from ..curves import ALPHA_GRID
 from ..images import DEFAULT_MAX_BYTES, UPLOAD_TYPES, decode_many
 from ..predict import (
     TopK,
@@ -21,7 +22,6 @@ from ..predict import (
     zero_shot_with_extra,
 )
 from ..runtime import ExperimentRuntime
-from ..sweep import ALPHA_GRID
 from . import state
 
 MAX_UPLOAD_MB = max(1, DEFAULT_MAX_BYTES // 2**20)

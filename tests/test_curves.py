@@ -1,0 +1,102 @@
+"""Stored curves: the torch-free copy of a full sweep that the Explorer draws on a warm start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from libkit import REPO, write_experiment
+from streamlit.testing.v1 import AppTest
+
+from wiseft_explorer.curves import ALPHA_GRID, Curves, choose_alphas, curves_path, store_curves, stored_curves
+from wiseft_explorer.experiment import load_experiment
+from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.sweep import run_sweep
+
+
+@pytest.fixture(scope="module")
+def swept(tiny, tmp_path_factory):
+    """A fresh experiment file (own cache) and its full sweep."""
+    folder = tmp_path_factory.mktemp("curves")
+    toml = write_experiment(folder, tiny)
+    runtime = ExperimentRuntime.from_path(toml)
+    return toml, run_sweep(runtime)
+
+
+def test_a_full_sweep_stores_curves_equal_to_its_table(swept):
+    toml, result = swept
+    curves = stored_curves(load_experiment(toml))
+    assert curves is not None
+    assert curves.table().equals(result.table())
+    assert choose_alphas(curves) == choose_alphas(result.curves())
+    assert curves.accuracies(0.35)["ID"] == result.top1("ID", 0.35)
+    assert curves.grid_alpha(0.35 + 1e-12) == 0.35 and curves.grid_alpha(0.33) is None
+
+
+def test_partial_or_broken_curves_are_not_used(swept, tmp_path):
+    toml, result = swept
+    exp = load_experiment(toml)
+    partial = result.curves()
+    partial.alphas = partial.alphas[:5]
+    assert store_curves(exp, partial) is None  # a partial grid is never stored
+    path = curves_path(exp)
+    good = path.read_text()
+    path.write_text(good[: len(good) // 2])  # truncated by a crash of something else
+    assert stored_curves(exp) is None
+    incomplete = Curves.from_json(good)
+    incomplete.top1s["ID"].pop(ALPHA_GRID[3])
+    path.write_text(incomplete.to_json())
+    assert stored_curves(exp) is None
+    path.write_text(good)
+    assert stored_curves(exp) is not None
+
+
+def test_changed_checkpoint_changes_the_curves_file(swept):
+    toml, _ = swept
+    exp = load_experiment(toml)
+    before = curves_path(exp)
+    stamp = time.time_ns() + 10**9
+    os.utime(exp.finetuned, ns=(stamp, stamp))  # same bytes: the content hash, not the mtime, names the file
+    assert curves_path(exp) == before
+    data = exp.finetuned.read_bytes()
+    try:
+        exp.finetuned.write_bytes(data + b" ")
+        assert curves_path(exp) != before
+        assert stored_curves(exp) is None  # the sweep must be recomputed for the new weights
+    finally:
+        exp.finetuned.write_bytes(data)
+
+
+def test_reading_curves_does_not_import_torch(swept):
+    toml, _ = swept
+    code = ("import sys\n"
+            "from wiseft_explorer.experiment import load_experiment\n"
+            "from wiseft_explorer.curves import stored_curves\n"
+            "import wiseft_explorer.ui.explorer, wiseft_explorer.ui.state, wiseft_explorer.ui.sidebar, wiseft_explorer.plots\n"
+            f"curves = stored_curves(load_experiment({str(toml)!r}))\n"
+            "assert curves is not None\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'torchvision') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_warm_start_draws_from_stored_curves_without_the_sweep(swept, monkeypatch):
+    toml, result = swept
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(toml))
+    from wiseft_explorer.ui import results
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("a warm start must not touch the sweep")
+
+    monkeypatch.setattr(results, "ensure_sweep", no_sweep)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.query_params["alpha"] = "0.35"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    values = {m.label: m.value for m in at.metric}
+    assert values["ID accuracy (ID) at α = 0.35"] == f"{100 * result.top1('ID', 0.35):.1f}%"
+    assert any("zero-shot" in md.value for md in at.sidebar.markdown)  # model facts still load after the body

@@ -1,0 +1,100 @@
+"""Content fingerprints and cache keys, without torch: the app's warm start computes them before importing it."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .experiment import DatasetSpec, Experiment
+
+# Bump when anything that feeds cached values changes meaning (preprocessing, evaluation, entry layout):
+# every old key then misses, and old entries read back with a version mismatch are recomputed.
+CACHE_VERSION = 1
+_CHUNK = 1 << 20
+WORLD_VERSION = "world-v2"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
+
+
+def default_cache_dir() -> Path:
+    """The cache folder: $WISEFT_CACHE_DIR, else ~/.cache/wiseft-explorer."""
+    env = os.environ.get("WISEFT_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "wiseft-explorer"
+
+
+@lru_cache(maxsize=4096)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, keyed on (path, size, mtime) so an edited file is hashed again."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 hex of a file's content, streamed in chunks; memoised while its size and mtime are unchanged."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return _digest(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+def _jsonable(value: Any) -> Any:
+    """Encode the non-JSON values that appear in key parts; unknown objects are an error, never repr()."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if type(value).__module__ == "torch" and type(value).__name__ in ("dtype", "device"):
+        return str(value)  # checked by name: this module must not import torch (the app's fast path reads keys)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__type__": type(value).__name__, **dataclasses.asdict(value)}
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return value.item()
+    # repr() of an arbitrary object may include its memory address, which would make keys unstable.
+    raise TypeError(f"cache_key: cannot encode {type(value).__name__} value {value!r}")
+
+
+def cache_key(**parts: Any) -> str:
+    """The one way to make a cache key: sha256 of the stable JSON of the parts plus CACHE_VERSION."""
+    payload = json.dumps({"cache_version": CACHE_VERSION, **parts}, sort_keys=True,
+                         separators=(",", ":"), default=_jsonable, allow_nan=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def experiment_fingerprint(exp: Experiment) -> dict[str, str]:
+    """Content identity of both models and the prompts: the model part of every cache key."""
+    pretrained = exp.zeroshot.pretrained or ""
+    zs = file_digest(Path(pretrained)) if pretrained and Path(pretrained).is_file() else pretrained
+    if pretrained.startswith("local-dir:"):
+        folder = Path(pretrained.removeprefix("local-dir:"))
+        zs = ",".join(file_digest(p) for p in sorted(folder.iterdir()) if p.is_file())
+    return {"model": exp.zeroshot.name, "zeroshot": zs,
+            "config": file_digest(exp.zeroshot.config) if exp.zeroshot.config else "",
+            "finetuned": file_digest(exp.finetuned) if exp.finetuned else "", "head_policy": exp.head_policy,
+            "classes": "|".join(exp.classnames), "templates": "|".join(exp.templates),
+            "precision": exp.precision}
+
+
+def set_fingerprint(spec: DatasetSpec) -> str:
+    """Content identity of one set's images (without decoding them)."""
+    parts = [spec.source, str(spec.limit), ",".join(spec.classes or ()), str(spec.mapping or "")]
+    if spec.is_world:
+        from .world import SPECS
+
+        world_spec = SPECS.get(spec.source.removeprefix("world:"))
+        # The set's real size matters when no limit is given: a changed default must not reuse old entries.
+        parts += [WORLD_VERSION, str(spec.limit or (world_spec.size if world_spec else ""))]
+    else:
+        files = sorted(p for p in Path(spec.source).rglob("*") if p.is_file())
+        parts += [f"{p.relative_to(spec.source)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+        if spec.mapping:
+            parts.append(file_digest(spec.mapping))
+    return "\n".join(parts)
