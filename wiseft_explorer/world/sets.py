@@ -22,7 +22,7 @@ class SetSpec:
     max_angle: float = 20.0  # |rotation| bound in degrees for "upright" shapes
     rotated_share: float = 0.0  # share of shapes rotated by any angle
     offset: tuple[float, float] = (0.05, 0.12)  # how far (fraction of the side) off-centre positions move
-    size: int = 700  # default number of images (7 sets x 21 alphas x 700 stay within a minute on 2 CPU cores)
+    size: int = 500  # default number of images of an eval set (the minimum; the ID test set has 700)
     description: str = ""
 
 
@@ -38,7 +38,9 @@ _ID = dict(styles={"photo": 1.0}, backgrounds=_LOW_CLUTTER, sizes=_ID_SIZES, pos
 SPECS: dict[str, SetSpec] = {
     "train": SetSpec(**_ID, size=12000, description="ID fine-tuning set: photos, low clutter, colour cue"),
     "id-val": SetSpec(**_ID, description="held-out ID split for choosing alpha"),
-    "id-test": SetSpec(**_ID, description="held-out ID test split"),
+    # 700 ID test images keep fine-tuning's ID gain (criterion (a), +15.3 points) clear of sampling noise; the other
+    # eval sets have 500, so the app's cold start evaluates 3,700 images per alpha instead of 4,900.
+    "id-test": SetSpec(**_ID, size=700, description="held-out ID test split"),
     "resample": SetSpec(
         styles={"photo": 1.0}, backgrounds={"plain": 0.5, "gradient": 0.35, "dots": 0.15},
         sizes={"small": 0.2, "medium": 0.45, "large": 0.35}, positions=_ID_POS, cue=0.3, max_angle=25.0,
