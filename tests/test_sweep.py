@@ -184,7 +184,7 @@ def test_choose_alphas():
     choice = choose_alphas(no_val.curves())
     assert choice["best_id_val"] == 1.0  # falls back to the ID set
     assert choice["best_avg_shifts"] == 0.5  # all equal: the paper's default wins the tie
-    assert no_val.avg_shifts(0.25) == pytest.approx(0.2)
+    assert no_val.curves().avg_shifts(0.25) == pytest.approx(0.2)
 
 
 def test_alpha_grid_and_order():

@@ -111,10 +111,10 @@ def store_curves(exp: Experiment, curves: Curves) -> Path | None:
     return atomic_write_text(path, curves.to_json())
 
 
-def stored_curves(exp: Experiment) -> Curves | None:
-    """The experiment's stored full-grid curves, or None (never stored, or unreadable: the sweep recomputes)."""
+def stored_curves(exp: Experiment, path: Path | None = None) -> Curves | None:
+    """The experiment's stored full-grid curves (at `path`, default curves_path), or None if never stored or unusable."""
     try:
-        curves = Curves.from_json(curves_path(exp).read_text())
+        curves = Curves.from_json((path or curves_path(exp)).read_text())
     except (OSError, ValueError, KeyError, TypeError):
         return None
     complete = not set(ALPHA_GRID) - set(curves.alphas) and all(

@@ -79,11 +79,6 @@ class SweepResult:
         return Curves(self.id_set, self.id_val, list(self.shift_sets), sorted(self.alphas),
                       {name: {a: p.top1 for a, p in by.items()} for name, by in self.predictions.items()})
 
-    def avg_shifts(self, alpha: float, shifts: Sequence[str] | None = None) -> float:
-        """Mean top-1 over the shift sets (or the given ones) at alpha."""
-        names = list(shifts) if shifts is not None else self.shift_sets
-        return sum(self.top1(s, alpha) for s in names) / len(names) if names else float("nan")
-
     def table(self) -> pd.DataFrame:
         """One row per alpha: each set's top-1 (fractions) and avg_shifts."""
         return self.curves().table()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..curves import ALPHA_GRID, PAPER_ALPHA, Curves, stored_curves
+from ..curves import ALPHA_GRID, PAPER_ALPHA, Curves, curves_path, stored_curves
 from ..experiment import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, Experiment, ExperimentError, load_experiment
 
 if TYPE_CHECKING:  # the runtime side imports torch: loaded only once a page needs models (see load_runtime)
@@ -79,9 +79,17 @@ def load_experiment_file(path: Path | None = None) -> Experiment | None:
         return None
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _curves_file(path: str, mtime_ns: int) -> Path:
+    """Where an experiment file's curves are stored: once per file version, since a folder set's content key stats
+    every file in it (the shared runtime is keyed the same way, so both see a set as it was when first loaded)."""
+    return curves_path(load_experiment(path))
+
+
 def warm_curves(experiment: Experiment, alpha: float) -> Curves | None:
     """The experiment's stored full-grid curves when they can answer alpha alone (a warm start), else None."""
-    curves = stored_curves(experiment)
+    path = experiment.path
+    curves = stored_curves(experiment, _curves_file(str(path), path.stat().st_mtime_ns) if path else None)
     return curves if curves is not None and curves.grid_alpha(alpha) is not None else None
 
 
