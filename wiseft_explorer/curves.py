@@ -102,9 +102,16 @@ def curves_path(exp: Experiment) -> Path:
     return (exp.cache_dir or default_cache_dir()) / CURVES_FOLDER / f"{key}.json"
 
 
+def _complete(exp: Experiment, curves: Curves) -> bool:
+    """Whether the curves cover every set of the experiment at every alpha of the grid."""
+    grid = set(ALPHA_GRID)
+    return (grid <= set(curves.alphas) and {s.name for s in exp.eval_sets} <= set(curves.top1s)
+            and all(grid <= set(by) for by in curves.top1s.values()))
+
+
 def store_curves(exp: Experiment, curves: Curves) -> Path | None:
     """Keep a complete full-grid sweep's curves for the next start (partial grids are not stored)."""
-    if set(ALPHA_GRID) - set(curves.alphas) or {s.name for s in exp.eval_sets} - set(curves.top1s):
+    if not _complete(exp, curves):
         return None
     path = curves_path(exp)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +124,4 @@ def stored_curves(exp: Experiment, path: Path | None = None) -> Curves | None:
         curves = Curves.from_json((path or curves_path(exp)).read_text())
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    complete = not set(ALPHA_GRID) - set(curves.alphas) and all(
-        not set(ALPHA_GRID) - set(by) for by in curves.top1s.values())
-    return curves if complete and {s.name for s in exp.eval_sets} <= set(curves.top1s) else None
+    return curves if _complete(exp, curves) else None
