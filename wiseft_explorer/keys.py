@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 # every old key then misses, and old entries read back with a version mismatch are recomputed.
 CACHE_VERSION = 1
 _CHUNK = 1 << 20
-WORLD_VERSION = "world-v2"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
+WORLD_VERSION = "world-v3"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
 
 
 def default_cache_dir() -> Path:

@@ -235,7 +235,7 @@ def render(attrs: Attributes, rng: np.random.Generator, size: int = 32) -> np.nd
     mask_hi = np.asarray(shape_mask(attrs, 2 * size), np.float32) / 255.0
     mask = _downsample(mask_hi, 2)
     if attrs.style in ("sketch", "cartoon"):
-        width = max(1, size // 20) if attrs.style == "sketch" else max(2, size // 8)
+        width = max(2, size // 16) if attrs.style == "sketch" else max(2, size // 8)
         line = _downsample(mask_hi - _erode(mask_hi, width), 2)
         draw = _sketch if attrs.style == "sketch" else _cartoon
         img = draw(attrs, rng, size, mask, line)
