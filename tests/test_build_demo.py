@@ -53,6 +53,20 @@ def test_checkpoints_record_seed_config_and_recipe(built):
         assert (meta.get("image_tower") == "zeroshot") == (key == "linear")
 
 
+def test_zero_shot_temperature_is_the_recipes_and_heads_use_it(built):
+    root, result = built
+    tensors, meta = load_checkpoint(result.assets["zeroshot"])
+    wanted = meta["recipe"]["zero_shot_logit_scale"]
+    assert wanted == DemoConfig().pretrain.zero_shot_logit_scale
+    assert tensors["logit_scale"].float().exp().item() == pytest.approx(wanted, rel=1e-3)
+    # The learned temperature is kept in the summary: a tiny run barely moves it from CLIP's start (1/0.07).
+    assert meta["pretrain_summary"]["learned_logit_scale"] == pytest.approx(1 / 0.07, rel=0.05)
+    pair = load_models(load_experiment(root / "experiments" / "demo.toml"))
+    # The zero-shot head's rows are unit text embeddings times that temperature.
+    norms = pair.zeroshot.head.weight.norm(dim=1)
+    assert torch.allclose(norms, torch.full_like(norms, wanted), rtol=1e-2)
+
+
 @pytest.mark.parametrize("stem", ["demo", "demo-linear"])
 def test_loads_through_the_experiment_code(built, stem):
     root, _ = built
