@@ -27,7 +27,7 @@ class SetSpec:
 
 
 # ID photos mix plain and cluttered backgrounds, all sizes and some rotation, as ImageNet photos do. With only
-# plain backgrounds, fine-tuning learned "busy edges = star" and sent every sketch and clutter image to one class.
+# plain backgrounds, fine-tuning learned "busy edges = star" and sent over half of the sketches to that class.
 _ID_BG = {"plain": 1.0, "gradient": 1.0, "stripes": 0.6, "dots": 0.6, "checks": 0.6, "noise": 0.6}
 _ALL_BG = dict.fromkeys(("plain", "stripes", "dots", "checks", "gradient", "noise"), 1.0)
 _CLUTTER = {"stripes": 1.0, "dots": 1.0, "checks": 1.0, "noise": 1.0}
