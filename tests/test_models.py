@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 import warnings
 
 import huggingface_hub.constants
@@ -159,3 +160,23 @@ def test_autocast_only_on_gpu():
         warnings.simplefilter("ignore", UserWarning)
         ctx = autocast(torch.device("cuda"), "fp16")
     assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.float16
+
+
+def test_hf_hub_id_loads_from_the_hub_cache_and_leaves_no_temp_folder(tmp_path, tiny, zs_state, monkeypatch):
+    # Offline, huggingface_hub answers from its cache; lay one out as a download would have left it.
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--org--tiny"
+    (repo / "snapshots").mkdir(parents=True)
+    write_local_dir(repo / "snapshots" / commit, zs_state)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    clip = load_clip(ModelSpec(TINY_NAME, "hf-hub:org/tiny"))
+    assert_loaded(clip.model, zs_state)
+    assert clip.name == "hf-hub:org/tiny"
+    assert list(scratch.iterdir()) == []

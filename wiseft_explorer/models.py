@@ -177,10 +177,12 @@ def _load_from_hub(hub_id: str) -> LoadedClip:
     except Exception as err:  # hub errors come in many types (offline, 404, auth)
         raise ModelLoadError(f"could not fetch {hub_id} from the Hugging Face Hub ({type(err).__name__}). Offline? "
                              "Download the repository elsewhere and use pretrained = \"local-dir:/path\"") from None
-    folder = Path(tempfile.mkdtemp(prefix="wiseft-hub-"))
-    shutil.copy(config, folder / "open_clip_config.json")
-    (folder / weights.name).symlink_to(weights)
-    return _load_from_dir(folder, hub_id)
+    # The folder only pairs the two cached files for _load_from_dir; everything is read by the time it returns.
+    with tempfile.TemporaryDirectory(prefix="wiseft-hub-") as tmp:
+        folder = Path(tmp)
+        shutil.copy(config, folder / "open_clip_config.json")
+        (folder / weights.name).symlink_to(weights)
+        return _load_from_dir(folder, hub_id)
 
 
 def load_full_state(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
