@@ -16,8 +16,8 @@ from tiny import CLASSES, TEMPLATES, TINY_NAME, fake_finetune, make_tiny, pictur
 from wiseft_explorer.checkpoints import save_checkpoint
 from wiseft_explorer.data import preprocess_images
 from wiseft_explorer.experiment import ModelSpec
+from wiseft_explorer.folders import scan_image_folder
 from wiseft_explorer.gallery import apply_filter, gallery_frame
-from wiseft_explorer.images import scan_image_folder
 from wiseft_explorer.models import build_zeroshot, classifier_metadata, load_clip
 from wiseft_explorer.plots import CURRENT
 from wiseft_explorer.runtime import ExperimentRuntime

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from .experiment import DatasetSpec, ExperimentError, load_mapping
-from .images import ImageDecodeError, decode_image, scan_image_folder
+from .folders import scan_image_folder
+from .images import ImageDecodeError, decode_image
 
 
 class DataWarning(UserWarning):
