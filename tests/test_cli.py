@@ -39,6 +39,7 @@ def cli(tiny, tmp_path_factory) -> Runs:
     (folder / "bad.toml").write_text('name = "x"\nbatch_size = = 3\n')
     runs = run_cli_parallel({
         "sweep": ["sweep", "--experiment", exp, "--alpha", "0.5", "--out", str(folder / "r.jsonl"), "--quiet"],
+        "sweep_grid": ["sweep", "--experiment", exp, "--quiet", "--compare-at", "0.25"],
         "predict": ["predict", "--experiment", exp, "--alpha", "0.3", str(good), str(bad)],
         "export": ["export", "--experiment", exp, "--alpha", "0.5", "--out", str(folder / "wise.safetensors")],
         "info": ["info", "--experiment", exp, "--alpha", "0.2"],
@@ -142,3 +143,18 @@ def test_argument_errors_in_process(capsys, cli):
     assert info.value.code == 2 and len(errors) == 1 and "--alpha: must be a finite number, got 'nan'" in errors[0]
     assert main(["export", "--experiment", str(cli.experiment), "--out", str(cli.folder / "x.safetensors")]) == 2
     assert capsys.readouterr().err.strip() == "error: export needs --alpha (e.g. --alpha 0.5)"
+
+
+def test_a_full_sweep_compares_alpha_with_both_ends(cli):
+    run = cli.runs["sweep_grid"]
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("alpha 0.25 minus each end"))
+    rows = {line.split()[0]: line for line in lines[start + 1:]}
+    assert set(rows) == {"ID", "Dark", "avg_shifts"}
+    table = {line.split()[0]: line.split() for line in lines[2:23]}  # the 21 grid rows, after two header lines
+    delta = float(table["0.25"][1]) - float(table["1.00"][1])  # ID column, rounded to 0.1
+    shown = float(rows["ID"].split("vs fine-tuned")[1].split("±")[0])
+    assert abs(shown - delta) <= 0.11
+    # The single-alpha sweep has no ends to compare with.
+    assert "minus each end" not in cli.runs["sweep"].stdout

@@ -237,3 +237,14 @@ def test_default_experiment_is_the_demo():
     if DEFAULT_EXPERIMENT.exists():  # the demo assets land separately; once there, the default must load
         exp = load_experiment(None)
         assert exp.path == DEFAULT_EXPERIMENT and exp.id_set.source.startswith("world:")
+
+
+def test_the_larger_sample_demo_is_the_demo_with_bigger_sets():
+    # demo.toml is written by build-demo; the hand-written larger-sample twin must not drift from it.
+    folder = Path(__file__).resolve().parent.parent / "experiments"
+    demo, precise = load_experiment(folder / "demo.toml"), load_experiment(folder / "demo-precise.toml")
+    for field in ("zeroshot", "finetuned", "classnames", "templates", "head_policy", "precision"):
+        assert getattr(precise, field) == getattr(demo, field), field
+    assert [s.source for s in precise.shifts] == [s.source for s in demo.shifts]
+    assert (precise.id_set.limit, precise.id_val.limit) == (3000, 3000)
+    assert {s.limit for s in precise.shifts} == {2000}

@@ -42,6 +42,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(table.round(1).to_string())
     if len(alphas) > 1:
         print("alpha choices:", json.dumps(choose_alphas(result.curves())))
+    if args.compare_at in result.alphas and {0.0, 1.0} <= set(result.alphas):
+        from .uncertainty import compare_to_ends, format_comparison
+
+        labels = {name: runtime.eval_set(name).labels for name in result.predictions}
+        print(format_comparison(compare_to_ends(result, labels, args.compare_at), args.compare_at))
     if args.out:
         result.write_jsonl(args.out)
         print(f"wrote {args.out}")
@@ -140,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", parents=[common], help="accuracy of every set over the alpha grid (cached)")
     p.add_argument("--out", help="also write the results as JSONL")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--compare-at", type=_alpha, default=0.5,
+                   help="after a full sweep, compare this alpha with both ends, with standard errors (default 0.5)")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("predict", parents=[common], help="top-5 of zero-shot, alpha and fine-tuned for images")
     p.add_argument("images", nargs="+", help="image files")
