@@ -114,7 +114,12 @@ def test_alpha_changes_metrics_and_marker(app_env):
         assert at.query_params["alpha"] == f"{alpha:g}"
     zs = table.loc[0.0, "ID"]
     delta = next(m.delta for m in at.metric if m.label.startswith("ID accuracy (ID) at"))
-    assert delta == f"{100 * (table.loc[0.35, 'ID'] - zs):+.1f} pts"
+    # On a grid alpha the delta carries its paired standard error from the sweep.
+    se_zs, se_ft = result.curves().error("ID", 0.35)
+    assert se_zs > 0
+    assert delta == f"{100 * (table.loc[0.35, 'ID'] - zs):+.1f} pts ± {100 * se_zs:.1f}"
+    vs_ft = next(m.delta for m in at.metric if m.label.startswith("ID accuracy (ID): vs fine-tuned"))
+    assert vs_ft.endswith(f"± {100 * se_ft:.1f}")
 
 
 def test_off_grid_alpha_evaluates_live(app_env):

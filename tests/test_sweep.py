@@ -150,6 +150,26 @@ def test_corrupt_cache_entry_is_recomputed_with_a_warning(study, tmp_path):
     assert DiskCache(cache_dir).get_entry(victim.stem) is not None  # the rewritten entry is good again
 
 
+def test_entries_without_per_image_correctness_are_recomputed_once(study, tmp_path):
+    # Entries written before correctness was kept cannot give sampling errors: they count as misses.
+    cache_dir = tmp_path / "cache"
+    shutil.copytree(study.cache_dir, cache_dir)
+    old = DiskCache(cache_dir)
+    for path in sorted(cache_dir.glob("*.safetensors")):
+        tensors, meta = old.get_entry(path.stem)
+        del tensors["correct"]
+        old.put(path.stem, tensors, meta)
+    runtime = ExperimentRuntime.from_path(study.toml)
+    cache = DiskCache(cache_dir)
+    again = run_sweep(runtime, ALPHAS, cache=cache)
+    assert cache.writes == len(ALPHAS) * 3  # every entry computed and written again
+    assert again.table().equals(study.result.table())
+    assert all(p.correct is not None for by in again.predictions.values() for p in by.values())
+    third = DiskCache(cache_dir)
+    run_sweep(runtime, ALPHAS, cache=third)
+    assert third.hits == len(ALPHAS) * 3 and third.misses == 0
+
+
 def test_cache_keys_follow_content(study, tiny, tmp_path):
     base = ExperimentRuntime.from_path(study.toml).fingerprint
     policy = ExperimentRuntime.from_path(write_experiment(tmp_path, tiny, head_policy="zeroshot")).fingerprint

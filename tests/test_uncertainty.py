@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 from libkit import shared_runtime
 
+from wiseft_explorer.curves import Curves
 from wiseft_explorer.sweep import run_sweep
-from wiseft_explorer.uncertainty import AVG_ROW, compare_to_ends, format_comparison, paired_difference
+from wiseft_explorer.uncertainty import (
+    AVG_ROW,
+    compare_to_ends,
+    endpoint_errors,
+    format_comparison,
+    paired_difference,
+)
 
 
 def test_paired_difference_is_the_mean_and_standard_error_of_per_image_differences():
@@ -35,9 +43,17 @@ def swept(tiny):
     return result, labels
 
 
+def test_correctness_is_kept_per_image(swept):
+    result, labels = swept
+    for name, by_alpha in result.predictions.items():
+        for p in by_alpha.values():
+            assert torch.equal(p.correct, p.pred.eq(labels[name]))
+            assert p.top1 == pytest.approx(float(p.correct.float().mean()))
+
+
 def test_compare_to_ends_matches_the_accuracy_table(swept):
     result, labels = swept
-    table = compare_to_ends(result, labels, 0.5)
+    table = compare_to_ends(result, 0.5)
     top1 = result.table()
     for name in result.predictions:
         row = table.loc[name]
@@ -58,6 +74,30 @@ def test_compare_to_ends_matches_the_accuracy_table(swept):
 
 
 def test_compare_needs_both_ends_in_the_grid(swept):
-    result, labels = swept
+    result, _ = swept
     with pytest.raises(ValueError, match="no alpha 0.3"):
-        compare_to_ends(result, labels, 0.3)
+        compare_to_ends(result, 0.3)
+
+
+def test_curves_carry_the_errors_through_json(swept):
+    result, _ = swept
+    curves = result.curves()
+    table = compare_to_ends(result, 0.5)
+    for key in (*result.predictions, AVG_ROW):
+        assert curves.error(key, 0.5) == pytest.approx(
+            (table.loc[key, "vs_zeroshot_se"], table.loc[key, "vs_finetuned_se"]))
+        assert curves.error(key, 0.0)[0] == 0.0  # zero-shot against itself
+    again = Curves.from_json(curves.to_json())
+    assert again.errors == curves.errors
+    # A file written before errors were stored still loads, with none.
+    old = curves.to_json().replace('"errors"', '"unused"')
+    assert Curves.from_json(old).error("ID", 0.5) is None
+
+
+def test_no_errors_without_per_image_correctness(swept):
+    result, _ = swept
+    stripped = copy.deepcopy(result)
+    stripped.predictions["ID"][0.5].correct = None
+    assert endpoint_errors(stripped) == {}
+    with pytest.raises(ValueError, match="clear the cache"):
+        compare_to_ends(stripped, 0.5)

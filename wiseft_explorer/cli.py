@@ -45,8 +45,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.compare_at in result.alphas and {0.0, 1.0} <= set(result.alphas):
         from .uncertainty import compare_to_ends, format_comparison
 
-        labels = {name: runtime.eval_set(name).labels for name in result.predictions}
-        print(format_comparison(compare_to_ends(result, labels, args.compare_at), args.compare_at))
+        print(format_comparison(compare_to_ends(result, args.compare_at), args.compare_at))
     if args.out:
         result.write_jsonl(args.out)
         print(f"wrote {args.out}")

@@ -32,6 +32,8 @@ class Curves:
     alphas: list[float]
     top1s: dict[str, dict[float, float]] = field(default_factory=dict)  # set -> alpha -> top-1 in [0, 1]
     about: dict[str, str] = field(default_factory=dict)  # the models as the sweep saw them (names, sizes, device)
+    # set (or avg_shifts) -> alpha -> standard errors of the difference to zero-shot and to fine-tuned
+    errors: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
 
     @property
     def sets(self) -> list[str]:
@@ -50,6 +52,11 @@ class Curves:
         """Mean top-1 over the shift sets (or the given ones) at alpha."""
         names = list(shifts) if shifts is not None else self.shift_sets
         return sum(self.top1(s, alpha) for s in names) / len(names) if names else float("nan")
+
+    def error(self, key: str, alpha: float) -> tuple[float, float] | None:
+        """Standard errors of (alpha - zero-shot, alpha - fine-tuned) for a set or avg_shifts, if the sweep had them."""
+        found = self.errors.get(key, {}).get(alpha)
+        return None if found is None else (float(found[0]), float(found[1]))
 
     def accuracies(self, alpha: float) -> dict[str, float]:
         """Every set's top-1 and 'avg_shifts' at one grid alpha."""
@@ -74,6 +81,7 @@ class Curves:
         return json.dumps({"id_set": self.id_set, "id_val": self.id_val, "shift_sets": self.shift_sets,
                            "alphas": self.alphas,
                            "top1": {s: {repr(a): v for a, v in by.items()} for s, by in self.top1s.items()},
+                           "errors": {s: {repr(a): list(v) for a, v in by.items()} for s, by in self.errors.items()},
                            "about": self.about})
 
     @classmethod
@@ -81,8 +89,10 @@ class Curves:
         """Parse to_json's output."""
         data = json.loads(text)
         top1s = {s: {float(a): float(v) for a, v in by.items()} for s, by in data["top1"].items()}
+        errors = {s: {float(a): (float(v[0]), float(v[1])) for a, v in by.items()}
+                  for s, by in data.get("errors", {}).items()}  # absent in files from older versions
         return cls(data["id_set"], data["id_val"], list(data["shift_sets"]), [float(a) for a in data["alphas"]],
-                   top1s, {str(k): str(v) for k, v in data.get("about", {}).items()})
+                   top1s, {str(k): str(v) for k, v in data.get("about", {}).items()}, errors)
 
 
 def choose_alphas(curves: Curves) -> dict[str, float]:

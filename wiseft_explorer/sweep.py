@@ -15,6 +15,7 @@ from .curves import ALPHA_GRID, Curves, store_curves
 from .data import restrict_logits
 from .interpolate import Working
 from .runtime import ExperimentRuntime
+from .uncertainty import endpoint_errors
 
 TOP_K = 5
 FULL_PROBS_MAX_CLASSES = 100  # keep every class probability for small label sets (the gallery's alpha charts)
@@ -31,12 +32,14 @@ class Predictions:
     top5_idx: torch.Tensor  # (N, 5) class indices, most likely first
     top5_prob: torch.Tensor  # (N, 5) softmax probabilities
     probs: torch.Tensor | None = None  # (N, C) all probabilities when C is small
+    correct: torch.Tensor | None = None  # (N,) bool; pairs images across alphas for the sampling error
 
     def as_tensors(self) -> dict[str, torch.Tensor]:
         """Tensors for the disk cache."""
         out = {"pred": self.pred, "top5_idx": self.top5_idx, "top5_prob": self.top5_prob}
-        if self.probs is not None:
-            out["probs"] = self.probs
+        for name in ("probs", "correct"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
 
@@ -56,8 +59,9 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor, class_indices: torch.T
     k = min(TOP_K, probs.shape[1] if class_indices is None else len(class_indices))
     top_prob, top_idx = probs.topk(k, dim=-1)
     pred = top_idx[:, 0]
-    return Predictions(float((pred == labels).float().mean()) if len(labels) else 0.0, pred, top_idx, top_prob,
-                       probs if probs.shape[1] <= FULL_PROBS_MAX_CLASSES else None)
+    correct = pred == labels
+    return Predictions(float(correct.float().mean()) if len(labels) else 0.0, pred, top_idx, top_prob,
+                       probs if probs.shape[1] <= FULL_PROBS_MAX_CLASSES else None, correct)
 
 
 @dataclass
@@ -75,9 +79,10 @@ class SweepResult:
         return self.predictions[set_name][alpha].top1
 
     def curves(self) -> Curves:
-        """The top-1 table without the per-image predictions (what plots and the warm start need)."""
+        """The top-1 table and its sampling errors, without the per-image predictions (for plots and warm starts)."""
         return Curves(self.id_set, self.id_val, list(self.shift_sets), sorted(self.alphas),
-                      {name: {a: p.top1 for a, p in by.items()} for name, by in self.predictions.items()})
+                      {name: {a: p.top1 for a, p in by.items()} for name, by in self.predictions.items()},
+                      errors=endpoint_errors(self))
 
     def table(self) -> pd.DataFrame:
         """One row per alpha: each set's top-1 (fractions) and avg_shifts."""
@@ -109,8 +114,10 @@ def _load_entry(cache: DiskCache, key: str) -> Predictions | None:
     if entry is None:
         return None
     tensors, meta = entry
+    if "correct" not in tensors:  # written before per-image correctness was kept: recompute it once
+        return None
     return Predictions(float(meta["top1"]), tensors["pred"], tensors["top5_idx"], tensors["top5_prob"],
-                       tensors.get("probs"))
+                       tensors.get("probs"), tensors.get("correct"))
 
 
 def _new_result(runtime: ExperimentRuntime, names: Sequence[str], alphas: Sequence[float]) -> SweepResult:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
-from .sweep import SweepResult
+if TYPE_CHECKING:  # the sweep module imports this one
+    from .sweep import SweepResult
 
 AVG_ROW = "avg_shifts"
+ENDS = (0.0, 1.0)
 
 
 def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor) -> tuple[float, float]:
@@ -26,30 +28,54 @@ def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor) -> tuple
     return float(diff.mean()), float(diff.std(unbiased=True)) / math.sqrt(n)
 
 
-def _correct(result: SweepResult, labels: Mapping[str, torch.Tensor], name: str, alpha: float) -> torch.Tensor:
-    return result.predictions[name][alpha].pred.eq(labels[name])
+def _pairs(result: SweepResult, alpha: float) -> dict[str, dict[float, tuple[float, float, int]]] | None:
+    """Per set: (difference, standard error, n) against each end, or None without per-image correctness."""
+    out = {}
+    for name, by_alpha in result.predictions.items():
+        here = by_alpha.get(alpha)
+        ends = [by_alpha.get(end) for end in ENDS]
+        if here is None or here.correct is None or any(e is None or e.correct is None for e in ends):
+            return None  # e.g. cache entries written before correctness was stored
+        out[name] = {end: (*paired_difference(here.correct, e.correct), len(here.correct))
+                     for end, e in zip(ENDS, ends, strict=True)}
+    return out
 
 
-def compare_to_ends(result: SweepResult, labels: Mapping[str, torch.Tensor], alpha: float = 0.5) -> pd.DataFrame:
+def _with_average(pairs: dict[str, dict[float, tuple[float, float, int]]], shifts: list[str]) -> None:
+    """Add the shift average: disjoint samples, so the errors add in quadrature and the mean divides by k."""
+    shifts = [s for s in shifts if s in pairs]
+    if not shifts:
+        return
+    k = len(shifts)
+    pairs[AVG_ROW] = {end: (sum(pairs[s][end][0] for s in shifts) / k,
+                            math.sqrt(sum(pairs[s][end][1] ** 2 for s in shifts)) / k,
+                            sum(pairs[s][end][2] for s in shifts)) for end in ENDS}
+
+
+def endpoint_errors(result: SweepResult) -> dict[str, dict[float, tuple[float, float]]]:
+    """Per set (and the shift average) and alpha: the standard errors against zero-shot and fine-tuned ({} if unknown)."""
+    errors: dict[str, dict[float, tuple[float, float]]] = {}
+    for alpha in result.alphas:
+        pairs = _pairs(result, alpha)
+        if pairs is None:
+            return {}
+        _with_average(pairs, result.shift_sets)
+        for name, by_end in pairs.items():
+            errors.setdefault(name, {})[alpha] = (by_end[0.0][1], by_end[1.0][1])
+    return errors
+
+
+def compare_to_ends(result: SweepResult, alpha: float = 0.5) -> pd.DataFrame:
     """Per set (and the shift average): theta_alpha minus zero-shot and minus fine-tuned, each with its error."""
     missing = [a for a in (0.0, alpha, 1.0) if a not in result.alphas]
     if missing:
         raise ValueError(f"the sweep has no alpha {missing[0]}; compare needs 0, {alpha} and 1 in the grid")
-    rows = {}
-    for name in result.predictions:
-        here = _correct(result, labels, name, alpha)
-        rows[name] = {"n": len(here)}
-        for end, column in ((0.0, "vs_zeroshot"), (1.0, "vs_finetuned")):
-            delta, se = paired_difference(here, _correct(result, labels, name, end))
-            rows[name][column], rows[name][column + "_se"] = delta, se
-    shifts = [s for s in result.shift_sets if s in rows]
-    if shifts:
-        # The shift sets are disjoint samples, so their errors add in quadrature; the average divides by k.
-        avg = {"n": sum(rows[s]["n"] for s in shifts)}
-        for column in ("vs_zeroshot", "vs_finetuned"):
-            avg[column] = sum(rows[s][column] for s in shifts) / len(shifts)
-            avg[column + "_se"] = math.sqrt(sum(rows[s][column + "_se"] ** 2 for s in shifts)) / len(shifts)
-        rows[AVG_ROW] = avg
+    pairs = _pairs(result, alpha)
+    if pairs is None:
+        raise ValueError("the sweep's cache entries predate per-image correctness; clear the cache and sweep again")
+    _with_average(pairs, result.shift_sets)
+    rows = {name: {"n": by_end[0.0][2], "vs_zeroshot": by_end[0.0][0], "vs_zeroshot_se": by_end[0.0][1],
+                   "vs_finetuned": by_end[1.0][0], "vs_finetuned_se": by_end[1.0][1]} for name, by_end in pairs.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

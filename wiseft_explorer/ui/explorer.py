@@ -36,22 +36,30 @@ def explainer() -> None:
         st.markdown(EXPLAINER)
 
 
-def _pts(value: float) -> str:
-    return f"{100 * value:+.1f} pts"
+SE_HELP = ("± is the standard error of the difference: both models are scored on the same images, so only the "
+           "images they disagree on count. A difference within about twice it could be sampling luck.")
+
+
+def _pts(value: float, error: float | None = None) -> str:
+    return f"{100 * value:+.1f} pts" + ("" if error is None else f" ± {100 * error:.1f}")
 
 
 def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
-    """ID and average-shift accuracy at alpha, with deltas against zero-shot and fine-tuned."""
+    """ID and average-shift accuracy at alpha, with deltas (and their sampling errors) against both ends."""
     zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
+    grid = curves.grid_alpha(alpha)
     cols = st.columns(4)
     cards = [(curves.id_set, f"ID accuracy ({curves.id_set})"), ("avg_shifts", "Avg shift accuracy")]
     for i, (key, label) in enumerate(cards):
-        cols[2 * i].metric(f"{label} at α = {alpha:g}", f"{100 * acc[key]:.1f}%", delta=_pts(acc[key] - zs[key]),
-                           delta_description="vs zero-shot", border=True,
-                           help=f"zero-shot (α = 0): {100 * zs[key]:.1f}%")
-        cols[2 * i + 1].metric(f"{label}: vs fine-tuned", f"{100 * acc[key]:.1f}%", delta=_pts(acc[key] - ft[key]),
-                               delta_description="vs fine-tuned", border=True,
-                               help=f"fine-tuned (α = 1): {100 * ft[key]:.1f}%")
+        errors = curves.error(key, grid) if grid is not None else None
+        se_zs, se_ft = errors if errors else (None, None)
+        note = f" {SE_HELP}" if errors else ""
+        cols[2 * i].metric(f"{label} at α = {alpha:g}", f"{100 * acc[key]:.1f}%",
+                           delta=_pts(acc[key] - zs[key], se_zs), delta_description="vs zero-shot", border=True,
+                           help=f"zero-shot (α = 0): {100 * zs[key]:.1f}%.{note}")
+        cols[2 * i + 1].metric(f"{label}: vs fine-tuned", f"{100 * acc[key]:.1f}%",
+                               delta=_pts(acc[key] - ft[key], se_ft), delta_description="vs fine-tuned",
+                               border=True, help=f"fine-tuned (α = 1): {100 * ft[key]:.1f}%.{note}")
 
 
 @st.fragment
