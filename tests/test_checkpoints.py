@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import open_clip
 import pytest
@@ -188,3 +190,15 @@ def test_weights_only_load_accepts_plain_containers(tmp_path):
     torch.save([torch.ones(2)], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="expected a state dict .names -> tensors., got list"):
         load_checkpoint(tmp_path / "list.pt")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_checkpoints_get_the_umask_mode_not_safetensors_0600(tmp_path, umask, mode):
+    # safetensors creates its files 0600; a checkpoint the user shares must get the mode any new file would.
+    old = os.umask(umask)
+    try:
+        path = save_checkpoint(tmp_path / "ck.safetensors", {"w": torch.ones(2)}, {"format": "test"})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode

@@ -38,6 +38,15 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def default_file_mode() -> int:
+    """The mode open() gives a new file: 0o666 less the umask (read from /proc; os.umask() would race threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    return 0o644
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path` atomically, on failure it is removed."""
@@ -48,6 +57,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"{tmp}: nothing was written to the temporary file for {path}")
+        if os.name != "nt":  # writers such as safetensors create 0600 files; give the usual mode instead
+            os.chmod(tmp, default_file_mode())
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
