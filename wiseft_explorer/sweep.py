@@ -78,23 +78,27 @@ class SweepResult:
         """Top-1 accuracy of one set at one grid alpha."""
         return self.predictions[set_name][alpha].top1
 
-    def curves(self) -> Curves:
-        """The top-1 table and its sampling errors, without the per-image predictions (for plots and warm starts)."""
+    def _top1_curves(self, errors: bool = False) -> Curves:
+        """The accuracies as Curves; the per-image sampling errors only when asked (the table and JSONL skip them)."""
         return Curves(self.id_set, self.id_val, list(self.shift_sets), sorted(self.alphas),
                       {name: {a: p.top1 for a, p in by.items()} for name, by in self.predictions.items()},
-                      errors=endpoint_errors(self))
+                      errors=endpoint_errors(self) if errors else {})
+
+    def curves(self) -> Curves:
+        """The top-1 table and its sampling errors, without the per-image predictions (for plots and warm starts)."""
+        return self._top1_curves(errors=True)
 
     def table(self) -> pd.DataFrame:
         """One row per alpha: each set's top-1 (fractions) and avg_shifts."""
-        return self.curves().table()
+        return self._top1_curves().table()
 
     def jsonl_rows(self) -> list[dict]:
         """Rows with the paper code's keys: alpha, '<Set>:top1', 'avg_shifts:top1', id_set, shift_sets."""
-        return self.curves().jsonl_rows()
+        return self._top1_curves().jsonl_rows()
 
     def write_jsonl(self, path: str | Path) -> Path:
         """Write the results as JSONL, atomically."""
-        return self.curves().write_jsonl(path)
+        return self._top1_curves().write_jsonl(path)
 
 
 def _store(runtime: ExperimentRuntime, result: SweepResult) -> None:
