@@ -52,7 +52,6 @@ class FolderScan:
                 yield path, image, label
 
 
-
 def _normalise(name: str) -> str:
     """Loose form of a class name so `golden_retriever` matches `golden retriever`."""
     return " ".join(name.replace("_", " ").replace("-", " ").lower().split())
