@@ -17,10 +17,14 @@ def explorer_page() -> None:
     if experiment is None:
         st.stop()
     alpha = state.alpha_controls()
+    # One slot for the sweep's notes in every kind of run, so the cards below keep their place in the page when a
+    # note comes or goes (a moved element is drawn twice while Streamlit replaces the page).
+    notice = st.empty()
     curves = state.warm_curves(experiment, alpha)
     if curves is not None:
         # Warm start: the stored curves answer a grid alpha, so the page is drawn before torch or a model loads.
-        explorer.explorer_body(curves, alpha, curves.accuracies(curves.grid_alpha(alpha)), complete=True)
+        explorer.explorer_body(curves, alpha, curves.accuracies(curves.grid_alpha(alpha)), complete=True,
+                               notice=notice)
         if curves.about:  # what the models are, as stored with the curves: no need to load them for this page
             sidebar.list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])
         else:
@@ -33,10 +37,10 @@ def explorer_page() -> None:
         st.stop()
     results.sweep_job(runtime)  # a cold start: start computing before anything else is drawn
     sidebar.runtime_details(runtime)
-    result, complete = results.ensure_sweep(runtime, alpha)
+    result, complete = results.ensure_sweep(runtime, alpha, notice)
     if result is None:
         st.stop()
-    explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete)
+    explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete, notice)
     if not complete:
         results.sweep_progress(runtime, len(result.alphas))
 

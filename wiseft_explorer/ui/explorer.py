@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from .. import paper, plots
 from ..curves import ALPHA_GRID, Curves, choose_alphas
@@ -94,10 +95,12 @@ def accuracy_panel(curves: Curves, alpha: float) -> None:
                f" (selected on {curves.id_val or curves.id_set})")
 
 
-def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete: bool) -> None:
+def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete: bool,
+                  notice: DeltaGenerator | None = None) -> None:
     """Everything below the alpha controls, from the curves and the accuracies at alpha (sweep or live)."""
+    notice = notice if notice is not None else st.empty()
     if not complete:
-        st.info(f"Showing {len(curves.alphas)} of {len(ALPHA_GRID)} α values so far; the rest of the grid is being "
+        notice.info(f"Showing {len(curves.alphas)} of {len(ALPHA_GRID)} α values so far; the rest of the grid is being "
                 "filled in (progress below). The current α is always evaluated at once.")
     metric_cards(curves, alpha, acc)
     left, right = st.columns(2)

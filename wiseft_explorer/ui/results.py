@@ -8,6 +8,7 @@ import time
 import weakref
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from ..cache import cache_key
 from ..curves import ALPHA_GRID
@@ -72,9 +73,10 @@ def sweep_job(runtime: ExperimentRuntime) -> SweepJob | _Finished:
     return job
 
 
-def ensure_sweep(runtime: ExperimentRuntime, alpha: float | None = None) -> tuple[SweepResult | None, bool]:
+def ensure_sweep(runtime: ExperimentRuntime, alpha: float | None = None,
+                 notice: DeltaGenerator | None = None) -> tuple[SweepResult | None, bool]:
     """A result to draw now (on a cold start: once zero-shot, fine-tuned and a coarse current alpha are evaluated)
-    and whether it is complete."""
+    and whether it is complete; the first wait's progress bar goes into `notice` when given."""
     job = sweep_job(runtime)
     status = job.status()
     # Waiting a few seconds for a coarse alpha the job computes next is cheaper than evaluating it twice.
@@ -85,7 +87,7 @@ def ensure_sweep(runtime: ExperimentRuntime, alpha: float | None = None) -> tupl
 
     if not _has_endpoints(status) and not status.finished:
         deadline = time.monotonic() + FIRST_WAIT_SECONDS
-        bar = st.progress(0.0, text="Evaluating zero-shot and fine-tuned first…")
+        bar = (notice if notice is not None else st).progress(0.0, text="Evaluating zero-shot and fine-tuned first…")
         while not _has_endpoints(status) and not status.finished and time.monotonic() < deadline:
             time.sleep(0.2)
             status = job.status()
