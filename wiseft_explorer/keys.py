@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .experiment import DatasetSpec, Experiment
+    from .experiment import DatasetSpec, Experiment, ModelSpec
 
 # Bump when anything that feeds cached values changes meaning (preprocessing, evaluation, entry layout):
 # every old key then misses, and old entries read back with a version mismatch are recomputed.
@@ -69,15 +69,26 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _weights_digest(source: str) -> str:
+    """Content identity of a weights source: a file's digest, a local-dir:'s file digests, else the tag / hub id."""
+    if source.startswith("local-dir:"):
+        folder = Path(source.removeprefix("local-dir:"))
+        return ",".join(file_digest(p) for p in sorted(folder.iterdir()) if p.is_file())
+    return file_digest(Path(source)) if source and Path(source).is_file() else source
+
+
+def zeroshot_identity(spec: ModelSpec) -> dict[str, str]:
+    """Content identity of the zero-shot model's weights, config and tokenizer (the part of a head's key)."""
+    identity = {"model": spec.name, "zeroshot": _weights_digest(spec.pretrained or ""),
+                "config": file_digest(spec.config) if spec.config else ""}
+    if spec.name.startswith("local-dir:"):  # a folder named as the model holds weights and tokenizer config
+        identity["model_dir"] = _weights_digest(spec.name)
+    return identity
+
+
 def experiment_fingerprint(exp: Experiment) -> dict[str, str]:
     """Content identity of both models and the prompts: the model part of every cache key."""
-    pretrained = exp.zeroshot.pretrained or ""
-    zs = file_digest(Path(pretrained)) if pretrained and Path(pretrained).is_file() else pretrained
-    if pretrained.startswith("local-dir:"):
-        folder = Path(pretrained.removeprefix("local-dir:"))
-        zs = ",".join(file_digest(p) for p in sorted(folder.iterdir()) if p.is_file())
-    return {"model": exp.zeroshot.name, "zeroshot": zs,
-            "config": file_digest(exp.zeroshot.config) if exp.zeroshot.config else "",
+    return {**zeroshot_identity(exp.zeroshot),
             "finetuned": file_digest(exp.finetuned) if exp.finetuned else "", "head_policy": exp.head_policy,
             "classes": "|".join(exp.classnames), "templates": "|".join(exp.templates),
             "precision": exp.precision}

@@ -7,6 +7,7 @@ import copy
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cache import DiskCache
 from .checkpoints import (
     CLASSIFIER_FORMAT,
     CheckpointError,
@@ -25,7 +27,8 @@ from .checkpoints import (
     split_open_clip_state,
 )
 from .experiment import Experiment, ModelSpec
-from .heads import zero_shot_head
+from .heads import HeadProgress, cached_zero_shot_head, open_head_cache
+from .keys import file_digest, zeroshot_identity
 
 _WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
                  "open_clip_pytorch_model.bin", "pytorch_model.bin", "open_clip_pytorch_model.pth")
@@ -195,13 +198,17 @@ def load_full_state(model: nn.Module, state: dict[str, torch.Tensor], name: str)
 
 
 def build_zeroshot(clip: LoadedClip, classnames: list[str] | tuple[str, ...], templates: list[str] | tuple[str, ...],
-                   device: torch.device | str = "cpu") -> ImageClassifier:
-    """The zero-shot classifier: a copy of the image tower + the text-derived head."""
-    head = zero_shot_head(clip.model, clip.tokenizer, list(classnames), list(templates), device)
+                   device: torch.device | str = "cpu", *, cache: DiskCache | None = None,
+                   identity: Mapping[str, str] | None = None, progress: HeadProgress | None = None) -> ImageClassifier:
+    """The zero-shot classifier: a copy of the image tower + the text-derived head (cached when given both)."""
+    # Without the weights' identity a key could not tell two models apart: build, never cache.
+    head = cached_zero_shot_head(clip.model, clip.tokenizer, classnames, templates, identity or {},
+                                 cache if identity else None, device, progress)
     return ImageClassifier(copy.deepcopy(clip.model.visual), head).to(device).eval().requires_grad_(False)
 
 
-def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp: Experiment) -> tuple[ImageClassifier, dict]:
+def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp: Experiment, *,
+                   cache: DiskCache | None = None, progress: HeadProgress | None = None) -> tuple[ImageClassifier, dict]:
     """Load the fine-tuned classifier: our format, a plain open_clip state dict, or a converted paper checkpoint."""
     tensors, metadata = load_checkpoint(path)
     reference = zeroshot.state_dict()
@@ -216,7 +223,7 @@ def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp:
     elif any(k.startswith("image_encoder.model.visual.") for k in tensors):
         state = paper_state_to_classifier(tensors)
     elif any(k.startswith("visual.") for k in tensors):
-        state = _open_clip_state_to_classifier(tensors, zeroshot, clip, exp, path.name)
+        state = _open_clip_state_to_classifier(tensors, zeroshot, clip, exp, path, cache, progress)
     else:
         raise CheckpointError(f"{path.name}: no image-tower weights found (expected keys 'visual.*' and "
                               "'head.weight'): is this a fine-tuned CLIP checkpoint?")
@@ -231,29 +238,36 @@ def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp:
 
 
 def _open_clip_state_to_classifier(tensors: dict, zeroshot: ImageClassifier, clip: LoadedClip, exp: Experiment,
-                                   name: str) -> dict[str, torch.Tensor]:
+                                   path: Path, cache: DiskCache | None = None,
+                                   progress: HeadProgress | None = None) -> dict[str, torch.Tensor]:
     """A full fine-tuned open_clip model: its own text tower builds the head; image-tower-only: zero-shot head."""
     visual, rest = split_open_clip_state(tensors)
     state = dict(visual)
     if any(k.startswith(("token_embedding", "text.", "transformer.")) for k in rest):
         full = copy.deepcopy(clip.model).cpu()
-        load_full_state(full, dict(tensors), name)
-        head = zero_shot_head(full, clip.tokenizer, list(exp.classnames), list(exp.templates), "cpu")
+        load_full_state(full, dict(tensors), path.name)
+        # The checkpoint holds every weight; the zero-shot identity stands for the architecture and tokenizer.
+        identity = {**zeroshot_identity(exp.zeroshot), "finetuned": file_digest(path)}
+        head = cached_zero_shot_head(full, clip.tokenizer, exp.classnames, exp.templates, identity, cache, "cpu",
+                                     progress)
         state.update(head.state_dict(prefix="head."))
     else:
         state.update({k: v for k, v in zeroshot.state_dict().items() if k.startswith("head.")})
     return state
 
 
-def load_models(exp: Experiment) -> ModelPair:
-    """Load both models of an experiment on its device."""
+def load_models(exp: Experiment, progress: HeadProgress | None = None) -> ModelPair:
+    """Load both models of an experiment on its device; text heads come from the disk cache when built before."""
     device = pick_device(exp.device)
     clip = load_clip(exp.zeroshot, device)
-    zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device)
+    cache = open_head_cache(exp.cache_dir)
+    # progress sees each head that is built (not found in the cache) from its first chunk to (C, C).
+    zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=cache,
+                              identity=zeroshot_identity(exp.zeroshot), progress=progress)
     if exp.finetuned is None:
         raise ModelLoadError(f"{exp.name}: no [finetuned] checkpoint yet; make one with `wiseft-explorer finetune "
                              "--experiment FILE --out ft.safetensors` and add it to the experiment")
-    finetuned, metadata = load_finetuned(exp.finetuned, zeroshot, clip, exp)
+    finetuned, metadata = load_finetuned(exp.finetuned, zeroshot, clip, exp, cache=cache, progress=progress)
     return ModelPair(clip, zeroshot, finetuned.to(device), device, exp.precision, metadata)
 
 
