@@ -42,7 +42,7 @@ def explorer_page() -> None:
         st.stop()
     explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete, notice)
     if not complete:
-        results.sweep_progress(runtime, len(result.alphas))
+        results.sweep_progress(runtime, result.images[0])
 
 
 # st.navigation names the landing page "Explorer" (with plain pages/ discovery it would be called "app").

@@ -20,6 +20,13 @@ REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 
 
+def set_images(runtime: ExperimentRuntime, name: str) -> torch.Tensor:
+    """A small set's images preprocessed in memory (the reference path the streaming engine must match)."""
+    from wiseft_explorer.data import preprocess_set
+
+    return preprocess_set(runtime.eval_set(name), runtime.preprocess)
+
+
 @lru_cache(maxsize=4)
 def _runtime(toml: str) -> ExperimentRuntime:
     return ExperimentRuntime.from_path(toml)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import torch
-from libkit import shared_runtime
+from libkit import set_images, shared_runtime
 
 from wiseft_explorer.batching import POOL_MIN_IMAGES, cpu_workers, predict_logits, worker_pool
 
@@ -22,7 +22,7 @@ def two_threads():
 def test_workers_give_the_logits_of_a_sequential_pass(tiny, two_threads):
     runtime = shared_runtime(tiny)
     model = runtime.models.finetuned
-    images = runtime.eval_set("ID").images
+    images = set_images(runtime, "ID")
     images = torch.cat([images] * (POOL_MIN_IMAGES // len(images) + 1))
     assert cpu_workers("cpu", len(images)) == 2  # this really goes through the pool
     parallel = predict_logits(model, images, "cpu", batch_size=100)
@@ -58,7 +58,7 @@ def test_pool_workers_run_single_threaded_and_leave_the_callers_count_alone(two_
 
 def test_concurrent_callers_share_the_pool_and_get_their_own_exact_logits(tiny, two_threads):
     runtime = shared_runtime(tiny)
-    images = runtime.eval_set("ID").images
+    images = set_images(runtime, "ID")
     images = torch.cat([images] * (POOL_MIN_IMAGES // len(images) + 1))
     models = {"zs": runtime.models.zeroshot, "ft": runtime.models.finetuned}
     reference = {k: predict_logits(m, images, "cpu", batch_size=100) for k, m in models.items()}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wiseft_explorer.checkpoints import load_checkpoint
-from wiseft_explorer.data import load_eval_set
+from wiseft_explorer.data import load_batch, load_eval_set
 from wiseft_explorer.demo import DEMO_MODEL_CONFIG, DemoConfig, build_demo
 from wiseft_explorer.experiment import load_experiment
 from wiseft_explorer.interpolate import WeightSpace
@@ -76,14 +76,15 @@ def test_loads_through_the_experiment_code(built, stem):
     assert exp.id_set.source == "world:id-test" and exp.id_val.source == "world:id-val"
     pair = load_models(exp)
     space = WeightSpace(pair.zeroshot, pair.finetuned, exp.head_policy)
-    data = load_eval_set(exp.id_set, exp.classnames, pair.clip.preprocess)
+    data = load_eval_set(exp.id_set, exp.classnames)
     assert len(data) == 64
+    images = load_batch(data, range(16), pair.clip.preprocess)[0]
     with torch.no_grad():
-        ends = [space.set_alpha(a)(data.images[:16]) for a in (0.0, 1.0)]
-        middle = space.set_alpha(0.5)(data.images[:16])
+        ends = [space.set_alpha(a)(images) for a in (0.0, 1.0)]
+        middle = space.set_alpha(0.5)(images)
     assert middle.shape == (16, len(CLASSES)) and torch.isfinite(middle).all()
-    assert torch.allclose(ends[0], pair.zeroshot(data.images[:16]), atol=1e-4)
-    assert torch.allclose(ends[1], pair.finetuned(data.images[:16]), atol=1e-4)
+    assert torch.allclose(ends[0], pair.zeroshot(images), atol=1e-4)
+    assert torch.allclose(ends[1], pair.finetuned(images), atol=1e-4)
 
 
 def test_tiny_build_is_reproducible(built, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from libkit import CliResult, cli_env, run_cli_parallel, shared_runtime, write_experiment
+from libkit import CliResult, cli_env, run_cli_parallel, set_images, shared_runtime, write_experiment
 
 from wiseft_explorer.batching import predict_logits
 from wiseft_explorer.checkpoints import load_checkpoint
@@ -59,7 +59,7 @@ def test_sweep_prints_the_table_and_writes_jsonl(cli, tiny):
     runtime = shared_runtime(tiny)
     ev = runtime.eval_set("ID")
     model = runtime.classifier_at(runtime.new_working(), 0.5)
-    expected = summarise(predict_logits(model, ev.images, runtime.device), ev.labels, None).top1
+    expected = summarise(predict_logits(model, set_images(runtime, "ID"), runtime.device), ev.labels, None).top1
     assert row["ID:top1"] == pytest.approx(expected)
     assert f"{100 * expected:.1f}" in run.stdout
 

@@ -9,7 +9,7 @@ import threading
 import psutil
 import pytest
 import torch
-from libkit import shared_runtime
+from libkit import set_images, shared_runtime
 
 from wiseft_explorer.batching import predict_logits
 from wiseft_explorer.images import ImageDecodeError, decode_image
@@ -21,7 +21,7 @@ THREADS = 8
 
 def test_threads_with_their_own_working_models_match_a_single_threaded_reference(tiny):
     runtime = shared_runtime(tiny)
-    images = runtime.eval_set("ID").images[:4]
+    images = set_images(runtime, "ID")[:4]
     reference_working = runtime.new_working()
     reference = {a: predict_logits(runtime.classifier_at(reference_working, a), images, runtime.device)
                  for a in ALPHAS}
@@ -61,7 +61,7 @@ def test_threads_with_their_own_working_models_match_a_single_threaded_reference
 
 def test_two_hundred_alpha_changes_keep_memory_bounded(tiny):
     runtime = shared_runtime(tiny)
-    images = runtime.eval_set("ID").images[:2]
+    images = set_images(runtime, "ID")[:2]
     working = runtime.new_working()
     process = psutil.Process()
     rng = random.Random(0)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import open_clip
 import pytest
 import torch
-from libkit import shared_runtime, write_experiment
+from libkit import set_images, shared_runtime, write_experiment
 from tiny import TINY_NAME
 
+from wiseft_explorer.batching import predict_logits
 from wiseft_explorer.checkpoints import CLASSIFIER_FORMAT, OPEN_CLIP_FORMAT, load_checkpoint
 from wiseft_explorer.export import export_interpolated
 from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import predict_logits
 
 ALPHA = 0.3
 
@@ -23,7 +23,7 @@ def test_classifier_export_reloads_as_the_fine_tuned_model(tiny, tmp_path):
     assert meta["format"] == CLASSIFIER_FORMAT and meta["model"] == TINY_NAME
     assert meta["recipe"]["wiseft"]["alpha"] == ALPHA and meta["classnames"] == list(runtime.experiment.classnames)
     assert set(tensors) == set(runtime.models.zeroshot.state_dict())
-    images = runtime.eval_set("ID").images
+    images = set_images(runtime, "ID")
     expected = predict_logits(runtime.classifier_at(runtime.new_working(), ALPHA), images, runtime.device)
     reloaded = ExperimentRuntime.from_path(write_experiment(tmp_path, tiny, finetuned=out))
     assert torch.equal(predict_logits(reloaded.models.finetuned, images, reloaded.device), expected)
@@ -37,7 +37,7 @@ def test_open_clip_export_loads_with_open_clip_as_is(tiny, tmp_path):
     out = export_interpolated(runtime, ALPHA, tmp_path / "wise-openclip.safetensors", "open_clip")
     assert load_checkpoint(out)[1]["format"] == OPEN_CLIP_FORMAT
     model = open_clip.create_model(TINY_NAME, pretrained=str(out)).eval()
-    images = runtime.eval_set("ID").images[:8]
+    images = set_images(runtime, "ID")[:8]
     working = runtime.classifier_at(runtime.new_working(), ALPHA)
     clip = runtime.models.clip.model
     tokens = runtime.models.clip.tokenizer(["a photo of a red square."])

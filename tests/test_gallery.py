@@ -28,8 +28,8 @@ def _result() -> SweepResult:
     for alpha, row in PREDS.items():
         pred = torch.tensor(row)
         probs = torch.nn.functional.one_hot(pred, 2).float() * 0.8 + 0.1
-        preds[alpha] = Predictions(float((pred == LABELS).float().mean()), pred, probs.topk(2).indices,
-                                   probs.topk(2).values, probs)
+        preds[alpha] = Predictions(float((pred == LABELS).float().mean()), pred, pred == LABELS,
+                                   torch.arange(len(pred)), len(pred), probs)
     return SweepResult("ID", None, [], sorted(PREDS), {"ID": preds})
 
 
@@ -61,10 +61,19 @@ def test_off_grid_alpha_needs_live_predictions():
     assert grid_alpha(result, 0.3) is None and grid_alpha(result, 0.25000001) == 0.25
     with pytest.raises(ValueError, match="not on the sweep grid"):
         gallery_frame(result, "ID", 0.3, LABELS, CLASSES)
-    live = Predictions(1.0, LABELS.clone(), LABELS[:, None], torch.ones(5, 1))
+    live = Predictions(1.0, LABELS.clone(), torch.ones(5, dtype=torch.bool), torch.arange(5), 5)
     frame = gallery_frame(result, "ID", 0.3, LABELS, CLASSES, live)
     assert frame["alpha_ok"].all()
     assert apply_filter(frame, "rescued")["index"].tolist() == [0, 1, 2, 4]
+
+
+def test_partial_predictions_give_rows_for_the_images_evaluated_at_every_alpha_involved():
+    # While a sweep streams, or for a live alpha evaluated on a sample, only some images have predictions.
+    result = _result()
+    live = Predictions(1.0, LABELS[[1, 3, 4]], torch.ones(3, dtype=torch.bool), torch.tensor([1, 3, 4]), 5)
+    frame = gallery_frame(result, "ID", 0.3, LABELS, CLASSES, live)
+    assert frame["index"].tolist() == [1, 3, 4] and frame["true"].tolist() == ["cat", "dog", "cat"]
+    assert frame["zeroshot"].tolist() == ["cat", "dog", "cat"] and frame["finetuned"].tolist() == ["dog", "dog", "dog"]
 
 
 def test_unknown_filter_is_an_error():
@@ -76,3 +85,8 @@ def test_probabilities_over_grid():
     probs = probabilities_over_grid(_result(), "ID", 2)
     assert probs.shape == (5, 2)
     assert probs[:, 1].tolist() == pytest.approx([0.1, 0.1, 0.9, 0.1, 0.1])
+    shuffled = _result()
+    for preds in shuffled.predictions["ID"].values():  # rows of another subset: found by image index, not row
+        preds.index, preds.probs = preds.index[2:], preds.probs[2:]
+    assert torch.equal(probabilities_over_grid(shuffled, "ID", 2), probs)
+    assert probabilities_over_grid(shuffled, "ID", 0) is None

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from libkit import shared_runtime
+from libkit import set_images, shared_runtime
 
 from wiseft_explorer.batching import predict_logits
 from wiseft_explorer.interpolate import HEAD_KEYS, WeightSpace, interpolate_state_dicts
@@ -21,7 +21,7 @@ def pair(tiny):
 @pytest.fixture(scope="module")
 def images(tiny):
     """A few preprocessed ID images."""
-    return shared_runtime(tiny).eval_set("ID").images[:6]
+    return set_images(shared_runtime(tiny), "ID")[:6]
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The background sweep job: same numbers as a direct sweep, partial results coarse-first, errors reported."""
+"""The background sweep job: partial results with every alpha from the first batches, the direct sweep's numbers at the end, errors reported."""
 
 from __future__ import annotations
 
@@ -7,42 +7,43 @@ from pathlib import Path
 import pytest
 from libkit import shared_runtime
 
+from wiseft_explorer import jobs
 from wiseft_explorer.cache import DiskCache
 from wiseft_explorer.curves import ALPHA_GRID
 from wiseft_explorer.experiment import load_experiment
-from wiseft_explorer.jobs import SweepJob
+from wiseft_explorer.jobs import JobStatus, SweepJob
 from wiseft_explorer.runtime import ExperimentRuntime
 from wiseft_explorer.sweep import run_sweep
 
 
-def test_job_matches_direct_sweep_and_reports_partials(tiny, tmp_path: Path) -> None:
+def test_job_streams_every_alpha_at_once_and_ends_with_the_direct_sweep(tiny, tmp_path: Path, monkeypatch) -> None:
     runtime = shared_runtime(tiny)
-    partial_sizes: list[int] = []
+    monkeypatch.setattr(jobs, "SNAPSHOT_SECONDS", 0.0)  # a partial result after every batch
     job = SweepJob(runtime, cache=DiskCache(tmp_path / "job-cache"))
-    original = job._partial
+    seen: list[JobStatus] = []
+    original = job._on_progress
 
-    def record(result) -> None:
-        partial_sizes.append(len(result.alphas))
-        assert all(len(preds) == len(result.alphas) for preds in result.predictions.values())
-        original(result)
+    def record(progress, snapshot) -> None:
+        original(progress, snapshot)
+        seen.append(job.status())
 
-    job._partial = record
+    job._on_progress = record
     status = job.start().wait(timeout=300)
     assert status.finished and status.error is None
-    assert status.done == status.total == len(ALPHA_GRID) * len(runtime.set_names)
-    assert partial_sizes == list(range(1, len(ALPHA_GRID) + 1))
+    total = sum(len(runtime.eval_set(n)) for n in runtime.set_names)
+    assert status.done == status.total == total
+    partials = [s.result for s in seen if s.result is not None and not s.result.complete]
+    assert partials, "no partial result was published while the sets streamed"
+    # The first partial result already has every alpha of the grid for every set, on the first batch of each.
+    first = partials[0]
+    assert first.alphas == list(ALPHA_GRID)
+    assert all(set(by) == set(ALPHA_GRID) for by in first.predictions.values())
+    assert all(0 < n < total for n, total in first.counts().values())
+    sizes = [s.images[0] for s in partials]
+    assert sizes == sorted(sizes) and sizes[-1] < total
+    assert "images" in seen[0].message and f"of {total} images" in seen[0].message
     direct = run_sweep(runtime, cache=DiskCache(tmp_path / "direct-cache"))
-    assert status.result.table().equals(direct.table())
-
-
-def test_coarse_alphas_come_first(tiny, tmp_path: Path) -> None:
-    seen: list[list[float]] = []
-    job = SweepJob(shared_runtime(tiny), cache=DiskCache(tmp_path / "c"))
-    original = job._partial
-    job._partial = lambda r: (seen.append(sorted(r.alphas)), original(r))
-    job.start().wait(timeout=300)
-    assert seen[0] == [0.0] and seen[1] == [0.0, 1.0] and seen[2] == [0.0, 0.5, 1.0]
-    assert seen[4] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert status.result.complete and status.result.table().equals(direct.table())
 
 
 def test_job_error_is_reported_not_raised(tiny, tmp_path: Path) -> None:

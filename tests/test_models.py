@@ -11,7 +11,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 import torch.nn.functional as F
-from libkit import shared_runtime
+from libkit import set_images, shared_runtime
 from safetensors.torch import save_file
 from tiny import CLASSES, TEMPLATES, TINY_CONFIG, TINY_NAME
 
@@ -122,7 +122,7 @@ def test_zero_shot_head_is_normalised_text_embeddings_times_logit_scale(tiny):
 
 def test_classifier_is_tower_then_normalise_then_head(tiny):
     runtime = shared_runtime(tiny)
-    pair, images = runtime.models, runtime.eval_set("ID").images[:4]
+    pair, images = runtime.models, set_images(runtime, "ID")[:4]
     model: ImageClassifier = pair.zeroshot
     with torch.no_grad():
         features = F.normalize(pair.clip.model.encode_image(images), dim=-1)

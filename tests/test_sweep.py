@@ -16,15 +16,9 @@ import wiseft_explorer.runtime as runtime_module
 from wiseft_explorer.batching import predict_logits
 from wiseft_explorer.cache import CacheWarning, DiskCache
 from wiseft_explorer.curves import ALPHA_GRID, PAPER_ALPHA, choose_alphas
-from wiseft_explorer.data import restrict_logits
+from wiseft_explorer.data import preprocess_set, restrict_logits
 from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import (
-    Predictions,
-    SweepResult,
-    coarse_first,
-    run_sweep,
-    summarise,
-)
+from wiseft_explorer.sweep import Predictions, SweepResult, run_sweep, summarise
 
 ALPHAS = [0.0, 0.5, 1.0]
 
@@ -37,7 +31,7 @@ class Study:
     cache_dir: Path
     result: SweepResult
     excluded: int  # the class the zero-shot model predicts most, left out of the "Sub" set
-    progress: list[tuple[int, int, str, float]]
+    progress: list
     writes: int
     misses: int
 
@@ -46,7 +40,8 @@ class Study:
 def study(tiny, tmp_path_factory) -> Study:
     """Sweep an experiment whose 'Sub' shift set leaves out the class the zero-shot model favours."""
     shared = shared_runtime(tiny)
-    zs_pred = predict_logits(shared.models.zeroshot, shared.eval_set("ID").images, shared.device).argmax(-1)
+    id_images = preprocess_set(shared.eval_set("ID"), shared.preprocess)
+    zs_pred = predict_logits(shared.models.zeroshot, id_images, shared.device).argmax(-1)
     excluded = int(zs_pred.mode().values)
     subset = [c for i, c in enumerate(CLASSES) if i != excluded]
     folder = tmp_path_factory.mktemp("study")
@@ -55,32 +50,36 @@ def study(tiny, tmp_path_factory) -> Study:
         {"name": "Sub", "source": str(tiny.id_dir), "classes": subset}])
     runtime = ExperimentRuntime.from_path(toml)
     cache = DiskCache(runtime.experiment.cache_dir)
-    calls: list[tuple[int, int, str, float]] = []
-    result = run_sweep(runtime, ALPHAS, cache=cache, progress=lambda *args: calls.append(args))
+    calls = []
+    result = run_sweep(runtime, ALPHAS, cache=cache, on_progress=lambda progress, snapshot: calls.append(progress))
     return Study(toml, runtime.experiment.cache_dir, result, excluded, calls, cache.writes, cache.misses)
 
 
 def test_first_sweep_computes_every_entry_and_reports_progress(study):
-    entries = len(ALPHAS) * 3
-    assert study.writes == study.misses == entries
-    assert [c[0] for c in study.progress] == list(range(1, entries + 1))
-    assert all(c[1] == entries for c in study.progress)
-    assert {(c[2], c[3]) for c in study.progress} == {(s, a) for s in ("ID", "Dark", "Sub") for a in ALPHAS}
+    assert study.writes == study.misses == 3  # one entry per set, holding every alpha
+    images = 18 + 10 + 12  # ID, Dark (2 of 3 classes), Sub (2 of 3 classes): each image is counted once
+    done = [p.done for p in study.progress]
+    assert done == sorted(done) and done[-1] == images and all(p.total == images for p in study.progress)
+    # One batch per set in the first round, then every alpha is known for every set.
+    assert [p.first_round for p in study.progress][:3] == [False, False, True]
+    assert study.progress[-1].line().startswith("40 of 40 images (100%)")
     assert study.result.alphas == ALPHAS and study.result.shift_sets == ["Dark", "Sub"]
+    assert study.result.complete and study.result.counts() == {"ID": (18, 18), "Dark": (10, 10), "Sub": (12, 12)}
 
 
 def test_second_sweep_computes_nothing(study, monkeypatch):
     runtime = ExperimentRuntime.from_path(study.toml)
     cache = DiskCache(study.cache_dir)
     again = run_sweep(runtime, ALPHAS, cache=cache)
-    assert cache.hits == len(ALPHAS) * 3 and cache.misses == 0 and cache.writes == 0
+    assert cache.hits == 3 and cache.misses == 0 and cache.writes == 0
     # No model was loaded, no weight space built and no image decoded.
     assert "models" not in vars(runtime) and "space" not in vars(runtime) and not runtime._sets
     for name, by_alpha in study.result.predictions.items():
         for alpha, preds in by_alpha.items():
             cached = again.predictions[name][alpha]
             assert cached.top1 == preds.top1 and torch.equal(cached.pred, preds.pred)
-            assert torch.equal(cached.top5_prob, preds.top5_prob) and torch.equal(cached.top5_idx, preds.top5_idx)
+            assert torch.equal(cached.index, preds.index) and torch.equal(cached.correct, preds.correct)
+            assert torch.equal(cached.probs, preds.probs)
     # Also through the default cache of the experiment, with model loading made impossible.
     monkeypatch.setattr(runtime_module, "load_models", lambda exp: pytest.fail("a cached sweep loaded the models"))
     fresh = ExperimentRuntime.from_path(study.toml)
@@ -93,15 +92,16 @@ def test_shift_set_with_classes_never_predicts_outside_them(study, tiny):
     allowed = sorted(set(range(len(CLASSES))) - {study.excluded})
     assert sub.class_indices.tolist() == allowed
     assert len(sub) == 12 and set(sub.labels.tolist()) == set(allowed)  # the folder's other class is left out
+    images = preprocess_set(sub, runtime.preprocess)
     for alpha in ALPHAS:
         preds = study.result.predictions["Sub"][alpha]
-        assert set(preds.pred.tolist()) <= set(allowed)
-        assert set(preds.top5_idx.flatten().tolist()) <= set(allowed) and preds.top5_idx.shape == (12, 2)
+        assert set(preds.pred.tolist()) <= set(allowed) and preds.index.tolist() == list(range(12))
+        assert preds.probs.shape == (12, 3) and float(preds.probs[:, study.excluded].abs().max()) == 0.0
         model = runtime.classifier_at(runtime.new_working(), alpha)
-        logits = predict_logits(model, sub.images, runtime.device)
+        logits = predict_logits(model, images, runtime.device)
         restricted = logits[:, allowed].argmax(-1)
         expected_pred = torch.tensor(allowed)[restricted]
-        assert torch.equal(preds.pred, expected_pred)
+        assert torch.equal(preds.pred.long(), expected_pred)
         assert preds.top1 == pytest.approx(float((expected_pred == sub.labels).float().mean()))
         if alpha == 0.0:  # the restriction matters: unrestricted, the model picks the left-out class
             assert (logits.argmax(-1) == study.excluded).any()
@@ -112,12 +112,12 @@ def test_restrict_logits_and_summarise():
     masked = restrict_logits(logits, torch.tensor([1, 3]))
     assert torch.equal(masked[:, [1, 3]], logits[:, [1, 3]]) and torch.isinf(masked[:, [0, 2]]).all()
     assert restrict_logits(logits, None) is logits
-    preds = summarise(logits, torch.tensor([1, 3]), torch.tensor([1, 3]))
+    preds = summarise(logits, torch.tensor([1, 3]), torch.tensor([1, 3]), probs=True)
     assert preds.pred.tolist() == [1, 1] and preds.top1 == 0.5  # unrestricted argmax would be [0, 2]
-    assert preds.top5_idx.shape == (2, 2) and torch.allclose(preds.top5_prob.sum(-1), torch.ones(2))
+    assert preds.correct.tolist() == [True, False] and preds.index.tolist() == [0, 1] and preds.total == 2
+    assert torch.allclose(preds.probs.sum(-1), torch.ones(2)) and float(preds.probs[:, [0, 2]].max()) == 0.0
     full = summarise(logits, torch.tensor([0, 0]), None)
-    assert full.pred.tolist() == [0, 2] and full.top1 == 0.5 and full.top5_idx.shape == (2, 4)
-    assert full.probs.shape == (2, 4)
+    assert full.pred.tolist() == [0, 2] and full.top1 == 0.5 and full.probs is None
 
 
 def test_jsonl_rows_use_the_paper_keys(study, tmp_path):
@@ -126,8 +126,10 @@ def test_jsonl_rows_use_the_paper_keys(study, tmp_path):
     assert [r["alpha"] for r in rows] == ALPHAS
     table = study.result.table()
     for row in rows:
-        assert set(row) == {"alpha", "ID:top1", "Dark:top1", "Sub:top1", "avg_shifts:top1", "id_set", "shift_sets"}
+        assert set(row) == {"alpha", "ID:top1", "Dark:top1", "Sub:top1", "avg_shifts:top1", "id_set", "shift_sets",
+                            "seed", "images"}
         assert row["id_set"] == "ID" and row["shift_sets"] == ["Dark", "Sub"]
+        assert row["seed"] == 0 and row["images"] == {"ID": 18, "Dark": 10, "Sub": 12}
         assert row["avg_shifts:top1"] == pytest.approx((row["Dark:top1"] + row["Sub:top1"]) / 2)
         assert row["ID:top1"] == pytest.approx(table.loc[row["alpha"], "ID"])
         assert row["Sub:top1"] == study.result.top1("Sub", row["alpha"])
@@ -138,7 +140,7 @@ def test_corrupt_cache_entry_is_recomputed_with_a_warning(study, tmp_path):
     cache_dir = tmp_path / "cache"
     shutil.copytree(study.cache_dir, cache_dir)
     entries = sorted(cache_dir.glob("*.safetensors"))
-    assert len(entries) == len(ALPHAS) * 3
+    assert len(entries) == 3
     victim = entries[0]
     victim.write_bytes(victim.read_bytes()[:100])
     cache = DiskCache(cache_dir)
@@ -148,26 +150,6 @@ def test_corrupt_cache_entry_is_recomputed_with_a_warning(study, tmp_path):
     assert cache.writes == 1 and cache.hits == len(entries) - 1
     assert again.table().equals(study.result.table())
     assert DiskCache(cache_dir).get_entry(victim.stem) is not None  # the rewritten entry is good again
-
-
-def test_entries_without_per_image_correctness_are_recomputed_once(study, tmp_path):
-    # Entries written before correctness was kept cannot give sampling errors: they count as misses.
-    cache_dir = tmp_path / "cache"
-    shutil.copytree(study.cache_dir, cache_dir)
-    old = DiskCache(cache_dir)
-    for path in sorted(cache_dir.glob("*.safetensors")):
-        tensors, meta = old.get_entry(path.stem)
-        del tensors["correct"]
-        old.put(path.stem, tensors, meta)
-    runtime = ExperimentRuntime.from_path(study.toml)
-    cache = DiskCache(cache_dir)
-    again = run_sweep(runtime, ALPHAS, cache=cache)
-    assert cache.writes == len(ALPHAS) * 3  # every entry computed and written again
-    assert again.table().equals(study.result.table())
-    assert all(p.correct is not None for by in again.predictions.values() for p in by.values())
-    third = DiskCache(cache_dir)
-    run_sweep(runtime, ALPHAS, cache=third)
-    assert third.hits == len(ALPHAS) * 3 and third.misses == 0
 
 
 def test_cache_keys_follow_content(study, tiny, tmp_path):
@@ -185,8 +167,8 @@ def test_cache_keys_follow_content(study, tiny, tmp_path):
 
 def fake_result(id_val: str | None, tops: dict[str, list[float]], alphas: list[float]) -> SweepResult:
     def preds(top1: float) -> Predictions:
-        return Predictions(top1, torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long),
-                           torch.ones(1, 1))
+        return Predictions(top1, torch.zeros(1, dtype=torch.long), torch.ones(1, dtype=torch.bool),
+                           torch.zeros(1, dtype=torch.long), 1)
     shifts = [n for n in tops if n not in ("ID", id_val)]
     return SweepResult("ID", id_val, shifts, alphas,
                        {name: {a: preds(v) for a, v in zip(alphas, values, strict=True)} for name, values in tops.items()})
@@ -207,8 +189,5 @@ def test_choose_alphas():
     assert no_val.curves().avg_shifts(0.25) == pytest.approx(0.2)
 
 
-def test_alpha_grid_and_order():
+def test_alpha_grid():
     assert len(ALPHA_GRID) == 21 and ALPHA_GRID[0] == 0.0 and ALPHA_GRID[-1] == 1.0 and 0.05 in ALPHA_GRID
-    order = coarse_first(ALPHA_GRID)
-    assert order[:3] == [0.0, 1.0, 0.5] and sorted(order) == list(ALPHA_GRID)
-    assert order.index(0.25) < order.index(0.1) < order.index(0.05)

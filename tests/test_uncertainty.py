@@ -17,6 +17,7 @@ from wiseft_explorer.uncertainty import (
     endpoint_errors,
     format_comparison,
     paired_difference,
+    wilson_interval,
 )
 
 
@@ -88,16 +89,30 @@ def test_curves_carry_the_errors_through_json(swept):
             (table.loc[key, "vs_zeroshot_se"], table.loc[key, "vs_finetuned_se"]))
         assert curves.error(key, 0.0)[0] == 0.0  # zero-shot against itself
     again = Curves.from_json(curves.to_json())
-    assert again.errors == curves.errors
-    # A file written before errors were stored still loads, with none.
-    old = curves.to_json().replace('"errors"', '"unused"')
-    assert Curves.from_json(old).error("ID", 0.5) is None
+    assert again.errors == curves.errors and again.intervals == curves.intervals
+    assert again.counts == curves.counts == {"ID": (18, 18), "Dark": (10, 10), "Same": (18, 18)}
+    assert again.seed == curves.seed == 0
+    for key in (*result.predictions, AVG_ROW):
+        low, high = curves.interval(key, 0.5)
+        assert low <= curves.accuracies(0.5)[key] <= high
 
 
-def test_no_errors_without_per_image_correctness(swept):
+def test_no_paired_errors_when_the_ends_saw_other_images(swept):
     result, _ = swept
     stripped = copy.deepcopy(result)
-    stripped.predictions["ID"][0.5].correct = None
+    zs = stripped.predictions["ID"][0.0]
+    zs.pred, zs.correct, zs.index = zs.pred[:5], zs.correct[:5], zs.index[:5]  # e.g. a sample of another size
     assert endpoint_errors(stripped) == {}
-    with pytest.raises(ValueError, match="clear the cache"):
+    with pytest.raises(ValueError, match="not evaluated on the same images"):
         compare_to_ends(stripped, 0.5)
+
+
+def test_wilson_interval():
+    # Known values (Wilson score, z = 1.96): 8 of 10 -> [0.4902, 0.9433]; 0 of 20 -> [0, 0.1611].
+    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert wilson_interval(0, 20) == pytest.approx((0.0, 0.1611), abs=1e-4)
+    assert wilson_interval(20, 20)[1] == 1.0 and wilson_interval(20, 20)[0] == pytest.approx(0.8389, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)  # nothing seen yet: anything is possible
+    # It narrows like 1/sqrt(n) for the same accuracy.
+    wide, narrow = wilson_interval(30, 40), wilson_interval(3000, 4000)
+    assert (wide[1] - wide[0]) / (narrow[1] - narrow[0]) == pytest.approx(10, rel=0.1)

@@ -44,11 +44,11 @@ def worker_pool(workers: int) -> ThreadPoolExecutor:
         return _pool[1]
 
 
-def cpu_workers(device: torch.device | str, n_images: int) -> int:
-    """How many batch workers to use: torch's thread count on CPU for sets of a few hundred images, else 1."""
+def cpu_workers(device: torch.device | str, n_images: int, min_images: int = POOL_MIN_IMAGES) -> int:
+    """How many batch workers to use: torch's thread count on CPU for at least `min_images` images, else 1."""
     # Below that every forward pass is mostly fixed per-call cost: 16 demo images took 45 ms in the pool and
     # 12-16 ms on the calling thread, 128 took 85 ms and 46-56 ms; from 256 on the pool is as fast or faster.
-    if torch.device(device).type != "cpu" or n_images < POOL_MIN_IMAGES:
+    if torch.device(device).type != "cpu" or n_images < min_images:
         return 1
     return max(1, torch.get_num_threads())
 
@@ -65,20 +65,20 @@ def _forward(model: ImageClassifier, batch: torch.Tensor, device: torch.device |
 
 
 def predict_logits(model: ImageClassifier, images: torch.Tensor, device: torch.device | str, precision: str = "fp32",
-                   batch_size: int = 256) -> torch.Tensor:
+                   batch_size: int = 256, min_pool: int = POOL_MIN_IMAGES) -> torch.Tensor:
     """Logits (N, C) of preprocessed images, batched, on the model's device.
 
     On CPU the batches go to one single-threaded worker per core instead of splitting every op over the cores:
     small ops split in two wait for the slower half, so any other load on the machine (the Streamlit server, a
     browser) stalls both; independent workers keep going (docs/benchmarks.md has the measurements).
     """
-    workers = cpu_workers(device, len(images))
+    workers = cpu_workers(device, len(images), min_pool)
     if workers == 1:
         return torch.cat([_forward(model, images[i:i + batch_size], device, precision)
                           for i in range(0, len(images), batch_size)])
     # Four chunks per worker or more, so a worker that falls behind does not hold up the end of the set (chunks of
     # 88 and 175 demo images ran at the same speed, 350 was 10% slower when the machine was quiet).
-    size = max(MIN_CHUNK, min(batch_size, math.ceil(len(images) / (4 * workers))))
+    size = max(min(MIN_CHUNK, math.ceil(len(images) / workers)), min(batch_size, math.ceil(len(images) / (4 * workers))))
     chunks = [images[i:i + size] for i in range(0, len(images), size)]
     pool = worker_pool(workers)
     return torch.cat(list(pool.map(lambda chunk: _forward(model, chunk, device, precision), chunks)))

@@ -28,6 +28,7 @@ from .batching import predict_logits
 from .bench_models import demo_experiment, vit_pair
 from .cache import DiskCache
 from .curves import ALPHA_GRID
+from .data import load_batch, preprocess_set
 from .experiment import Experiment, load_experiment
 from .interpolate import WeightSpace, interpolate_state_dicts
 from .keys import _digest
@@ -109,7 +110,8 @@ def _slider(interpolate: Callable[[float], ImageClassifier], images: torch.Tenso
 
     def move() -> object:
         model = interpolate(next(alphas))
-        return summarise(predict_logits(model, images, device, precision, len(images)), labels, class_indices)
+        return summarise(predict_logits(model, images, device, precision, len(images)), labels, class_indices,
+                         probs=True)
     return move
 
 
@@ -143,7 +145,7 @@ def bench_throughput(runtime: ExperimentRuntime, cache_root: Path, repeats: int)
     """Images/s of the project's sweep on the ID set vs a raw encode_image loop, same tensors and batch size."""
     exp, device = runtime.experiment, runtime.device
     name = exp.id_set.name
-    images = runtime.eval_set(name).images  # decoded once, before timing, for both
+    images = preprocess_set(runtime.eval_set(name), runtime.preprocess)  # for the raw loop, made before timing
     clip, batch = runtime.models.clip.model, exp.batch_size
     alphas = (0.25, 0.75)
     working = runtime.new_working()
@@ -180,7 +182,7 @@ def bench_demo(exp: Experiment, root: Path, repeats: int, tiny: bool) -> dict[st
     """Full sweep, warm relaunch, slider latency (16 gallery images) and sweep throughput on the demo."""
     figures, runtime = bench_relaunch(exp, root / "sweep-cache", 2 if tiny else 3)
     ev = runtime.eval_set(exp.id_set.name)
-    images, labels = ev.images[:16], ev.labels[:16]
+    images, labels = load_batch(ev, range(16), runtime.preprocess)[0], ev.labels[:16]
     working = runtime.new_working()
     move = _slider(lambda a: runtime.classifier_at(working, a), images, runtime.device, exp.precision, labels,
                    ev.class_indices)

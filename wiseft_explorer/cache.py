@@ -111,6 +111,14 @@ class DiskCache:
             self.writes += 1
         return path
 
+    def discard(self, key: str) -> bool:
+        """Remove one entry if it exists; True when there was one."""
+        try:
+            self.path_for(key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def clear(self) -> int:
         """Remove every entry (and stale temporary files); return how many entries were removed."""
         removed = 0

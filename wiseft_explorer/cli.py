@@ -14,9 +14,34 @@ KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, FileN
 
 
 def _runtime(args: argparse.Namespace):
+    """The experiment's runtime, with --workers applied and a progress bar for any zero-shot head it builds."""
+    import dataclasses
+
+    from .experiment import load_experiment
     from .runtime import ExperimentRuntime
 
-    return ExperimentRuntime.from_path(args.experiment)
+    exp = load_experiment(args.experiment)
+    if getattr(args, "workers", None) is not None:
+        exp = dataclasses.replace(exp, workers=args.workers)
+    runtime = ExperimentRuntime(exp)
+    runtime.head_progress = _HeadBar(getattr(args, "quiet", False))
+    return runtime
+
+
+class _HeadBar:
+    """A tqdm bar per zero-shot head being built (a head read from the cache shows none)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.bar = quiet, None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None or done < self.bar.n:
+            self.bar = tqdm(total=total, desc="zero-shot head", unit="class", disable=self.quiet)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -24,18 +49,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .curves import ALPHA_GRID, choose_alphas
+    from .engine import StreamProgress
     from .sweep import run_sweep
 
     runtime = _runtime(args)
     alphas = [args.alpha] if args.alpha is not None else list(ALPHA_GRID)
-    bar = tqdm(total=len(alphas) * len(runtime.set_names), desc="sweep", unit="eval", disable=args.quiet)
+    bar = None
 
-    def progress(done: int, total: int, name: str, alpha: float) -> None:
-        bar.set_postfix_str(f"{name} @ alpha={alpha:.2f}")
-        bar.update(done - bar.n)
+    def progress(done: StreamProgress, _snapshot) -> None:
+        nonlocal bar
+        if bar is None:  # created at the first batch: a fully cached sweep shows no bar
+            bar = tqdm(total=done.total, initial=done.done - done.processed_now, desc=f"sweep ({len(alphas)} α)",
+                       unit="img", disable=args.quiet, smoothing=0.1)
+        bar.update(done.done - bar.n)
 
-    result = run_sweep(runtime, alphas, progress=progress)
-    bar.close()
+    result = run_sweep(runtime, alphas, on_progress=progress)
+    if bar is not None:
+        bar.close()
     for line in runtime.data_warnings():
         print(f"warning: {line}", file=sys.stderr)
     table = result.table() * 100
@@ -146,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--compare-at", type=_alpha, default=0.5,
                    help="after a full sweep, compare this alpha with both ends, with standard errors (default 0.5)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="image-decoding worker processes (default: the experiment's, else cores - 1, at most 8)")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("predict", parents=[common], help="top-5 of zero-shot, alpha and fine-tuned for images")
     p.add_argument("images", nargs="+", help="image files")

@@ -34,6 +34,10 @@ class Curves:
     about: dict[str, str] = field(default_factory=dict)  # the models as the sweep saw them (names, sizes, device)
     # set (or avg_shifts) -> alpha -> standard errors of the difference to zero-shot and to fine-tuned
     errors: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
+    # set (or avg_shifts) -> alpha -> 95% interval of the accuracy (Wilson), for error bars and bands
+    intervals: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # set -> (images evaluated, images in set)
+    seed: int | None = None  # the seed of the sets' fair order (and of any `limit` sample)
 
     @property
     def sets(self) -> list[str]:
@@ -58,6 +62,16 @@ class Curves:
         found = self.errors.get(key, {}).get(alpha)
         return None if found is None else (float(found[0]), float(found[1]))
 
+    def interval(self, key: str, alpha: float) -> tuple[float, float] | None:
+        """95% interval of a set's (or avg_shifts') accuracy at alpha, if known."""
+        found = self.intervals.get(key, {}).get(alpha)
+        return None if found is None else (float(found[0]), float(found[1]))
+
+    @property
+    def images(self) -> tuple[int, int]:
+        """(images evaluated, images) summed over the sets."""
+        return (sum(n for n, _ in self.counts.values()), sum(total for _, total in self.counts.values()))
+
     def accuracies(self, alpha: float) -> dict[str, float]:
         """Every set's top-1 and 'avg_shifts' at one grid alpha."""
         return {**{name: self.top1(name, alpha) for name in self.top1s}, "avg_shifts": self.avg_shifts(alpha)}
@@ -70,7 +84,9 @@ class Curves:
     def jsonl_rows(self) -> list[dict]:
         """Rows with the paper code's keys: alpha, '<Set>:top1', 'avg_shifts:top1', id_set, shift_sets."""
         return [{"alpha": float(alpha), **{f"{k}:top1": float(v) for k, v in row.items()},
-                 "id_set": self.id_set, "shift_sets": self.shift_sets} for alpha, row in self.table().iterrows()]
+                 "id_set": self.id_set, "shift_sets": self.shift_sets, "seed": self.seed,
+                 "images": {name: n for name, (n, _) in self.counts.items()}}
+                for alpha, row in self.table().iterrows()]
 
     def write_jsonl(self, path: str | Path) -> Path:
         """Write the results as JSONL, atomically."""
@@ -82,6 +98,9 @@ class Curves:
                            "alphas": self.alphas,
                            "top1": {s: {repr(a): v for a, v in by.items()} for s, by in self.top1s.items()},
                            "errors": {s: {repr(a): list(v) for a, v in by.items()} for s, by in self.errors.items()},
+                           "intervals": {s: {repr(a): list(v) for a, v in by.items()}
+                                         for s, by in self.intervals.items()},
+                           "counts": {s: list(v) for s, v in self.counts.items()}, "seed": self.seed,
                            "about": self.about})
 
     @classmethod
@@ -89,10 +108,12 @@ class Curves:
         """Parse to_json's output."""
         data = json.loads(text)
         top1s = {s: {float(a): float(v) for a, v in by.items()} for s, by in data["top1"].items()}
-        errors = {s: {float(a): (float(v[0]), float(v[1])) for a, v in by.items()}
-                  for s, by in data.get("errors", {}).items()}  # absent in files from older versions
+        def pairs(key: str) -> dict[str, dict[float, tuple[float, float]]]:
+            return {s: {float(a): (float(v[0]), float(v[1])) for a, v in by.items()} for s, by in data[key].items()}
+
         return cls(data["id_set"], data["id_val"], list(data["shift_sets"]), [float(a) for a in data["alphas"]],
-                   top1s, {str(k): str(v) for k, v in data.get("about", {}).items()}, errors)
+                   top1s, {str(k): str(v) for k, v in data.get("about", {}).items()}, pairs("errors"),
+                   pairs("intervals"), {s: (int(v[0]), int(v[1])) for s, v in data["counts"].items()}, data["seed"])
 
 
 def choose_alphas(curves: Curves) -> dict[str, float]:
@@ -106,7 +127,7 @@ def choose_alphas(curves: Curves) -> dict[str, float]:
 
 def curves_path(exp: Experiment) -> Path:
     """Where the experiment's full-grid curves are stored: named by the content of its models, prompts and sets."""
-    sets = {spec.name: set_fingerprint(spec) for spec in exp.eval_sets}
+    sets = {spec.name: set_fingerprint(spec, exp.seed) for spec in exp.eval_sets}
     key = cache_key(kind="curves", grid=list(ALPHA_GRID), sets=json.dumps(sets, sort_keys=True),
                     **experiment_fingerprint(exp))
     return (exp.cache_dir or default_cache_dir()) / CURVES_FOLDER / f"{key}.json"

@@ -1,10 +1,11 @@
-"""Evaluation sets: image folders or the demo world, decoded and preprocessed once, reused across alpha."""
+"""Evaluation sets: image folders or the demo world as indexes (labels, paths or pixels, fair order), and batches."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 from .experiment import DatasetSpec, ExperimentError, load_mapping
 from .folders import scan_image_folder
 from .images import ImageDecodeError, decode_image
+from .sampling import DEFAULT_SEED, fair_order, fair_sample
 
 
 class DataWarning(UserWarning):
@@ -22,21 +24,35 @@ class DataWarning(UserWarning):
 
 @dataclass
 class EvalSet:
-    """A preprocessed evaluation set: images (N,3,H,W) float, labels (N,) indices into the experiment's classes."""
+    """An evaluation set as an index, without pixels: labels, covered classes, where each image is, its fair order.
+
+    Folder sets keep only file paths (images are decoded while they stream, never all at once); generated world
+    sets keep their small uint8 pixels in memory. `order` is the seeded fair order the engine streams them in.
+    """
 
     name: str
-    images: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor  # (N,) indices into the experiment's classes
     class_indices: torch.Tensor | None = None  # (K,) the classes this set covers; None = all
     raw: np.ndarray | None = field(default=None, repr=False)  # uint8 (N,H,W,3) for generated sets
     paths: list[str] | None = field(default=None, repr=False)  # file paths for folder sets
     skipped: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    seed: int = DEFAULT_SEED
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @cached_property
+    def order(self) -> np.ndarray:
+        """The fair order (a permutation of range(N)) in which the set is streamed."""
+        return fair_order(self.labels.numpy(), self.seed)
+
+    @property
+    def in_memory(self) -> bool:
+        """True for generated sets, whose pixels are held (folder sets are read from disk)."""
+        return self.raw is not None
+
     def picture(self, index: int, size: int | None = None) -> Image.Image:
-        """The original image (not preprocessed), optionally resized for display."""
+        """The original image (not preprocessed), optionally resized for display; folder images decode by path."""
         if self.raw is not None:
             img = Image.fromarray(self.raw[index])
         else:
@@ -82,14 +98,13 @@ def _subset_indices(spec: DatasetSpec, classnames: Sequence[str]) -> torch.Tenso
     return torch.tensor([classnames.index(c) for c in spec.classes], dtype=torch.long)
 
 
-def load_world_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Callable,
-                   seed: int = 0) -> EvalSet:
-    """Render a set of the built-in world (`world:<set>`), map its classes to the experiment's."""
+def load_world_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:
+    """Render a set of the built-in world (`world:<set>`, always from world seed 0), map its classes."""
     from .world import make_set
 
     set_name = spec.source.removeprefix("world:")
     try:
-        world = make_set(set_name, seed=seed, n=spec.limit)
+        world = make_set(set_name, seed=0, n=spec.limit)  # a world set's limit is how many images to render
     except KeyError as err:
         raise ExperimentError(f"{spec.name}: {err.args[0]}") from None
     missing = [c for c in world.classnames if c not in classnames]
@@ -101,15 +116,11 @@ def load_world_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Cal
     subset = _subset_indices(spec, classnames)
     if subset is not None:
         keep = np.isin(labels.numpy(), subset.numpy())
-    raw = world.images[keep]
-    images = _batch_preprocess(raw, preprocess)
-    if images is None:
-        images = preprocess_images([Image.fromarray(a) for a in raw], preprocess)
-    return EvalSet(spec.name, images, labels[torch.from_numpy(keep)], subset, raw=raw)
+    return EvalSet(spec.name, labels[torch.from_numpy(keep)], subset, raw=world.images[keep], seed=seed)
 
 
-def load_folder_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Callable) -> EvalSet:
-    """Read an ImageFolder-layout folder; unreadable files are skipped with a warning naming the count."""
+def load_folder_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:
+    """Scan an ImageFolder-layout folder (headers only, nothing decoded); `limit` draws a fair seeded sample."""
     mapping = load_mapping(spec.mapping)
     scan = scan_image_folder(Path(spec.source), list(classnames), mapping)
     subset = _subset_indices(spec, classnames)
@@ -117,31 +128,58 @@ def load_folder_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Ca
     if subset is not None:  # as for world sets: images of classes outside the subset are not part of the set
         covered = set(subset.tolist())
         samples = [s for s in samples if s[1] in covered]
-    samples = samples[: spec.limit] if spec.limit else samples
-    pictures, labels, paths = [], [], []
-    skipped = list(scan.skipped)
-    for path, label in samples:
-        try:
-            pictures.append(decode_image(Path(path)))
-        except ImageDecodeError as err:
-            skipped.append((str(path), str(err)))
-            continue
-        labels.append(label)
-        paths.append(str(path))
+    if not samples:
+        raise ExperimentError(f"{spec.name}: no readable images in {spec.source}")
+    labels = np.array([label for _, label in samples], dtype=np.int64)
+    # Scan order is class order, so a plain prefix would hold the first classes only.
+    chosen = fair_sample(labels, spec.limit, seed)
+    skipped = [(str(path), reason) for path, reason in scan.skipped]
     if skipped:
         warnings.warn(f"{spec.name}: skipped {len(skipped)} unreadable file(s), e.g. {skipped[0][0]}: "
                       f"{skipped[0][1]}", DataWarning, stacklevel=2)
-    if not pictures:
-        raise ExperimentError(f"{spec.name}: no readable images in {spec.source}")
-    return EvalSet(spec.name, preprocess_images(pictures, preprocess), torch.tensor(labels, dtype=torch.long),
-                   subset, paths=paths, skipped=skipped)
+    return EvalSet(spec.name, torch.from_numpy(labels[chosen]), subset,
+                   paths=[str(samples[i][0]) for i in chosen], skipped=skipped, seed=seed)
 
 
-def load_eval_set(spec: DatasetSpec, classnames: Sequence[str], preprocess: Callable) -> EvalSet:
-    """Load one evaluation set of an experiment (world or folder)."""
+def load_eval_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:
+    """The index of one evaluation set of an experiment (world or folder); no folder image is decoded."""
     if spec.is_world:
-        return load_world_set(spec, classnames, preprocess)
-    return load_folder_set(spec, classnames, preprocess)
+        return load_world_set(spec, classnames, seed)
+    return load_folder_set(spec, classnames, seed)
+
+
+def load_batch(ev: EvalSet, indices: Sequence[int], preprocess: Callable,
+               ) -> tuple[torch.Tensor | None, list[int], list[tuple[int, str]]]:
+    """Pixels of some images of a set: (preprocessed (B,3,H,W) or None, the indices that loaded, failures).
+
+    A folder image that fails to decode (e.g. truncated data, which the header scan cannot see) is left out and
+    reported as (index, reason); it never stops the batch.
+    """
+    indices = [int(i) for i in indices]
+    if ev.raw is not None:
+        raw = ev.raw[indices]
+        images = _batch_preprocess(raw, preprocess)
+        if images is None:
+            images = preprocess_images([Image.fromarray(a) for a in raw], preprocess)
+        return images, indices, []
+    tensors, loaded, failed = [], [], []
+    for i in indices:
+        try:
+            picture = decode_image(Path(ev.paths[i]))
+        except ImageDecodeError as err:
+            failed.append((i, err.reason))
+            continue
+        tensors.append(preprocess(picture))
+        loaded.append(i)
+    return (torch.stack(tensors) if tensors else None), loaded, failed
+
+
+def preprocess_set(ev: EvalSet, preprocess: Callable) -> torch.Tensor:
+    """Every image of a set preprocessed into one tensor: the in-memory reference path, for small sets only."""
+    images, loaded, failed = load_batch(ev, range(len(ev)), preprocess)
+    if failed:
+        raise ExperimentError(f"{ev.name}: image #{failed[0][0]} could not be decoded: {failed[0][1]}")
+    return images
 
 
 def restrict_logits(logits: torch.Tensor, class_indices: torch.Tensor | None) -> torch.Tensor:

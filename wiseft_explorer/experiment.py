@@ -65,6 +65,8 @@ class Experiment:
     batch_size: int = 256
     cache_dir: Path | None = None
     path: Path | None = field(default=None, compare=False)
+    workers: int | None = None  # image-decoding worker processes; None = from the core count (stream.py)
+    seed: int = 0  # the fair order sets stream in, and the sample `limit` draws from a folder
 
     @property
     def eval_sets(self) -> tuple[DatasetSpec, ...]:
@@ -72,7 +74,7 @@ class Experiment:
         return (self.id_set,) + ((self.id_val,) if self.id_val else ()) + self.shifts
 
 
-_TOP_KEYS = {"name", "device", "precision", "head_policy", "batch_size", "cache_dir",
+_TOP_KEYS = {"name", "device", "precision", "head_policy", "batch_size", "cache_dir", "workers", "seed",
              "zeroshot", "finetuned", "classes", "id", "id_val", "shifts"}
 _SECTION_KEYS = {
     "zeroshot": {"model", "pretrained", "config"},
@@ -176,6 +178,8 @@ def _dataset(table: Any, base: Path, where: str, default_name: str, classnames: 
         subset = tuple(subset)
     mapping = _typed(table, "mapping", str, where)
     limit = _typed(table, "limit", int, where)
+    if limit is not None and limit < 1:
+        raise ExperimentError(f"{where}.limit: expected a positive number of images, got {limit}")
     return DatasetSpec(name=_typed(table, "name", str, where, default=default_name), source=source,
                        classes=subset, mapping=_existing(base, mapping, f"{where}.mapping") if mapping else None,
                        limit=limit)
@@ -219,12 +223,16 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None) -> Experi
         batch_size=_typed(data, "batch_size", int, "experiment", default=256),
         cache_dir=(base / data["cache_dir"]).resolve() if _typed(data, "cache_dir", str, "experiment") else None,
         path=path,
+        workers=_typed(data, "workers", int, "experiment"),
+        seed=_typed(data, "seed", int, "experiment", default=0),
     )
     names = [s.name for s in exp.eval_sets]
     if len(set(names)) != len(names):
         raise ExperimentError(f"experiment: two sets share the name '{next(n for n in names if names.count(n) > 1)}'")
     if exp.batch_size < 1:
         raise ExperimentError(f"experiment.batch_size: expected a positive int, got {exp.batch_size}")
+    if exp.workers is not None and exp.workers < 0:
+        raise ExperimentError(f"experiment.workers: expected 0 (decode in the main process) or more, got {exp.workers}")
     return exp
 
 
@@ -268,7 +276,9 @@ def experiment_to_toml(exp: Experiment) -> str:
             list(value) if isinstance(value, tuple) else value)
 
     lines = [f"name = {q(exp.name)}", f"device = {q(exp.device)}", f"precision = {q(exp.precision)}",
-             f"head_policy = {q(exp.head_policy)}", f"batch_size = {exp.batch_size}"]
+             f"head_policy = {q(exp.head_policy)}", f"batch_size = {exp.batch_size}", f"seed = {exp.seed}"]
+    if exp.workers is not None:
+        lines.append(f"workers = {exp.workers}")
     if exp.cache_dir:
         lines.append(f"cache_dir = {q(exp.cache_dir)}")
     lines += ["", "[zeroshot]", f"model = {q(exp.zeroshot.name)}"]

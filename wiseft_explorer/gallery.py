@@ -32,36 +32,47 @@ def neighbours(result: SweepResult, alpha: float) -> list[float]:
     return near if len(near) >= 2 else sorted(sorted(grid, key=lambda a: abs(a - alpha))[:2])
 
 
+def _rows(preds: Predictions, common: torch.Tensor) -> torch.Tensor:
+    """The predictions of the images in `common` (ascending set indices), in that order."""
+    return preds.pred[torch.isin(preds.index, common)].long()
+
+
 def gallery_frame(result: SweepResult, set_name: str, alpha: float, labels: torch.Tensor,
                   classnames: Sequence[str], live: Predictions | None = None) -> pd.DataFrame:
-    """One row per image: true class, the three predictions, correctness, and whether it flips near alpha.
+    """One row per image evaluated: true class, the three predictions, correctness, whether it flips near alpha.
 
-    Grid alphas read the sweep's predictions; an off-grid alpha needs `live` (the set evaluated at alpha).
+    Grid alphas read the sweep's predictions; an off-grid alpha needs `live` (the set evaluated at alpha, maybe on
+    a sample). While a sweep streams, only the images evaluated so far (at every alpha involved) have rows.
     """
     preds = result.predictions[set_name]
     on_grid = grid_alpha(result, alpha)
     if on_grid is not None:
-        at_alpha = preds[on_grid].pred
+        at = preds[on_grid]
     elif live is not None:
-        at_alpha = live.pred
+        at = live
     else:
         raise ValueError(f"α = {alpha:g} is not on the sweep grid; pass its live predictions")
     if 0.0 not in preds or 1.0 not in preds:
         raise ValueError("the sweep lacks an endpoint (α = 0 or α = 1); run the full sweep first")
-    zs, ft = preds[0.0].pred, preds[1.0].pred
+    near = [preds[a] for a in neighbours(result, alpha)]
+    common = at.index
+    for other in (preds[0.0], preds[1.0], *near):
+        common = common[torch.isin(common, other.index)]
+    zs, ft, at_alpha = _rows(preds[0.0], common), _rows(preds[1.0], common), _rows(at, common)
     # "Near alpha": the grid neighbours plus alpha itself; a flip anywhere among them counts.
-    near = torch.stack([preds[a].pred for a in neighbours(result, alpha)] + [at_alpha])
-    changed = (near != near[0]).any(dim=0)
+    stacked = torch.stack([_rows(p, common) for p in near] + [at_alpha])
+    changed = (stacked != stacked[0]).any(dim=0)
+    truth = labels[common]
     names = list(classnames)
     return pd.DataFrame({
-        "index": range(len(labels)),
-        "true": [names[i] for i in labels.tolist()],
+        "index": common.tolist(),
+        "true": [names[i] for i in truth.tolist()],
         "zeroshot": [names[i] for i in zs.tolist()],
         "alpha": [names[i] for i in at_alpha.tolist()],
         "finetuned": [names[i] for i in ft.tolist()],
-        "zeroshot_ok": (zs == labels).tolist(),
-        "alpha_ok": (at_alpha == labels).tolist(),
-        "finetuned_ok": (ft == labels).tolist(),
+        "zeroshot_ok": (zs == truth).tolist(),
+        "alpha_ok": (at_alpha == truth).tolist(),
+        "finetuned_ok": (ft == truth).tolist(),
         "changed_near_alpha": changed.tolist(),
     })
 
@@ -89,9 +100,12 @@ def filter_counts(frame: pd.DataFrame) -> dict[str, int]:
 
 
 def probabilities_over_grid(result: SweepResult, set_name: str, index: int) -> torch.Tensor | None:
-    """Class probabilities (A, C) of one image over the sweep's grid, or None if the sweep kept only top-5."""
-    preds = result.predictions[set_name]
-    rows = [preds[a].probs for a in sorted(result.alphas)]
-    if any(r is None for r in rows):
-        return None
-    return torch.stack([r[index] for r in rows])
+    """Class probabilities (A, C) of one image over the sweep's grid, or None if the sweep did not keep them."""
+    rows = []
+    for alpha in sorted(result.alphas):
+        preds = result.predictions[set_name][alpha]
+        hit = (preds.index == index).nonzero()
+        if preds.probs is None or len(hit) == 0:
+            return None
+        rows.append(preds.probs[int(hit[0, 0])].float())
+    return torch.stack(rows)

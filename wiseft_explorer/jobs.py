@@ -1,20 +1,24 @@
-"""Background sweeps: the alpha sweep in a worker thread, exposing progress and partial results as it goes."""
+"""Background sweeps: the streaming alpha sweep in a worker thread, exposing progress and partial results."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .cache import DiskCache
 from .curves import ALPHA_GRID
+from .engine import StreamProgress
 from .runtime import ExperimentRuntime
 from .sweep import SweepResult, run_sweep
+
+SNAPSHOT_SECONDS = 1.0  # how often readers get a new partial result while the sets stream
 
 
 @dataclass(frozen=True)
 class JobStatus:
-    """A consistent snapshot of a job: progress, the alphas finished so far, and any error."""
+    """A consistent snapshot of a job: images done, the partial result (every alpha, the images so far), any error."""
 
     done: int
     total: int
@@ -22,6 +26,7 @@ class JobStatus:
     result: SweepResult | None
     finished: bool
     error: BaseException | None
+    progress: StreamProgress | None = None
 
     @property
     def fraction(self) -> float:
@@ -36,9 +41,11 @@ class SweepJob:
                  cache: DiskCache | None = None) -> None:
         self.runtime, self.alphas, self.cache = runtime, alphas, cache
         self._lock = threading.Lock()
-        self._done, self._total, self._message = 0, len(alphas) * len(runtime.set_names), "starting"
+        self._done, self._total, self._message = 0, 0, "starting"
+        self._progress: StreamProgress | None = None
         self._result: SweepResult | None = None
         self._finished, self._error = False, None
+        self._snapshot_at = 0.0
         self.started_at = self.finished_at = 0.0
         self._thread = threading.Thread(target=self._run, name="wiseft-sweep", daemon=True)
 
@@ -50,29 +57,36 @@ class SweepJob:
                 self._thread.start()
         return self
 
-    def _progress(self, done: int, total: int, name: str, alpha: float) -> None:
+    def _on_progress(self, progress: StreamProgress, snapshot: Callable[[], SweepResult]) -> None:
+        # Building a partial result gathers every set's predictions: do it once a second, not after every batch
+        # (and not after the last one: the final result follows at once).
+        now = time.perf_counter()
+        result = None
+        if progress.first_round and progress.done < progress.total and now - self._snapshot_at >= SNAPSHOT_SECONDS:
+            result, self._snapshot_at = snapshot(), now
         with self._lock:
-            self._done, self._total, self._message = done, total, f"{name} at α = {alpha:.2f}"
-
-    def _partial(self, result: SweepResult) -> None:
-        with self._lock:
-            self._result = result
+            self._done, self._total, self._progress = progress.done, progress.total, progress
+            self._message = progress.line()
+            if result is not None:
+                self._result = result
 
     def _run(self) -> None:
         try:
-            result = run_sweep(self.runtime, self.alphas, cache=self.cache, progress=self._progress,
-                               on_alpha=self._partial)
+            result = run_sweep(self.runtime, self.alphas, cache=self.cache, on_progress=self._on_progress)
         except Exception as err:  # reported to every reader instead of dying silently in the thread
             with self._lock:
                 self._error, self._finished = err, True
             return
         with self._lock:
             self._result, self._finished, self.finished_at = result, True, time.perf_counter()
+            self._done = self._total = max(self._total, 1)
+            self._message = "done"
 
     def status(self) -> JobStatus:
         """The current state (thread-safe)."""
         with self._lock:
-            return JobStatus(self._done, self._total, self._message, self._result, self._finished, self._error)
+            return JobStatus(self._done, self._total, self._message, self._result, self._finished, self._error,
+                             self._progress)
 
     def wait(self, timeout: float | None = None) -> JobStatus:
         """Block until the sweep is finished (or the timeout passes); returns the status."""

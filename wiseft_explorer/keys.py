@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # Bump when anything that feeds cached values changes meaning (preprocessing, evaluation, entry layout):
 # every old key then misses, and old entries read back with a version mismatch are recomputed.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _CHUNK = 1 << 20
 WORLD_VERSION = "world-v3"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
 
@@ -94,9 +94,11 @@ def experiment_fingerprint(exp: Experiment) -> dict[str, str]:
             "precision": exp.precision}
 
 
-def set_fingerprint(spec: DatasetSpec) -> str:
-    """Content identity of one set's images (without decoding them)."""
+def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
+    """Content identity of one set's images (without decoding them); `seed` picks a folder's `limit` sample."""
     parts = [spec.source, str(spec.limit), ",".join(spec.classes or ()), str(spec.mapping or "")]
+    if spec.limit and not spec.is_world:
+        parts.append(f"sample seed {seed}")
     if spec.is_world:
         from .world import SPECS
 

@@ -54,13 +54,27 @@ def _inverse(values: Sequence[float], scale: str) -> list[float]:
     return [NormalDist().cdf(v) for v in values]
 
 
+Intervals = Mapping[str, Mapping[float, tuple[float, float]]]  # set -> alpha -> (low, high) accuracy fractions
+
+
+def _bars(values: Sequence[float], bounds: Sequence[tuple[float, float] | None], scale: str) -> dict | None:
+    """Asymmetric plotly error bars for values whose 95% intervals are given (in the axis' scale)."""
+    if not bounds or any(b is None for b in bounds):
+        return None
+    plus = [scale_value(hi, scale) - scale_value(v, scale) for v, (_, hi) in zip(values, bounds, strict=True)]
+    minus = [scale_value(v, scale) - scale_value(lo, scale) for v, (lo, _) in zip(values, bounds, strict=True)]
+    return {"type": "data", "symmetric": False, "array": plus, "arrayminus": minus, "thickness": 1, "width": 2,
+            "color": "#aaaaaa"}
+
+
 def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                 current: tuple[float, float] | None = None, scale: str = "linear",
-                reference: Sequence[ReferencePoint] = (), shift_label: str | None = None) -> go.Figure:
+                reference: Sequence[ReferencePoint] = (), shift_label: str | None = None,
+                intervals: Intervals | None = None) -> go.Figure:
     """The paper's plot: the WiSE-FT path over the alpha grid, zero-shot star, fine-tuned diamond, current alpha.
 
     `table` is SweepResult.table() (index alpha, accuracy fractions); `current` is (ID, shift) at alpha when alpha
-    is not on the grid.
+    is not on the grid; `intervals` (95%, per set and alpha) become error bars in both directions.
     """
     shift_label = shift_label or ("average over shifts" if shift_col == "avg_shifts" else shift_col)
     alphas = [float(a) for a in table.index]
@@ -68,9 +82,13 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
     ys = [scale_value(v, scale) for v in table[shift_col]]
     hover = [f"α = {a:.2f}<br>ID: {100 * i:.1f}%<br>{shift_label}: {100 * s:.1f}%"
              for a, i, s in zip(alphas, table[id_col], table[shift_col], strict=True)]
+    intervals = intervals or {}
+    error_x = _bars(list(table[id_col]), [intervals.get(id_col, {}).get(a) for a in alphas], scale)
+    error_y = _bars(list(table[shift_col]), [intervals.get(shift_col, {}).get(a) for a in alphas], scale)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name="WiSE-FT path (α grid)", customdata=alphas,
-                             hovertext=hover, hoverinfo="text", line={"color": "#7f7f7f"}, marker={"size": 6}))
+                             hovertext=hover, hoverinfo="text", line={"color": "#7f7f7f"}, marker={"size": 6},
+                             error_x=error_x, error_y=error_y))
     for end, name, symbol, color in ((0.0, "zero-shot (α = 0)", "star", "#ff7f0e"),
                                      (1.0, "fine-tuned (α = 1)", "diamond", "#1f77b4")):
         if end in alphas:
@@ -102,14 +120,28 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
     return fig
 
 
+def _band(fig: go.Figure, alphas: list[float], bounds: Mapping[float, tuple[float, float]], color: str,
+          group: str) -> None:
+    """A shaded 95% band around one curve (drawn under it, no legend entry of its own)."""
+    if not all(a in bounds for a in alphas):
+        return
+    xs = alphas + alphas[::-1]
+    ys = [100 * bounds[a][1] for a in alphas] + [100 * bounds[a][0] for a in alphas[::-1]]
+    fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="none", fillcolor=color, opacity=0.15,
+                             legendgroup=group, showlegend=False, hoverinfo="skip", name=f"{group} (95% interval)"))
+
+
 def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
-                      choices: Mapping[str, float] | None = None) -> go.Figure:
-    """Top-1 of every set over alpha, the shift average dashed, a vertical line at the current alpha."""
+                      choices: Mapping[str, float] | None = None, intervals: Intervals | None = None) -> go.Figure:
+    """Top-1 of every set over alpha (with 95% bands when given), the shift average dashed, the current alpha."""
     fig = go.Figure()
     alphas = [float(a) for a in table.index]
     for i, name in enumerate(sets):
+        color = _PALETTE[i % len(_PALETTE)]
+        if intervals and name in intervals:
+            _band(fig, alphas, intervals[name], color, name)
         fig.add_trace(go.Scatter(x=alphas, y=[100 * v for v in table[name]], mode="lines+markers", name=name,
-                                 line={"color": _PALETTE[i % len(_PALETTE)]}, marker={"size": 5},
+                                 line={"color": color}, marker={"size": 5}, legendgroup=name,
                                  hovertemplate=f"{name}<br>α = %{{x:.2f}}<br>%{{y:.1f}}%<extra></extra>"))
     if "avg_shifts" in table:
         fig.add_trace(go.Scatter(x=alphas, y=[100 * v for v in table["avg_shifts"]], mode="lines", name="avg shifts",

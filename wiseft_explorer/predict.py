@@ -15,7 +15,8 @@ from .data import preprocess_images
 from .heads import text_scores
 from .interpolate import Working
 from .runtime import ExperimentRuntime
-from .sweep import TOP_K
+
+TOP_K = 5
 
 
 @dataclass

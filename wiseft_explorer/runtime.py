@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import torch
 
 from .data import EvalSet, load_eval_set
 from .experiment import DatasetSpec, Experiment, load_experiment
+from .heads import HeadProgress
 from .interpolate import WeightSpace, Working
 from .keys import experiment_fingerprint, set_fingerprint
 from .models import ImageClassifier, ModelPair, load_models, parameter_count
+from .stream import default_workers
 
 
 class ExperimentRuntime:
@@ -22,6 +25,7 @@ class ExperimentRuntime:
         self.experiment = experiment
         self._lock = threading.RLock()
         self._sets: dict[str, EvalSet] = {}
+        self.head_progress: HeadProgress | None = None  # e.g. the CLI's progress bar
 
     @classmethod
     def from_path(cls, path: str | Path | None = None) -> ExperimentRuntime:
@@ -30,9 +34,15 @@ class ExperimentRuntime:
 
     @cached_property
     def models(self) -> ModelPair:
-        """Both classifiers, loaded on first use."""
-        with self._lock:
-            return load_models(self.experiment)
+        """Both classifiers, loaded on first use (a head being built is reported to `head_progress`)."""
+        return self.load_models(self.head_progress)
+
+    def load_models(self, progress: HeadProgress | None = None) -> ModelPair:
+        """Both classifiers, loaded now if they are not yet; `progress` sees a zero-shot head being built."""
+        with self._lock:  # one load however many sessions ask at once; the others wait and share it
+            if "models" not in self.__dict__:
+                self.__dict__["models"] = load_models(self.experiment, progress)
+            return self.__dict__["models"]
 
     @cached_property
     def space(self) -> WeightSpace:
@@ -59,12 +69,28 @@ class ExperimentRuntime:
         return [s.name for s in self.experiment.eval_sets]
 
     def eval_set(self, name: str) -> EvalSet:
-        """A set decoded and preprocessed once, then reused."""
+        """A set's index (labels, paths or generated pixels, fair order), made once and then shared; no model needed."""
         with self._lock:
             if name not in self._sets:
-                self._sets[name] = load_eval_set(self.spec(name), self.experiment.classnames,
-                                                 self.models.clip.preprocess)
+                self._sets[name] = load_eval_set(self.spec(name), self.experiment.classnames, self.experiment.seed)
             return self._sets[name]
+
+    @property
+    def preprocess(self) -> Callable:
+        """The zero-shot model's eval transform (PIL image -> tensor)."""
+        return self.models.clip.preprocess
+
+    @property
+    def workers(self) -> int:
+        """Image-decoding worker processes: the experiment's setting, else from the core count."""
+        return default_workers() if self.experiment.workers is None else self.experiment.workers
+
+    def note_skipped(self, name: str, files: list[tuple[str, str]]) -> None:
+        """Record files of a set found undecodable while streaming (listed with the scan's skips)."""
+        with self._lock:
+            skipped = self._sets[name].skipped
+            known = {path for path, _ in skipped}
+            skipped.extend(item for item in files if item[0] not in known)
 
     def data_warnings(self) -> list[str]:
         """One line per loaded set that skipped unreadable files (the set is still usable)."""
@@ -101,4 +127,4 @@ class ExperimentRuntime:
 
     def set_fingerprint(self, name: str) -> str:
         """Content identity of one set's images (without decoding them)."""
-        return set_fingerprint(self.spec(name))
+        return set_fingerprint(self.spec(name), self.experiment.seed)

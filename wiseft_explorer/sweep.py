@@ -1,7 +1,8 @@
-"""The alpha sweep: accuracy and per-image predictions for every alpha and set, cached on disk."""
+"""The alpha sweep: accuracy and per-image predictions for every alpha and set, streamed once and cached on disk."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,59 +10,64 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .batching import predict_logits
 from .cache import DiskCache, cache_key
 from .curves import ALPHA_GRID, Curves, store_curves
-from .data import restrict_logits
+from .data import DataWarning, restrict_logits
+from .engine import FIRST_BATCH, SetStream, StateStore, StreamJob, StreamProgress, stream_evaluate
 from .interpolate import Working
 from .runtime import ExperimentRuntime
-from .uncertainty import endpoint_errors
+from .uncertainty import accuracy_intervals, endpoint_errors
 
-TOP_K = 5
-FULL_PROBS_MAX_CLASSES = 100  # keep every class probability for small label sets (the gallery's alpha charts)
-
-Progress = Callable[[int, int, str, float], None]  # (done, total, set name, alpha)
+# (progress, snapshot): snapshot() builds the partial result (every alpha, on the images done so far) on demand.
+ProgressHook = Callable[[StreamProgress, Callable[[], "SweepResult"]], None]
 
 
 @dataclass
 class Predictions:
-    """One set at one alpha: top-1 accuracy and per-image predictions."""
+    """One set at one alpha: top-1 accuracy and the predictions of the images evaluated (all, once complete)."""
 
     top1: float
-    pred: torch.Tensor  # (N,) predicted class index
-    top5_idx: torch.Tensor  # (N, 5) class indices, most likely first
-    top5_prob: torch.Tensor  # (N, 5) softmax probabilities
-    probs: torch.Tensor | None = None  # (N, C) all probabilities when C is small
-    correct: torch.Tensor | None = None  # (N,) bool; pairs images across alphas for the sampling error
+    pred: torch.Tensor  # (n,) predicted class index (int16, or int32 for 32,768 classes or more)
+    correct: torch.Tensor  # (n,) bool; pairs images across alphas for the sampling error
+    index: torch.Tensor  # (n,) ascending indices into the set of the images these rows are
+    total: int  # images in the set; n is smaller while the set streams or when some could not be decoded
+    probs: torch.Tensor | None = None  # (n, C) float16 class probabilities for small label sets
+    pending: int = 0  # images not processed yet (0 once the set has streamed through)
+
+    @property
+    def n(self) -> int:
+        """Images evaluated."""
+        return len(self.pred)
 
     def as_tensors(self) -> dict[str, torch.Tensor]:
         """Tensors for the disk cache."""
-        out = {"pred": self.pred, "top5_idx": self.top5_idx, "top5_prob": self.top5_prob}
-        for name in ("probs", "correct"):
-            if getattr(self, name) is not None:
-                out[name] = getattr(self, name)
+        out = {"pred": self.pred, "correct": self.correct, "index": self.index}
+        if self.probs is not None:
+            out["probs"] = self.probs
         return out
 
 
-def coarse_first(alphas: Sequence[float]) -> list[float]:
-    """Order alphas so the endpoints, 0.5, then quarters come first: a curve's shape appears early."""
-    def rank(a: float) -> tuple[int, float]:
-        for level, step in enumerate((1.0, 0.5, 0.25, 0.1)):
-            if abs(a / step - round(a / step)) < 1e-9:
-                return level, a
-        return 4, a
-    return sorted(dict.fromkeys(alphas), key=rank)
-
-
-def summarise(logits: torch.Tensor, labels: torch.Tensor, class_indices: torch.Tensor | None) -> Predictions:
-    """Top-1 accuracy and top-5 of logits, restricted to the set's classes."""
-    probs = restrict_logits(logits, class_indices).softmax(dim=-1)
-    k = min(TOP_K, probs.shape[1] if class_indices is None else len(class_indices))
-    top_prob, top_idx = probs.topk(k, dim=-1)
-    pred = top_idx[:, 0]
+def summarise(logits: torch.Tensor, labels: torch.Tensor, class_indices: torch.Tensor | None,
+              probs: bool = False) -> Predictions:
+    """Predictions of a whole set from its logits (N, C) in memory: the reference the streaming engine matches."""
+    restricted = restrict_logits(logits, class_indices)
+    pred = restricted.argmax(dim=-1)
     correct = pred == labels
-    return Predictions(float(correct.float().mean()) if len(labels) else 0.0, pred, top_idx, top_prob,
-                       probs if probs.shape[1] <= FULL_PROBS_MAX_CLASSES else None, correct)
+    return Predictions(float(correct.float().mean()) if len(labels) else 0.0, pred, correct,
+                       torch.arange(len(labels)), len(labels), restricted.softmax(-1) if probs else None)
+
+
+def stream_predictions(stream: SetStream, column: int) -> Predictions:
+    """One alpha of a streaming set as Predictions over the images evaluated so far, in set order."""
+    positions = stream.evaluated()
+    index = torch.from_numpy(stream.ev.order)[positions]
+    index, rows = index.sort()
+    positions = positions[rows]
+    pred = stream.pred[positions, column]
+    correct = pred.long() == stream.ev.labels[index]
+    probs = stream.probs[column, positions] if stream.probs is not None else None
+    top1 = float(correct.float().mean()) if len(correct) else float("nan")
+    return Predictions(top1, pred, correct, index, len(stream.ev), probs, pending=len(stream.ev) - stream.done)
 
 
 @dataclass
@@ -73,19 +79,41 @@ class SweepResult:
     shift_sets: list[str]
     alphas: list[float]
     predictions: dict[str, dict[float, Predictions]] = field(default_factory=dict)
+    seed: int | None = None  # the fair order's seed (recorded with the results)
 
     def top1(self, set_name: str, alpha: float) -> float:
         """Top-1 accuracy of one set at one grid alpha."""
         return self.predictions[set_name][alpha].top1
 
+    @property
+    def complete(self) -> bool:
+        """Whether every image of every set has been processed (the numbers are final, not streaming estimates)."""
+        return all(p.pending == 0 for by in self.predictions.values() for p in by.values())
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Per set: (images evaluated, images in the set)."""
+        out = {}
+        for name, by_alpha in self.predictions.items():
+            first = next(iter(by_alpha.values()), None)
+            if first is not None:
+                out[name] = (first.n, first.total)
+        return out
+
+    @property
+    def images(self) -> tuple[int, int]:
+        """(images evaluated, images) summed over the sets."""
+        counts = self.counts().values()
+        return sum(n for n, _ in counts), sum(total for _, total in counts)
+
     def _top1_curves(self, errors: bool = False) -> Curves:
-        """The accuracies as Curves; the per-image sampling errors only when asked (the table and JSONL skip them)."""
+        """The accuracies as Curves; the sampling errors only when asked (the table and JSONL skip them)."""
         return Curves(self.id_set, self.id_val, list(self.shift_sets), sorted(self.alphas),
                       {name: {a: p.top1 for a, p in by.items()} for name, by in self.predictions.items()},
-                      errors=endpoint_errors(self) if errors else {})
+                      errors=endpoint_errors(self) if errors else {},
+                      intervals=accuracy_intervals(self) if errors else {}, counts=self.counts(), seed=self.seed)
 
     def curves(self) -> Curves:
-        """The top-1 table and its sampling errors, without the per-image predictions (for plots and warm starts)."""
+        """The top-1 table with its sampling errors and counts, without per-image predictions (plots, warm starts)."""
         return self._top1_curves(errors=True)
 
     def table(self) -> pd.DataFrame:
@@ -109,98 +137,132 @@ def _store(runtime: ExperimentRuntime, result: SweepResult) -> None:
     store_curves(runtime.experiment, curves)
 
 
-def _entry_key(runtime: ExperimentRuntime, set_fp: str, alpha: float) -> str:
-    return cache_key(kind="sweep-entry", alpha=round(alpha, 6), set=set_fp, **runtime.fingerprint)
+def _entry_key(runtime: ExperimentRuntime, name: str, alphas: Sequence[float], max_images: int | None) -> str:
+    """One cache entry per set and alpha list: a sweep reads and writes a handful of files, not sets x alphas."""
+    return cache_key(kind="sweep-set", alphas=[round(a, 6) for a in alphas], set=runtime.set_fingerprint(name),
+                     images=max_images, **runtime.fingerprint)
 
 
-def _load_entry(cache: DiskCache, key: str) -> Predictions | None:
+def _entry_tensors(by_alpha: dict[float, Predictions], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A set's predictions at every alpha as (n, A) columns over the same images."""
+    ordered = [by_alpha[a] for a in sorted(by_alpha)]
+    out = {"index": ordered[0].index, "labels": labels, "pred": torch.stack([p.pred for p in ordered], dim=1)}
+    if all(p.probs is not None for p in ordered):
+        out["probs"] = torch.stack([p.probs for p in ordered])
+    return out
+
+
+def _load_entry(cache: DiskCache, key: str, alphas: Sequence[float]) -> dict[float, Predictions] | None:
     entry = cache.get_entry(key)
     if entry is None:
         return None
     tensors, meta = entry
-    if "correct" not in tensors:  # written before per-image correctness was kept: recompute it once
-        return None
-    return Predictions(float(meta["top1"]), tensors["pred"], tensors["top5_idx"], tensors["top5_prob"],
-                       tensors.get("probs"), tensors.get("correct"))
+    index, labels, pred, probs = tensors["index"], tensors["labels"], tensors["pred"], tensors.get("probs")
+    out = {}
+    for column, alpha in enumerate(sorted(alphas)):
+        correct = pred[:, column].long() == labels
+        out[alpha] = Predictions(float(meta["top1"][column]), pred[:, column], correct, index, int(meta["total"]),
+                                 None if probs is None else probs[column])
+    return out
 
 
 def _new_result(runtime: ExperimentRuntime, names: Sequence[str], alphas: Sequence[float]) -> SweepResult:
     exp = runtime.experiment
     return SweepResult(exp.id_set.name, exp.id_val.name if exp.id_val else None,
                        [s.name for s in exp.shifts if s.name in names], sorted(set(alphas)),
-                       {name: {} for name in names})
+                       {name: {} for name in names}, seed=exp.seed)
 
 
-def _evaluate(runtime: ExperimentRuntime, cache: DiskCache, name: str, set_fp: str, alpha: float,
-              get_working: Callable[[], Working]) -> Predictions:
-    """One (set, alpha) entry: read from the cache, else computed in the working model and cached."""
-    key = _entry_key(runtime, set_fp, alpha)
-    preds = _load_entry(cache, key)
-    if preds is None:
-        exp, ev = runtime.experiment, runtime.eval_set(name)
-        model = runtime.classifier_at(get_working(), alpha)  # a no-op when the model is already at alpha
-        preds = summarise(predict_logits(model, ev.images, runtime.device, exp.precision, exp.batch_size),
-                          ev.labels, ev.class_indices)
-        cache.put(key, preds.as_tensors(), {"top1": preds.top1, "set": name, "alpha": alpha})
-    return preds
+def _stream(runtime: ExperimentRuntime, result: SweepResult, needed: dict[str, list[float]], working: Working | None,
+            cache: DiskCache, max_images: int | None, on_progress: ProgressHook | None, resume: bool,
+            counter=None) -> dict[str, SetStream]:
+    """Stream the sets that miss cache entries, once each, at every alpha they miss; partial results go to hooks."""
+    exp = runtime.experiment
+    sets = {name: runtime.eval_set(name) for name in needed}
+    job = StreamJob(runtime.space, working or runtime.new_working(), sets, needed, runtime.preprocess,
+                    len(exp.classnames), runtime.device, exp.precision, exp.batch_size, runtime.workers)
+    store = None
+    if resume:
+        key = cache_key(kind="sweep-state", sets={n: runtime.set_fingerprint(n) for n in needed}, alphas=needed,
+                        seed=exp.seed, batch=exp.batch_size, first=FIRST_BATCH, images=max_images,
+                        **runtime.fingerprint)
+        store = StateStore(cache, key)
+    hook = None
+    if on_progress is not None:
+        def hook(progress: StreamProgress, streams: dict[str, SetStream]) -> None:
+            on_progress(progress, lambda: _merged(result, streams))
+    streams = stream_evaluate(job, store, hook, max_images, counter)
+    for name, stream in streams.items():
+        if stream.failed:
+            runtime.note_skipped(name, [(sets[name].paths[int(sets[name].order[p])], why)
+                                        for p, why in sorted(stream.failed.items())])
+            warnings.warn(f"{name}: skipped {len(stream.failed)} unreadable file(s) while streaming, e.g. "
+                          f"{next(iter(stream.failed.values()))}", DataWarning, stacklevel=3)
+    if store is not None:
+        store.clear()
+    return streams
+
+
+def _merged(result: SweepResult, streams: dict[str, SetStream]) -> SweepResult:
+    """The result so far: cached entries plus every streaming set's alphas on the images done."""
+    partial = SweepResult(result.id_set, result.id_val, result.shift_sets, result.alphas,
+                          {name: dict(by) for name, by in result.predictions.items()}, result.seed)
+    for name, stream in streams.items():
+        for column, alpha in enumerate(stream.alphas):
+            partial.predictions[name][alpha] = stream_predictions(stream, column)
+    return partial
 
 
 def run_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRID, sets: Sequence[str] | None = None,
-              cache: DiskCache | None = None, progress: Progress | None = None, working: Working | None = None,
-              on_alpha: Callable[[SweepResult], None] | None = None) -> SweepResult:
-    """Evaluate every set at every alpha, coarse alphas first; cached entries are read (models load only if needed).
+              cache: DiskCache | None = None, working: Working | None = None, on_progress: ProgressHook | None = None,
+              max_images: int | None = None, resume: bool = True, counter=None) -> SweepResult:
+    """Every set at every alpha: cached sets are read (no model loads for them), the others streamed in one pass.
 
-    `on_alpha` receives, after each alpha, a result holding the alphas finished so far (for progressive plots).
+    `max_images` evaluates only that many images of each set's fair order (a fair sample). With `resume`, the
+    stream saves its partial state every 30 s and a sweep started again after a crash continues from it.
     """
     cache = cache or DiskCache(runtime.experiment.cache_dir)
     names = list(sets) if sets is not None else runtime.set_names
-    order = coarse_first(alphas)
-    set_fps = {name: runtime.set_fingerprint(name) for name in names}
-    result = _new_result(runtime, names, order)
-    holder = [working]
-
-    def get_working() -> Working:
-        if holder[0] is None:  # created on first need, so a fully cached sweep never loads a model
-            holder[0] = runtime.new_working()
-        return holder[0]
-
-    total, done, finished = len(order) * len(names), 0, []
-    for alpha in order:
-        for name in names:
-            result.predictions[name][alpha] = _evaluate(runtime, cache, name, set_fps[name], alpha, get_working)
-            done += 1
-            if progress:
-                progress(done, total, name, alpha)
-        finished.append(alpha)
-        if on_alpha:
-            partial = _new_result(runtime, names, finished)
-            partial.predictions = {n: {a: result.predictions[n][a] for a in finished} for n in names}
-            on_alpha(partial)
-    if sets is None:
+    result = _new_result(runtime, names, alphas)
+    keys = {name: _entry_key(runtime, name, result.alphas, max_images) for name in names}
+    needed: dict[str, list[float]] = {}
+    for name in names:
+        found = _load_entry(cache, keys[name], result.alphas)
+        if found is None:
+            needed[name] = list(result.alphas)
+        else:
+            result.predictions[name] = found
+    if needed:
+        streams = _stream(runtime, result, needed, working, cache, max_images, on_progress, resume, counter)
+        for name, stream in streams.items():
+            result.predictions[name] = {alpha: stream_predictions(stream, column)
+                                        for column, alpha in enumerate(stream.alphas)}
+            by_alpha = result.predictions[name]
+            first = next(iter(by_alpha.values()))
+            cache.put(keys[name], _entry_tensors(by_alpha, stream.ev.labels[first.index]),
+                      {"top1": [by_alpha[a].top1 for a in sorted(by_alpha)], "total": first.total, "set": name,
+                       "alphas": sorted(by_alpha)})
+    if sets is None and max_images is None:
         _store(runtime, result)
     return result
 
 
 def evaluate_at(runtime: ExperimentRuntime, alpha: float, working: Working, sets: Sequence[str] | None = None,
-                cache: DiskCache | None = None) -> dict[str, Predictions]:
+                cache: DiskCache | None = None, max_images: int | None = None) -> dict[str, Predictions]:
     """Predictions of every set at one (possibly off-grid) alpha, in the caller's working model; cached on disk."""
-    cache = cache or DiskCache(runtime.experiment.cache_dir)
-    return {name: _evaluate(runtime, cache, name, runtime.set_fingerprint(name), alpha, lambda: working)
-            for name in (list(sets) if sets is not None else runtime.set_names)}
+    result = run_sweep(runtime, [alpha], sets, cache, working, max_images=max_images, resume=False)
+    return {name: by[result.alphas[0]] for name, by in result.predictions.items()}
 
 
 def cached_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRID,
                  cache: DiskCache | None = None) -> SweepResult | None:
-    """The sweep read from the disk cache only (no model is loaded), or None if any entry is missing."""
+    """The sweep read from the disk cache only (no model is loaded), or None if any set is missing."""
     cache = cache or DiskCache(runtime.experiment.cache_dir)
-    names = runtime.set_names
-    result = _new_result(runtime, names, alphas)
-    for name in names:
-        set_fp = runtime.set_fingerprint(name)
-        for alpha in result.alphas:
-            preds = _load_entry(cache, _entry_key(runtime, set_fp, alpha))
-            if preds is None:
-                return None
-            result.predictions[name][alpha] = preds
+    result = _new_result(runtime, runtime.set_names, alphas)
+    for name in runtime.set_names:
+        found = _load_entry(cache, _entry_key(runtime, name, result.alphas, None), result.alphas)
+        if found is None:
+            return None
+        result.predictions[name] = found
     _store(runtime, result)
     return result

@@ -36,7 +36,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 def _finetune(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import load_eval_set
+    from .data import load_eval_set, preprocess_set
     from .experiment import DatasetSpec, load_experiment
     from .finetune import FinetuneConfig, finetune, save_finetuned
     from .models import build_zeroshot, classifier_metadata, load_clip, pick_device
@@ -48,11 +48,11 @@ def _finetune(args: argparse.Namespace) -> int:
     clip = load_clip(exp.zeroshot, device)
     zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device)
     source = args.train if args.train.startswith("world:") else str(Path(args.train).resolve())
-    train = load_eval_set(DatasetSpec("train", source, limit=args.limit), exp.classnames, clip.preprocess)
+    train = load_eval_set(DatasetSpec("train", source, limit=args.limit), exp.classnames, args.seed)
     config = FinetuneConfig(mode=args.mode, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                             warmup=args.warmup, bn=args.bn, seed=args.seed)
     torch.manual_seed(args.seed)
-    result = finetune(zeroshot, (train.images, train.labels), config, device)
+    result = finetune(zeroshot, (preprocess_set(train, clip.preprocess), train.labels), config, device)
     meta = classifier_metadata(clip, exp.classnames, recipe={"train": args.train, "images": len(train)})
     out = save_finetuned(args.out, result, meta)
     print(f"wrote {out} ({args.mode}, {len(train)} images, {result.seconds:.0f} s)")

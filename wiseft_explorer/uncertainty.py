@@ -13,6 +13,36 @@ if TYPE_CHECKING:  # the sweep module imports this one
 
 AVG_ROW = "avg_shifts"
 ENDS = (0.0, 1.0)
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval of an accuracy of `correct` out of `n` (sound at small n and near 0% or 100%)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_intervals(result: SweepResult) -> dict[str, dict[float, tuple[float, float]]]:
+    """Per set (and the shift average) and alpha: a 95% interval of the accuracy on the images evaluated so far."""
+    out: dict[str, dict[float, tuple[float, float]]] = {}
+    for name, by_alpha in result.predictions.items():
+        out[name] = {alpha: wilson_interval(int(p.correct.sum()), p.n) for alpha, p in by_alpha.items()}
+    shifts = [s for s in result.shift_sets if s in out]
+    if shifts:
+        out[AVG_ROW] = {}
+        for alpha in result.alphas:
+            if not all(alpha in out[s] for s in shifts):
+                continue
+            # Disjoint sets: the half-widths add in quadrature, and the mean divides them by k.
+            mean = sum(result.predictions[s][alpha].top1 for s in shifts) / len(shifts)
+            half = math.sqrt(sum(((out[s][alpha][1] - out[s][alpha][0]) / 2) ** 2 for s in shifts)) / len(shifts)
+            out[AVG_ROW][alpha] = (max(0.0, mean - half), min(1.0, mean + half))
+    return out
 
 
 def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor) -> tuple[float, float]:
@@ -34,8 +64,8 @@ def _pairs(result: SweepResult, alpha: float) -> dict[str, dict[float, tuple[flo
     for name, by_alpha in result.predictions.items():
         here = by_alpha.get(alpha)
         ends = [by_alpha.get(end) for end in ENDS]
-        if here is None or here.correct is None or any(e is None or e.correct is None for e in ends):
-            return None  # e.g. cache entries written before correctness was stored
+        if here is None or any(e is None or e.n != here.n for e in ends):
+            return None  # an end is missing, or was evaluated on other images (a cached entry of another sample)
         out[name] = {end: (*paired_difference(here.correct, e.correct), len(here.correct))
                      for end, e in zip(ENDS, ends, strict=True)}
     return out
@@ -72,7 +102,7 @@ def compare_to_ends(result: SweepResult, alpha: float = 0.5) -> pd.DataFrame:
         raise ValueError(f"the sweep has no alpha {missing[0]}; compare needs 0, {alpha} and 1 in the grid")
     pairs = _pairs(result, alpha)
     if pairs is None:
-        raise ValueError("the sweep's cache entries predate per-image correctness; clear the cache and sweep again")
+        raise ValueError(f"alpha {alpha} and the two ends were not evaluated on the same images")
     _with_average(pairs, result.shift_sets)
     rows = {name: {"n": by_end[0.0][2], "vs_zeroshot": by_end[0.0][0], "vs_zeroshot_se": by_end[0.0][1],
                    "vs_finetuned": by_end[1.0][0], "vs_finetuned_se": by_end[1.0][1]} for name, by_end in pairs.items()}

@@ -6,7 +6,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from .. import paper, plots
-from ..curves import ALPHA_GRID, Curves, choose_alphas
+from ..curves import Curves, choose_alphas
 
 EXPLAINER = """
 **Two models, one line between them.** A *zero-shot* model (α = 0) was pretrained on image–caption pairs and
@@ -78,7 +78,8 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float]) -> No
         st.warning("This experiment has no shift sets, so there is no ID-vs-shift plot. Add [[shifts]] to its TOML.")
         return
     reference = paper.REFERENCE_POINTS if show_paper else ()
-    fig = plots.id_vs_shift(table, curves.id_set, shift, alpha, (acc[curves.id_set], acc[shift]), scale, reference)
+    fig = plots.id_vs_shift(table, curves.id_set, shift, alpha, (acc[curves.id_set], acc[shift]), scale, reference,
+                            intervals=curves.intervals)
     st.plotly_chart(fig, key="id_vs_shift", config={"displaylogo": False})
     if show_paper:
         st.caption("✕ Paper points: ImageNet (x) vs the average of its 5 shifts (y), " + paper.PAPER +
@@ -89,8 +90,8 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float]) -> No
 def accuracy_panel(curves: Curves, alpha: float) -> None:
     """Every set's accuracy over alpha, the three alpha choices and the current alpha."""
     choices = choose_alphas(curves)
-    st.plotly_chart(plots.accuracy_vs_alpha(curves.table(), curves.sets, alpha, choices), key="acc_vs_alpha",
-                    config={"displaylogo": False})
+    st.plotly_chart(plots.accuracy_vs_alpha(curves.table(), curves.sets, alpha, choices, curves.intervals),
+                    key="acc_vs_alpha", config={"displaylogo": False})
     st.caption(" · ".join(f"{plots.CHOICE_LABELS[k]}: **{v:g}**" for k, v in choices.items()) +
                f" (selected on {curves.id_val or curves.id_set})")
 
@@ -100,8 +101,10 @@ def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete:
     """Everything below the alpha controls, from the curves and the accuracies at alpha (sweep or live)."""
     notice = notice if notice is not None else st.empty()
     if not complete:
-        notice.info(f"Showing {len(curves.alphas)} of {len(ALPHA_GRID)} α values so far; the rest of the grid is being "
-                "filled in (progress below). The current α is always evaluated at once.")
+        done, total = curves.images
+        notice.info(f"Every α is estimated from the first {done:,} of {total:,} images; the curves are being filled "
+                    "in as more images stream in (progress below). Bars and bands are 95% intervals: they tighten "
+                    "as the estimates sharpen, and the final numbers are exactly those of a full run.")
     metric_cards(curves, alpha, acc)
     left, right = st.columns(2)
     with left:

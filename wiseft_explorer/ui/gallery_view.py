@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from .. import plots
+from ..data import load_batch
 from ..gallery import FILTERS, apply_filter, filter_counts, gallery_frame, probabilities_over_grid
 from ..predict import curve_frame, probability_along_alpha
 from ..runtime import ExperimentRuntime
@@ -40,9 +41,12 @@ def image_detail(runtime: ExperimentRuntime, result: SweepResult, set_name: str,
     names = list(runtime.experiment.classnames)
     probs = probabilities_over_grid(result, set_name, index)
     alphas = sorted(result.alphas)
-    if probs is None:  # large label sets keep only top-5 in the sweep: compute this image's curve live
-        probs = probability_along_alpha(runtime, ev.images[index:index + 1], state.working_model(runtime),
-                                        alphas)[:, 0]
+    if probs is None:  # large label sets keep no probabilities in the sweep: this image's curve is computed live
+        image, _, failed = load_batch(ev, [index], runtime.preprocess)
+        if failed:
+            st.warning(f"Image #{index} could not be decoded: {failed[0][1]}")
+            return
+        probs = probability_along_alpha(runtime, image, state.working_model(runtime), alphas)[:, 0]
     left, right = st.columns([1, 3])
     left.image(ev.picture(index, size=192), caption=f"#{index}: {names[int(ev.labels[index])]}")
     right.plotly_chart(plots.probability_vs_alpha(curve_frame(probs, names, alphas), alpha,
@@ -56,7 +60,7 @@ def gallery_page(runtime: ExperimentRuntime) -> None:
     if result is None:
         return
     if not complete:
-        results.sweep_progress(runtime, len(result.alphas))
+        results.sweep_progress(runtime, result.images[0])
     set_name = st.selectbox("Set", runtime.set_names, key="gallery_set")
     ev = runtime.eval_set(set_name)
     live = results.set_predictions(runtime, result, set_name, alpha)

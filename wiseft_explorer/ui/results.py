@@ -12,20 +12,22 @@ from streamlit.delta_generator import DeltaGenerator
 
 from ..cache import cache_key
 from ..curves import ALPHA_GRID
+from ..engine import StreamProgress
 from ..gallery import grid_alpha
 from ..jobs import JobStatus, SweepJob
 from ..runtime import ExperimentRuntime
 from ..sweep import Predictions, SweepResult, cached_sweep, evaluate_at, run_sweep
 from . import state
 
-# Full-page redraws while the grid fills in: when the coarse grid (0, 0.25, ..., 1) and the tenths are done, and at
-# the end. Between them only the small progress fragment reruns.
-REDRAW_AT = (5, 11, len(ALPHA_GRID))
-COARSE = (0.0, 0.25, 0.5, 0.75, 1.0)  # the first five alphas the job finishes (coarse_first order)
+# While the sets stream, the page is redrawn with sharper estimates at most this often; between redraws only the
+# small progress fragment reruns (a full redraw costs the browser and the server a second of CPU or more).
+REDRAW_SECONDS = 6.0
 POLL_SECONDS = 1.0
-FIRST_WAIT_SECONDS = 120.0  # cold start: wait at most this long for the two endpoints before drawing
+FIRST_WAIT_SECONDS = 120.0  # cold start: wait at most this long for the first estimate of every alpha
+LIVE_MAX_IMAGES = 2000  # an off-grid alpha is evaluated live on at most this many images per set (a fair sample)
 _LIVE_KEY = "wiseft_live"
 _LIVE_MAX = 16  # off-grid alphas remembered per session
+_DRAWN_KEY = "wiseft_drawn_at"
 
 
 @st.cache_resource
@@ -75,49 +77,51 @@ def sweep_job(runtime: ExperimentRuntime) -> SweepJob | _Finished:
 
 def ensure_sweep(runtime: ExperimentRuntime, alpha: float | None = None,
                  notice: DeltaGenerator | None = None) -> tuple[SweepResult | None, bool]:
-    """A result to draw now (on a cold start: once zero-shot, fine-tuned and a coarse current alpha are evaluated)
-    and whether it is complete; the first wait's progress bar goes into `notice` when given."""
+    """A result to draw now (on a cold start: once the first batch of every set is evaluated at every alpha) and
+    whether it is complete; the first wait's progress bar goes into `notice` when given."""
     job = sweep_job(runtime)
     status = job.status()
-    # Waiting a few seconds for a coarse alpha the job computes next is cheaper than evaluating it twice.
-    wanted = {0.0, 1.0} | ({alpha} if alpha in COARSE else set())
-
-    def _has_endpoints(status: JobStatus) -> bool:
-        return status.result is not None and wanted <= set(status.result.alphas)
-
-    if not _has_endpoints(status) and not status.finished:
+    if status.result is None and not status.finished:
         deadline = time.monotonic() + FIRST_WAIT_SECONDS
-        bar = (notice if notice is not None else st).progress(0.0, text="Evaluating zero-shot and fine-tuned first…")
-        while not _has_endpoints(status) and not status.finished and time.monotonic() < deadline:
+        bar = (notice if notice is not None else st).progress(
+            0.0, text="Evaluating the first images of every set at every α…")
+        while status.result is None and not status.finished and time.monotonic() < deadline:
             time.sleep(0.2)
             status = job.status()
-            bar.progress(status.fraction, text=f"Computing the α sweep: {status.message} ({status.done}/{status.total})")
+            bar.progress(status.fraction, text=f"Evaluating the first images of every set at every α: {status.message}")
         bar.empty()
     if status.error is not None:
         st.error(f"The sweep failed: {status.error}. Fix the experiment (see the message) and reload the page.")
         return None, True
+    st.session_state[_DRAWN_KEY] = time.monotonic()
     return status.result, status.finished
 
 
+def _redraw_due(status: JobStatus, shown_images: int) -> bool:
+    """Whether the page should be drawn again: the sweep finished, or it has sharper numbers and time has passed."""
+    if status.finished:
+        return True
+    newer = status.result is not None and shown_images < status.result.images[0]
+    return newer and time.monotonic() - st.session_state.get(_DRAWN_KEY, 0.0) >= REDRAW_SECONDS
+
+
 @st.fragment(run_every=POLL_SECONDS)
-def sweep_progress(runtime: ExperimentRuntime, shown_alphas: int) -> None:
-    """While the grid fills in: a progress bar (per set and alpha); redraws the page when it has more to show."""
+def sweep_progress(runtime: ExperimentRuntime, shown_images: int) -> None:
+    """While the sets stream: how far it has got and the time left; redraws the page with sharper numbers."""
     status = sweep_job(runtime).status()
-    finished = len(status.result.alphas) if status.result is not None else 0
-    if status.finished or any(shown_alphas < mark <= finished for mark in REDRAW_AT):
+    if _redraw_due(status, shown_images):
         st.rerun(scope="app")
-    st.progress(status.fraction, text=f"Filling in the α grid ({finished} of {len(ALPHA_GRID)} α values): "
-                                      f"{status.message} ({status.done}/{status.total})")
+    st.progress(status.fraction, text=f"Streaming every α at once: {status.message}")
 
 
 def compute_sweep(runtime: ExperimentRuntime) -> SweepResult:
     """Run the whole sweep now with a progress bar (the Models page's explicit 'run' button)."""
     bar = st.progress(0.0, text="Running the α sweep")
 
-    def progress(done: int, total: int, name: str, alpha: float) -> None:
-        bar.progress(done / total, text=f"Running the α sweep: {name} at α = {alpha:.2f} ({done}/{total})")
+    def progress(done: StreamProgress, _snapshot) -> None:
+        bar.progress(done.done / done.total if done.total else 1.0, text=f"Running the α sweep: {done.line()}")
 
-    result = run_sweep(runtime, ALPHA_GRID, progress=progress, working=state.working_model(runtime))
+    result = run_sweep(runtime, ALPHA_GRID, working=state.working_model(runtime), on_progress=progress)
     bar.empty()
     return result
 
@@ -128,7 +132,7 @@ def live_predictions(runtime: ExperimentRuntime, alpha: float) -> dict[str, Pred
     key = (str(runtime.experiment.path), id(runtime), round(alpha, 6))
     if key not in memo:
         with st.spinner(f"Evaluating every set at α = {alpha:g}…"):
-            memo[key] = evaluate_at(runtime, alpha, state.working_model(runtime))
+            memo[key] = evaluate_at(runtime, alpha, state.working_model(runtime), max_images=LIVE_MAX_IMAGES)
         while len(memo) > _LIVE_MAX:
             memo.pop(next(iter(memo)))
     return memo[key]

@@ -102,12 +102,25 @@ def load_runtime(path: Path | None = None, *, load_models: bool = True) -> Exper
         return None
     try:
         runtime = _shared_runtime(str(path), path.stat().st_mtime_ns)
-        if load_models:
-            runtime.models  # noqa: B018 - load now so a broken checkpoint is reported here, not mid-page
+        if load_models and not runtime.models_loaded:  # load now: a broken checkpoint is reported here, not mid-page
+            _load_models(runtime)
     except (ExperimentError, ModelLoadError, OSError, ValueError, RuntimeError) as err:
         st.error(f"Cannot load `{path.name}`: {err}")
         return None
     return runtime
+
+
+def _load_models(runtime: ExperimentRuntime) -> None:
+    """Load the shared runtime's models, with a progress bar while a zero-shot head is built (once per cache)."""
+    slot = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        slot.progress(done / total, text=f"Building the zero-shot head: {done:,} of {total:,} classes through the "
+                                         "text tower (done once; later starts read it from the cache)")
+
+    with st.spinner("Loading the models…"):
+        runtime.load_models(progress)
+    slot.empty()
 
 
 def working_model(runtime: ExperimentRuntime) -> Working:

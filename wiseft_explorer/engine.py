@@ -1,0 +1,220 @@
+"""The streaming evaluation engine: every set read once, every needed alpha evaluated on each batch, resumable.
+
+For each batch the loader delivers, theta_alpha is written into the working model (one flat-buffer lerp) for every
+alpha still needed and the batch is classified; so 21 alphas cost one decode pass, not 21. Per-image predictions
+are kept compactly in the sets' fair order, so that what has been done at any moment is a prefix of each set: a
+fair sample, and a single integer per set to save and resume from.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .batching import predict_logits
+from .cache import DiskCache
+from .data import EvalSet, restrict_logits
+from .interpolate import WeightSpace, Working
+from .stream import SweepImages, batch_plan, make_loader, plan_items, to_device
+
+FIRST_BATCH = 32  # images of every set in the first round: every alpha has an estimate after it
+SAVE_SECONDS = 30.0  # the partial state is saved at least this often (WISEFT_SAVE_SECONDS overrides it)
+PROBS_MAX_CLASSES = 100  # keep every class probability for small label sets (the gallery's alpha charts)
+PROBS_MAX_VALUES = 4_000_000  # ... and only while a set's images x alphas x classes stay this small (8 MB fp16)
+
+
+def save_seconds() -> float:
+    """How often the partial state is saved: $WISEFT_SAVE_SECONDS, else every 30 s."""
+    return float(os.environ.get("WISEFT_SAVE_SECONDS", SAVE_SECONDS))
+
+
+@dataclass
+class SetStream:
+    """One set's per-image results while it streams, in its fair order (positions), for its alphas (columns)."""
+
+    ev: EvalSet
+    alphas: list[float]
+    pred: torch.Tensor  # (N, A) int16 or int32 class indices; -1 where not evaluated yet or not decodable
+    probs: torch.Tensor | None  # (A, N, C) float16 class probabilities when small enough, else None
+    done: int = 0  # positions processed (evaluated or failed)
+    failed: dict[int, str] = field(default_factory=dict)  # position -> why it could not be decoded
+
+    @classmethod
+    def empty(cls, ev: EvalSet, alphas: Sequence[float], num_classes: int) -> SetStream:
+        """Nothing evaluated yet."""
+        dtype = torch.int16 if num_classes < 2 ** 15 else torch.int32
+        keep = num_classes <= PROBS_MAX_CLASSES and len(ev) * len(alphas) * num_classes <= PROBS_MAX_VALUES
+        return cls(ev, list(alphas), torch.full((len(ev), len(alphas)), -1, dtype=dtype),
+                   torch.zeros(len(alphas), len(ev), num_classes, dtype=torch.float16) if keep else None)
+
+    def evaluated(self) -> torch.Tensor:
+        """Positions (in fair order) evaluated so far: the processed prefix minus undecodable images."""
+        positions = torch.arange(self.done)
+        if self.failed:
+            positions = positions[~torch.isin(positions, torch.tensor(sorted(self.failed)))]
+        return positions
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    """How far a streaming evaluation has got: images processed out of the total, speed and time left."""
+
+    done: int
+    total: int
+    seconds: float  # since this run started (a resumed run counts from its restart)
+    processed_now: int  # images processed by this run (for its speed)
+    first_round: bool  # every set has had its first batch: every alpha has an estimate
+
+    @property
+    def rate(self) -> float:
+        """Images per second in this run."""
+        return self.processed_now / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Estimated seconds left, or None before the speed is known."""
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
+
+    def line(self) -> str:
+        """'12,800 of 50,000 images (26%), about 3 min left'."""
+        pct = 100 * self.done / self.total if self.total else 100.0
+        text = f"{self.done:,} of {self.total:,} images ({pct:.0f}%)"
+        eta = self.eta_seconds
+        if eta is not None and self.done < self.total:
+            text += f", about {_duration(eta)} left"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class StateStore:
+    """Where a stream's partial state is saved (atomically, in the disk cache) and found again after a crash."""
+
+    def __init__(self, cache: DiskCache, key: str, every: float | None = None) -> None:
+        self.cache, self.key = cache, key
+        self.every = save_seconds() if every is None else every
+        self.saves = 0
+
+    def save(self, streams: dict[str, SetStream], batches_done: int) -> None:
+        """Write what has been done so far (the processed prefix of every set)."""
+        tensors, failed = {}, {}
+        for i, (name, stream) in enumerate(streams.items()):
+            tensors[f"pred{i}"] = stream.pred[:stream.done]
+            if stream.probs is not None:
+                tensors[f"probs{i}"] = stream.probs[:, :stream.done]
+            failed[name] = {str(k): v for k, v in stream.failed.items()}
+        meta = {"batches_done": batches_done, "sets": list(streams), "failed": failed,
+                "done": [s.done for s in streams.values()], "sizes": [len(s.ev) for s in streams.values()]}
+        self.cache.put(self.key, tensors, meta)
+        self.saves += 1
+
+    def restore(self, streams: dict[str, SetStream]) -> int:
+        """Fill the streams from a saved state; returns the batches already done (0 when there is none)."""
+        entry = self.cache.get_entry(self.key) if self.key in self.cache else None  # a fresh start is no cache miss
+        if entry is None:
+            return 0
+        tensors, meta = entry
+        if meta.get("sets") != list(streams) or meta.get("sizes") != [len(s.ev) for s in streams.values()]:
+            return 0  # not this stream's layout: start afresh (the key makes this unexpected)
+        for i, (name, stream) in enumerate(streams.items()):
+            done = int(meta["done"][i])
+            stream.pred[:done] = tensors[f"pred{i}"]
+            if stream.probs is not None and f"probs{i}" in tensors:
+                stream.probs[:, :done] = tensors[f"probs{i}"]
+            stream.done = done
+            stream.failed = {int(k): v for k, v in meta["failed"][name].items()}
+        return int(meta["batches_done"])
+
+    def clear(self) -> None:
+        """Forget the partial state (the stream finished and its results are stored)."""
+        self.cache.discard(self.key)
+
+
+ProgressHook = Callable[[StreamProgress, dict[str, SetStream]], None]
+
+
+@dataclass
+class StreamJob:
+    """What to stream: sets (by name), the alphas each one still needs, and how to run the model."""
+
+    space: WeightSpace
+    working: Working
+    sets: dict[str, EvalSet]
+    alphas: dict[str, list[float]]
+    preprocess: Callable
+    num_classes: int
+    device: torch.device
+    precision: str = "fp32"
+    batch_size: int = 256
+    workers: int = 0
+
+
+def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: ProgressHook | None = None,
+                    max_images: int | None = None, counter=None) -> dict[str, SetStream]:
+    """Evaluate every set at its alphas in one pass over its images; resumes from `store`'s saved state.
+
+    `max_images` stops each set after that many images of its fair order (a fair sample). `on_batch` is called
+    after every batch with the progress and the streams (read them there: they change as the stream goes on).
+    """
+    streams = {name: SetStream.empty(ev, job.alphas[name], job.num_classes) for name, ev in job.sets.items()}
+    evs = list(job.sets.values())
+    sizes = [min(len(ev), max_images) if max_images else len(ev) for ev in evs]
+    plan = batch_plan(sizes, job.batch_size, FIRST_BATCH)
+    start_batch = store.restore(streams) if store is not None else 0
+    first_round = sum(1 for size in sizes if size)
+    total, resumed = sum(sizes), sum(s.done for s in streams.values())
+    names = list(streams)
+    # Generated sets are already in memory: loading them in worker processes would only add start-up time.
+    workers = job.workers if any(not ev.in_memory for ev in evs) else 0
+    dataset = SweepImages(evs, [job.preprocess] * len(evs), counter)
+    loader = make_loader(dataset, plan_items(plan[start_batch:], evs), workers, job.device)
+    started, saved_at, done = time.perf_counter(), time.perf_counter(), resumed
+    batch_number = start_batch
+    try:
+        for batch in loader:
+            stream = streams[names[batch["set"]]]
+            if batch["images"] is not None:
+                _classify(job, stream, batch["images"], batch["positions"])
+            for position, reason in batch["failed"]:
+                stream.failed[position] = reason
+            count = len(batch["positions"]) + len(batch["failed"])
+            stream.done += count
+            done += count
+            batch_number += 1
+            if store is not None and time.perf_counter() - saved_at >= store.every and done < total:
+                store.save(streams, batch_number)
+                saved_at = time.perf_counter()
+            if on_batch is not None:
+                on_batch(StreamProgress(done, total, time.perf_counter() - started, done - resumed,
+                                        batch_number >= first_round), streams)
+    except BaseException:
+        # Keep the work done so far (a Ctrl-C, a failed batch): the state only ever holds whole batches.
+        if store is not None and batch_number > start_batch and done < total:
+            store.save(streams, batch_number)
+        raise
+    return streams
+
+
+def _classify(job: StreamJob, stream: SetStream, images: torch.Tensor, positions: torch.Tensor) -> None:
+    """Predictions of one batch at every alpha the set needs, written into the stream at the batch's positions."""
+    images = to_device(images, job.device)  # once per batch, not once per alpha
+    class_indices = stream.ev.class_indices
+    for column, alpha in enumerate(stream.alphas):
+        model = job.space.interpolate_into(job.working, alpha)
+        # Single-threaded pool workers even for the small first batches: on 2 shared cores, ops split over two
+        # threads ran 32 demo images at 195 images/s, the pool at 1,860 (docs/benchmarks.md).
+        logits = restrict_logits(predict_logits(model, images, job.device, job.precision, job.batch_size,
+                                                min_pool=1), class_indices)
+        stream.pred[positions, column] = logits.argmax(dim=-1).to(stream.pred.dtype)
+        if stream.probs is not None:
+            stream.probs[column, positions] = logits.softmax(dim=-1).to(torch.float16)

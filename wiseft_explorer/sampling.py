@@ -1,0 +1,37 @@
+"""Fair order: a seeded permutation of a set, stratified by class, so that every prefix is a fair sample of it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_SEED = 0
+
+
+def fair_order(labels: np.ndarray, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """A permutation of range(N): one image of every class first, then the classes in proportion, seeded.
+
+    Within a class the images are shuffled; the k-th image of a class with m images gets the position key
+    (k + u) / m, with one random phase u per class, so that after any prefix each class has been drawn about in
+    proportion to its size (never more than one image ahead or behind). The first image of every class comes
+    before all others, so that a prefix at least as long as the number of classes covers every class.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    keys = np.empty(len(labels), dtype=np.float64)
+    by_class = np.argsort(labels, kind="stable")
+    classes, starts, counts = np.unique(labels[by_class], return_index=True, return_counts=True)
+    for start, count in zip(starts, counts, strict=True):
+        members = by_class[start:start + count].copy()
+        rng.shuffle(members)
+        phase = rng.random()
+        keys[members] = (np.arange(count) + phase) / count
+        keys[members[0]] = phase - 1.0  # negative: every class's first image sorts before every other image
+    tiebreak = rng.random(len(labels))
+    return np.lexsort((tiebreak, keys)) if len(classes) else np.arange(0)
+
+
+def fair_sample(labels: np.ndarray, limit: int | None, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """Indices (sorted) of a seeded sample of `limit` images that covers the classes in proportion (all if None)."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    return np.sort(fair_order(labels, seed)[:limit])
