@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
+import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,16 @@ from tqdm.auto import tqdm
 
 from .checkpoints import save_checkpoint
 from .models import ImageClassifier
+from .stream import collate_loaded, worker_context
 
 MODES = ("end-to-end", "linear")
 BN_MODES = ("frozen", "train")
+FEATURE_BATCH = 256  # images per batch of the linear mode's one feature pass
+# In-memory (images (N,3,H,W), labels (N,)) tensors, or a Dataset of (image, label) items, where an item is None
+# when its image could not be loaded (stream.LabelledImages over a folder).
 TrainData = Dataset | tuple[torch.Tensor, torch.Tensor]
 ProgressCallback = Callable[[int, int, float], None]  # (step, total steps, loss)
+Batch = tuple[torch.Tensor, torch.Tensor]  # images (B,3,H,W) or features (B,D), labels (B,)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,19 @@ class FinetuneConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How training images are read, which is not part of the recipe: the same seed trains the same weights."""
+
+    workers: int = 0  # decoding worker processes; 0 decodes in the main process
+    context: multiprocessing.context.BaseContext | None = None  # start method; None: stream.worker_context()
+    prefetch: int = 2  # batches each worker decodes ahead
+
+    def __post_init__(self) -> None:
+        if self.workers < 0 or self.prefetch < 1:
+            raise ValueError(f"workers must be >= 0 and prefetch >= 1, not {self.workers} and {self.prefetch}")
+
+
 @dataclass
 class FinetuneResult:
     """The fine-tuned classifier (a new module) and how training went."""
@@ -60,6 +79,7 @@ class FinetuneResult:
     config: FinetuneConfig
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: list[int] = field(default_factory=list)  # dataset indices of images that could not be loaded
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
@@ -76,6 +96,55 @@ def _as_dataset(data: TrainData) -> Dataset:
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         return TensorDataset(images, labels.long())
     return data
+
+
+class _Numbered(Dataset):
+    """Items of a dataset with their indices, so that a batch can say which of its images failed to load."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+
+def collate_numbered(items: list[tuple[int, Any]]) -> tuple[Batch | None, list[int]]:
+    """A batch of the items that loaded (None when none did) and the indices of those that did not."""
+    failed = [index for index, item in items if item is None]
+    return collate_loaded([item for _, item in items]), failed
+
+
+def training_loader(data: TrainData, batch_size: int, device: torch.device | str = "cpu",
+                    options: LoaderOptions | None = None, seed: int | None = None) -> DataLoader:
+    """A DataLoader of (Batch or None, failed indices): a seeded training pass, or with no seed the feature pass.
+
+    With a seed, every epoch is shuffled by a generator seeded with it and the last partial batch is dropped;
+    without one, every item comes once, in order. Workers decode ahead in processes from a forkserver (never plain
+    fork: the Streamlit server is multi-threaded); nothing holds the set, only the batches in flight (about
+    workers x prefetch). Workers are not persistent, so every epoch's iterator draws from the generator exactly
+    as with workers=0: the same seed gives the same order, whatever the workers.
+    """
+    options = options or LoaderOptions()
+    workers, train = options.workers, seed is not None
+    context = (options.context or worker_context()) if workers else None
+    dataset = _Numbered(_as_dataset(data))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train,
+                      generator=torch.Generator().manual_seed(seed) if train else None,
+                      drop_last=train and len(dataset) > batch_size, collate_fn=collate_numbered,
+                      num_workers=workers, multiprocessing_context=context,
+                      prefetch_factor=options.prefetch if workers else None,
+                      pin_memory=torch.device(device).type == "cuda")  # pinned: copies to the GPU overlap compute
+
+
+def _loaded(loader: DataLoader, failed: set[int]) -> Iterator[Batch]:
+    """The loader's batches that have images; the indices of images that failed to load are added to `failed`."""
+    for batch, bad in loader:
+        failed.update(bad)
+        if batch is not None:  # a batch whose every image failed has nothing to train on
+            yield batch
 
 
 def set_train_mode(classifier: ImageClassifier, bn: str) -> None:
@@ -121,61 +190,68 @@ def _optimise(params: list[nn.Parameter], batches: Callable[[], Any], step_loss:
 
 def finetune_end_to_end(classifier: ImageClassifier, data: TrainData, config: FinetuneConfig | None = None,
                         device: torch.device | str = "cpu", progress: bool = True,
-                        callback: ProgressCallback | None = None) -> FinetuneResult:
+                        callback: ProgressCallback | None = None,
+                        loader: LoaderOptions | None = None) -> FinetuneResult:
     """Fine-tune image tower and head (initialised from `classifier`, which is left unchanged) with cross-entropy."""
     config = config or FinetuneConfig()
     start = time.perf_counter()
     model = copy.deepcopy(classifier).to(device).float().requires_grad_(True)
-    dataset = _as_dataset(data)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=len(dataset) > config.batch_size,
-                        generator=generator)
+    batches = training_loader(data, config.batch_size, device, loader, seed=config.seed)
+    failed: set[int] = set()
     set_train_mode(model, config.bn)
 
-    def step_loss(batch: Any) -> torch.Tensor:
+    def step_loss(batch: Batch) -> torch.Tensor:
         images, labels = batch
-        return F.cross_entropy(model(images.to(device)), labels.to(device))
+        return F.cross_entropy(model(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True))
 
-    losses = _optimise(list(model.parameters()), lambda: loader, step_loss, config, len(loader),
+    losses = _optimise(list(model.parameters()), lambda: _loaded(batches, failed), step_loss, config, len(batches),
                        "fine-tune (end-to-end)", progress, callback)
+    if not losses and failed:
+        raise ValueError("no training image could be loaded")
     model.eval().requires_grad_(False)
-    return FinetuneResult(model, replace_mode(config, "end-to-end"), losses, time.perf_counter() - start)
+    return FinetuneResult(model, replace_mode(config, "end-to-end"), losses, time.perf_counter() - start,
+                          sorted(failed))
 
 
 @torch.no_grad()
 def image_features(classifier: ImageClassifier, data: TrainData, device: torch.device | str = "cpu",
-                   batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised image features (N, D) and labels (N,) of a dataset, with the tower in eval mode."""
+                   batch_size: int = FEATURE_BATCH, loader: LoaderOptions | None = None,
+                   failed: set[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised features (N, D) and labels (N,) of the images that loaded, in one pass; the rest go into `failed`."""
     classifier.eval()
     feats, labels = [], []
-    for images, y in DataLoader(_as_dataset(data), batch_size=batch_size):
-        feats.append(classifier.features(images.to(device)).float().cpu())
+    failed = set() if failed is None else failed
+    for images, y in _loaded(training_loader(data, batch_size, device, loader), failed):
+        feats.append(classifier.features(images.to(device, non_blocking=True)).float().cpu())
         labels.append(y.long())
+    if not feats:
+        raise ValueError("no training image could be loaded")
     return torch.cat(feats), torch.cat(labels)
 
 
 def finetune_linear(classifier: ImageClassifier, data: TrainData, config: FinetuneConfig | None = None,
                     device: torch.device | str = "cpu", progress: bool = True,
-                    callback: ProgressCallback | None = None) -> FinetuneResult:
+                    callback: ProgressCallback | None = None, loader: LoaderOptions | None = None) -> FinetuneResult:
     """Train only the head (initialised from the zero-shot head) on frozen image features."""
     config = config or FinetuneConfig(mode="linear")
     start = time.perf_counter()
     model = copy.deepcopy(classifier).to(device).float().eval().requires_grad_(False)
-    # The tower is frozen, so its features are computed once instead of every epoch.
-    feats, labels = image_features(model, data, device)
+    # The tower is frozen, so its features are computed once, streaming, instead of every epoch: the features
+    # (N x D floats: about 4 GB for ImageNet's 1.28 M images at D=768) are what stays in memory, never the images.
+    failed: set[int] = set()
+    feats, labels = image_features(model, data, device, loader=loader, failed=failed)
     head = model.head.requires_grad_(True)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(TensorDataset(feats, labels), batch_size=config.batch_size, shuffle=True,
-                        drop_last=len(feats) > config.batch_size, generator=generator)
+    batches = training_loader((feats, labels), config.batch_size, device, seed=config.seed)
 
-    def step_loss(batch: Any) -> torch.Tensor:
+    def step_loss(batch: Batch) -> torch.Tensor:
         x, y = batch
-        return F.cross_entropy(head(x.to(device)), y.to(device))
+        return F.cross_entropy(head(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
 
-    losses = _optimise(list(head.parameters()), lambda: loader, step_loss, config, len(loader),
+    losses = _optimise(list(head.parameters()), lambda: _loaded(batches, set()), step_loss, config, len(batches),
                        "fine-tune (linear classifier)", progress, callback)
     model.requires_grad_(False)
-    return FinetuneResult(model, replace_mode(config, "linear"), losses, time.perf_counter() - start)
+    return FinetuneResult(model, replace_mode(config, "linear"), losses, time.perf_counter() - start,
+                          sorted(failed))
 
 
 def replace_mode(config: FinetuneConfig, mode: str) -> FinetuneConfig:
@@ -185,10 +261,10 @@ def replace_mode(config: FinetuneConfig, mode: str) -> FinetuneConfig:
 
 def finetune(classifier: ImageClassifier, data: TrainData, config: FinetuneConfig,
              device: torch.device | str = "cpu", progress: bool = True,
-             callback: ProgressCallback | None = None) -> FinetuneResult:
-    """Fine-tune in the config's mode (end-to-end or linear)."""
+             callback: ProgressCallback | None = None, loader: LoaderOptions | None = None) -> FinetuneResult:
+    """Fine-tune in the config's mode (end-to-end or linear), reading `data` as `loader` says."""
     run = finetune_end_to_end if config.mode == "end-to-end" else finetune_linear
-    return run(classifier, data, config, device, progress, callback)
+    return run(classifier, data, config, device, progress, callback, loader)
 
 
 def save_finetuned(path: str | Path, result: FinetuneResult, metadata: dict[str, Any],

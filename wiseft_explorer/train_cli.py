@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports torch and the library lazily, inside each command
+    from .data import EvalSet
+
+SHOWN_CLASSES = 20  # a --limit sample's per-class counts are printed for at most this many classes
 
 
 def add_parsers(sub, common: argparse.ArgumentParser) -> None:
@@ -18,8 +26,12 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=500, help="linear warmup steps before the cosine decay")
     p.add_argument("--bn", choices=("frozen", "train"), default="frozen",
                    help="BatchNorm statistics: frozen (keep pretrained running stats) or train")
-    p.add_argument("--limit", type=int, default=None, help="use at most this many training images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None,
+                   help="train on a seeded sample of this many images, every class in proportion (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample, the shuffling and the training")
+    p.add_argument("--workers", type=int, default=None,
+                   help="image-decoding worker processes (default: cores - 1, at most 8; 0 = decode in this process; "
+                        "world: sets, already in memory, always use 0)")
     p.set_defaults(func=_finetune)
     p = sub.add_parser("build-demo", help="pretrain, zero-shot head, fine-tune: rebuild the built-in demo")
     p.add_argument("--out-dir", default=None, help="where to write the assets (default: assets/demo)")
@@ -36,27 +48,73 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 def _finetune(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import load_eval_set, preprocess_set
+    from .data import load_eval_set
     from .experiment import DatasetSpec, load_experiment
-    from .finetune import FinetuneConfig, finetune, save_finetuned
+    from .finetune import FinetuneConfig, LoaderOptions, finetune, save_finetuned
+    from .heads import open_head_cache
+    from .keys import zeroshot_identity
     from .models import build_zeroshot, classifier_metadata, load_clip, pick_device
+    from .stream import LabelledImages, default_workers
 
     if Path(args.out).suffix != ".safetensors":
         raise ValueError(f"{args.out}: the checkpoint must be a .safetensors file")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be 0 or more, not {args.workers}")
     exp = load_experiment(args.experiment)
     device = pick_device(exp.device)
     clip = load_clip(exp.zeroshot, device)
-    zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device)
+    zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=open_head_cache(exp.cache_dir),
+                              identity=zeroshot_identity(exp.zeroshot))
     source = args.train if args.train.startswith("world:") else str(Path(args.train).resolve())
-    train = load_eval_set(DatasetSpec("train", source, limit=args.limit), exp.classnames, args.seed)
+    # An index only (paths and labels): images are decoded batch by batch while training, never held all at once.
+    train = load_eval_set(DatasetSpec("train", source, limit=args.limit), exp.classnames, seed=args.seed)
+    counts = _class_counts(train.labels.tolist(), exp.classnames, args.limit)
+    # World sets' pixels are in memory already: worker processes would only copy them.
+    workers = 0 if train.in_memory else (default_workers() if args.workers is None else args.workers)
     config = FinetuneConfig(mode=args.mode, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                             warmup=args.warmup, bn=args.bn, seed=args.seed)
     torch.manual_seed(args.seed)
-    result = finetune(zeroshot, (preprocess_set(train, clip.preprocess), train.labels), config, device)
-    meta = classifier_metadata(clip, exp.classnames, recipe={"train": args.train, "images": len(train)})
-    out = save_finetuned(args.out, result, meta)
-    print(f"wrote {out} ({args.mode}, {len(train)} images, {result.seconds:.0f} s)")
+    result = finetune(zeroshot, LabelledImages(train, clip.preprocess), config, device,
+                      loader=LoaderOptions(workers=workers))
+    if result.skipped:
+        _warn_undecodable(train, result.skipped, clip.preprocess)
+    recipe = {"train": args.train, "images": len(train), "limit": args.limit, "class_counts": counts,
+              "undecodable": len(result.skipped)}
+    out = save_finetuned(args.out, result, classifier_metadata(clip, exp.classnames, recipe=recipe))
+    print(f"wrote {out} ({args.mode}, {len(train) - len(result.skipped)} images, {result.seconds:.0f} s)")
     return 0
+
+
+def _class_counts(labels: Sequence[int], classnames: Sequence[str], limit: int | None) -> list[int]:
+    """Training images per class (in class order); printed for a --limit sample, with a warning for empty classes."""
+    counts = [0] * len(classnames)
+    for label in labels:
+        counts[label] += 1
+    if limit is not None:
+        shown = ", ".join(f"{name} {n}" for name, n in zip(classnames[:SHOWN_CLASSES], counts, strict=False))
+        if len(classnames) > SHOWN_CLASSES:
+            shown += f", ... ({len(classnames)} classes, {min(counts)} to {max(counts)} images each)"
+        print(f"training sample: {len(labels)} images (--limit {limit}, drawn with --seed); per class: {shown}")
+    empty = [name for name, n in zip(classnames, counts, strict=True) if n == 0]
+    if empty:
+        hint = ""
+        if limit is not None and limit < len(classnames):
+            hint = f"; --limit {limit} is below the number of classes, {len(classnames)}"
+        print(f"warning: no training images for {len(empty)} of {len(classnames)} classes, e.g. {empty[0]!r}: "
+              f"fine-tuning will teach the model never to predict them{hint}", file=sys.stderr)
+    return counts
+
+
+def _warn_undecodable(train: EvalSet, skipped: Sequence[int], preprocess: Callable) -> None:
+    """One warning line: how many training images could not be decoded, and one of them with the reason."""
+    from .data import load_batch
+
+    # The example is decoded once more, here, only to name its reason (workers report failures as indices).
+    _, _, failed = load_batch(train, [skipped[0]], preprocess)
+    reason = failed[0][1] if failed else "failed to load"
+    where = train.paths[skipped[0]] if train.paths else f"image #{skipped[0]}"
+    print(f"warning: {len(skipped)} training image(s) could not be decoded and were skipped, e.g. {where}: {reason}",
+          file=sys.stderr)
 
 
 def _build_demo(args: argparse.Namespace) -> int:
