@@ -59,6 +59,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     def progress(done: StreamProgress, _snapshot) -> None:
         nonlocal bar
         if bar is None:  # created at the first batch: a fully cached sweep shows no bar
+            resumed = done.done - done.processed_now
+            if resumed:
+                print(f"resuming an interrupted sweep: {resumed:,} of {done.total:,} images were done before",
+                      file=sys.stderr)
             bar = tqdm(total=done.total, initial=done.done - done.processed_now, desc=f"sweep ({len(alphas)} α)",
                        unit="img", disable=args.quiet, smoothing=0.1)
         bar.update(done.done - bar.n)

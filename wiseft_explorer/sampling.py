@@ -12,7 +12,7 @@ def fair_order(labels: np.ndarray, seed: int = DEFAULT_SEED) -> np.ndarray:
 
     Within a class the images are shuffled; the k-th image of a class with m images gets the position key
     (k + u) / m, with one random phase u per class, so that after any prefix each class has been drawn about in
-    proportion to its size (never more than one image ahead or behind). The first image of every class comes
+    proportion to its size (within about one image). The first image of every class comes
     before all others, so that a prefix at least as long as the number of classes covers every class.
     """
     labels = np.asarray(labels)
