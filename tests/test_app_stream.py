@@ -1,0 +1,93 @@
+"""The app over a streaming sweep: every alpha at once with 95% intervals, sharper as images stream in, the final
+numbers at the end; the Gallery decodes only the thumbnails of the page it shows."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app import _figure, _metric_values, make_app_experiment
+from tiny import write_folder
+
+import wiseft_explorer.data as data_module
+from wiseft_explorer.cache import DiskCache
+from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.sweep import run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 180
+
+
+def make_streaming_experiment(root: Path, per_class: int = 150, batch: int = 4) -> Path:
+    """The app's tiny experiment with a larger ID folder and small batches, so its sweep streams for seconds."""
+    toml = make_app_experiment(root)
+    big = write_folder(root / "big-id", per_class, seed=11)
+    text = toml.read_text().replace('source = "id"', f'source = "{big}"', 1)
+    toml.write_text(text.replace("batch_size = 8", f"batch_size = {batch}\nworkers = 1"))
+    return toml
+
+
+@pytest.fixture(scope="module")
+def streaming_toml(tmp_path_factory) -> Path:
+    return make_streaming_experiment(tmp_path_factory.mktemp("stream-app"))
+
+
+def _notes(at: AppTest) -> list[str]:
+    return [i.value for i in at.info]
+
+
+def test_explorer_draws_every_alpha_with_intervals_then_reaches_the_final_numbers(streaming_toml, monkeypatch):
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(streaming_toml))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    total = 3 * 150 + 10 + 18  # ID, Dark, Same
+    first = " ".join(_notes(at))
+    assert "being filled in" in first and f"of {total:,} images" in first, first
+    # All 21 alphas are drawn from the first batches, each with its 95% interval (bands and error bars).
+    acc = _figure(at, "acc_vs_alpha")
+    curves = [t for t in acc["data"] if t.get("mode") == "lines+markers"]
+    bands = [t for t in acc["data"] if t.get("fill") == "toself"]
+    assert len(curves) == 3 and all(len(t["x"]) == 21 for t in curves)
+    assert len(bands) == 3 and all(len(t["x"]) == 42 for t in bands)
+    path = next(t for t in _figure(at, "id_vs_shift")["data"] if t.get("name", "").startswith("WiSE-FT path"))
+    assert len(path["error_x"]["array"]) == 21 and len(path["error_y"]["array"]) == 21
+    first_width = max(path["error_x"]["array"])
+    deadline, widths = time.monotonic() + TIMEOUT, [first_width]
+    while any("being filled in" in n for n in _notes(at)):
+        assert time.monotonic() < deadline, "the sweep never finished in the app"
+        time.sleep(1.0)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        path = next(t for t in _figure(at, "id_vs_shift")["data"] if t.get("name", "").startswith("WiSE-FT path"))
+        widths.append(max(path["error_x"]["array"]))
+    assert widths[-1] < first_width  # the intervals tightened as images streamed in
+    runtime = ExperimentRuntime.from_path(streaming_toml)
+    table = run_sweep(runtime, cache=DiskCache(streaming_toml.parent / "reference-cache")).table()
+    values = _metric_values(at)
+    assert values["ID accuracy (ID) at α = 0.5"] == f"{100 * table.loc[0.5, 'ID']:.1f}%"
+    assert values["Avg shift accuracy at α = 0.5"] == f"{100 * table.loc[0.5, 'avg_shifts']:.1f}%"
+    stored = json.loads(next((runtime.experiment.cache_dir / "curves").glob("*.json")).read_text())
+    assert stored["counts"]["ID"] == [450, 450]
+
+
+def test_gallery_decodes_only_the_thumbnails_of_its_page(streaming_toml, monkeypatch):
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(streaming_toml))
+    runtime = ExperimentRuntime.from_path(streaming_toml)
+    run_sweep(runtime)  # the sweep is done: the Gallery itself decodes nothing but thumbnails
+    decoded: list[str] = []
+    original = data_module.decode_image
+    monkeypatch.setattr(data_module, "decode_image", lambda path, *a, **k: (decoded.append(str(path)),
+                                                                           original(path, *a, **k))[1])
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Gallery.py"), default_timeout=TIMEOUT)
+    at.query_params["alpha"] = "0.5"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    thumbs = [m for m in at.markdown if m.value.startswith("**#")]
+    assert len(thumbs) == 24  # one page of the 450-image ID set
+    # 24 thumbnails plus the one image shown large in the probability-vs-alpha panel; never the whole set.
+    assert 24 <= len(decoded) <= 25 and len(set(decoded)) <= 25
+    at.number_input(key="gallery_page").set_value(2).run()
+    assert not at.exception and len(decoded) <= 50
