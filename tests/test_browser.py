@@ -19,6 +19,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 WAIT_MS = 90_000
+ALL_ALPHAS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(p => (p.data || []).some(
+    t => t.x && t.x.length === 21 && t.error_x && t.error_x.array && t.error_x.array.length === 21))"""
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (installed by .ci/run)")
 
@@ -43,28 +45,38 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
     raise TimeoutError("streamlit did not become healthy")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app on a free port, pointed at a tiny experiment with its own cache."""
-    root = tmp_path_factory.mktemp("browser")
-    toml = make_app_experiment(root / "exp")
+def _start_app(toml: Path, cache: Path, **extra_env: str) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free port for an experiment and cache folder, once it answers its health check."""
     port = _free_port()
-    env = {**os.environ, "WISEFT_EXPERIMENT": str(toml), "WISEFT_CACHE_DIR": str(root / "cache"),
-           "OMP_NUM_THREADS": "2", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {**os.environ, "WISEFT_EXPERIMENT": str(toml), "WISEFT_CACHE_DIR": str(cache),
+           "OMP_NUM_THREADS": "2", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **extra_env}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
                              "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--server.fileWatcherType", "none"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+    _wait_healthy(url, proc)
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
     try:
-        _wait_healthy(url, proc)
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on a free port, pointed at a tiny experiment with its own cache."""
+    root = tmp_path_factory.mktemp("browser")
+    toml = make_app_experiment(root / "exp")
+    proc, url = _start_app(toml, root / "cache")
+    try:
         yield url, root
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
 
 
 def _wait_sweep_complete(page, timeout_s: float = WAIT_MS / 1000) -> None:
@@ -83,6 +95,10 @@ def _id_metric(page) -> tuple[str, str]:
             metric.locator('[data-testid="stMetricValue"]').inner_text())
 
 
+def _launch(pw):
+    return pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
 def test_browser_explorer_slider_upload_and_screenshots(server):
     from playwright.sync_api import expect, sync_playwright
 
@@ -91,7 +107,7 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
     image = root / "upload.png"
     image.write_bytes(png_bytes("green circle"))
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = _launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, timeout=WAIT_MS)
         expect(page.get_by_text("ID accuracy (ID) at α = 0.5")).to_be_visible(timeout=WAIT_MS)
@@ -134,3 +150,71 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         browser.close()
     for name in ("explorer", "gallery", "upload", "models"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+
+
+def _images_line(page) -> tuple[int, int]:
+    """(images done, images) from the Explorer's 'being filled in' note."""
+    text = page.get_by_text("being filled in").first.inner_text()
+    done, total = text.split("from the first ")[1].split(" images")[0].split(" of ")
+    return int(done.replace(",", "")), int(total.replace(",", ""))
+
+
+def test_browser_watches_estimates_sharpen_and_a_killed_server_resume(tmp_path):
+    """First estimates of every alpha, sharper ones, SIGKILL of the server, a new server resumes, final numbers."""
+    from playwright.sync_api import expect, sync_playwright
+    from test_app_stream import make_streaming_experiment
+
+    from wiseft_explorer.cache import DiskCache
+    from wiseft_explorer.runtime import ExperimentRuntime
+    from wiseft_explorer.sweep import run_sweep
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    toml = make_streaming_experiment(tmp_path / "exp", per_class=200)
+    state_dir = toml.parent / "cache"  # the experiment's own cache folder (its TOML sets cache_dir)
+    total = 600 + 10 + 18
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        proc, url = _start_app(toml, tmp_path / "unused-cache", WISEFT_SAVE_SECONDS="0")
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, timeout=WAIT_MS)
+            expect(page.get_by_text("being filled in")).to_be_visible(timeout=WAIT_MS)
+            page.wait_for_function(ALL_ALPHAS_JS, timeout=WAIT_MS)  # all 21 alphas, each with its error bars
+            first_done, seen_total = _images_line(page)
+            assert seen_total == total and 0 < first_done < total
+            page.screenshot(path=str(ARTIFACTS / "explorer-first-estimates.png"), full_page=True)
+            # Sharper estimates replace the first ones while the sweep goes on.
+            page.wait_for_function(f"() => {{ const m = document.body.textContent.match(/from the first ([0-9,]+) of/);"
+                                   f" return m && Number(m[1].replace(/,/g, '')) > {first_done}; }}",
+                                   polling=500, timeout=WAIT_MS)
+            deadline = time.monotonic() + 60
+            while not list(state_dir.glob("*.safetensors")):
+                assert time.monotonic() < deadline, "the app never saved its partial state"
+                page.wait_for_timeout(100)
+            proc.kill()  # SIGKILL: no clean-up runs in the server
+            proc.wait(timeout=30)
+        finally:
+            _stop(proc)
+        states = list(state_dir.glob("*.safetensors"))
+        assert len(states) == 1, "the killed server left no partial state (or finished before the kill)"
+        _, meta = DiskCache(state_dir).get_entry(states[0].stem)
+        saved = sum(meta["done"])
+        assert 0 < saved < total
+        proc, url = _start_app(toml, tmp_path / "unused-cache", WISEFT_SAVE_SECONDS="0")
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, timeout=WAIT_MS)
+            expect(page.locator('[data-testid="stMetric"]').first).to_be_visible(timeout=WAIT_MS)
+            # The new server goes on from the saved state, and says so in its progress line.
+            expect(page.get_by_text(f"(resumed: {saved:,} were done before a restart)")).to_be_visible(timeout=WAIT_MS)
+            assert _images_line(page)[0] >= saved
+            _wait_sweep_complete(page)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / "explorer-final.png"), full_page=True)
+            label, value = _id_metric(page)
+        finally:
+            _stop(proc)
+        browser.close()
+    assert states[0].stem not in {p.stem for p in state_dir.glob("*.safetensors")}  # removed once finished
+    reference = run_sweep(ExperimentRuntime.from_path(toml), cache=DiskCache(tmp_path / "reference")).table()
+    assert label == "ID accuracy (ID) at α = 0.5" and value == f"{100 * reference.loc[0.5, 'ID']:.1f}%"

@@ -21,7 +21,7 @@ from .data import EvalSet, restrict_logits
 from .interpolate import WeightSpace, Working
 from .stream import SweepImages, batch_plan, make_loader, plan_items, to_device
 
-FIRST_BATCH = 32  # images of every set in the first round: every alpha has an estimate after it
+FIRST_BATCH = 16  # images of every set in the first round: every alpha has an estimate after it
 SAVE_SECONDS = 30.0  # the partial state is saved at least this often (WISEFT_SAVE_SECONDS overrides it)
 PROBS_MAX_CLASSES = 100  # keep every class probability for small label sets (the gallery's alpha charts)
 PROBS_MAX_VALUES = 4_000_000  # ... and only while a set's images x alphas x classes stay this small (8 MB fp16)
@@ -86,6 +86,8 @@ class StreamProgress:
         eta = self.eta_seconds
         if eta is not None and self.done < self.total:
             text += f", about {_duration(eta)} left"
+        if self.done > self.processed_now:
+            text += f" (resumed: {self.done - self.processed_now:,} were done before a restart)"
         return text
 
 
