@@ -91,3 +91,21 @@ def test_gallery_decodes_only_the_thumbnails_of_its_page(streaming_toml, monkeyp
     assert 24 <= len(decoded) <= 25 and len(set(decoded)) <= 25
     at.number_input(key="gallery_page").set_value(2).run()
     assert not at.exception and len(decoded) <= 50
+
+
+def test_an_off_grid_alpha_on_large_sets_is_estimated_on_a_fair_sample(streaming_toml, monkeypatch):
+    from wiseft_explorer.sweep import evaluate_at
+    from wiseft_explorer.ui import results
+
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(streaming_toml))
+    monkeypatch.setattr(results, "LIVE_MAX_IMAGES", 50)
+    runtime = ExperimentRuntime.from_path(streaming_toml)
+    run_sweep(runtime)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.number_input(key="alpha_number").set_value(1.3)
+    at.button(key="alpha_submit").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    expected = evaluate_at(runtime, 1.3, runtime.new_working(), max_images=50)
+    assert expected["ID"].n == 50 and expected["Dark"].n == 10  # a sample of the big set, all of the small ones
+    assert _metric_values(at)["ID accuracy (ID) at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
+    assert any("fair sample of up to 50 images per set (78 of 478)" in c.value for c in at.caption)

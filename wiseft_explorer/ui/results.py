@@ -144,7 +144,13 @@ def accuracies_at(runtime: ExperimentRuntime, result: SweepResult, alpha: float)
     if on_grid is not None:
         acc = {name: result.top1(name, on_grid) for name in result.predictions}
     else:
-        acc = {name: p.top1 for name, p in live_predictions(runtime, alpha).items()}
+        live = live_predictions(runtime, alpha)
+        acc = {name: p.top1 for name, p in live.items()}
+        sampled = [p for p in live.values() if p.n < p.total]
+        if sampled:  # large sets: an off-grid alpha is estimated on a fair sample, so say so
+            st.caption(f"α = {alpha:g} is off the grid: estimated live on a fair sample of up to "
+                       f"{LIVE_MAX_IMAGES:,} images per set ({sum(p.n for p in live.values()):,} of "
+                       f"{sum(p.total for p in live.values()):,}); grid values use every image.")
     shifts = result.shift_sets
     acc["avg_shifts"] = sum(acc[s] for s in shifts) / len(shifts) if shifts else float("nan")
     return acc
