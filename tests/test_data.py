@@ -60,7 +60,9 @@ def test_world_set_fingerprint_follows_the_set_size(tmp_path: Path, monkeypatch)
     source = runtime.experiment.id_set.source.removeprefix("world:")
     smaller = dataclasses.replace(world_sets.SPECS[source], size=world_sets.SPECS[source].size - 1)
     monkeypatch.setitem(world_sets.SPECS, source, smaller)
-    assert runtime.set_fingerprint(name) != before  # a cached sweep of the old size is never reused
+    # A new runtime (a new start) sees the new size: a cached sweep of the old size is never reused.
+    assert ExperimentRuntime(runtime.experiment).set_fingerprint(name) != before
+    assert runtime.set_fingerprint(name) == before  # the old runtime keeps the identity of the set it indexed
 
 
 def test_world_sets_batch_preprocessing_is_bit_identical_to_the_per_image_transform():

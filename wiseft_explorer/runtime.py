@@ -25,6 +25,7 @@ class ExperimentRuntime:
         self.experiment = experiment
         self._lock = threading.RLock()
         self._sets: dict[str, EvalSet] = {}
+        self._set_fps: dict[str, str] = {}
         self.head_progress: HeadProgress | None = None  # e.g. the CLI's progress bar
 
     @classmethod
@@ -126,5 +127,12 @@ class ExperimentRuntime:
         return experiment_fingerprint(self.experiment)
 
     def set_fingerprint(self, name: str) -> str:
-        """Content identity of one set's images (without decoding them)."""
-        return set_fingerprint(self.spec(name), self.experiment.seed)
+        """Content identity of one set's images (without decoding them), computed once per runtime.
+
+        A folder set's identity stats every file in it (seconds for ImageNet), and a runtime keeps the index it
+        made of a set for its whole life, so the identity it answers with must not change under it either.
+        """
+        with self._lock:
+            if name not in self._set_fps:
+                self._set_fps[name] = set_fingerprint(self.spec(name), self.experiment.seed)
+            return self._set_fps[name]
