@@ -201,3 +201,31 @@ def test_a_sigkilled_cli_sweep_resumes_and_ends_identical(tiny, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "resumed.jsonl").read_text().splitlines()]
     assert rows == [json.loads(line) for line in (tmp_path / "straight.jsonl").read_text().splitlines()]
     assert len(rows) == 21 and rows[0]["images"] == {"ID": 600}
+
+
+STREAM_SLOWLY = """
+import sys, time
+from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.sweep import run_sweep
+def slow(progress, snapshot):
+    print("batch", flush=True)
+    time.sleep(0.5)
+run_sweep(ExperimentRuntime.from_path(sys.argv[1]), [0.0, 1.0], on_progress=slow)
+"""
+
+
+def test_loader_workers_leave_when_their_process_is_killed(tiny, tmp_path):
+    # Workers are children of the forkserver, not of the sweep's process: without a watchdog, a SIGKILLed app
+    # server left its forkserver and workers running for good.
+    import psutil
+
+    toml = _folder_experiment(tmp_path, tiny, per_class=40, batch=4, workers=1)
+    proc = subprocess.Popen([sys.executable, "-c", STREAM_SLOWLY, str(toml)], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "batch\n"
+    helpers = psutil.Process(proc.pid).children(recursive=True)
+    assert any("forkserver" in " ".join(p.cmdline()) for p in helpers) and len(helpers) >= 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(helpers, timeout=15)
+    assert not alive, [p.cmdline()[-1][:80] for p in alive]

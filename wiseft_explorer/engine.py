@@ -19,7 +19,7 @@ from .batching import predict_logits
 from .cache import DiskCache
 from .data import EvalSet, restrict_logits
 from .interpolate import WeightSpace, Working
-from .stream import SweepImages, batch_plan, make_loader, plan_items, to_device
+from .stream import SweepImages, batch_plan, make_loader, plan_items, release_memory, to_device
 
 FIRST_BATCH = 16  # images of every set in the first round: every alpha has an estimate after it
 SAVE_SECONDS = 30.0  # the partial state is saved at least this often (WISEFT_SAVE_SECONDS overrides it)
@@ -187,6 +187,8 @@ def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: P
             stream = streams[names[batch["set"]]]
             if batch["images"] is not None:
                 _classify(job, stream, batch["images"], batch["positions"])
+            del batch["images"]
+            release_memory()
             for position, reason in batch["failed"]:
                 stream.failed[position] = reason
             count = len(batch["positions"]) + len(batch["failed"])

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import save_checkpoint
 from .models import ImageClassifier
-from .stream import collate_loaded, worker_context
+from .stream import collate_loaded, worker_context, worker_init
 
 MODES = ("end-to-end", "linear")
 BN_MODES = ("frozen", "train")
@@ -135,7 +135,7 @@ def training_loader(data: TrainData, batch_size: int, device: torch.device | str
                       generator=torch.Generator().manual_seed(seed) if train else None,
                       drop_last=train and len(dataset) > batch_size, collate_fn=collate_numbered,
                       num_workers=workers, multiprocessing_context=context,
-                      prefetch_factor=options.prefetch if workers else None,
+                      prefetch_factor=options.prefetch if workers else None, worker_init_fn=worker_init() if workers else None,
                       pin_memory=torch.device(device).type == "cuda")  # pinned: copies to the GPU overlap compute
 
 

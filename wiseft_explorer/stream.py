@@ -7,8 +7,13 @@ multi-threaded, and forking a process whose OpenMP or server threads are running
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -33,9 +38,44 @@ def worker_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    # Workers fork from the server, so each one starts in milliseconds instead of importing torch again.
-    ctx.set_forkserver_preload([__name__])
+    # Workers fork from the server, so each one starts in milliseconds instead of importing torch again; open_clip
+    # too, since unpickling its image transform imports it (1.3 s per loader otherwise).
+    ctx.set_forkserver_preload([__name__, "open_clip"])
     return ctx
+
+
+def _libc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim(0), or a no-op elsewhere."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    trim = getattr(libc, "malloc_trim", None)
+    return (lambda: trim(0)) if trim is not None else (lambda: None)
+
+
+# Decoded JPEGs and preprocessed batches (150 MB at 256 x 224 px) are freed after use, but glibc keeps the freed
+# pages: RSS then drifts up by hundreds of MB over a long sweep. Trimming after each batch gives them back (the
+# benchmark's 20,000-image sweep grew by 34 MB instead of 160-470 MB), at no measurable cost.
+release_memory = _libc_trim()
+
+
+def _exit_with_main(main_pid: int, worker_id: int) -> None:
+    """A loader worker's init: leave when the process that owns the loader is gone.
+
+    Workers are children of the forkserver, not of the sweep's process, so torch's check of the parent's pid never
+    fires, and each worker holds the pipe that keeps the forkserver alive: after a SIGKILL of the app's server, the
+    forkserver and its workers (1.5 GB) stayed for good. This watchdog ends them within a second.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(main_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # the pid was reused by another user's process: ours is gone
+                os._exit(0)
+
+    threading.Thread(target=watch, name="wiseft-main-watchdog", daemon=True).start()
 
 
 class DecodeCounter:
@@ -78,6 +118,7 @@ class SweepImages(Dataset):
                                             self.preprocess[number])
         if self.counter is not None:
             self.counter.add(len(items))
+        release_memory()
         return {"set": number, "images": images,
                 "positions": torch.tensor([position_of[i] for i in loaded], dtype=torch.long),
                 "failed": [(position_of[i], reason) for i, reason in failed]}
@@ -146,7 +187,12 @@ def make_loader(dataset: Dataset, batches: list[list[Any]], workers: int, device
     """A DataLoader over given batches: workers decode ahead while the model runs; pinned memory on CUDA."""
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
                       pin_memory=device.type == "cuda", multiprocessing_context=worker_context() if workers else None,
-                      prefetch_factor=2 if workers else None)
+                      prefetch_factor=2 if workers else None, worker_init_fn=worker_init() if workers else None)
+
+
+def worker_init() -> Callable[[int], None]:
+    """The init function every loader worker runs (ties its life to this process)."""
+    return functools.partial(_exit_with_main, os.getpid())
 
 
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
