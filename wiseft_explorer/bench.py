@@ -1,7 +1,8 @@
-"""The benchmark: interpolation, slider latency, sweep throughput, warm relaunch and the demo's full sweep.
+"""The benchmark: interpolation, slider latency, sweep throughput, warm relaunch, the demo's full sweep, streaming.
 
 Every comparison is a ratio of medians measured in this one process, with the variants run in turns so that
-background load drifts hit all of them alike. `python -m wiseft_explorer.bench [--tiny] [--out FILE]`.
+background load drifts hit all of them alike; only the streaming memory peaks come from fresh processes
+(bench_stream.py). `python -m wiseft_explorer.bench [--tiny] [--out FILE]`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "relaunch_speedup": ("relaunch.speedup", ">=", 20.0, "warm relaunch >= 20x faster than first sweep"),
     "relaunch_time": ("relaunch.warm_s", "<", 2.0, "warm relaunch on the demo (s)"),
     "demo_full_sweep": ("full_sweep.first_s", "<=", 60.0, "demo full sweep, 21 alphas x all sets (s)"),
+    "stream_memory": ("memory.growth_mb", "<=", 300.0, "peak RSS, 20,000- minus 2,000-image sweep (MB)"),
+    "stream_decodes": ("decodes.project_per_image", "<=", 1.0, "images decoded per image, 21-alpha sweep"),
+    "stream_throughput": ("streaming.project_over_raw", ">=", 0.9, "streamed images x alpha/s vs raw forwards"),
 }
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
 
@@ -205,6 +209,10 @@ def run(tiny: bool = False, device: str | None = None) -> dict:
         if pick_device(exp.device).type == "cuda":
             exp = dataclasses.replace(exp, precision="bf16")
         figures = bench_demo(exp, root, repeats, tiny)
+        demo_s = time.perf_counter() - started - vit_s
+        from .bench_stream import run_stream  # imports this module: loaded here, not at the top
+
+        figures.update(run_stream(root, tiny, str(dev), precision))
     figures["interpolation"] = interpolation
     figures["slider"].update(slider)
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
@@ -213,7 +221,7 @@ def run(tiny: bool = False, device: str | None = None) -> dict:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "device": str(dev), "precision": precision,
             "tiny": tiny, "demo": note,
             "vit": "wiseft-bench-vit (tiny stand-in)" if tiny else "open_clip ViT-B-32, random weights",
-            "seconds": {"vit": vit_s, "demo": time.perf_counter() - started - vit_s,
+            "seconds": {"vit": vit_s, "demo": demo_s, "stream": figures["stream_setup"]["seconds"],
                         "total": time.perf_counter() - started}}
     if dev.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(dev)
@@ -232,6 +240,9 @@ def report(results: dict) -> str:
                  f"throughput img/s: project {f['throughput']['project_img_s']:.0f}, raw "
                  f"{f['throughput']['raw_img_s']:.0f}; relaunch s: first {f['relaunch']['first_s']:.2f}, "
                  f"warm {f['relaunch']['warm_s']:.3f}")
+    from .bench_stream import report_line  # bench_stream imports this module
+
+    lines.append(report_line(f))
     meta = results["meta"]
     lines.append(f"demo: {meta['demo']}; threads {meta['threads']}, device {meta['device']}, "
                  f"{meta['seconds']['total']:.0f} s in all")

@@ -1,12 +1,17 @@
-"""The benchmark's subjects: open_clip ViT-B/32 with random weights, and the demo (or a same-cost stand-in)."""
+"""The benchmark's subjects: open_clip models with random weights, the demo (or a same-cost stand-in), JPEG folders."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .experiment import DEFAULT_EXPERIMENT, REPO_ROOT, Experiment, load_experiment
@@ -19,6 +24,13 @@ _TINY_VIT = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "wid
 _TINY_RN = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16},
             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 _DEMO_CONFIG = REPO_ROOT / "assets" / "demo" / "wiseft-demo-rn.json"
+CLASSNAMES = ["circle", "square", "triangle", "star", "ring", "cross", "stripe", "dot", "wave", "grid"]
+# The streaming benchmark's model: 224 px like ViT-B/32, so images are decoded, resized and cropped exactly as for
+# a real CLIP model, but 4 layers of width 256 instead of 12 of 768 (4 M image-tower parameters, about 5 core-ms
+# per image, some 20x cheaper), so that a 20,000-image sweep takes under two minutes on 2 cores instead of about
+# a quarter of an hour. A cheaper forward makes decoding a larger share of the work: a conservative throughput.
+STREAM_VIT = {"embed_dim": 128, "vision_cfg": {"image_size": 224, "layers": 4, "width": 256, "patch_size": 32},
+              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
 
 
 def _register(root: Path, name: str, config: dict) -> Path:
@@ -62,24 +74,32 @@ def vit_pair(tiny: bool, root: Path, device: torch.device) -> tuple[ImageClassif
     return zeroshot.to(device), finetuned.to(device), zeroshot.visual.image_size[0]
 
 
-def standin_experiment(root: Path, tiny: bool) -> Path:
-    """A demo-like experiment (world sets, 10 classes, 32 px) with random weights, for when the demo is missing."""
+def write_models(root: Path, name: str, config: dict, classnames: list[str], templates: list[str],
+                 seed: int = 0) -> tuple[Path, Path, Path]:
+    """Config, a random zero-shot CLIP and a perturbed "fine-tuned" classifier on disk: (config, zeroshot, finetuned)."""
     import open_clip
 
     from .checkpoints import save_checkpoint
     from .models import LoadedClip, build_zeroshot, classifier_metadata
+
+    config_path = _register(root, name, config)
+    torch.manual_seed(seed)
+    model, _, preprocess = open_clip.create_model_and_transforms(name)
+    zeroshot = save_checkpoint(root / "zeroshot.safetensors", model.state_dict())
+    clip = LoadedClip(model.eval(), preprocess, open_clip.get_tokenizer(name), name)
+    tuned = _perturbed(build_zeroshot(clip, classnames, templates), seed=seed + 2)
+    finetuned = save_checkpoint(root / "finetuned.safetensors", tuned.state_dict(),
+                                classifier_metadata(clip, classnames, recipe={"kind": "benchmark stand-in"}, seed=0))
+    return config_path, zeroshot, finetuned
+
+
+def standin_experiment(root: Path, tiny: bool) -> Path:
+    """A demo-like experiment (world sets, 10 classes, 32 px) with random weights, for when the demo is missing."""
     from .world import CLASSES, DEMO_TEMPLATES
 
     name = "wiseft-bench-rn"
     config = _TINY_RN if tiny or not _DEMO_CONFIG.is_file() else json.loads(_DEMO_CONFIG.read_text())
-    config_path = _register(root, name, config)
-    torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms(name)
-    save_checkpoint(root / "zeroshot.safetensors", model.state_dict())
-    clip = LoadedClip(model.eval(), preprocess, open_clip.get_tokenizer(name), name)
-    finetuned = _perturbed(build_zeroshot(clip, CLASSES, DEMO_TEMPLATES), seed=2)
-    save_checkpoint(root / "finetuned.safetensors", finetuned.state_dict(),
-                    classifier_metadata(clip, CLASSES, recipe={"kind": "benchmark stand-in"}, seed=0))
+    config_path, _, _ = write_models(root, name, config, list(CLASSES), list(DEMO_TEMPLATES))
     limit = "limit = 16\n" if tiny else ""  # the gallery needs 16 images
     sets = [("[id]", "ID", "id-test"), ("[id_val]", "ID-val", "id-val")]
     sets += [("[[shifts]]", s.capitalize(), s) for s in ("resample", "sketch", "cartoon", "unusual", "corrupt")]
@@ -106,3 +126,63 @@ def demo_experiment(root: Path, tiny: bool, device: str | None) -> tuple[Experim
         exp = load_experiment(standin_experiment(root / "standin", tiny))
         note = f"stand-in: random weights, {'tiny' if tiny else 'demo'} architecture, world sets ({why})"
     return dataclasses.replace(exp, device=device or exp.device), note
+
+
+def stream_vit_config(tiny: bool) -> tuple[str, dict]:
+    """Name and open_clip config of the streaming benchmark's model (the 32-px test ViT in --tiny mode)."""
+    return ("wiseft-bench-vit32", _TINY_VIT) if tiny else ("wiseft-bench-vit224", STREAM_VIT)
+
+
+def picture(index: int, side: tuple[int, int]) -> bytes:
+    """A photo-like JPEG, deterministic in its index: smooth colour field, a few shapes, fine grain."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(index)
+    width, height = side
+    image = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(side, Image.BILINEAR)
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w, h = (int(v) for v in rng.integers(width // 25 + 1, width * 2 // 5 + 2, 2))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x, y, x + w, y + h), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    # Sensor-like grain is what makes real photos 30-60 KB at this size; flat synthetic images would be ~10 KB
+    # and decode faster than photos do.
+    grain = rng.integers(-7, 8, (height, width, 1), dtype=np.int16)
+    pixels = np.clip(np.asarray(image, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _write_range(folder: str, start: int, stop: int, side: tuple[int, int]) -> int:
+    """Write images start..stop-1 (class = index mod 10); returns the bytes written."""
+    written = 0
+    for index in range(start, stop):
+        data = picture(index, side)
+        (Path(folder) / CLASSNAMES[index % len(CLASSNAMES)] / f"{index:06d}.jpg").write_bytes(data)
+        written += len(data)
+    return written
+
+
+def jpeg_folders(root: Path, n_big: int, n_small: int, side: tuple[int, int]) -> tuple[Path, Path, dict]:
+    """A generated JPEG folder of n_big images (10 classes), one of its first n_small (hard links), and stats."""
+    from .stream import worker_context
+
+    big, small = root / f"jpeg-{n_big}", root / f"jpeg-{n_small}"
+    for folder in (big, small):
+        for name in CLASSNAMES:
+            (folder / name).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    chunks = [(i, min(i + 500, n_big)) for i in range(0, n_big, 500)]
+    if n_big >= 2000:  # two processes halve the minute that 20,000 JPEGs take; small runs stay in-process
+        with ProcessPoolExecutor(2, mp_context=worker_context()) as pool:
+            written = sum(pool.map(_write_range, *zip(*[(str(big), a, b, side) for a, b in chunks],
+                                                       strict=True)))
+    else:
+        written = sum(_write_range(str(big), a, b, side) for a, b in chunks)
+    for index in range(n_small):
+        name = f"{CLASSNAMES[index % len(CLASSNAMES)]}/{index:06d}.jpg"
+        os.link(big / name, small / name)
+    return big, small, {"images": n_big, "side": list(side), "mean_kb": written / n_big / 1024,
+                        "seconds": time.perf_counter() - start}
