@@ -130,3 +130,18 @@ def test_unknown_set_name():
 def test_sample_grid_has_one_row_per_set():
     grid = sample_grid(per_row=4, zoom=1)
     assert grid.height == len(SET_NAMES) * 34 + 2
+
+
+def test_lazy_images_render_exactly_the_pixels_of_make_set():
+    from wiseft_explorer.world import LazyImages, set_labels
+
+    world = make_set("sketch", n=40)
+    assert np.array_equal(set_labels("sketch", n=40), world.labels)
+    lazy = LazyImages("sketch", np.arange(40))
+    picked = [31, 2, 17, 2]
+    np.testing.assert_array_equal(lazy[picked], world.images[picked])
+    assert int(lazy._done.sum()) == 3  # only what was read was rendered
+    np.testing.assert_array_equal(lazy[5], world.images[5])
+    np.testing.assert_array_equal(lazy[np.arange(40)], world.images)
+    subset = LazyImages("sketch", np.array([3, 9]))  # a class subset keeps some of the set's images
+    np.testing.assert_array_equal(subset[[1, 0]], world.images[[9, 3]])

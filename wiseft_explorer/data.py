@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class EvalSet:
     name: str
     labels: torch.Tensor  # (N,) indices into the experiment's classes
     class_indices: torch.Tensor | None = None  # (K,) the classes this set covers; None = all
-    raw: np.ndarray | None = field(default=None, repr=False)  # uint8 (N,H,W,3) for generated sets
+    raw: Any = field(default=None, repr=False)  # uint8 (N,H,W,3) pixels of generated sets (or a LazyImages)
     paths: list[str] | None = field(default=None, repr=False)  # file paths for folder sets
     skipped: list[tuple[str, str]] = field(default_factory=list, repr=False)
     seed: int = DEFAULT_SEED
@@ -99,24 +100,25 @@ def _subset_indices(spec: DatasetSpec, classnames: Sequence[str]) -> torch.Tenso
 
 
 def load_world_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:
-    """Render a set of the built-in world (`world:<set>`, always from world seed 0), map its classes."""
-    from .world import make_set
+    """A set of the built-in world (`world:<set>`, always world seed 0): labels now, pixels rendered when read."""
+    from .world import CLASSES, LazyImages, set_labels
 
     set_name = spec.source.removeprefix("world:")
     try:
-        world = make_set(set_name, seed=0, n=spec.limit)  # a world set's limit is how many images to render
+        world_labels = set_labels(set_name, seed=0, n=spec.limit)  # a world set's limit is how many to render
     except KeyError as err:
         raise ExperimentError(f"{spec.name}: {err.args[0]}") from None
-    missing = [c for c in world.classnames if c not in classnames]
+    missing = [c for c in CLASSES if c not in classnames]
     if missing:
         raise ExperimentError(f"{spec.name}: world class '{missing[0]}' is not among the experiment's class names")
-    to_exp = np.array([classnames.index(c) for c in world.classnames])
-    labels = torch.from_numpy(to_exp[world.labels])
+    to_exp = np.array([classnames.index(c) for c in CLASSES])
+    labels = torch.from_numpy(to_exp[world_labels])
     keep = np.ones(len(labels), dtype=bool)
     subset = _subset_indices(spec, classnames)
     if subset is not None:
         keep = np.isin(labels.numpy(), subset.numpy())
-    return EvalSet(spec.name, labels[torch.from_numpy(keep)], subset, raw=world.images[keep], seed=seed)
+    pixels = LazyImages(set_name, np.flatnonzero(keep))
+    return EvalSet(spec.name, labels[torch.from_numpy(keep)], subset, raw=pixels, seed=seed)
 
 
 def load_folder_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:

@@ -2,10 +2,21 @@
 
 from .captions import DEMO_TEMPLATES, caption, vocabulary_text
 from .render import BACKGROUNDS, CLASSES, COLOUR_NAMES, COLOURS, STYLES, Attributes, render
-from .sets import SET_NAMES, SHIFT_NAMES, SPECS, SetSpec, WorldSet, cue_rate, make_set, sample_attributes
+from .sets import (
+    SET_NAMES,
+    SHIFT_NAMES,
+    SPECS,
+    LazyImages,
+    SetSpec,
+    WorldSet,
+    cue_rate,
+    make_set,
+    sample_attributes,
+    set_labels,
+)
 
 __all__ = [
     "BACKGROUNDS", "CLASSES", "COLOURS", "COLOUR_NAMES", "DEMO_TEMPLATES", "SET_NAMES", "SHIFT_NAMES", "SPECS",
-    "STYLES", "Attributes", "SetSpec", "WorldSet", "caption", "cue_rate", "make_set", "render",
-    "sample_attributes", "vocabulary_text",
+    "STYLES", "Attributes", "LazyImages", "SetSpec", "WorldSet", "caption", "cue_rate", "make_set", "render",
+    "sample_attributes", "set_labels", "vocabulary_text",
 ]
