@@ -183,3 +183,33 @@ def convert_trusted_pickle(src: str | Path, dst: str | Path) -> Path:
         metadata = {"format": OPEN_CLIP_FORMAT, "converted_from": src.name}
     check_finite(state, src.name)
     return save_checkpoint(dst, state, metadata)
+
+
+def align_head_classes(state: dict[str, torch.Tensor], trained: list[str] | None, wanted: list[str] | tuple[str, ...],
+                       name: str) -> str | None:
+    """Reorder a fine-tuned head's rows from the class order it was trained with to the experiment's (in place).
+
+    Same names in another order: the rows are permuted and a one-line note is returned. Different names: refused,
+    with the two lists side by side, because row i of the head would silently score the wrong class.
+    """
+    wanted = list(wanted)
+    if not trained or list(trained) == wanted or "head.weight" not in state:
+        return None
+    if sorted(trained) != sorted(wanted) or len(set(trained)) != len(trained):
+        pairs = [(i, a, b) for i, (a, b) in enumerate(zip(wanted, trained, strict=False)) if a != b]
+        shown = "; ".join(f"#{i}: experiment {a!r}, checkpoint {b!r}" for i, a, b in pairs[:3])
+        extra = sorted(set(trained) - set(wanted))[:3]
+        missing = sorted(set(wanted) - set(trained))[:3]
+        raise CheckpointError(
+            f"{name} was fine-tuned on other classes than the experiment names ({len(trained)} vs {len(wanted)}; "
+            f"side by side: {shown or 'same names up to the shorter list'}"
+            + (f"; only in the checkpoint: {extra}" if extra else "") + (f"; only in the experiment: {missing}"
+                                                                          if missing else "")
+            + "): give [classes] exactly the class names it was fine-tuned with (its metadata lists them)")
+    rows = torch.tensor([trained.index(c) for c in wanted])
+    for key in ("head.weight", "head.bias"):
+        if key in state:
+            state[key] = state[key][rows]
+    moved = sum(1 for i, c in enumerate(wanted) if trained[i] != c)
+    return (f"{name} lists its {len(wanted)} classes in another order than the experiment; its head rows were "
+            f"reordered to the experiment's order ({moved} moved)")

@@ -25,6 +25,7 @@ def _runtime(args: argparse.Namespace):
         exp = dataclasses.replace(exp, workers=args.workers)
     runtime = ExperimentRuntime(exp)
     runtime.head_progress = _HeadBar(getattr(args, "quiet", False))
+    args.runtime = runtime  # main() prints what loading it adjusted, once the command is done
     return runtime
 
 
@@ -208,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run one subcommand; known errors print one line and exit 2."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        for note in args.runtime.model_notes() if getattr(args, "runtime", None) else []:
+            print(f"note: {note}", file=sys.stderr)
+        return code
     except KNOWN_ERRORS as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -21,6 +21,7 @@ from .cache import DiskCache
 from .checkpoints import (
     CLASSIFIER_FORMAT,
     CheckpointError,
+    align_head_classes,
     check_compatible,
     load_checkpoint,
     paper_state_to_classifier,
@@ -80,6 +81,11 @@ class ModelPair:
     device: torch.device
     precision: str
     finetuned_metadata: dict = field(default_factory=dict)
+
+    @property
+    def notes(self) -> list[str]:
+        """Things done to make the pair fit the experiment that the user should know (e.g. head rows reordered)."""
+        return list(self.finetuned_metadata.get("notes", []))
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -227,6 +233,9 @@ def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp:
     else:
         raise CheckpointError(f"{path.name}: no image-tower weights found (expected keys 'visual.*' and "
                               "'head.weight'): is this a fine-tuned CLIP checkpoint?")
+    note = align_head_classes(state, metadata.get("classnames"), exp.classnames, path.name)
+    if note:
+        metadata = {**metadata, "notes": [note]}
     head = state.get("head.weight")
     if head is not None and head.shape[0] != len(exp.classnames):
         raise CheckpointError(f"{path.name}: its head has {head.shape[0]} classes but the experiment names "

@@ -93,6 +93,10 @@ class ExperimentRuntime:
             known = {path for path, _ in skipped}
             skipped.extend(item for item in files if item[0] not in known)
 
+    def model_notes(self) -> list[str]:
+        """What loading the models adjusted (e.g. a head's class order), once they are loaded; never loads them."""
+        return self.models.notes if self.models_loaded else []
+
     def data_warnings(self) -> list[str]:
         """One line per loaded set that skipped unreadable files (the set is still usable)."""
         with self._lock:

@@ -82,5 +82,7 @@ def runtime_details(runtime: ExperimentRuntime) -> None:
     exp = runtime.experiment
     list_facts(exp.name, _model_facts(str(exp.path), exp.path.stat().st_mtime_ns if exp.path else 0, runtime),
                runtime.set_names)
+    for line in runtime.model_notes():
+        st.sidebar.info(line)
     for line in runtime.data_warnings():
         st.sidebar.warning(line + " — fix or remove the file(s) and reload.")
