@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from libkit import set_images, shared_runtime, write_experiment
-from tiny import CLASSES
+from libkit import cli_env, run_cli_parallel, set_images, shared_runtime, write_experiment
+from tiny import CLASSES, write_folder
 
 from wiseft_explorer.batching import predict_logits
 from wiseft_explorer.checkpoints import CheckpointError
@@ -50,3 +50,58 @@ def test_other_class_names_are_refused_side_by_side(tiny, tmp_path):
     assert "\n" not in message and "fine-tuned on other classes" in message
     assert "#1: experiment 'purple triangle', checkpoint 'green circle'" in message
     assert "only in the checkpoint: ['green circle']" in message and "only in the experiment: ['purple triangle']" in message
+
+
+@pytest.fixture(scope="module")
+def finetune_runs(tiny, tmp_path_factory):
+    """`finetune` through the CLI: the README's way (its [finetuned] file not there yet), and without --experiment."""
+    root = tmp_path_factory.mktemp("ft-own")
+    train = write_folder(root / "train", 4, seed=3)
+    toml = write_experiment(root, tiny, finetuned=root / "ft.safetensors", shifts=[])  # does not exist yet
+    commands = {
+        "readme": ["finetune", "--experiment", str(toml), "--train", str(train), "--out", str(root / "ft.safetensors"),
+                   "--epochs", "2", "--batch-size", "4", "--workers", "0"],
+        "no-experiment": ["finetune", "--train", str(train), "--out", str(root / "other.safetensors")],
+        "alpha": ["finetune", "--experiment", str(toml), "--train", str(train), "--out", str(root / "x.safetensors"),
+                  "--alpha", "0.5"],
+        "help": ["finetune", "--help"],
+        "sweep-before": ["sweep", "--experiment", str(toml), "--quiet"],
+    }
+    results = run_cli_parallel(commands, root, cli_env(), timeout=240)
+    results["sweep-after"] = run_cli_parallel({"s": ["sweep", "--experiment", str(toml), "--quiet", "--alpha", "1"]},
+                                              root, cli_env(), timeout=240)["s"]
+    return root, results
+
+
+def test_finetune_with_the_readme_toml_does_not_need_the_checkpoint_it_writes(finetune_runs):
+    root, runs = finetune_runs
+    before = runs["sweep-before"]
+    assert before.returncode == 2 and len(before.error_lines()) == 1
+    assert "fine-tune first with `wiseft-explorer finetune" in before.stderr and "--train TRAIN_FOLDER" in before.stderr
+    readme = runs["readme"]
+    assert readme.returncode == 0, readme.stderr
+    assert (root / "ft.safetensors").is_file() and runs["sweep-after"].returncode == 0, runs["sweep-after"].stderr
+
+
+def test_finetune_records_what_ran_and_prints_loss_and_training_accuracy(finetune_runs):
+    from wiseft_explorer.checkpoints import load_checkpoint
+
+    root, runs = finetune_runs
+    _, meta = load_checkpoint(root / "ft.safetensors")
+    recipe = meta["recipe"]
+    assert recipe["warmup"] == 1  # 2 epochs x 3 steps: a tenth of the run, not the 500 asked for by default
+    assert 0 <= recipe["train_accuracy"] <= 1 and recipe["final_loss"] > 0
+    out = runs["readme"].stdout
+    assert "warmup 1 steps" in out and f"final loss {recipe['final_loss']:.4f}" in out
+    assert f"training accuracy {100 * recipe['train_accuracy']:.1f}%" in out
+
+
+def test_finetune_needs_an_experiment_for_a_folder_and_takes_no_alpha(finetune_runs):
+    _, runs = finetune_runs
+    missing = runs["no-experiment"]
+    assert missing.returncode == 2 and "needs --experiment" in missing.stderr
+    assert not (finetune_runs[0] / "other.safetensors").exists()
+    assert runs["alpha"].returncode == 2 and "unrecognized arguments: --alpha" in runs["alpha"].stderr
+    text = " ".join(runs["help"].stdout.split())  # argparse wraps lines
+    assert "--alpha" not in text and "(default: 10)" in text and "(default: 3e-05," in text
+    assert "(default: 500)" in text and "(default: frozen)" in text

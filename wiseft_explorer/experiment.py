@@ -185,8 +185,11 @@ def _dataset(table: Any, base: Path, where: str, default_name: str, classnames: 
                        limit=limit)
 
 
-def parse_experiment(data: dict, base: Path, path: Path | None = None) -> Experiment:
-    """Validate an experiment's TOML table; `base` is where relative paths start."""
+def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_finetuning: bool = False) -> Experiment:
+    """Validate an experiment's TOML table; `base` is where relative paths start.
+
+    `for_finetuning`: the [finetuned] checkpoint may not exist yet (fine-tuning is what writes it).
+    """
     _check_keys(data, _TOP_KEYS, "experiment")
     for section in ("zeroshot", "classes", "id"):
         if not isinstance(data.get(section), dict):
@@ -211,7 +214,7 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None) -> Experi
     exp = Experiment(
         name=_typed(data, "name", str, "experiment", default=path.stem if path else "experiment"),
         zeroshot=spec,
-        finetuned=_existing(base, checkpoint, "finetuned.checkpoint") if checkpoint else None,
+        finetuned=_finetuned_path(base, checkpoint, path, for_finetuning) if checkpoint else None,
         classnames=classnames,
         templates=_templates(data["classes"]),
         id_set=_dataset(data["id"], base, "id", "ID", classnames),
@@ -243,7 +246,16 @@ def _choice(data: dict, key: str, allowed: tuple[str, ...], default: str) -> str
     return value
 
 
-def load_experiment(path: str | Path | None = None) -> Experiment:
+def _finetuned_path(base: Path, value: str, path: Path | None, for_finetuning: bool) -> Path:
+    resolved = (base / value).expanduser().resolve()
+    if not resolved.exists() and not for_finetuning:
+        raise ExperimentError(
+            f"finetuned.checkpoint: file not found: {resolved}; fine-tune first with `wiseft-explorer finetune "
+            f"--experiment {path or 'EXPERIMENT.toml'} --train TRAIN_FOLDER --out {resolved}`, or fix the path")
+    return resolved
+
+
+def load_experiment(path: str | Path | None = None, *, for_finetuning: bool = False) -> Experiment:
     """Read and validate an experiment TOML file (default: the built-in demo)."""
     path = Path(path).expanduser().resolve() if path else DEFAULT_EXPERIMENT
     if not path.is_file():
@@ -252,7 +264,7 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ExperimentError(f"{path.name}: not valid TOML: {err}") from None
-    return parse_experiment(data, path.parent, path)
+    return parse_experiment(data, path.parent, path, for_finetuning=for_finetuning)
 
 
 def load_mapping(path: Path | None) -> dict[str, str] | None:

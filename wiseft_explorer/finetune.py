@@ -80,6 +80,13 @@ class FinetuneResult:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     skipped: list[int] = field(default_factory=list)  # dataset indices of images that could not be loaded
+    train_accuracy: float | None = None  # top-1 on the training batches of the last epoch (as the model was then)
+
+    @property
+    def final_loss(self) -> float | None:
+        """Mean loss of the last epoch's steps."""
+        per_epoch = max(1, len(self.losses) // max(1, self.config.epochs))
+        return sum(self.losses[-per_epoch:]) / len(self.losses[-per_epoch:]) if self.losses else None
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
@@ -157,22 +164,34 @@ def set_train_mode(classifier: ImageClassifier, bn: str) -> None:
                 module.eval()
 
 
-def _optimise(params: list[nn.Parameter], batches: Callable[[], Any], step_loss: Callable[[Any], torch.Tensor],
+def effective_warmup(config: FinetuneConfig, total_steps: int) -> int:
+    """The warmup steps actually run: at most a tenth of a short run (it must not spend all its steps warming up)."""
+    return min(config.warmup, max(1, total_steps // 10))
+
+
+# (loss, logits, labels) of one training batch
+StepLoss = Callable[[Any], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def _optimise(params: list[nn.Parameter], batches: Callable[[], Any], step_loss: StepLoss,
               config: FinetuneConfig, steps_per_epoch: int, desc: str, progress: bool,
-              callback: ProgressCallback | None) -> list[float]:
-    """The shared loop: AdamW, warmup + cosine, gradient-norm clipping; returns the loss of every step."""
+              callback: ProgressCallback | None) -> tuple[list[float], float | None]:
+    """The shared loop: AdamW, warmup + cosine, gradient-norm clipping; the loss of every step, last-epoch top-1."""
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, eps=config.eps,
                                   weight_decay=config.weight_decay)
     total = config.epochs * steps_per_epoch
-    warmup = min(config.warmup, max(1, total // 10))  # short runs must not spend all their steps warming up
+    warmup = effective_warmup(config, total)
     losses: list[float] = []
     bar = tqdm(total=total, desc=desc, disable=not progress, mininterval=1.0)
     step = 0
     for _ in range(config.epochs):
+        right = seen = 0
         for batch in batches():
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, total, config.lr, warmup)
-            loss = step_loss(batch)
+            loss, logits, labels = step_loss(batch)
+            right += int((logits.detach().argmax(-1) == labels).sum())
+            seen += len(labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -185,7 +204,7 @@ def _optimise(params: list[nn.Parameter], batches: Callable[[], Any], step_loss:
             if callback is not None:
                 callback(step, total, losses[-1])
     bar.close()
-    return losses
+    return losses, (right / seen if losses and seen else None)
 
 
 def finetune_end_to_end(classifier: ImageClassifier, data: TrainData, config: FinetuneConfig | None = None,
@@ -200,17 +219,18 @@ def finetune_end_to_end(classifier: ImageClassifier, data: TrainData, config: Fi
     failed: set[int] = set()
     set_train_mode(model, config.bn)
 
-    def step_loss(batch: Batch) -> torch.Tensor:
+    def step_loss(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, labels = batch
-        return F.cross_entropy(model(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True))
+        logits, labels = model(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
+        return F.cross_entropy(logits, labels), logits, labels
 
-    losses = _optimise(list(model.parameters()), lambda: _loaded(batches, failed), step_loss, config, len(batches),
+    losses, accuracy = _optimise(list(model.parameters()), lambda: _loaded(batches, failed), step_loss, config, len(batches),
                        "fine-tune (end-to-end)", progress, callback)
     if not losses and failed:
         raise ValueError("no training image could be loaded")
     model.eval().requires_grad_(False)
-    return FinetuneResult(model, replace_mode(config, "end-to-end"), losses, time.perf_counter() - start,
-                          sorted(failed))
+    return FinetuneResult(model, as_run(config, "end-to-end", len(batches)), losses, time.perf_counter() - start,
+                          sorted(failed), accuracy)
 
 
 @torch.no_grad()
@@ -243,20 +263,22 @@ def finetune_linear(classifier: ImageClassifier, data: TrainData, config: Finetu
     head = model.head.requires_grad_(True)
     batches = training_loader((feats, labels), config.batch_size, device, seed=config.seed)
 
-    def step_loss(batch: Batch) -> torch.Tensor:
+    def step_loss(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
-        return F.cross_entropy(head(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+        logits, y = head(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        return F.cross_entropy(logits, y), logits, y
 
-    losses = _optimise(list(head.parameters()), lambda: _loaded(batches, set()), step_loss, config, len(batches),
+    losses, accuracy = _optimise(list(head.parameters()), lambda: _loaded(batches, set()), step_loss, config, len(batches),
                        "fine-tune (linear classifier)", progress, callback)
     model.requires_grad_(False)
-    return FinetuneResult(model, replace_mode(config, "linear"), losses, time.perf_counter() - start,
-                          sorted(failed))
+    return FinetuneResult(model, as_run(config, "linear", len(batches)), losses, time.perf_counter() - start,
+                          sorted(failed), accuracy)
 
 
-def replace_mode(config: FinetuneConfig, mode: str) -> FinetuneConfig:
-    """The config with its mode set to what was actually run."""
-    return FinetuneConfig(**{**config.to_dict(), "mode": mode})
+def as_run(config: FinetuneConfig, mode: str, steps_per_epoch: int) -> FinetuneConfig:
+    """The config as it was actually run: its mode, and the warmup a short run cut down (recorded in checkpoints)."""
+    warmup = effective_warmup(config, config.epochs * steps_per_epoch)
+    return FinetuneConfig(**{**config.to_dict(), "mode": mode, "warmup": warmup})
 
 
 def finetune(classifier: ImageClassifier, data: TrainData, config: FinetuneConfig,
@@ -271,7 +293,8 @@ def save_finetuned(path: str | Path, result: FinetuneResult, metadata: dict[str,
                    dtype: torch.dtype | None = None) -> Path:
     """Write a classifier checkpoint in our format; linear classifiers store only the head."""
     state = result.classifier.state_dict()
-    meta = {**metadata, "recipe": {**metadata.get("recipe", {}), **result.config.to_dict()},
+    meta = {**metadata, "recipe": {**metadata.get("recipe", {}), **result.config.to_dict(),
+                                   "final_loss": result.final_loss, "train_accuracy": result.train_accuracy},
             "seed": result.config.seed, "train_seconds": round(result.seconds, 1)}
     if result.config.mode == "linear":
         state = {k: v for k, v in state.items() if k.startswith("head.")}

@@ -275,7 +275,8 @@ def load_models(exp: Experiment, progress: HeadProgress | None = None) -> ModelP
                               identity=zeroshot_identity(exp.zeroshot), progress=progress)
     if exp.finetuned is None:
         raise ModelLoadError(f"{exp.name}: no [finetuned] checkpoint yet; make one with `wiseft-explorer finetune "
-                             "--experiment FILE --out ft.safetensors` and add it to the experiment")
+                             "--experiment FILE --train TRAIN_FOLDER --out ft.safetensors` and add it to the "
+                             "experiment's [finetuned] table")
     finetuned, metadata = load_finetuned(exp.finetuned, zeroshot, clip, exp, cache=cache, progress=progress)
     return ModelPair(clip, zeroshot, finetuned.to(device), device, exp.precision, metadata)
 

@@ -16,19 +16,29 @@ SHOWN_CLASSES = 20  # a --limit sample's per-class counts are printed for at mos
 
 def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     """Register the training/benchmark subcommands."""
-    p = sub.add_parser("finetune", parents=[common], help="fine-tune the experiment's zero-shot model")
+    # Not the common options: --alpha means nothing here, and --experiment has no silent default (see _finetune).
+    p = sub.add_parser("finetune", help="fine-tune the experiment's zero-shot model")
+    p.add_argument("--experiment", default=None,
+                   help="experiment TOML naming the zero-shot model and the classes (required with a folder --train; "
+                        "its [finetuned] checkpoint may not exist yet; default with world:<set>: the built-in demo)")
     p.add_argument("--train", required=True, help="training set: an ImageFolder-layout folder or world:<set>")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors, our classifier format)")
-    p.add_argument("--mode", choices=("end-to-end", "linear"), default="end-to-end")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=3e-5, help="peak learning rate (paper: 3e-5 at batch 512)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--warmup", type=int, default=500, help="linear warmup steps before the cosine decay")
+    p.add_argument("--mode", choices=("end-to-end", "linear"), default="end-to-end",
+                   help="end-to-end (image tower and head) or linear (head only) (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training set (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-5,
+                   help="peak learning rate (default: %(default)s, the paper's at batch 512)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=500,
+                   help="linear warmup steps before the cosine decay, at most a tenth of the run (default: "
+                        "%(default)s)")
     p.add_argument("--bn", choices=("frozen", "train"), default="frozen",
-                   help="BatchNorm statistics: frozen (keep pretrained running stats) or train")
+                   help="BatchNorm statistics: frozen (keep the pretrained running statistics) or train "
+                        "(default: %(default)s)")
     p.add_argument("--limit", type=int, default=None,
                    help="train on a seeded sample of this many images, every class in proportion (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample, the shuffling and the training")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sample, the shuffling and the training (default: %(default)s)")
     p.add_argument("--workers", type=int, default=None,
                    help="image-decoding worker processes (default: cores - 1, at most 8; 0 = decode in this process; "
                         "world: sets, already in memory, always use 0)")
@@ -49,7 +59,7 @@ def _finetune(args: argparse.Namespace) -> int:
     import torch
 
     from .data import load_eval_set
-    from .experiment import DatasetSpec, load_experiment
+    from .experiment import DEFAULT_EXPERIMENT, DatasetSpec, load_experiment
     from .finetune import FinetuneConfig, LoaderOptions, finetune, save_finetuned
     from .heads import open_head_cache
     from .keys import zeroshot_identity
@@ -60,7 +70,12 @@ def _finetune(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out}: the checkpoint must be a .safetensors file")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, not {args.workers}")
-    exp = load_experiment(args.experiment)
+    if args.experiment is None and not args.train.startswith("world:"):
+        raise ValueError("finetune --train FOLDER needs --experiment EXPERIMENT.toml: the experiment names the "
+                         "zero-shot model and the class names the folder's classes are matched to")
+    if args.experiment is None:
+        print(f"experiment: the built-in demo ({DEFAULT_EXPERIMENT}); pass --experiment to fine-tune another model")
+    exp = load_experiment(args.experiment, for_finetuning=True)
     device = pick_device(exp.device)
     clip = load_clip(exp.zeroshot, device)
     zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=open_head_cache(exp.cache_dir),
@@ -81,7 +96,11 @@ def _finetune(args: argparse.Namespace) -> int:
     recipe = {"train": args.train, "images": len(train), "limit": args.limit, "class_counts": counts,
               "undecodable": len(result.skipped)}
     out = save_finetuned(args.out, result, classifier_metadata(clip, exp.classnames, recipe=recipe))
-    print(f"wrote {out} ({args.mode}, {len(train) - len(result.skipped)} images, {result.seconds:.0f} s)")
+    print(f"wrote {out} ({args.mode}, {len(train) - len(result.skipped)} images, {result.seconds:.0f} s; "
+          f"warmup {result.config.warmup} steps)")
+    if result.final_loss is not None:
+        print(f"final loss {result.final_loss:.4f} (mean of the last epoch); training accuracy "
+              f"{100 * result.train_accuracy:.1f}% (last epoch's batches, while training)")
     return 0
 
 
