@@ -103,7 +103,9 @@ def test_info_describes_the_experiment(cli, tiny):
     assert info["device"] == "cpu" and info["alpha"] == 0.2 and info["classes"] == 3 and info["templates"] == 2
     assert info["zeroshot"]["model"] == "wiseft-tiny-rn" and info["shift_sets"] == ["Dark"]
     assert info["interpolated_weights"] == runtime.space.num_weights
-    assert info["zeroshot"]["parameters"] > info["zeroshot"]["image_tower_parameters"] > 0
+    zs = info["zeroshot"]
+    assert zs["clip_parameters"] > zs["classifier_parameters"] > zs["image_tower_parameters"] > 0
+    assert info["finetuned"]["classifier_parameters"] == zs["classifier_parameters"]
     assert info["finetuned"]["recipe"] == {"kind": "test-perturbation"}
 
 

@@ -97,7 +97,7 @@ def test_hf_hub_offline_is_a_clear_error(monkeypatch):
 def test_unknown_tags_and_models_are_clear_errors(tiny, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ModelLoadError, match=f"could not get pretrained weights 'no-such-tag' for '{TINY_NAME}'"):
+    with pytest.raises(ModelLoadError, match=f"'no-such-tag' is not an open_clip pretrained tag of {TINY_NAME} "):
         load_clip(ModelSpec(TINY_NAME, "no-such-tag", tiny.config))
     with pytest.raises(ModelLoadError, match="unknown open_clip model 'ViT-Q-99'.*zeroshot.config"):
         load_clip(ModelSpec("ViT-Q-99", None))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 import pytest
 import torch
 from libkit import cli_env, run_cli_parallel, set_images, shared_runtime, write_experiment
-from tiny import CLASSES, write_folder
+from tiny import CLASSES, TINY_NAME, write_folder
 
 from wiseft_explorer.batching import predict_logits
 from wiseft_explorer.checkpoints import CheckpointError
@@ -105,3 +107,54 @@ def test_finetune_needs_an_experiment_for_a_folder_and_takes_no_alpha(finetune_r
     text = " ".join(runs["help"].stdout.split())  # argparse wraps lines
     assert "--alpha" not in text and "(default: 10)" in text and "(default: 3e-05," in text
     assert "(default: 500)" in text and "(default: frozen)" in text
+
+
+def test_loading_local_weights_logs_no_false_random_init_warning(tiny, caplog):
+    from wiseft_explorer.experiment import ModelSpec
+    from wiseft_explorer.models import load_clip
+
+    with caplog.at_level("WARNING"):
+        load_clip(ModelSpec(TINY_NAME, str(tiny.zeroshot), tiny.config))
+    assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+    other = logging.getLogger("some.library")
+    with caplog.at_level("WARNING"):
+        other.warning("other records still pass")
+        logging.warning("No pretrained weights loaded for model 'X'. Model initialized randomly.")  # a real one
+    assert [r.getMessage()[:5] for r in caplog.records] == ["other", "No pr"]
+
+
+@pytest.mark.parametrize("how", ["env", "no-network"])
+def test_an_uncached_tag_offline_fails_at_once_with_one_sentence(monkeypatch, how):
+    from wiseft_explorer import tags
+    from wiseft_explorer.experiment import ModelSpec
+    from wiseft_explorer.models import ModelLoadError, load_clip
+
+    if how == "env":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+        def refuse(*args, **kwargs):
+            raise OSError("Name or service not known")
+
+        monkeypatch.setattr(tags.socket, "create_connection", refuse)
+    assert not tags.tag_cached("ViT-B-32", "openai")
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError) as err:
+        load_clip(ModelSpec("ViT-B-32", "openai"))
+    assert time.monotonic() - start < 10  # not a download retried for 50 s
+    message = str(err.value)
+    assert "\n" not in message and message.endswith("set zeroshot.pretrained to a local .safetensors file")
+    assert "'openai' for ViT-B-32 are not on this machine and it is offline" in message
+
+
+def test_the_sidebar_facts_label_both_parameter_counts(tiny):
+    from wiseft_explorer.models import parameter_count
+
+    runtime = shared_runtime(tiny)
+    facts = runtime.describe()
+    classifier = parameter_count(runtime.models.zeroshot) / 1e6
+    clip = parameter_count(runtime.models.clip.model) / 1e6
+    assert facts["zero-shot"] == (f"{TINY_NAME} (classifier: image tower + head {classifier:.2f} M params; "
+                                  f"whole CLIP with its text tower {clip:.2f} M)")
+    assert clip > classifier

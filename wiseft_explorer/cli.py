@@ -131,9 +131,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     exp, pair = runtime.experiment, runtime.models
     info = {"experiment": exp.name, "file": str(exp.path), "device": str(pair.device), "precision": exp.precision,
             "zeroshot": {"model": exp.zeroshot.name, "pretrained": exp.zeroshot.pretrained,
-                         "parameters": parameter_count(pair.clip.model),
+                         "clip_parameters": parameter_count(pair.clip.model),
+                         "classifier_parameters": parameter_count(pair.zeroshot),
                          "image_tower_parameters": parameter_count(pair.zeroshot.visual)},
-            "finetuned": {"checkpoint": str(exp.finetuned), "parameters": parameter_count(pair.finetuned),
+            "finetuned": {"checkpoint": str(exp.finetuned),
+                          "classifier_parameters": parameter_count(pair.finetuned),
                           "recipe": pair.finetuned_metadata.get("recipe")},
             "head_policy": exp.head_policy, "classes": len(exp.classnames), "templates": len(exp.templates),
             "id_set": exp.id_set.name, "id_val": exp.id_val.name if exp.id_val else None,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from .checkpoints import (
 from .experiment import Experiment, ModelSpec
 from .heads import HeadProgress, cached_zero_shot_head, open_head_cache
 from .keys import file_digest, zeroshot_identity
+from .tags import TagUnavailable, check_tag_available
 
 _WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
                  "open_clip_pytorch_model.bin", "pytorch_model.bin", "open_clip_pytorch_model.pth")
@@ -135,7 +137,7 @@ def load_clip(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedClip
     elif pretrained.startswith("hf-hub:") or spec.name.startswith("hf-hub:"):
         loaded = _load_from_hub(pretrained if pretrained.startswith("hf-hub:") else spec.name)
     elif pretrained and Path(pretrained).is_file():
-        loaded = _create(spec.name)
+        loaded = _create(spec.name, weights_follow=True)
         state, _ = load_checkpoint(pretrained)
         load_full_state(loaded.model, state, Path(pretrained).name)
     else:
@@ -144,15 +146,41 @@ def load_clip(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedClip
     return loaded
 
 
-def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None) -> LoadedClip:
+class _NotRandom(logging.Filter):
+    """Drops open_clip's 'No pretrained weights loaded ... initialized randomly' when we load the weights next."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded for model")
+
+
+@contextlib.contextmanager
+def _weights_follow() -> Iterator[None]:
+    """While open_clip builds a model whose weights we load ourselves right after: no false 'random' warning."""
+    root, only = logging.getLogger(), _NotRandom()
+    root.addFilter(only)  # exactly that record, from the root logger open_clip uses; all other logging stays
+    try:
+        yield
+    finally:
+        root.removeFilter(only)
+
+
+def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None,
+            weights_follow: bool = False) -> LoadedClip:
     if not name.startswith("local-dir:") and name not in open_clip.list_models():
         raise ModelLoadError(f"unknown open_clip model '{name}'; see open_clip.list_models(), or give "
                              "zeroshot.config for a custom architecture")
+    if tag:
+        try:
+            check_tag_available(name, tag)
+        except TagUnavailable as err:
+            raise ModelLoadError(str(err)) from err
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag)
+        with _weights_follow() if weights_follow else contextlib.nullcontext():
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag)
     except RuntimeError as err:
-        raise ModelLoadError(f"could not get pretrained weights '{tag}' for '{name}': {str(err)[:200]}. Without "
-                             "internet, download the checkpoint elsewhere and set zeroshot.pretrained to its file") from None
+        raise ModelLoadError(f"could not get pretrained weights '{tag}' for '{name}' ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else 'no detail'}); download the checkpoint "
+                             "elsewhere and set zeroshot.pretrained to its file") from err
     return LoadedClip(model, preprocess, open_clip.get_tokenizer(tokenizer_name or name), name)
 
 
@@ -168,7 +196,7 @@ def _load_from_dir(folder: Path, name: str) -> LoadedClip:
     # Give open_clip a folder with only the config, so it builds the model and transforms but never loads weights.
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(config, Path(tmp) / config.name)
-        loaded = _create(f"local-dir:{tmp}", tokenizer_name=f"local-dir:{folder}")
+        loaded = _create(f"local-dir:{tmp}", tokenizer_name=f"local-dir:{folder}", weights_follow=True)
     loaded.name = name
     state, _ = load_checkpoint(weights)
     load_full_state(loaded.model, state, weights.name)

@@ -120,8 +120,12 @@ class ExperimentRuntime:
     def describe(self) -> dict[str, str]:
         """Names, sizes and device of the loaded models, as the app's sidebar lists them (loads the models)."""
         pair, exp = self.models, self.experiment
-        return {"zero-shot": f"{exp.zeroshot.name} ({parameter_count(pair.zeroshot) / 1e6:.2f} M params)",
-                "fine-tuned": f"{exp.finetuned.name} ({parameter_count(pair.finetuned) / 1e6:.2f} M params)",
+        # Two different counts, labelled: the classifier that is interpolated, and the CLIP it came from.
+        return {"zero-shot": f"{exp.zeroshot.name} (classifier: image tower + head "
+                             f"{parameter_count(pair.zeroshot) / 1e6:.2f} M params; whole CLIP with its text tower "
+                             f"{parameter_count(pair.clip.model) / 1e6:.2f} M)",
+                "fine-tuned": f"{exp.finetuned.name} (classifier: image tower + head "
+                              f"{parameter_count(pair.finetuned) / 1e6:.2f} M params)",
                 "device": str(pair.device), "classes": str(len(exp.classnames)),
                 "interpolated weights": f"{self.space.num_weights / 1e6:.2f} M", "head policy": exp.head_policy}
 
