@@ -229,3 +229,25 @@ def test_loader_workers_leave_when_their_process_is_killed(tiny, tmp_path):
     proc.wait(timeout=30)
     gone, alive = psutil.wait_procs(helpers, timeout=15)
     assert not alive, [p.cmdline()[-1][:80] for p in alive]
+
+
+EXIT_MID_SWEEP = """
+import sys, time
+from wiseft_explorer.jobs import SweepJob
+from wiseft_explorer.runtime import ExperimentRuntime
+job = SweepJob(ExperimentRuntime.from_path(sys.argv[1])).start()  # a daemon thread, as in the app's server
+while job.status().done == 0:
+    time.sleep(0.05)
+print("leaving while it streams", flush=True)
+"""
+
+
+def test_a_process_leaving_mid_sweep_exits_cleanly_and_keeps_the_state(tiny, tmp_path):
+    toml = _folder_experiment(tmp_path, tiny, per_class=100, batch=4, workers=1)
+    env = {**cli_env(), "WISEFT_SAVE_SECONDS": "1000"}  # only the stop at exit saves
+    run = subprocess.run([sys.executable, "-c", EXIT_MID_SWEEP, str(toml)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])  # was 134: terminate called ...
+    assert "leaving while it streams" in run.stdout and "terminate called" not in run.stderr
+    states = _state_entries(Path(load_experiment(toml).cache_dir))
+    assert len(states) == 1  # the stream stopped at a batch boundary and saved where it was

@@ -8,7 +8,9 @@ fair sample, and a single integer per set to save and resume from.
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,27 @@ FIRST_BATCH = 16  # images of every set in the first round: every alpha has an e
 SAVE_SECONDS = 30.0  # the partial state is saved at least this often (WISEFT_SAVE_SECONDS overrides it)
 PROBS_MAX_CLASSES = 100  # keep every class probability for small label sets (the gallery's alpha charts)
 PROBS_MAX_VALUES = 4_000_000  # ... and only while a set's images x alphas x classes stay this small (8 MB fp16)
+
+
+class StreamStopped(RuntimeError):
+    """The process is exiting: a stream stops after its current batches (its state is saved for a resume)."""
+
+
+_stopping = threading.Event()
+_running = threading.Condition()
+_active = [0]  # streams running in this process
+
+
+@atexit.register
+def _stop_streams(timeout: float = 15.0) -> None:
+    """At exit, let running streams (e.g. the app's background sweep) stop at a batch boundary, saving their state.
+
+    Python kills daemon threads at exit wherever they are: inside a forward pass with loader workers attached, the
+    process aborted ("terminate called without an active exception", exit status 134) instead of exiting.
+    """
+    _stopping.set()
+    with _running:
+        _running.wait_for(lambda: _active[0] == 0, timeout)
 
 
 def save_seconds() -> float:
@@ -182,8 +205,12 @@ def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: P
     loader = make_loader(dataset, plan_items(plan[start_batch:], evs), workers, job.device)
     started, saved_at, done = time.perf_counter(), time.perf_counter(), resumed
     batch_number, group = start_batch, []
+    with _running:
+        _active[0] += 1
     try:
         for batch in loader:
+            if _stopping.is_set():
+                raise StreamStopped("the process is exiting; the sweep resumes from its saved state next time")
             group.append(batch)
             # Batches are classified in groups of about batch_size images (the first round as one group), alpha by
             # alpha, so that theta_alpha is written once per group instead of once per batch: the first round of
@@ -214,6 +241,11 @@ def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: P
         if store is not None and batch_number > start_batch and done < total:
             store.save(streams, batch_number)
         raise
+    finally:
+        del loader  # its workers are shut down here, not by the interpreter's exit
+        with _running:
+            _active[0] -= 1
+            _running.notify_all()
     return streams
 
 
