@@ -102,8 +102,8 @@ def test_alpha_changes_metrics_and_marker(app_env):
         at.slider(key="alpha_slider").set_value(alpha).run()
         assert not at.exception
         values = _metric_values(at)
-        assert values[f"ID accuracy (ID) at α = {alpha:g}"] == f"{100 * table.loc[alpha, 'ID']:.1f}%"
-        assert values[f"Avg shift accuracy at α = {alpha:g}"] == f"{100 * table.loc[alpha, 'avg_shifts']:.1f}%"
+        assert values[f"ID at α = {alpha:g}"] == f"{100 * table.loc[alpha, 'ID']:.1f}%"
+        assert values[f"Shifts at α = {alpha:g}"] == f"{100 * table.loc[alpha, 'avg_shifts']:.1f}%"
         fig = _figure(at, "id_vs_shift")
         marker = next(t for t in fig["data"] if t.get("name") == CURRENT)
         assert marker["customdata"] == [alpha]
@@ -113,12 +113,12 @@ def test_alpha_changes_metrics_and_marker(app_env):
         assert lines[0]["x0"] == pytest.approx(alpha)
         assert at.query_params["alpha"] == f"{alpha:g}"
     zs = table.loc[0.0, "ID"]
-    delta = next(m.delta for m in at.metric if m.label.startswith("ID accuracy (ID) at"))
+    delta = next(m.delta for m in at.metric if m.label.startswith("ID at"))
     # On a grid alpha the delta carries its paired standard error from the sweep.
     se_zs, se_ft = result.curves().error("ID", 0.35)
     assert se_zs > 0
     assert delta == f"{100 * (table.loc[0.35, 'ID'] - zs):+.1f} pts ± {100 * se_zs:.1f}"
-    vs_ft = next(m.delta for m in at.metric if m.label.startswith("ID accuracy (ID): vs fine-tuned"))
+    vs_ft = next(m.delta for m in at.metric if m.label.startswith("ID vs fine-tuned"))
     assert vs_ft.endswith(f"± {100 * se_ft:.1f}")
 
 
@@ -131,7 +131,7 @@ def test_off_grid_alpha_evaluates_live(app_env):
     at.number_input(key="alpha_number").set_value(1.3)
     at.button(key="alpha_submit").click().run()
     assert not at.exception
-    assert _metric_values(at)["ID accuracy (ID) at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
+    assert _metric_values(at)["ID at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
 
 
 def test_url_alpha_is_honoured(app_env):

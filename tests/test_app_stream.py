@@ -67,8 +67,8 @@ def test_explorer_draws_every_alpha_with_intervals_then_reaches_the_final_number
     runtime = ExperimentRuntime.from_path(streaming_toml)
     table = run_sweep(runtime, cache=DiskCache(streaming_toml.parent / "reference-cache")).table()
     values = _metric_values(at)
-    assert values["ID accuracy (ID) at α = 0.5"] == f"{100 * table.loc[0.5, 'ID']:.1f}%"
-    assert values["Avg shift accuracy at α = 0.5"] == f"{100 * table.loc[0.5, 'avg_shifts']:.1f}%"
+    assert values["ID at α = 0.5"] == f"{100 * table.loc[0.5, 'ID']:.1f}%"
+    assert values["Shifts at α = 0.5"] == f"{100 * table.loc[0.5, 'avg_shifts']:.1f}%"
     stored = json.loads(next((runtime.experiment.cache_dir / "curves").glob("*.json")).read_text())
     assert stored["counts"]["ID"] == [450, 450]
 
@@ -107,5 +107,5 @@ def test_an_off_grid_alpha_on_large_sets_is_estimated_on_a_fair_sample(streaming
     assert not at.exception, [e.value for e in at.exception]
     expected = evaluate_at(runtime, 1.3, runtime.new_working(), max_images=50)
     assert expected["ID"].n == 50 and expected["Dark"].n == 10  # a sample of the big set, all of the small ones
-    assert _metric_values(at)["ID accuracy (ID) at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
+    assert _metric_values(at)["ID at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
     assert any("fair sample of up to 50 images per set (78 of 478)" in c.value for c in at.caption)

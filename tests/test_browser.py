@@ -110,7 +110,7 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         browser = _launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, timeout=WAIT_MS)
-        expect(page.get_by_text("ID accuracy (ID) at α = 0.5")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("ID at α = 0.5")).to_be_visible(timeout=WAIT_MS)
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=WAIT_MS)
         # Wait until the progressive sweep has filled the whole grid (no progress bar, no "being filled in" note,
         # twice in a row), so the keys below move a settled page and the metric values compare like with like.
@@ -120,11 +120,11 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         slider.focus()
         for _ in range(10):  # 0.5 -> 1.0 in steps of 0.05
             page.keyboard.press("ArrowRight")
-        expect(page.locator('[data-testid="stMetricLabel"]').first).to_have_text("ID accuracy (ID) at α = 1",
+        expect(page.locator('[data-testid="stMetricLabel"]').first).to_have_text("ID at α = 1",
                                                                                 timeout=WAIT_MS)
         expect(page.locator('[data-testid="stSliderThumbValue"]').first).to_have_text("1.00", timeout=WAIT_MS)
         label1, value1 = _id_metric(page)
-        assert (label0, label1) == ("ID accuracy (ID) at α = 0.5", "ID accuracy (ID) at α = 1")
+        assert (label0, label1) == ("ID at α = 0.5", "ID at α = 1")
         assert value1 != value0 and value1 == "100.0%"
         assert "alpha=1" in page.url
         page.wait_for_timeout(1000)  # let plotly finish its transition before the screenshot
@@ -217,4 +217,4 @@ def test_browser_watches_estimates_sharpen_and_a_killed_server_resume(tmp_path):
         browser.close()
     assert states[0].stem not in {p.stem for p in state_dir.glob("*.safetensors")}  # removed once finished
     reference = run_sweep(ExperimentRuntime.from_path(toml), cache=DiskCache(tmp_path / "reference")).table()
-    assert label == "ID accuracy (ID) at α = 0.5" and value == f"{100 * reference.loc[0.5, 'ID']:.1f}%"
+    assert label == "ID at α = 0.5" and value == f"{100 * reference.loc[0.5, 'ID']:.1f}%"

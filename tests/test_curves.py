@@ -98,5 +98,5 @@ def test_warm_start_draws_from_stored_curves_without_the_sweep(swept, monkeypatc
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     values = {m.label: m.value for m in at.metric}
-    assert values["ID accuracy (ID) at α = 0.35"] == f"{100 * result.top1('ID', 0.35):.1f}%"
+    assert values["ID at α = 0.35"] == f"{100 * result.top1('ID', 0.35):.1f}%"
     assert any("zero-shot" in md.value for md in at.sidebar.markdown)  # model facts still load after the body

@@ -158,3 +158,34 @@ def test_the_sidebar_facts_label_both_parameter_counts(tiny):
     assert facts["zero-shot"] == (f"{TINY_NAME} (classifier: image tower + head {classifier:.2f} M params; "
                                   f"whole CLIP with its text tower {clip:.2f} M)")
     assert clip > classifier
+
+
+def test_gallery_pictures_keep_their_aspect_ratio(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from wiseft_explorer.data import EvalSet
+
+    wide = np.zeros((50, 100, 3), np.uint8)  # black, twice as wide as high
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    ev = EvalSet("S", torch.tensor([0]), paths=[str(tmp_path / "wide.png")])
+    thumb = np.asarray(ev.picture(0, size=96))
+    assert thumb.shape == (96, 96, 3)
+    dark_rows = (thumb.mean(axis=(1, 2)) < 128).sum()
+    assert dark_rows == 48  # the picture fills the width and half the height; the rest is a white letterbox
+    assert (thumb.mean(axis=(0, 2)) < 128).sum() == 96
+
+
+def test_metric_card_titles_are_short_and_the_help_names_the_sets(tiny, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(tiny.toml))
+    at = AppTest.from_file(str(Path(__file__).parent.parent / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert labels == ["ID at α = 0.5", "ID vs fine-tuned", "Shifts at α = 0.5", "Shifts vs fine-tuned"]
+    assert all(len(label) <= 22 for label in labels)
+    helps = [m.proto.help for m in at.metric]
+    assert "**ID**" in helps[0] and "2 shift sets: Dark, Same" in helps[2]

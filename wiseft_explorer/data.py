@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .experiment import DatasetSpec, ExperimentError, load_mapping
 from .folders import scan_image_folder
@@ -58,8 +58,9 @@ class EvalSet:
             img = Image.fromarray(self.raw[index])
         else:
             img = decode_image(Path(self.paths[index]))
-        if size:
-            img = img.resize((size, size), Image.NEAREST if img.width < size else Image.BICUBIC)
+        if size:  # letterboxed into size x size: the aspect ratio is kept (a circle stays round)
+            img = ImageOps.pad(img, (size, size), Image.NEAREST if max(img.size) < size else Image.BICUBIC,
+                               color=(255, 255, 255))
         return img
 
 

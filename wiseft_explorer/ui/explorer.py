@@ -50,17 +50,20 @@ def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
     zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
     grid = curves.grid_alpha(alpha)
     cols = st.columns(4)
-    cards = [(curves.id_set, f"ID accuracy ({curves.id_set})"), ("avg_shifts", "Avg shift accuracy")]
-    for i, (key, label) in enumerate(cards):
+    shifts = ", ".join(curves.shift_sets)
+    # Short titles (the cards are a quarter of the page wide); which sets they mean is in the help.
+    cards = [(curves.id_set, "ID", f"Top-1 accuracy on the in-distribution test set **{curves.id_set}**."),
+             ("avg_shifts", "Shifts", f"Mean top-1 accuracy over the {len(curves.shift_sets)} shift sets: {shifts}.")]
+    for i, (key, title, what) in enumerate(cards):
         errors = curves.error(key, grid) if grid is not None else None
         se_zs, se_ft = errors if errors else (None, None)
         note = f" {SE_HELP}" if errors else ""
-        cols[2 * i].metric(f"{label} at α = {alpha:g}", f"{100 * acc[key]:.1f}%",
+        cols[2 * i].metric(f"{title} at α = {alpha:g}", f"{100 * acc[key]:.1f}%",
                            delta=_pts(acc[key] - zs[key], se_zs), delta_description="vs zero-shot", border=True,
-                           help=f"zero-shot (α = 0): {100 * zs[key]:.1f}%.{note}")
-        cols[2 * i + 1].metric(f"{label}: vs fine-tuned", f"{100 * acc[key]:.1f}%",
+                           help=f"{what} At α = 0 (zero-shot): {100 * zs[key]:.1f}%.{note}")
+        cols[2 * i + 1].metric(f"{title} vs fine-tuned", f"{100 * acc[key]:.1f}%",
                                delta=_pts(acc[key] - ft[key], se_ft), delta_description="vs fine-tuned",
-                               border=True, help=f"fine-tuned (α = 1): {100 * ft[key]:.1f}%.{note}")
+                               border=True, help=f"{what} At α = 1 (fine-tuned): {100 * ft[key]:.1f}%.{note}")
 
 
 @st.fragment
