@@ -189,3 +189,31 @@ def test_metric_card_titles_are_short_and_the_help_names_the_sets(tiny, monkeypa
     assert all(len(label) <= 22 for label in labels)
     helps = [m.proto.help for m in at.metric]
     assert "**ID**" in helps[0] and "2 shift sets: Dark, Same" in helps[2]
+
+
+def test_a_shared_link_carries_the_experiment(tiny, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from wiseft_explorer.ui import state
+
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    toml = write_experiment(folder, tiny, name="mine.toml", shifts=[])
+    monkeypatch.setattr(state, "EXPERIMENTS_DIR", folder)
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(tiny.toml))  # the default is another experiment
+    app = str(Path(__file__).parent.parent / "app.py")
+    at = AppTest.from_file(app, default_timeout=120)
+    at.query_params["experiment"] = "mine.toml"
+    at.query_params["alpha"] = "0.25"
+    at.run()
+    assert not at.exception
+    assert at.session_state[state.EXPERIMENT_KEY] == str(toml.resolve())
+    assert at.query_params["experiment"] in ("mine.toml", ["mine.toml"])  # AppTest may give a list
+    for bad in ("../tiny.toml", "/etc/passwd", "nope.toml"):
+        other = AppTest.from_file(app, default_timeout=120)
+        other.query_params["experiment"] = bad
+        other.run()
+        assert not other.exception and any("Ignoring `?experiment=" in w.value for w in other.warning)
+        assert other.session_state[state.EXPERIMENT_KEY] == str(tiny.toml.resolve())

@@ -31,14 +31,42 @@ def default_experiment() -> Path:
     return Path(env).expanduser().resolve() if env else DEFAULT_EXPERIMENT
 
 
+def _from_url() -> Path | None:
+    """The experiment a shared link names (`?experiment=demo-linear.toml`, inside experiments/), or None."""
+    raw = st.query_params.get("experiment")
+    if raw is None:
+        return None
+    path = (EXPERIMENTS_DIR / raw).resolve()
+    # Only files of the experiments folder: a link must not make the server open any path it is given.
+    if path.suffix == ".toml" and path.is_file() and path.parent == EXPERIMENTS_DIR.resolve():
+        return path
+    st.warning(f"Ignoring `?experiment={raw}` in the URL: it names no experiment file in the experiments folder "
+               f"(`{EXPERIMENTS_DIR}`); showing the default one.")
+    return None
+
+
+def _to_url(path: Path) -> None:
+    """Put the session's experiment into the URL when a link can name it (a file of the experiments folder)."""
+    if path.parent == EXPERIMENTS_DIR.resolve() and path.suffix == ".toml":
+        st.query_params["experiment"] = path.name
+    elif "experiment" in st.query_params:
+        del st.query_params["experiment"]
+
+
 def experiment_path() -> Path:
-    """The experiment file this session looks at."""
-    return Path(st.session_state.setdefault(EXPERIMENT_KEY, str(default_experiment())))
+    """The experiment file this session looks at: from the URL on a session's first run, else its choice."""
+    if EXPERIMENT_KEY not in st.session_state:
+        st.session_state[EXPERIMENT_KEY] = str(_from_url() or default_experiment())
+    path = Path(st.session_state[EXPERIMENT_KEY])
+    _to_url(path)
+    return path
 
 
 def set_experiment(path: str | Path) -> None:
-    """Switch this session to another experiment file."""
-    st.session_state[EXPERIMENT_KEY] = str(Path(path).expanduser().resolve())
+    """Switch this session to another experiment file (and the shareable URL with it)."""
+    resolved = Path(path).expanduser().resolve()
+    st.session_state[EXPERIMENT_KEY] = str(resolved)
+    _to_url(resolved)
 
 
 def experiment_files() -> list[Path]:
