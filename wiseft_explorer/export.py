@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from .checkpoints import OPEN_CLIP_FORMAT, save_checkpoint
@@ -31,3 +32,9 @@ def export_interpolated(runtime: ExperimentRuntime, alpha: float, out: str | Pat
     # No compact rows here: open_clip's own loader must read this file as a plain state dict.
     return save_checkpoint(out, full, {"format": OPEN_CLIP_FORMAT, "model": pair.clip.name, **provenance},
                            compact=False)
+
+
+def export_bytes(runtime: ExperimentRuntime, alpha: float, fmt: str = "classifier") -> bytes:
+    """The interpolated model at alpha as .safetensors bytes (for a download: nothing is kept afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="wiseft-export-") as tmp:
+        return export_interpolated(runtime, alpha, Path(tmp) / "model.safetensors", fmt).read_bytes()

@@ -75,10 +75,11 @@ class SweepJob:
             result = run_sweep(self.runtime, self.alphas, cache=self.cache, on_progress=self._on_progress)
         except Exception as err:  # reported to every reader instead of dying silently in the thread
             with self._lock:
-                self._error, self._finished = err, True
+                self._error, self._finished, self.runtime = err, True, None
             return
         with self._lock:
             self._result, self._finished, self.finished_at = result, True, time.perf_counter()
+            self.runtime = None  # the result is all readers need: the runtime may be evicted from the registry
             self._done = self._total = max(self._total, 1)
             self._message = "done"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from .keys import experiment_fingerprint, set_fingerprint
 from .models import ImageClassifier, ModelPair, load_models, parameter_count
 from .stream import default_workers
 
+WORKING_POOL = 2  # working models per runtime, shared by every session (see borrow_working)
+
 
 class ExperimentRuntime:
     """Everything an experiment needs at run time; safe to share between threads and sessions (read-only)."""
@@ -26,6 +29,9 @@ class ExperimentRuntime:
         self._lock = threading.RLock()
         self._sets: dict[str, EvalSet] = {}
         self._set_fps: dict[str, str] = {}
+        self._pool: list[Working] = []
+        self._pool_made = 0
+        self._pool_free = threading.Condition()
         self.head_progress: HeadProgress | None = None  # e.g. the CLI's progress bar
 
     @classmethod
@@ -107,6 +113,52 @@ class ExperimentRuntime:
     def new_working(self) -> Working:
         """A private working model for one session or thread."""
         return self.space.new_working()
+
+    @contextlib.contextmanager
+    def borrow_working(self) -> Iterator[Working]:
+        """A working model from a small pool shared by every session, for one computation.
+
+        However many sessions come, the runtime holds at most WORKING_POOL of them; each borrower writes the alpha
+        it needs before using it (classifier_at), so no session ever computes at another's alpha.
+        """
+        with self._pool_free:
+            self._pool_free.wait_for(lambda: self._pool or self._pool_made < WORKING_POOL)
+            if self._pool:
+                working = self._pool.pop()
+            else:
+                self._pool_made += 1
+                working = None
+        if working is None:
+            try:
+                working = self.new_working()
+            except BaseException:
+                with self._pool_free:
+                    self._pool_made -= 1
+                    self._pool_free.notify()
+                raise
+        try:
+            yield working
+        finally:
+            with self._pool_free:
+                self._pool.append(working)
+                self._pool_free.notify()
+
+    def memory_bytes(self) -> int:
+        """Bytes of the tensors this runtime holds (models, weight line, pooled working models); 0 before loading."""
+        if not self.models_loaded:
+            return 0
+        pair, seen, total = self.models, set(), 0
+        tensors = [t for m in (pair.clip.model, pair.zeroshot, pair.finetuned) for t in m.state_dict().values()]
+        if "space" in self.__dict__:
+            tensors += [*self.space.theta0.values(), *self.space.theta1.values()]
+        with self._pool_free:
+            tensors += [flat for working in self._pool for flat in working.flats.values()]
+        for tensor in tensors:
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in seen:  # views share storage: count each buffer once
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        return total
 
     def classifier_at(self, working: Working, alpha: float) -> ImageClassifier:
         """theta_alpha written into the caller's own working model."""

@@ -46,7 +46,8 @@ def image_detail(runtime: ExperimentRuntime, result: SweepResult, set_name: str,
         if failed:
             st.warning(f"Image #{index} could not be decoded: {failed[0][1]}")
             return
-        probs = probability_along_alpha(runtime, image, state.working_model(runtime), alphas)[:, 0]
+        with runtime.borrow_working() as working:
+            probs = probability_along_alpha(runtime, image, working, alphas)[:, 0]
     left, right = st.columns([1, 3])
     left.image(ev.picture(index, size=192), caption=f"#{index}: {names[int(ev.labels[index])]}")
     right.plotly_chart(plots.probability_vs_alpha(curve_frame(probs, names, alphas), alpha,

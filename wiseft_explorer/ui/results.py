@@ -17,7 +17,6 @@ from ..gallery import grid_alpha
 from ..jobs import JobStatus, SweepJob
 from ..runtime import ExperimentRuntime
 from ..sweep import Predictions, SweepResult, cached_sweep, evaluate_at, run_sweep
-from . import state
 
 # While the sets stream, the page is redrawn with sharper estimates at most this often; between redraws only the
 # small progress fragment reruns (a full redraw costs the browser and the server a second of CPU or more).
@@ -121,7 +120,7 @@ def compute_sweep(runtime: ExperimentRuntime) -> SweepResult:
     def progress(done: StreamProgress, _snapshot) -> None:
         bar.progress(done.done / done.total if done.total else 1.0, text=f"Running the α sweep: {done.line()}")
 
-    result = run_sweep(runtime, ALPHA_GRID, working=state.working_model(runtime), on_progress=progress)
+    result = run_sweep(runtime, ALPHA_GRID, on_progress=progress)
     bar.empty()
     return result
 
@@ -131,8 +130,8 @@ def live_predictions(runtime: ExperimentRuntime, alpha: float) -> dict[str, Pred
     memo: dict = st.session_state.setdefault(_LIVE_KEY, {})
     key = (str(runtime.experiment.path), id(runtime), round(alpha, 6))
     if key not in memo:
-        with st.spinner(f"Evaluating every set at α = {alpha:g}…"):
-            memo[key] = evaluate_at(runtime, alpha, state.working_model(runtime), max_images=LIVE_MAX_IMAGES)
+        with st.spinner(f"Evaluating every set at α = {alpha:g}…"), runtime.borrow_working() as working:
+            memo[key] = evaluate_at(runtime, alpha, working, max_images=LIVE_MAX_IMAGES)
         while len(memo) > _LIVE_MAX:
             memo.pop(next(iter(memo)))
     return memo[key]

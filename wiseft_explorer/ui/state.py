@@ -13,13 +13,12 @@ from ..curves import ALPHA_GRID, PAPER_ALPHA, Curves, curves_path, stored_curves
 from ..experiment import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, Experiment, ExperimentError, load_experiment
 
 if TYPE_CHECKING:  # the runtime side imports torch: loaded only once a page needs models (see load_runtime)
-    from ..interpolate import Working
+    from ..registry import RuntimeRegistry
     from ..runtime import ExperimentRuntime
 
 ENV_EXPERIMENT = "WISEFT_EXPERIMENT"  # lets tests (and users) point the app at another experiment file
 ALPHA_KEY = "wiseft_alpha"  # not a widget key, so the value survives page switches
 EXPERIMENT_KEY = "wiseft_experiment"
-WORKING_KEY = "wiseft_working"
 SYNCED_KEY = "wiseft_alpha_synced"  # the alpha the slider and number input were last set to
 ALPHA_MIN, ALPHA_MAX = -1.0, 2.0  # extrapolation range of the number input
 BUILD_HINT = "python -m wiseft_explorer build-demo"
@@ -75,12 +74,12 @@ def experiment_files() -> list[Path]:
     return list(dict.fromkeys([default_experiment(), *found, experiment_path()]))
 
 
-@st.cache_resource(show_spinner="Loading the experiment…", max_entries=8)
-def _shared_runtime(path: str, mtime_ns: int) -> ExperimentRuntime:
-    """One runtime per experiment file version, shared read-only by every session."""
-    from ..runtime import ExperimentRuntime
+@st.cache_resource
+def _registry() -> RuntimeRegistry:
+    """The server's runtimes, shared read-only by every session, within the models' memory budget."""
+    from ..registry import RuntimeRegistry
 
-    return ExperimentRuntime.from_path(path)
+    return RuntimeRegistry()
 
 
 def _file_missing(path: Path) -> bool:
@@ -129,9 +128,11 @@ def load_runtime(path: Path | None = None, *, load_models: bool = True) -> Exper
     if _file_missing(path):
         return None
     try:
-        runtime = _shared_runtime(str(path), path.stat().st_mtime_ns)
+        registry = _registry()
+        runtime = registry.get(str(path), path.stat().st_mtime_ns)  # one per experiment file version
         if load_models and not runtime.models_loaded:  # load now: a broken checkpoint is reported here, not mid-page
             _load_models(runtime)
+            registry.trim(keep=runtime)  # least recently used experiments go when the budget is exceeded
     except (ExperimentError, ModelLoadError, OSError, ValueError, RuntimeError) as err:
         st.error(f"Cannot load `{path.name}`: {err}")
         return None
@@ -149,15 +150,6 @@ def _load_models(runtime: ExperimentRuntime) -> None:
     with st.spinner("Loading the models…"):
         runtime.load_models(progress)
     slot.empty()
-
-
-def working_model(runtime: ExperimentRuntime) -> Working:
-    """This session's own interpolated model (never shared: sessions at different alphas stay independent)."""
-    models = st.session_state.setdefault(WORKING_KEY, {})
-    key = str(runtime.experiment.path)
-    if key not in models or models[key][0] is not runtime:
-        models[key] = (runtime, runtime.new_working())
-    return models[key][1]
 
 
 def _parse_alpha(raw: str | None) -> float | None:

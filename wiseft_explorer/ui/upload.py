@@ -97,8 +97,8 @@ def upload_page(runtime: ExperimentRuntime) -> None:
         return
     extra = [e.strip() for e in extra_text.split(",") if e.strip()]
     batch = [(f.name, f.getvalue()) for f in files]
-    with st.spinner(f"Predicting {len(batch)} file(s)…"):
-        analyses = analyse_uploads(runtime, state.working_model(runtime), batch, alpha, extra)
+    with st.spinner(f"Predicting {len(batch)} file(s)…"), runtime.borrow_working() as working:
+        analyses = analyse_uploads(runtime, working, batch, alpha, extra)
     ok = sum(a.error is None for a in analyses)
     st.caption(f"{ok} of {len(analyses)} file(s) predicted.")
     for i, item in enumerate(analyses):
