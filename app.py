@@ -4,6 +4,7 @@ and the navigation to the Gallery, Upload and Models pages."""
 import streamlit as st
 
 from wiseft_explorer.ui import explorer, sidebar, state
+from wiseft_explorer.ui.errors import shown_errors
 
 
 def explorer_page() -> None:
@@ -35,14 +36,16 @@ def explorer_page() -> None:
     runtime = state.load_runtime()
     if runtime is None:
         st.stop()
-    results.sweep_job(runtime)  # a cold start: start computing before anything else is drawn
-    sidebar.runtime_details(runtime)
-    result, complete = results.ensure_sweep(runtime, alpha, notice)
-    if result is None:
-        st.stop()
-    explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete, notice)
-    if not complete:
-        results.sweep_progress(runtime, result.images[0])
+    with shown_errors("The Explorer cannot show this experiment"):
+        results.sweep_job(runtime)  # a cold start: start computing before anything else is drawn
+        sidebar.runtime_details(runtime)
+        result, complete = results.ensure_sweep(runtime, alpha, notice)
+        if result is None:
+            st.stop()
+        explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete,
+                               notice)
+        if not complete:
+            results.sweep_progress(runtime, result.images[0])
 
 
 # st.navigation names the landing page "Explorer" (with plain pages/ discovery it would be called "app").

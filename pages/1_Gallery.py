@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from wiseft_explorer.ui.errors import shown_errors
 from wiseft_explorer.ui.gallery_view import gallery_page
 from wiseft_explorer.ui.sidebar import sidebar
 
@@ -10,4 +11,5 @@ runtime = sidebar()
 st.title("Gallery")
 st.caption("Which images does fine-tuning fix or break, and which does WiSE-FT rescue?")
 if runtime is not None:
-    gallery_page(runtime)
+    with shown_errors("The gallery cannot be shown"):
+        gallery_page(runtime)

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from wiseft_explorer.ui.errors import shown_errors
 from wiseft_explorer.ui.sidebar import sidebar
 from wiseft_explorer.ui.upload import upload_page
 
@@ -9,4 +10,5 @@ st.set_page_config(page_title="Upload · WiSE-FT Explorer", page_icon="📤", la
 runtime = sidebar()
 st.title("Upload images")
 if runtime is not None:
-    upload_page(runtime)
+    with shown_errors("The upload cannot be analysed"):
+        upload_page(runtime)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from wiseft_explorer.ui.builder import builder_section, export_section
+from wiseft_explorer.ui.errors import shown_errors
 from wiseft_explorer.ui.sidebar import sidebar
 
 st.set_page_config(page_title="Models · WiSE-FT Explorer", page_icon="🧩", layout="wide")
@@ -10,4 +11,5 @@ runtime = sidebar()
 st.title("Models")
 builder_section()
 if runtime is not None:
-    export_section(runtime)
+    with shown_errors("The export is not available"):
+        export_section(runtime)

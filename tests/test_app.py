@@ -188,18 +188,32 @@ def test_gallery_filters_show_only_matching_images(app_env, choice):
     assert shown == expected
 
 
-def test_models_page_validates_and_saves(app_env, tmp_path, monkeypatch):
+def _submit(at: AppTest) -> AppTest:
+    """Press the builder form's 'Validate and save'."""
+    next(b for b in at.button if b.label == "Validate and save").click().run()
+    return at
+
+
+def test_models_page_refuses_an_empty_form(app_env, tmp_path, monkeypatch):
     from wiseft_explorer.ui import builder
 
     monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
-    at = _run("pages/3_Models.py")
-    at.button[0].click().run()  # empty form
+    at = _submit(_run("pages/3_Models.py"))
     assert any("Not saved" in e.value for e in at.error)
-    assert not at.exception
+    assert not at.exception and not list(tmp_path.glob("*.toml"))
 
 
-def _field(widgets, label: str):
-    return next(w for w in widgets if w.label == label)
+def _fill_tiny(at: AppTest, folder: Path, shift_source: Path) -> None:
+    at.text_input(key="b_name").set_value("Built in the app")
+    at.text_input(key="b_model").set_value(TINY_NAME)
+    at.text_input(key="b_pretrained").set_value(str(folder / "zeroshot.safetensors"))
+    at.text_input(key="b_config").set_value(str(folder / f"{TINY_NAME}.json"))
+    at.text_input(key="b_finetuned").set_value(str(folder / "finetuned.safetensors"))
+    at.text_area(key="b_classes").set_value("\n".join(CLASSES))
+    at.text_area(key="b_templates").set_value(TEMPLATES[0])
+    at.text_input(key="b_id_source").set_value(str(folder / "id"))
+    at.text_input(key="b_s0_name").set_value("Dark")
+    at.text_input(key="b_s0_source").set_value(str(shift_source))
 
 
 def test_models_page_builds_a_real_experiment(app_env, tmp_path, monkeypatch):
@@ -209,21 +223,57 @@ def test_models_page_builds_a_real_experiment(app_env, tmp_path, monkeypatch):
     monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
     folder = app_env.parent
     at = _run("pages/3_Models.py")
-    _field(at.text_input, "Experiment name").set_value("Built in the app")
-    _field(at.text_input, "open_clip model name").set_value(TINY_NAME)
-    _field(at.text_input, "pretrained tag or checkpoint path").set_value(str(folder / "zeroshot.safetensors"))
-    _field(at.text_input, "custom model config JSON (optional)").set_value(str(folder / f"{TINY_NAME}.json"))
-    _field(at.text_input, "fine-tuned checkpoint path (.safetensors)").set_value(str(folder / "finetuned.safetensors"))
-    _field(at.text_area, "class names, one per line").set_value("\n".join(CLASSES))
-    _field(at.text_area, "templates, one per line with {} (or openai / simple)").set_value(TEMPLATES[0])
-    _field(at.text_input, "ID test folder").set_value(str(folder / "id"))
-    _field(at.text_area, "shift sets, one per line: Name = /path/to/folder").set_value(f"Dark = {folder / 'shift'}")
-    at.button[0].click().run()
+    _fill_tiny(at, folder, folder / "shift")
+    _submit(at)
+    # The shift folder has 2 of the 3 classes and no subset: not saved, with a button that restricts it.
+    assert not at.exception and any("Not saved" in e.value for e in at.error)
+    assert any("Dark: 10 images of 2 of 3 classes" in w.value and "no class subset" in w.value for w in at.warning)
+    assert not (tmp_path / "built-in-the-app.toml").exists()
+    next(b for b in at.button if b.label.startswith("Restrict Dark")).click().run()
+    assert at.text_area(key="b_s0_classes").value == "\n".join(CLASSES[:2])
+    _submit(at)
     assert not at.exception and not at.error, [e.value for e in at.error]
-    saved = tmp_path / "built-in-the-app.toml"
-    exp = load_experiment(saved)
+    exp = load_experiment(tmp_path / "built-in-the-app.toml")
     assert exp.classnames == tuple(CLASSES) and [s.name for s in exp.shifts] == ["Dark"]
+    assert exp.shifts[0].classes == tuple(CLASSES[:2])
     at.button(key="run_built").click().run()
     assert not at.exception and any("Sweep done" in m.value for m in at.success)
     downloads = at.get("download_button")
     assert downloads and "α = 0.5" in downloads[0].proto.label
+
+
+def test_models_page_checks_folders_before_saving_and_never_shows_a_traceback(app_env, tmp_path, monkeypatch):
+    from wiseft_explorer.ui import builder
+
+    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
+    folder = app_env.parent
+    bad = tmp_path / "bad-shift"
+    (bad / "unknown class").mkdir(parents=True)
+    (bad / "unknown class" / "x.png").write_bytes(png_bytes())
+    at = _run("pages/3_Models.py")
+    _fill_tiny(at, folder, bad)
+    _submit(at)
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("Not saved" in e for e in errors)
+    assert any(e.startswith("Dark: ") and "'unknown class' match no class name" in e and "\n" not in e
+               for e in errors), errors
+    assert not list(tmp_path.glob("*.toml"))
+
+
+def test_models_page_opens_an_existing_experiment_to_edit(app_env, tmp_path, monkeypatch):
+    from wiseft_explorer.experiment import load_experiment
+    from wiseft_explorer.ui import builder
+
+    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
+    at = _run("pages/3_Models.py")
+    at.selectbox(key="builder_open").set_value(app_env)
+    at.button(key="builder_load").click().run()
+    assert not at.exception
+    assert at.text_input(key="b_name").value == "tiny test experiment" and at.number_input(key="b_nshifts").value == 2
+    assert at.text_area(key="b_s0_classes").value == "\n".join(CLASSES[:2])
+    at.text_input(key="b_name").set_value("tiny edited")
+    _submit(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    edited, original = load_experiment(tmp_path / "tiny-edited.toml"), load_experiment(app_env)
+    assert edited.shifts == original.shifts and edited.classnames == original.classnames

@@ -146,6 +146,25 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
 
         page.goto(f"{url}/Models", timeout=WAIT_MS)
         expect(page.get_by_text("Configure a real experiment")).to_be_visible(timeout=WAIT_MS)
+        # An experiment whose shift folder has a class folder no class name matches: one line, no traceback.
+        exp_dir = root / "exp"
+        bad = root / "bad-shift" / "unknown class"
+        bad.mkdir(parents=True)
+        (bad / "x.png").write_bytes(png_bytes())
+        fields = {"open_clip model name": "wiseft-tiny-rn",
+                  "pretrained tag or checkpoint path": str(exp_dir / "zeroshot.safetensors"),
+                  "custom model config JSON (optional)": str(exp_dir / "wiseft-tiny-rn.json"),
+                  "fine-tuned checkpoint path (.safetensors)": str(exp_dir / "finetuned.safetensors"),
+                  "class names, one per line": "red square\ngreen circle\nblue stripes",
+                  "ID test folder": str(exp_dir / "id"), "shift 1 folder": str(root / "bad-shift")}
+        for label, value in fields.items():
+            page.get_by_label(label, exact=True).fill(value)
+        page.get_by_role("button", name="Validate and save").click()
+        expect(page.get_by_text("Not saved: fix the folders below first.")).to_be_visible(timeout=WAIT_MS)
+        problem = page.get_by_text("'unknown class' match no class name")
+        expect(problem).to_be_visible(timeout=WAIT_MS)
+        assert "\n" not in problem.inner_text().strip()
+        assert page.locator('[data-testid="stException"]').count() == 0 and "Traceback" not in page.content()
         page.screenshot(path=str(ARTIFACTS / "models.png"), full_page=True)
         browser.close()
     for name in ("explorer", "gallery", "upload", "models"):

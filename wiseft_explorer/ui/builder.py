@@ -1,114 +1,172 @@
-"""Models page: build an experiment without writing TOML, validate, save, sweep; export theta_alpha."""
+"""Models page: build or edit an experiment without writing TOML, check its folders, save, sweep; export theta_alpha."""
 
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 import streamlit as st
 
-from ..experiment import EXPERIMENTS_DIR, REPO_ROOT, ExperimentError, experiment_to_toml, parse_experiment
+from ..experiment import EXPERIMENTS_DIR, REPO_ROOT, ExperimentError, experiment_to_toml, load_experiment
 from ..export import export_bytes
+from ..forms import Form, default_form, form_experiment, form_of, slug
 from ..runtime import ExperimentRuntime
+from ..validate import SetCheck, check_experiment
 from . import results, state
+from .errors import shown_errors
+
+KEY = "b_"  # widget keys of the form: "b_" + the field names of forms.py
+MAX_SHIFTS = 8
+_CHECKS = "builder_checks"
 
 
-def experiment_table(form: dict) -> dict:
-    """The builder's fields -> an experiment TOML table (what parse_experiment validates)."""
-    def lines(text: str) -> list[str]:
-        return [line.strip() for line in text.splitlines() if line.strip()]
-
-    templates = lines(form["templates"])
-    data: dict = {
-        "name": form["name"].strip() or "my experiment",
-        "device": form["device"], "head_policy": form["head_policy"],
-        "zeroshot": {"model": form["model"].strip()},
-        "finetuned": {"checkpoint": form["finetuned"].strip()},
-        "classes": {"names": lines(form["classes"]),
-                    "templates": templates[0] if templates in (["openai"], ["simple"]) else templates},
-        "id": {"name": "ID", "source": form["id_source"].strip()},
-    }
-    for key, field in (("pretrained", "pretrained"), ("config", "config")):
-        if form[field].strip():
-            data["zeroshot"][key] = form[field].strip()
-    if form["id_val"].strip():
-        data["id_val"] = {"name": "ID-val", "source": form["id_val"].strip()}
-    shifts = []
-    for i, line in enumerate(lines(form["shifts"])):
-        name, sep, source = line.partition("=")
-        shifts.append({"name": name.strip(), "source": source.strip()} if sep else
-                      {"name": f"shift-{i}", "source": line})
-    data["shifts"] = shifts
-    return data
+def _fill(form: Form) -> None:
+    """Put form values into the widgets (a callback: runs before the widgets are drawn again)."""
+    for name, value in form.items():
+        st.session_state[KEY + name] = value
 
 
-def slug(name: str) -> str:
-    """A safe file stem for an experiment name."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "experiment"
+def _open_existing() -> None:
+    """Pick an experiment file and load it into the form to edit it."""
+    files = [p for p in state.experiment_files() if p.is_file()]
+    if not files:
+        return
+    c1, c2 = st.columns([3, 1])
+    choice = c1.selectbox("Open an existing experiment to edit", files, key="builder_open",
+                          format_func=lambda p: p.name)
+
+    def load() -> None:
+        try:
+            form = form_of(load_experiment(choice, for_finetuning=True))
+        except (ExperimentError, OSError) as err:
+            st.session_state["builder_open_error"] = str(err).splitlines()[0]
+            return
+        st.session_state.pop("builder_open_error", None)
+        _fill({**form, "overwrite": True})
+
+    c2.button("Load into the form", key="builder_load", on_click=load)
+    if st.session_state.get("builder_open_error"):
+        st.error(f"Cannot open it: {st.session_state['builder_open_error']}")
 
 
-def _form() -> dict | None:
+def _set_fields(container, prefix: str, label: str, shift: bool) -> None:
+    with container:
+        cols = st.columns([2, 3, 2, 1] if shift else [3, 2, 1])
+        if shift:
+            cols[0].text_input("name", key=f"{KEY}{prefix}_name", placeholder="ImageNet-R")
+            cols = cols[1:]
+        cols[0].text_input(f"{label} folder", key=f"{KEY}{prefix}_source",
+                           placeholder="/data/imagenet-r (ImageFolder layout: folder/<class>/<image>)")
+        cols[1].text_input("mapping file (optional)", key=f"{KEY}{prefix}_mapping",
+                           help="JSON object: folder name -> class name (e.g. WordNet ids -> names).")
+        cols[2].number_input("limit (0 = all)", 0, step=100, key=f"{KEY}{prefix}_limit",
+                             help="A seeded sample of this many images, every class in proportion.")
+        if shift:
+            st.text_area("class subset (optional; names, comma or one per line)", key=f"{KEY}{prefix}_classes",
+                         height=68, help="Logits are restricted to these classes before the argmax, as the paper "
+                                         "does for ImageNet-R and -A. Leave empty to score against every class.")
+
+
+def _form() -> Form | None:
+    """The form; its fields when 'Validate and save' was pressed, else None."""
+    for name, value in default_form().items():
+        st.session_state.setdefault(KEY + name, value)
+    st.number_input("shift sets", 0, MAX_SHIFTS, key=KEY + "nshifts")
     with st.form("builder"):
         st.markdown("**Zero-shot model** (open_clip)")
         c1, c2, c3 = st.columns(3)
-        form = {"name": c1.text_input("Experiment name", "my experiment"),
-                "model": c2.text_input("open_clip model name", placeholder="ViT-B-32"),
-                "pretrained": c3.text_input("pretrained tag or checkpoint path",
-                                            placeholder="laion2b_s34b_b79k or /path/open_clip_model.safetensors",
-                                            help="Tags must already be in the local open_clip cache: the app "
-                                                 "never downloads.")}
+        c1.text_input("Experiment name", key=KEY + "name")
+        c2.text_input("open_clip model name", key=KEY + "model", placeholder="ViT-B-32")
+        c3.text_input("pretrained tag or checkpoint path", key=KEY + "pretrained",
+                      placeholder="laion2b_s34b_b79k or /path/open_clip_model.safetensors",
+                      help="A tag must already be in the local cache when the machine is offline.")
         c1, c2 = st.columns(2)
-        form["config"] = c1.text_input("custom model config JSON (optional)")
-        form["finetuned"] = c2.text_input("fine-tuned checkpoint path (.safetensors)")
-        st.markdown("**Classes and prompts**")
+        c1.text_input("custom model config JSON (optional)", key=KEY + "config")
+        c2.text_input("fine-tuned checkpoint path (.safetensors)", key=KEY + "finetuned")
+        st.markdown("**Classes and prompts** (in the order the fine-tuned checkpoint was trained with)")
         c1, c2 = st.columns(2)
-        form["classes"] = c1.text_area("class names, one per line")
-        form["templates"] = c2.text_area("templates, one per line with {} (or openai / simple)", "openai")
-        st.markdown("**Datasets** (folders in ImageFolder layout: folder/<class name>/<image>)")
+        c1.text_area("class names, one per line", key=KEY + "classes")
+        c2.text_area("templates, one per line with {} (or openai / simple)", key=KEY + "templates")
+        st.markdown("**Datasets**")
+        _set_fields(st.container(), "id", "ID test", shift=False)
+        _set_fields(st.container(), "val", "held-out ID (optional, for choosing α)", shift=False)
+        for i in range(int(st.session_state[KEY + "nshifts"])):
+            _set_fields(st.container(border=True), f"s{i}", f"shift {i + 1}", shift=True)
         c1, c2 = st.columns(2)
-        form["id_source"] = c1.text_input("ID test folder")
-        form["id_val"] = c2.text_input("held-out ID folder (optional, for choosing α)")
-        form["shifts"] = st.text_area("shift sets, one per line: Name = /path/to/folder")
-        c1, c2 = st.columns(2)
-        form["device"] = c1.selectbox("device", ["auto", "cpu", "cuda", "mps"])
-        form["head_policy"] = c2.selectbox("head policy", ["interpolate", "zeroshot", "finetuned"])
-        form["overwrite"] = st.checkbox("overwrite an existing file of the same name")
-        return form if st.form_submit_button("Validate and save") else None
+        c1.selectbox("device", ["auto", "cpu", "cuda", "mps"], key=KEY + "device")
+        c2.selectbox("head policy", ["interpolate", "zeroshot", "finetuned"], key=KEY + "head_policy")
+        st.checkbox("overwrite an existing file of the same name", key=KEY + "overwrite")
+        st.checkbox("score folders that cover only some classes against every class", key=KEY + "all_classes")
+        if not st.form_submit_button("Validate and save"):
+            return None
+    return {name.removeprefix(KEY): value for name, value in st.session_state.items()
+            if isinstance(name, str) and name.startswith(KEY)}
 
 
-def save_experiment(form: dict, folder: Path | None = None) -> Path:
-    """Validate the builder's fields and write experiments/<name>.toml; raises ExperimentError with the fix."""
+def save_experiment(form: Form, folder: Path | None = None) -> tuple[Path | None, list[SetCheck]]:
+    """Validate the fields and every folder, then write <folder>/<name>.toml; (None, checks) when a check fails."""
     folder = folder or EXPERIMENTS_DIR
-    data = experiment_table(form)
-    exp = parse_experiment(data, REPO_ROOT)  # relative paths start at the project folder
+    exp = form_experiment(form, REPO_ROOT)  # relative paths start at the project folder
+    checks = check_experiment(exp)
+    if any(c.error for c in checks) or (any(c.needs_subset for c in checks) and not form.get("all_classes")):
+        return None, checks
     path = folder / f"{slug(exp.name)}.toml"
     if path.exists() and not form.get("overwrite"):
         raise ExperimentError(f"{path.name} already exists; tick 'overwrite' or choose another experiment name")
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(experiment_to_toml(exp), encoding="utf-8")
-    return path
+    return path, checks
+
+
+def _show_checks(checks: list[SetCheck], total: int) -> None:
+    """Each folder's findings; a restrict button for a shift that covers fewer classes than the experiment."""
+    for i, check in enumerate(checks):
+        if check.error:
+            st.error(check.summary(total))
+        elif check.needs_subset:
+            st.warning(f"{check.summary(total)}, but it has no class subset: its images would be scored against "
+                       f"all {total} classes. Restrict its logits to its own classes (as the paper does for "
+                       "ImageNet-R and -A), or tick 'score … against every class'.")
+            prefix = _prefix_of(check.name)
+            if prefix:
+                st.button(f"Restrict {check.name} to its {len(check.covered)} classes", key=f"restrict_{i}",
+                          on_click=_fill, args=({f"{prefix}_classes": "\n".join(check.covered)},))
+        else:
+            st.caption(check.summary(total))
+
+
+def _prefix_of(name: str) -> str | None:
+    """The form prefix of the shift set named `name`."""
+    for i in range(int(st.session_state.get(KEY + "nshifts", 0))):
+        if (st.session_state.get(f"{KEY}s{i}_name") or f"shift-{i}").strip() == name:
+            return f"s{i}"
+    return None
 
 
 def builder_section() -> None:
-    """Form -> validation errors or a saved TOML, then (optionally) the sweep with progress."""
+    """Open or fill the form -> checked folders -> a saved TOML, then (optionally) the sweep with progress."""
     st.subheader("Configure a real experiment")
+    _open_existing()
     form = _form()
     if form is not None:
-        try:
-            path = save_experiment(form)
-        except (ExperimentError, OSError) as err:
-            st.error(f"Not saved: {err}")
-        else:
-            st.session_state["built_experiment"] = str(path)
-            st.success(f"Saved `{path}`. It is now in the sidebar's experiment list.")
+        with shown_errors("Not saved"):
+            path, checks = save_experiment(form)
+            st.session_state[_CHECKS] = (checks, len([c for c in form.get("classes", "").splitlines() if c.strip()]))
+            if path is None:
+                st.error("Not saved: fix the folders below first.")
+            else:
+                st.session_state["built_experiment"] = str(path)
+                st.success(f"Saved `{path}`. It is now in the sidebar's experiment list.")
+    if _CHECKS in st.session_state:
+        _show_checks(*st.session_state[_CHECKS])
     built = st.session_state.get("built_experiment")
     if built and st.button(f"Use `{Path(built).name}` and run its sweep", key="run_built"):
         state.set_experiment(built)
         runtime = state.load_runtime(Path(built))
         if runtime is not None:
-            results.compute_sweep(runtime)
-            st.success("Sweep done: the Explorer and Gallery pages now show this experiment.")
+            with shown_errors("The sweep failed"):
+                results.compute_sweep(runtime)
+                st.success("Sweep done: the Explorer and Gallery pages now show this experiment.")
 
 
 def export_section(runtime: ExperimentRuntime) -> None:

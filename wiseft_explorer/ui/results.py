@@ -120,9 +120,10 @@ def compute_sweep(runtime: ExperimentRuntime) -> SweepResult:
     def progress(done: StreamProgress, _snapshot) -> None:
         bar.progress(done.done / done.total if done.total else 1.0, text=f"Running the α sweep: {done.line()}")
 
-    result = run_sweep(runtime, ALPHA_GRID, on_progress=progress)
-    bar.empty()
-    return result
+    try:
+        return run_sweep(runtime, ALPHA_GRID, on_progress=progress)
+    finally:
+        bar.empty()  # also when the sweep fails: no bar stuck at 2/84 under the error
 
 
 def live_predictions(runtime: ExperimentRuntime, alpha: float) -> dict[str, Predictions]:

@@ -1,0 +1,90 @@
+"""The Models page's form as plain data: fields <-> an experiment TOML table, without Streamlit.
+
+Field names are the widget keys of the page (so a loaded experiment can be put straight into the widgets). Sets are
+`id`, `val` and `s0`, `s1`, ...: each has a folder (`_source`), a mapping file, a `limit` (0 = every image) and, for
+shifts, a name and a class subset (names separated by commas or new lines).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .experiment import Experiment, parse_experiment
+
+Form = dict[str, Any]
+TEMPLATE_SETS = ("openai", "simple")
+
+
+def _lines(text: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[\n,]", text or "") if part.strip()]
+
+
+def slug(name: str) -> str:
+    """A safe file stem for an experiment name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "experiment"
+
+
+def _set_table(form: Form, prefix: str, name: str) -> dict | None:
+    source = str(form.get(f"{prefix}_source", "")).strip()
+    if not source:
+        return None
+    table: dict[str, Any] = {"name": name, "source": source}
+    if str(form.get(f"{prefix}_mapping", "")).strip():
+        table["mapping"] = str(form[f"{prefix}_mapping"]).strip()
+    if int(form.get(f"{prefix}_limit") or 0) > 0:
+        table["limit"] = int(form[f"{prefix}_limit"])
+    if _lines(form.get(f"{prefix}_classes", "")):
+        table["classes"] = _lines(form[f"{prefix}_classes"])
+    return table
+
+
+def experiment_table(form: Form) -> dict:
+    """The form's fields -> an experiment TOML table (what parse_experiment validates)."""
+    templates = [t.strip() for t in str(form.get("templates", "")).splitlines() if t.strip()]
+    data: dict = {
+        "name": str(form.get("name", "")).strip() or "my experiment",
+        "device": form.get("device", "auto"), "head_policy": form.get("head_policy", "interpolate"),
+        "zeroshot": {"model": str(form.get("model", "")).strip()},
+        "classes": {"names": [c.strip() for c in str(form.get("classes", "")).splitlines() if c.strip()],
+                    "templates": templates[0] if len(templates) == 1 and templates[0] in TEMPLATE_SETS else templates},
+        "id": _set_table(form, "id", "ID") or {"name": "ID", "source": ""},
+    }
+    if str(form.get("finetuned", "")).strip():
+        data["finetuned"] = {"checkpoint": str(form["finetuned"]).strip()}
+    for key in ("pretrained", "config"):
+        if str(form.get(key, "")).strip():
+            data["zeroshot"][key] = str(form[key]).strip()
+    if val := _set_table(form, "val", "ID-val"):
+        data["id_val"] = val
+    shifts = [_set_table(form, f"s{i}", str(form.get(f"s{i}_name", "")).strip() or f"shift-{i}")
+              for i in range(int(form.get("nshifts", 0)))]
+    data["shifts"] = [s for s in shifts if s]
+    return data
+
+
+def form_experiment(form: Form, base: Path) -> Experiment:
+    """The form validated as an experiment (relative paths start at `base`); raises ExperimentError with the fix."""
+    return parse_experiment(experiment_table(form), base)
+
+
+def form_of(exp: Experiment) -> Form:
+    """An experiment's values as form fields (to edit an existing file on the page)."""
+    form: Form = {"name": exp.name, "model": exp.zeroshot.name, "pretrained": exp.zeroshot.pretrained or "",
+                  "config": str(exp.zeroshot.config or ""), "finetuned": str(exp.finetuned or ""),
+                  "classes": "\n".join(exp.classnames), "templates": "\n".join(exp.templates),
+                  "device": exp.device, "head_policy": exp.head_policy, "nshifts": len(exp.shifts)}
+    for prefix, spec in [("id", exp.id_set), ("val", exp.id_val)] + [(f"s{i}", s) for i, s in enumerate(exp.shifts)]:
+        form.update({f"{prefix}_source": spec.source if spec else "", f"{prefix}_limit": (spec.limit or 0) if spec else 0,
+                     f"{prefix}_mapping": str(spec.mapping or "") if spec else "",
+                     f"{prefix}_classes": "\n".join(spec.classes or ()) if spec else ""})
+        if prefix.startswith("s") and spec:
+            form[f"{prefix}_name"] = spec.name
+    return form
+
+
+def default_form() -> Form:
+    """The fields of a new, empty experiment."""
+    return {"name": "my experiment", "templates": "openai", "device": "auto", "head_policy": "interpolate",
+            "nshifts": 1}
