@@ -278,38 +278,3 @@ def load_mapping(path: Path | None) -> dict[str, str] | None:
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise ExperimentError(f"{path.name}: mapping must be a JSON object of folder -> class name")
     return mapping
-
-
-def experiment_to_toml(exp: Experiment) -> str:
-    """Serialise an experiment back to TOML text (absolute paths), for the app's experiment builder."""
-
-    def q(value: Any) -> str:
-        return json.dumps(str(value)) if not isinstance(value, (int, list, tuple)) else json.dumps(
-            list(value) if isinstance(value, tuple) else value)
-
-    lines = [f"name = {q(exp.name)}", f"device = {q(exp.device)}", f"precision = {q(exp.precision)}",
-             f"head_policy = {q(exp.head_policy)}", f"batch_size = {exp.batch_size}", f"seed = {exp.seed}"]
-    if exp.workers is not None:
-        lines.append(f"workers = {exp.workers}")
-    if exp.cache_dir:
-        lines.append(f"cache_dir = {q(exp.cache_dir)}")
-    lines += ["", "[zeroshot]", f"model = {q(exp.zeroshot.name)}"]
-    if exp.zeroshot.pretrained:
-        lines.append(f"pretrained = {q(exp.zeroshot.pretrained)}")
-    if exp.zeroshot.config:
-        lines.append(f"config = {q(exp.zeroshot.config)}")
-    if exp.finetuned:
-        lines += ["", "[finetuned]", f"checkpoint = {q(exp.finetuned)}"]
-    lines += ["", "[classes]",
-              f"names = {q(exp.classnames)}", f"templates = {q(exp.templates)}"]
-    for header, ds in [("[id]", exp.id_set), ("[id_val]", exp.id_val)] + [("[[shifts]]", s) for s in exp.shifts]:
-        if ds is None:
-            continue
-        lines += ["", header, f"name = {q(ds.name)}", f"source = {q(ds.source)}"]
-        if ds.classes:
-            lines.append(f"classes = {q(ds.classes)}")
-        if ds.mapping:
-            lines.append(f"mapping = {q(ds.mapping)}")
-        if ds.limit:
-            lines.append(f"limit = {ds.limit}")
-    return "\n".join(lines) + "\n"

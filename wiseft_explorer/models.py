@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from .checkpoints import (
 from .experiment import Experiment, ModelSpec
 from .heads import HeadProgress, cached_zero_shot_head, open_head_cache
 from .keys import file_digest, zeroshot_identity
-from .tags import TagUnavailable, check_tag_available
+from .tags import TagUnavailable, check_tag_available, weights_follow_creation
 
 _WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
                  "open_clip_pytorch_model.bin", "pytorch_model.bin", "open_clip_pytorch_model.pth")
@@ -146,24 +145,6 @@ def load_clip(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedClip
     return loaded
 
 
-class _NotRandom(logging.Filter):
-    """Drops open_clip's 'No pretrained weights loaded ... initialized randomly' when we load the weights next."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("No pretrained weights loaded for model")
-
-
-@contextlib.contextmanager
-def _weights_follow() -> Iterator[None]:
-    """While open_clip builds a model whose weights we load ourselves right after: no false 'random' warning."""
-    root, only = logging.getLogger(), _NotRandom()
-    root.addFilter(only)  # exactly that record, from the root logger open_clip uses; all other logging stays
-    try:
-        yield
-    finally:
-        root.removeFilter(only)
-
-
 def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None,
             weights_follow: bool = False) -> LoadedClip:
     if not name.startswith("local-dir:") and name not in open_clip.list_models():
@@ -175,7 +156,7 @@ def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None
         except TagUnavailable as err:
             raise ModelLoadError(str(err)) from err
     try:
-        with _weights_follow() if weights_follow else contextlib.nullcontext():
+        with weights_follow_creation() if weights_follow else contextlib.nullcontext():
             model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag)
     except RuntimeError as err:
         raise ModelLoadError(f"could not get pretrained weights '{tag}' for '{name}' ({type(err).__name__}: "

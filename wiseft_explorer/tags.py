@@ -1,9 +1,12 @@
-"""open_clip pretrained tags: is a tag's checkpoint already on this machine, and can it be fetched if not?"""
+"""open_clip pretrained weights: is a tag's checkpoint on this machine, can it be fetched, and honest logging."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import open_clip
@@ -62,3 +65,21 @@ def check_tag_available(name: str, tag: str) -> None:
                              "offline, so they cannot be downloaded; fetch them on a machine with internet (open_clip "
                              "stores them in the Hugging Face cache) or set zeroshot.pretrained to a local "
                              ".safetensors file")
+
+
+class _NotRandom(logging.Filter):
+    """Drops open_clip's 'No pretrained weights loaded ... initialized randomly' when we load the weights next."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded for model")
+
+
+@contextlib.contextmanager
+def weights_follow_creation() -> Iterator[None]:
+    """While open_clip builds a model whose weights we load ourselves right after: no false 'random' warning."""
+    root, only = logging.getLogger(), _NotRandom()
+    root.addFilter(only)  # exactly that record, from the root logger open_clip uses; all other logging stays
+    try:
+        yield
+    finally:
+        root.removeFilter(only)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..experiment import EXPERIMENTS_DIR, REPO_ROOT, ExperimentError, experiment_to_toml, load_experiment
+from ..experiment import EXPERIMENTS_DIR, REPO_ROOT, ExperimentError, load_experiment
 from ..export import export_bytes
-from ..forms import Form, default_form, form_experiment, form_of, slug
+from ..forms import Form, default_form, experiment_to_toml, form_experiment, form_of, slug
 from ..runtime import ExperimentRuntime
 from ..validate import SetCheck, check_experiment
 from . import results, state
