@@ -128,7 +128,6 @@ class StateStore:
     def __init__(self, cache: DiskCache, key: str, every: float | None = None) -> None:
         self.cache, self.key = cache, key
         self.every = save_seconds() if every is None else every
-        self.saves = 0
 
     def save(self, streams: dict[str, SetStream], batches_done: int) -> None:
         """Write what has been done so far (the processed prefix of every set)."""
@@ -141,7 +140,6 @@ class StateStore:
         meta = {"batches_done": batches_done, "sets": list(streams), "failed": failed,
                 "done": [s.done for s in streams.values()], "sizes": [len(s.ev) for s in streams.values()]}
         self.cache.put(self.key, tensors, meta)
-        self.saves += 1
 
     def restore(self, streams: dict[str, SetStream]) -> int:
         """Fill the streams from a saved state; returns the batches already done (0 when there is none)."""

@@ -57,17 +57,22 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor, class_indices: torch.T
                        torch.arange(len(labels)), len(labels), restricted.softmax(-1) if probs else None)
 
 
-def stream_predictions(stream: SetStream, column: int) -> Predictions:
-    """One alpha of a streaming set as Predictions over the images evaluated so far, in set order."""
+def stream_predictions(stream: SetStream) -> dict[float, Predictions]:
+    """Every alpha of a streaming set as Predictions over the images evaluated so far, in set order."""
+    # Which images, in which order, is the same for every alpha: found once per set, not once per column (a
+    # partial result is rebuilt every second while a sweep streams).
     positions = stream.evaluated()
-    index = torch.from_numpy(stream.ev.order)[positions]
-    index, rows = index.sort()
+    index, rows = torch.from_numpy(stream.ev.order)[positions].sort()
     positions = positions[rows]
-    pred = stream.pred[positions, column]
-    correct = pred.long() == stream.ev.labels[index]
-    probs = stream.probs[column, positions] if stream.probs is not None else None
-    top1 = float(correct.float().mean()) if len(correct) else float("nan")
-    return Predictions(top1, pred, correct, index, len(stream.ev), probs, pending=len(stream.ev) - stream.done)
+    labels, pending = stream.ev.labels[index], len(stream.ev) - stream.done
+    out = {}
+    for column, alpha in enumerate(stream.alphas):
+        pred = stream.pred[positions, column]
+        correct = pred.long() == labels
+        probs = stream.probs[column, positions] if stream.probs is not None else None
+        top1 = float(correct.float().mean()) if len(correct) else float("nan")
+        out[alpha] = Predictions(top1, pred, correct, index, len(stream.ev), probs, pending=pending)
+    return out
 
 
 @dataclass
@@ -208,8 +213,7 @@ def _merged(result: SweepResult, streams: dict[str, SetStream]) -> SweepResult:
     partial = SweepResult(result.id_set, result.id_val, result.shift_sets, result.alphas,
                           {name: dict(by) for name, by in result.predictions.items()}, result.seed)
     for name, stream in streams.items():
-        for column, alpha in enumerate(stream.alphas):
-            partial.predictions[name][alpha] = stream_predictions(stream, column)
+        partial.predictions[name].update(stream_predictions(stream))
     return partial
 
 
@@ -235,9 +239,7 @@ def run_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRID, 
     if needed:
         streams = _stream(runtime, result, needed, working, cache, max_images, on_progress, resume, counter)
         for name, stream in streams.items():
-            result.predictions[name] = {alpha: stream_predictions(stream, column)
-                                        for column, alpha in enumerate(stream.alphas)}
-            by_alpha = result.predictions[name]
+            by_alpha = result.predictions[name] = stream_predictions(stream)
             first = next(iter(by_alpha.values()))
             cache.put(keys[name], _entry_tensors(by_alpha, stream.ev.labels[first.index]),
                       {"top1": [by_alpha[a].top1 for a in sorted(by_alpha)], "total": first.total, "set": name,
