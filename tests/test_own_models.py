@@ -67,9 +67,10 @@ def finetune_runs(tiny, tmp_path_factory):
         "alpha": ["finetune", "--experiment", str(toml), "--train", str(train), "--out", str(root / "x.safetensors"),
                   "--alpha", "0.5"],
         "help": ["finetune", "--help"],
-        "sweep-before": ["sweep", "--experiment", str(toml), "--quiet"],
     }
-    results = run_cli_parallel(commands, root, cli_env(), timeout=240)
+    # The sweep before fine-tuning runs alone first: beside the fine-tuning, it could find the checkpoint written.
+    results = run_cli_parallel({"sweep-before": ["sweep", "--experiment", str(toml), "--quiet"]}, root, cli_env())
+    results.update(run_cli_parallel(commands, root, cli_env(), timeout=240))
     results["sweep-after"] = run_cli_parallel({"s": ["sweep", "--experiment", str(toml), "--quiet", "--alpha", "1"]},
                                               root, cli_env(), timeout=240)["s"]
     return root, results
