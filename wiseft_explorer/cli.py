@@ -147,9 +147,17 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    """Convert a pickled checkpoint the user trusts into safetensors."""
+    """Convert a pickled checkpoint (to safetensors) or CIFAR-10.2's pickled .npy (to .npz) the user trusts."""
     from .checkpoints import convert_trusted_pickle, load_checkpoint
 
+    if Path(args.input).suffix == ".npy":  # CIFAR-10.2 ships its test set as a pickled dict inside a .npy
+        if not args.trust_pickle:
+            raise ValueError(f"{args.input}: a .npy holding a pickled dict is only unpickled with --trust-pickle "
+                             "(for a file you trust, such as CIFAR-10.2 from its authors)")
+        from .cifar import convert_cifar102
+
+        print(f"wrote {convert_cifar102(Path(args.input), Path(args.output))}")
+        return 0
     if not args.trust_pickle:
         load_checkpoint(args.input)  # refuses pickles with the explanation; converts plain tensor files
         raise ValueError("convert without --trust-pickle only re-checks files; pass --trust-pickle to convert a "
@@ -196,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("info", parents=[common], help="models, parameter counts, device")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("convert", parents=[common], help="convert a trusted pickled checkpoint to safetensors")
+    p = sub.add_parser("convert", parents=[common], help="convert a trusted pickled checkpoint to safetensors, or CIFAR-10.2's .npy to .npz")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--trust-pickle", action="store_true", help="unpickle INPUT (runs code inside it: trusted files only)")

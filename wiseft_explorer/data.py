@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 from .experiment import DatasetSpec, ExperimentError, load_mapping
 from .folders import scan_image_folder
 from .images import ImageDecodeError, decode_image
+from .presets import PresetError, PresetImages, preset_of
 from .sampling import DEFAULT_SEED, fair_order, fair_sample
 
 
@@ -38,6 +39,9 @@ class EvalSet:
     paths: list[str] | None = field(default=None, repr=False)  # file paths for folder sets
     skipped: list[tuple[str, str]] = field(default_factory=list, repr=False)
     seed: int = DEFAULT_SEED
+    # ObjectNet: label k's logit is the max over groups[k]'s classes, written at class_indices[k] (its label)
+    groups: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
+    border: int = 0  # pixels cut from every side of an image before preprocessing (ObjectNet's frame)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -57,11 +61,19 @@ class EvalSet:
         if self.raw is not None:
             img = Image.fromarray(self.raw[index])
         else:
-            img = decode_image(Path(self.paths[index]))
+            img = cut_border(decode_image(Path(self.paths[index])), self.border)
         if size:  # letterboxed into size x size: the aspect ratio is kept (a circle stays round)
             img = ImageOps.pad(img, (size, size), Image.NEAREST if max(img.size) < size else Image.BICUBIC,
                                color=(255, 255, 255))
         return img
+
+
+def cut_border(picture: Image.Image, border: int) -> Image.Image:
+    """The image without `border` pixels on every side (unchanged when the image is too small to lose them)."""
+    width, height = picture.size
+    if border <= 0 or min(width, height) <= 2 * border:
+        return picture
+    return picture.crop((border, border, width - border, height - border))
 
 
 def preprocess_images(pictures: Sequence[Image.Image], preprocess: Callable) -> torch.Tensor:
@@ -144,10 +156,61 @@ def load_folder_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DE
                    paths=[str(samples[i][0]) for i in chosen], skipped=skipped, seed=seed)
 
 
+def preset_classes(key: str, classnames: Sequence[str]) -> np.ndarray:
+    """Where each class of a preset's class list is among the experiment's classes (ImageNet: by index order)."""
+    from .labelsets import class_list
+
+    preset = preset_of(key)
+    expected = class_list(preset.classes)
+    if preset.classes == "imagenet":  # by position: an experiment may word the 1,000 classes its own way
+        if len(classnames) != len(expected):
+            raise ExperimentError(f"preset {key!r} labels images by ImageNet's 1,000 class indices, but the "
+                                  f"experiment has {len(classnames)} classes; use [classes] names = \"imagenet\"")
+        return np.arange(len(expected))
+    loose = [" ".join(c.replace("_", " ").lower().split()) for c in classnames]
+    missing = [c for c in expected if c not in loose]
+    if missing:
+        raise ExperimentError(f"preset {key!r} needs the class {missing[0]!r} among the experiment's classes; use "
+                              f"[classes] names = \"{preset.classes}\"")
+    return np.array([loose.index(c) for c in expected])
+
+
+def read_preset(key: str, source: Path) -> PresetImages:
+    """Read a preset's labels and image locations from its folder (the layout is checked, nothing is decoded)."""
+    from . import cifar, imagenet_sets
+
+    readers = {"objectnet": imagenet_sets.read_objectnet, "cifar10": cifar.read_cifar10,
+               "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102}
+    reader = readers.get(key)
+    return reader(source) if reader else imagenet_sets.read_class_folders(key, source)
+
+
+def load_preset_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:
+    """A set read by its preset (ImageNet and its shifts, CIFAR-10 and its new test sets); `limit` samples fairly."""
+    to_exp = preset_classes(spec.preset, classnames)
+    try:
+        found = read_preset(spec.preset, Path(spec.source))
+    except PresetError as err:
+        raise ExperimentError(f"{spec.name}: {err}") from err
+    labels = to_exp[found.labels]
+    chosen = fair_sample(labels, spec.limit, seed)
+    if found.skipped:
+        warnings.warn(f"{spec.name}: skipped {len(found.skipped)} unreadable file(s), e.g. {found.skipped[0][0]}: "
+                      f"{found.skipped[0][1]}", DataWarning, stacklevel=2)
+    subset = None if found.class_indices is None else torch.from_numpy(to_exp[found.class_indices])
+    groups = None if found.groups is None else tuple(tuple(int(to_exp[c]) for c in g) for g in found.groups)
+    return EvalSet(spec.name, torch.from_numpy(labels[chosen]), subset,
+                   raw=found.pixels[chosen] if found.pixels is not None else None,
+                   paths=[found.paths[i] for i in chosen] if found.paths is not None else None,
+                   skipped=found.skipped, seed=seed, groups=groups, border=found.border)
+
+
 def load_eval_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:
-    """The index of one evaluation set of an experiment (world or folder); no folder image is decoded."""
+    """The index of one evaluation set of an experiment (world, preset or folder); no folder image is decoded."""
     if spec.is_world:
         return load_world_set(spec, classnames, seed)
+    if spec.preset:
+        return load_preset_set(spec, classnames, seed)
     return load_folder_set(spec, classnames, seed)
 
 
@@ -172,7 +235,7 @@ def load_batch(ev: EvalSet, indices: Sequence[int], preprocess: Callable,
         except ImageDecodeError as err:
             failed.append((i, err.reason))
             continue
-        tensors.append(preprocess(picture))
+        tensors.append(preprocess(cut_border(picture, ev.border)))
         loaded.append(i)
     return (torch.stack(tensors) if tensors else None), loaded, failed
 
@@ -183,6 +246,26 @@ def preprocess_set(ev: EvalSet, preprocess: Callable) -> torch.Tensor:
     if failed:
         raise ExperimentError(f"{ev.name}: image #{failed[0][0]} could not be decoded: {failed[0][1]}")
     return images
+
+
+def project_logits(logits: torch.Tensor, groups: Sequence[Sequence[int]], targets: torch.Tensor) -> torch.Tensor:
+    """ObjectNet's scoring: column targets[k] gets the max logit over groups[k]'s classes, every other column -inf.
+
+    logits: (N, C); the argmax is then the label (an index into the C classes) of the best-scoring group.
+    """
+    width = max(len(g) for g in groups)
+    index = torch.tensor([list(g) + [g[0]] * (width - len(g)) for g in groups], device=logits.device)  # (K, W)
+    best = logits[:, index].amax(dim=-1)  # (N, K): padding repeats a member, so it never changes the max
+    projected = torch.full_like(logits, float("-inf"))
+    projected[:, targets.to(logits.device)] = best
+    return projected
+
+
+def set_logits(logits: torch.Tensor, ev: EvalSet) -> torch.Tensor:
+    """A batch's logits (N, C) as the set scores them: grouped (ObjectNet), restricted (R, A, subsets) or as is."""
+    if ev.groups is not None:
+        return project_logits(logits, ev.groups, ev.class_indices)
+    return restrict_logits(logits, ev.class_indices)
 
 
 def restrict_logits(logits: torch.Tensor, class_indices: torch.Tensor | None) -> torch.Tensor:

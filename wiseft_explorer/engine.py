@@ -19,7 +19,7 @@ import torch
 
 from .batching import predict_logits
 from .cache import DiskCache
-from .data import EvalSet, restrict_logits
+from .data import EvalSet, set_logits
 from .interpolate import WeightSpace, Working
 from .stream import SweepImages, batch_plan, make_loader, plan_items, release_memory, to_device
 
@@ -263,8 +263,8 @@ def _predict(job: StreamJob, model: torch.nn.Module, stream: SetStream, column: 
     """One batch at one alpha: the predicted class (and probabilities, when kept) of every image."""
     # Single-threaded pool workers even for the small first batches: on 2 shared cores, ops split over two
     # threads ran 32 demo images at 195 images/s, the pool at 1,860 (docs/benchmarks.md).
-    logits = restrict_logits(predict_logits(model, images, job.device, job.precision, job.batch_size, min_pool=1),
-                             stream.ev.class_indices)
+    logits = set_logits(predict_logits(model, images, job.device, job.precision, job.batch_size, min_pool=1),
+                        stream.ev)
     stream.pred[positions, column] = logits.argmax(dim=-1).to(stream.pred.dtype)
     if stream.probs is not None:
         stream.probs[column, positions] = logits.softmax(dim=-1).to(torch.float16)

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .labelsets import CLASS_LISTS, TEMPLATE_SETS, class_list, template_list
+from .presets import PRESETS, preset_of
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 DEFAULT_EXPERIMENT = EXPERIMENTS_DIR / "demo.toml"
 
 HEAD_POLICIES = ("interpolate", "zeroshot", "finetuned")
 PRECISIONS = ("fp32", "bf16", "fp16")
-TEMPLATE_SETS = ("openai", "simple")
 REMOTE_PREFIXES = ("hf-hub:", "local-dir:")
 
 
@@ -33,13 +35,14 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One evaluation set: the built-in world (`world:<set>`) or an ImageFolder-layout folder."""
+    """One evaluation set: the built-in world (`world:<set>`), a dataset preset's folder or an ImageFolder folder."""
 
     name: str
     source: str
     classes: tuple[str, ...] | None = None
     mapping: Path | None = None
     limit: int | None = None
+    preset: str | None = None  # a key of presets.PRESETS: the set's layout, labels and scoring come from it
 
     @property
     def is_world(self) -> bool:
@@ -80,7 +83,7 @@ _SECTION_KEYS = {
     "zeroshot": {"model", "pretrained", "config"},
     "finetuned": {"checkpoint"},
     "classes": {"names", "file", "templates"},
-    "dataset": {"name", "source", "classes", "mapping", "limit"},
+    "dataset": {"name", "source", "classes", "mapping", "limit", "preset"},
 }
 
 
@@ -123,20 +126,18 @@ def _classnames(table: dict, base: Path) -> tuple[str, ...]:
     names = _typed(table, "names", (list, str), "classes")
     file = _typed(table, "file", str, "classes")
     if (names is None) == (file is None):
-        raise ExperimentError("classes: give exactly one of 'names' (a list or \"imagenet\") or 'file'")
+        raise ExperimentError("classes: give exactly one of 'names' (a list, \"imagenet\" or \"cifar10\") or 'file'")
     if file is not None:
         lines = _existing(base, file, "classes.file").read_text(encoding="utf-8").splitlines()
         names = [line.strip() for line in lines if line.strip()]
     elif isinstance(names, str):
-        if names != "imagenet":
-            raise ExperimentError(f"classes.names: expected a list or \"imagenet\", got {names!r}")
-        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
-        names = list(IMAGENET_CLASSNAMES)
+        if names not in CLASS_LISTS:
+            raise ExperimentError(f"classes.names: expected a list or one of {CLASS_LISTS}, got {names!r}")
+        names = list(class_list(names))
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ExperimentError("classes.names: expected a non-empty list of non-empty strings")
     # open_clip's ImageNet list (like OpenAI's) repeats 'missile' and 'sunglasses' for distinct classes: keep it as is.
-    if len(set(names)) != len(names) and table.get("names") != "imagenet":
+    if len(set(names)) != len(names) and table.get("names") not in CLASS_LISTS:
         dup = next(n for n in names if names.count(n) > 1)
         raise ExperimentError(f"classes.names: class '{dup}' appears twice")
     return tuple(names)
@@ -154,11 +155,8 @@ def _templates(table: dict) -> tuple[str, ...]:
 
 
 def builtin_templates(kind: str) -> tuple[str, ...]:
-    """open_clip's OpenAI ImageNet templates (80) or its simple set, as '{}' format strings."""
-    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
-
-    chosen = OPENAI_IMAGENET_TEMPLATES if kind == "openai" else SIMPLE_IMAGENET_TEMPLATES
-    return tuple(t("{}") for t in chosen)
+    """A built-in prompt set ('openai', 'simple' or 'cifar10') as '{}' format strings."""
+    return template_list(kind)
 
 
 def _dataset(table: Any, base: Path, where: str, default_name: str, classnames: tuple[str, ...]) -> DatasetSpec:
@@ -168,6 +166,16 @@ def _dataset(table: Any, base: Path, where: str, default_name: str, classnames: 
     source = _typed(table, "source", str, where)
     if not source:
         raise ExperimentError(f"{where}.source: missing (a folder path or world:<set>)")
+    preset = _typed(table, "preset", str, where)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ExperimentError(f"{where}.preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+        clash = sorted({"classes", "mapping"} & set(table))
+        if clash:
+            raise ExperimentError(f"{where}: a preset brings its own classes and layout; remove {clash[0]!r}")
+        if source.startswith("world:"):
+            raise ExperimentError(f"{where}.source: a preset reads the dataset's folder, not a world: set")
+        default_name = preset_of(preset).title
     if not source.startswith("world:"):
         source = str(_existing(base, source, f"{where}.source"))
     subset = _typed(table, "classes", list, where)
@@ -182,7 +190,7 @@ def _dataset(table: Any, base: Path, where: str, default_name: str, classnames: 
         raise ExperimentError(f"{where}.limit: expected a positive number of images, got {limit}")
     return DatasetSpec(name=_typed(table, "name", str, where, default=default_name), source=source,
                        classes=subset, mapping=_existing(base, mapping, f"{where}.mapping") if mapping else None,
-                       limit=limit)
+                       limit=limit, preset=preset)
 
 
 def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_finetuning: bool = False) -> Experiment:
@@ -191,9 +199,10 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_fi
     `for_finetuning`: the [finetuned] checkpoint may not exist yet (fine-tuning is what writes it).
     """
     _check_keys(data, _TOP_KEYS, "experiment")
-    for section in ("zeroshot", "classes", "id"):
+    for section in ("zeroshot", "id"):
         if not isinstance(data.get(section), dict):
             raise ExperimentError(f"experiment: missing table [{section}]")
+    classes_table = _default_classes(data)
     zs = data["zeroshot"]
     _check_keys(zs, _SECTION_KEYS["zeroshot"], "zeroshot")
     model = _typed(zs, "model", str, "zeroshot")
@@ -208,15 +217,15 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_fi
         raise ExperimentError("finetuned: expected a table with 'checkpoint'")
     _check_keys(finetuned, _SECTION_KEYS["finetuned"], "finetuned")
     checkpoint = _typed(finetuned, "checkpoint", str, "finetuned")
-    _check_keys(data["classes"], _SECTION_KEYS["classes"], "classes")
-    classnames = _classnames(data["classes"], base)
+    _check_keys(classes_table, _SECTION_KEYS["classes"], "classes")
+    classnames = _classnames(classes_table, base)
     shifts = _typed(data, "shifts", list, "experiment", default=[])
     exp = Experiment(
         name=_typed(data, "name", str, "experiment", default=path.stem if path else "experiment"),
         zeroshot=spec,
         finetuned=_finetuned_path(base, checkpoint, path, for_finetuning) if checkpoint else None,
         classnames=classnames,
-        templates=_templates(data["classes"]),
+        templates=_templates(classes_table),
         id_set=_dataset(data["id"], base, "id", "ID", classnames),
         id_val=_dataset(data["id_val"], base, "id_val", "ID-val", classnames) if "id_val" in data else None,
         shifts=tuple(_dataset(s, base, f"shifts[{i}]", f"shift-{i}", classnames) for i, s in enumerate(shifts)),
@@ -237,6 +246,21 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_fi
     if exp.workers is not None and exp.workers < 0:
         raise ExperimentError(f"experiment.workers: expected 0 (decode in the main process) or more, got {exp.workers}")
     return exp
+
+
+def _default_classes(data: dict) -> dict:
+    """The [classes] table, or, when it is absent and [id] is a preset, that preset's class list and prompts."""
+    if "classes" in data:
+        if not isinstance(data["classes"], dict):
+            raise ExperimentError("classes: expected a table with 'names' or 'file'")
+        return data["classes"]
+    preset = data["id"].get("preset")
+    if isinstance(preset, str) and preset not in PRESETS:
+        raise ExperimentError(f"id.preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    if preset not in PRESETS:
+        raise ExperimentError("experiment: missing table [classes] (class names and prompt templates), which only "
+                              "an [id] preset can stand in for")
+    return {"names": PRESETS[preset].classes, "templates": PRESETS[preset].templates}
 
 
 def _choice(data: dict, key: str, allowed: tuple[str, ...], default: str) -> str:

@@ -88,8 +88,12 @@ def _resolve_classes(folders: list[str], classnames: Sequence[str] | None,
 
 def scan_image_folder(root: Path, classnames: Sequence[str] | None = None,
                       mapping: Mapping[str, str] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                      max_bytes: int = DEFAULT_MAX_BYTES) -> FolderScan:
-    """Scan root/<class>/**/<image> (torchvision ImageFolder layout); header-check files, skip bad ones."""
+                      max_bytes: int = DEFAULT_MAX_BYTES, folder_index: Mapping[str, int] | None = None,
+                      ) -> FolderScan:
+    """Scan root/<class>/**/<image> (torchvision ImageFolder layout); header-check files, skip bad ones.
+
+    `folder_index` (dataset presets) gives each folder's class index directly; folders it does not list are left out.
+    """
     root = Path(root)
     if not root.is_dir():
         raise ImageFolderError(f"{root}: image folder not found; check the `source` path in the experiment")
@@ -97,7 +101,11 @@ def scan_image_folder(root: Path, classnames: Sequence[str] | None = None,
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise ImageFolderError(f"{root}: no class folders; expected the layout root/<class name>/<image>")
-    names, index = _resolve_classes(folders, classnames, mapping, root)
+    if folder_index is not None:
+        folders = [folder for folder in folders if folder in folder_index]
+        names, index = list(classnames or ()), dict(folder_index)
+    else:
+        names, index = _resolve_classes(folders, classnames, mapping, root)
     scan = FolderScan(root=root, classnames=names, max_pixels=max_pixels, max_bytes=max_bytes)
     scan.skipped.extend((p, "not inside a class folder") for p in sorted(root.iterdir())
                         if p.is_file() and not p.name.startswith("."))

@@ -99,6 +99,10 @@ def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
     parts = [spec.source, str(spec.limit), ",".join(spec.classes or ()), str(spec.mapping or "")]
     if spec.limit and not spec.is_world:
         parts.append(f"sample seed {seed}")
+    if spec.preset:
+        from .presets import PRESET_VERSION
+
+        parts.append(f"preset {spec.preset} {PRESET_VERSION}")
     if spec.is_world:
         from .world import SPECS
 
@@ -106,8 +110,10 @@ def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
         # The set's real size matters when no limit is given: a changed default must not reuse old entries.
         parts += [WORLD_VERSION, str(spec.limit or (world_spec.size if world_spec else ""))]
     else:
-        files = sorted(p for p in Path(spec.source).rglob("*") if p.is_file())
-        parts += [f"{p.relative_to(spec.source)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+        root = Path(spec.source)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        parts += [f"{p.relative_to(root) if p != root else p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                  for p in files]
         if spec.mapping:
             parts.append(file_digest(spec.mapping))
     return "\n".join(parts)

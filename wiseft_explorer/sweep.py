@@ -12,7 +12,7 @@ import torch
 
 from .cache import DiskCache, cache_key
 from .curves import ALPHA_GRID, Curves, store_curves
-from .data import DataWarning, restrict_logits
+from .data import DataWarning, project_logits, restrict_logits
 from .engine import FIRST_BATCH, SetStream, StateStore, StreamJob, StreamProgress, stream_evaluate
 from .interpolate import Working
 from .runtime import ExperimentRuntime
@@ -48,9 +48,9 @@ class Predictions:
 
 
 def summarise(logits: torch.Tensor, labels: torch.Tensor, class_indices: torch.Tensor | None,
-              probs: bool = False) -> Predictions:
+              probs: bool = False, groups: tuple[tuple[int, ...], ...] | None = None) -> Predictions:
     """Predictions of a whole set from its logits (N, C) in memory: the reference the streaming engine matches."""
-    restricted = restrict_logits(logits, class_indices)
+    restricted = project_logits(logits, groups, class_indices) if groups else restrict_logits(logits, class_indices)
     pred = restricted.argmax(dim=-1)
     correct = pred == labels
     return Predictions(float(correct.float().mean()) if len(labels) else 0.0, pred, correct,

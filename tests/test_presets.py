@@ -1,0 +1,286 @@
+"""Dataset presets: each reads the right classes, labels and subsets from a fake copy of the real layout, scores them
+as the paper does (R/A restricted, ObjectNet max-projected and border-cut), and refuses wrong layouts and pickles."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fake_datasets import (
+    cifar_pixels,
+    fake_cifar10_bin,
+    fake_imagenet_layout,
+    fake_objectnet,
+    write_class_folders,
+)
+from libkit import cli_env
+from PIL import Image
+from torchvision import transforms as T
+
+from wiseft_explorer.data import load_batch, load_eval_set, project_logits, set_logits
+from wiseft_explorer.experiment import DatasetSpec, ExperimentError, parse_experiment
+from wiseft_explorer.imagenet_sets import imagenet_wnids, subset_wnids
+from wiseft_explorer.labelsets import CIFAR10_CLASSES, class_list, template_list
+from wiseft_explorer.sweep import summarise
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGENET = class_list("imagenet")
+
+
+def _set(key: str, source: Path, **kw) -> DatasetSpec:
+    return DatasetSpec(name=key, source=str(source), preset=key, **kw)
+
+
+def test_imagenet_order_and_subsets_come_from_timm_and_open_clip():
+    wnids = imagenet_wnids()
+    assert len(wnids) == 1000 and list(wnids) == sorted(wnids)  # the standard index order is sorted wnids
+    assert (wnids[0], IMAGENET[0]) == ("n01440764", "tench") and (wnids[1], IMAGENET[1]) == ("n01443537", "goldfish")
+    assert IMAGENET[999] == "toilet paper" and len(IMAGENET) == 1000
+    for key in ("imagenet-r", "imagenet-a"):
+        assert len(subset_wnids(key)) == 200 and set(subset_wnids(key)) <= set(wnids)
+    assert "n01443537" in subset_wnids("imagenet-r") and "n01498041" in subset_wnids("imagenet-a")  # goldfish, stingray
+    assert len(template_list("openai")) == 80 and len(template_list("cifar10")) == 18
+
+
+@pytest.mark.parametrize("key", ["imagenet", "imagenet-sketch", "imagenet-v2"])
+def test_full_imagenet_presets_label_every_folder_by_its_class_index(tmp_path, key):
+    root = fake_imagenet_layout(tmp_path / key, key)
+    ev = load_eval_set(_set(key, root), IMAGENET)
+    assert len(ev) == 1000 and ev.class_indices is None and ev.groups is None
+    folder_of = {Path(p).parent.name: int(label) for p, label in zip(ev.paths, ev.labels, strict=True)}
+    if key == "imagenet-v2":  # folders named by class index
+        assert all(folder_of[str(i)] == i for i in range(1000))
+    else:
+        assert all(folder_of[w] == i for i, w in enumerate(imagenet_wnids()))
+        assert folder_of["n01443537"] == 1  # goldfish
+
+
+@pytest.mark.parametrize("key", ["imagenet-r", "imagenet-a"])
+def test_r_and_a_mask_exactly_their_200_classes(tmp_path, key):
+    root = fake_imagenet_layout(tmp_path / key, key, per_class=2)
+    ev = load_eval_set(_set(key, root), IMAGENET)
+    expected = sorted(imagenet_wnids().index(w) for w in subset_wnids(key))
+    assert ev.class_indices.tolist() == expected and len(ev) == 400
+    assert set(ev.labels.tolist()) == set(expected)
+    logits = torch.randn(64, 1000) * 5
+    scored = set_logits(logits, ev)
+    outside = torch.ones(1000, dtype=torch.bool)
+    outside[expected] = False
+    assert torch.isinf(scored[:, outside]).all() and torch.equal(scored[:, expected], logits[:, expected])
+    assert set(scored.argmax(-1).tolist()) <= set(expected)
+
+
+def test_imagenet_layout_errors_name_the_problem_and_the_layout(tmp_path):
+    root = fake_imagenet_layout(tmp_path / "val", "imagenet")
+    (root / "n01443537" / "0.JPEG").unlink()
+    (root / "n01443537").rmdir()
+    with pytest.raises(ExperimentError, match=r"1 of the 1000 class folders are missing, e.g. 'n01443537'.*"
+                                              r"Expected layout: val/<wnid>"):
+        load_eval_set(_set("imagenet", root), IMAGENET)
+    parent = tmp_path / "ILSVRC"
+    write_class_folders(parent, ["train", "val"])
+    with pytest.raises(ExperimentError, match="one level too high"):
+        load_eval_set(_set("imagenet", parent), IMAGENET)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"x")
+    with pytest.raises(ExperimentError, match="no class folders .found 1 files"):
+        load_eval_set(_set("imagenet", flat), IMAGENET)
+    r_root = fake_imagenet_layout(tmp_path / "r", "imagenet-r")
+    write_class_folders(r_root, ["n01440764"])  # tench is not an ImageNet-R class
+    with pytest.raises(ExperimentError, match="'n01440764' are not ImageNet-R class folders"):
+        load_eval_set(_set("imagenet-r", r_root), IMAGENET)
+    with pytest.raises(ExperimentError, match="ImageNet's 1,000 class indices, but the experiment has 3"):
+        load_eval_set(_set("imagenet-r", r_root), ["a", "b", "c"])
+
+
+def test_objectnet_groups_labels_and_the_max_projection(tmp_path):
+    base = fake_objectnet(tmp_path)
+    ev = load_eval_set(_set("objectnet", base), IMAGENET)
+    # Folders sorted: alarm_clock, banana, chair; the unmapped folder is not part of the set.
+    assert ev.groups == ((409, 530), (954,), (423, 559, 765)) and ev.class_indices.tolist() == [409, 954, 423]
+    assert len(ev) == 6 and sorted(ev.labels.tolist()) == [409, 409, 423, 423, 954, 954]
+    assert not any("air_freshener" in p for p in ev.paths) and ev.border == 2
+    # Hand computation: image 0's best mapped class is chair's 765, image 1's alarm clock's 530, image 2's banana.
+    logits = torch.zeros(3, 1000)
+    logits[0, [409, 530, 954, 423, 559, 765, 7]] = torch.tensor([1.0, 2.0, 3.5, 0.5, 0.1, 4.0, 9.0])
+    logits[1, [409, 530, 954, 765]] = torch.tensor([-1.0, 5.0, 4.9, 4.8])
+    logits[2, [530, 954, 765]] = torch.tensor([-3.0, -0.5, -2.0])
+    logits[2, 409] = -9.0
+    logits[2, [423, 559]] = -1.0
+    projected = project_logits(logits, ev.groups, ev.class_indices)
+    hand = torch.tensor([[2.0, 3.5, 4.0], [5.0, 4.9, 4.8], [-3.0, -0.5, -1.0]])  # max over each group
+    assert torch.equal(projected[:, [409, 954, 423]], hand) and torch.equal(set_logits(logits, ev), projected)
+    assert torch.isinf(projected).sum() == 3 * 997  # e.g. class 7 belongs to no ObjectNet class: its 9.0 is ignored
+    preds = summarise(logits, torch.tensor([423, 423, 954]), ev.class_indices, groups=ev.groups)
+    assert preds.pred.tolist() == [423, 409, 954] and preds.correct.tolist() == [True, False, True]
+
+
+def test_objectnet_cuts_a_two_pixel_border_before_preprocessing(tmp_path):
+    ev = load_eval_set(_set("objectnet", fake_objectnet(tmp_path)), IMAGENET)
+    images, loaded, failed = load_batch(ev, [0, 1], T.ToTensor())
+    assert images.shape == (2, 3, 8, 8) and not failed  # 12 x 12 minus 2 pixels on every side
+    for row, index in enumerate(loaded):
+        original = np.asarray(Image.open(ev.paths[index]).convert("RGB"))
+        assert (original[0] == (255, 0, 0)).all()  # the frame is there in the file ...
+        assert torch.equal(images[row], T.ToTensor()(original[2:-2, 2:-2].copy()))  # ... and cut before the model
+    assert np.array_equal(np.asarray(ev.picture(0)), np.asarray(Image.open(ev.paths[0]).convert("RGB"))[2:-2, 2:-2])
+
+
+def test_objectnet_without_mappings_or_folders_is_refused(tmp_path):
+    base = fake_objectnet(tmp_path)
+    images_only = tmp_path / "copy"
+    (base / "images").rename(images_only)
+    with pytest.raises(ExperimentError, match="no mappings/ folder next to images/.*Expected layout: objectnet-1.0/"):
+        load_eval_set(_set("objectnet", images_only), IMAGENET)
+    images_only.rename(base / "images")
+    for f in (base / "images" / "banana").iterdir():
+        f.unlink()
+    (base / "images" / "banana").rmdir()
+    with pytest.raises(ExperimentError, match="1 of the 3 ImageNet-overlapping class folders are missing.*'banana'"):
+        load_eval_set(_set("objectnet", base), IMAGENET)
+    (base / "mappings" / "objectnet_to_imagenet_1k.json").write_text('{"Banana": "no such class"}')
+    with pytest.raises(ExperimentError, match="do not fit together"):
+        load_eval_set(_set("objectnet", base), IMAGENET)
+
+
+def test_cifar10_binary_release_decodes_to_the_right_labels_and_pixels(tmp_path):
+    images, labels = cifar_pixels(7)
+    fake_cifar10_bin(tmp_path, images, labels)
+    ev = load_eval_set(_set("cifar10", tmp_path), CIFAR10_CLASSES)
+    order = np.argsort(ev.order)  # (no limit: the set keeps file order)
+    assert ev.labels.tolist() == labels.tolist() and np.array_equal(ev.raw, images) and len(order) == 7
+    # Classes are matched by name, so an experiment may list them in another order.
+    shuffled = list(reversed(CIFAR10_CLASSES))
+    ev2 = load_eval_set(_set("cifar10", tmp_path / "cifar-10-batches-bin"), shuffled)
+    assert [shuffled[i] for i in ev2.labels] == [CIFAR10_CLASSES[i] for i in labels]
+    py = tmp_path / "cifar-10-batches-py"
+    py.mkdir()
+    (py / "test_batch").write_bytes(pickle.dumps({"data": 1}))
+    with pytest.raises(ExperimentError, match="Python release, whose files are pickles.*binary release"):
+        load_eval_set(_set("cifar10", py), CIFAR10_CLASSES)
+    with pytest.raises(ExperimentError, match="needs the class 'airplane'"):
+        load_eval_set(_set("cifar10", tmp_path), ["cat", "dog"])
+
+
+def test_cifar101_npy_and_converted_cifar102_decode_and_pickles_are_refused(tmp_path):
+    images, labels = cifar_pixels(5, seed=3)
+    np.save(tmp_path / "cifar10.1_v6_data.npy", images)
+    np.save(tmp_path / "cifar10.1_v6_labels.npy", labels)
+    ev = load_eval_set(_set("cifar10.1", tmp_path), CIFAR10_CLASSES)
+    assert ev.labels.tolist() == labels.tolist() and np.array_equal(ev.raw, images)
+    np.save(tmp_path / "cifar10.1_v6_labels.npy", np.array([{"evil": 1}] * 5, dtype=object), allow_pickle=True)
+    with pytest.raises(ExperimentError, match="holds pickled objects"):
+        load_eval_set(_set("cifar10.1", tmp_path), CIFAR10_CLASSES)
+
+    c102 = tmp_path / "cifar102"
+    c102.mkdir()
+    pickled = c102 / "cifar102_test.npy"
+    np.save(pickled, np.array({"images": images, "labels": labels}, dtype=object), allow_pickle=True)
+    with pytest.raises(ExperimentError, match=r"pickled dict.*convert --trust-pickle .*cifar102_test.npy"):
+        load_eval_set(_set("cifar10.2", c102), CIFAR10_CLASSES)
+    refused = subprocess.run([sys.executable, "-m", "wiseft_explorer", "convert", str(pickled),
+                              str(c102 / "cifar102_test.npz")], capture_output=True, text=True, cwd=REPO,
+                             env=cli_env(), timeout=120)
+    assert refused.returncode != 0 and "--trust-pickle" in refused.stderr
+    assert not (c102 / "cifar102_test.npz").exists()
+    done = subprocess.run([sys.executable, "-m", "wiseft_explorer", "convert", "--trust-pickle", str(pickled),
+                           str(c102 / "cifar102_test.npz")], capture_output=True, text=True, cwd=REPO,
+                          env=cli_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    ev = load_eval_set(_set("cifar10.2", c102), CIFAR10_CLASSES)
+    assert ev.labels.tolist() == labels.tolist() and np.array_equal(ev.raw, images)
+
+
+def test_experiment_presets_default_the_classes_and_check_keys(tmp_path):
+    root = fake_imagenet_layout(tmp_path / "r", "imagenet-r")
+    table = {"zeroshot": {"model": "ViT-B-32"}, "id": {"preset": "imagenet-r", "source": str(root), "limit": 10}}
+    exp = parse_experiment(table, tmp_path)
+    assert exp.classnames == IMAGENET and exp.templates == template_list("openai")
+    assert exp.id_set.name == "ImageNet-R" and exp.id_set.preset == "imagenet-r" and exp.id_set.limit == 10
+    cifar = parse_experiment({"zeroshot": {"model": "ViT-B-32"}, "id": {"preset": "cifar10", "source": str(tmp_path)},
+                              "classes": {"names": "cifar10", "templates": "cifar10"}}, tmp_path)
+    assert cifar.classnames == CIFAR10_CLASSES and len(cifar.templates) == 18
+    bad = [({"preset": "imagenet-x", "source": str(root)}, "unknown preset 'imagenet-x'"),
+           ({"preset": "imagenet-r", "source": str(root), "classes": ["goldfish"]}, "remove 'classes'"),
+           ({"preset": "imagenet-r", "source": "world:sketch"}, "reads the dataset's folder")]
+    for id_table, message in bad:
+        with pytest.raises(ExperimentError, match=message):
+            parse_experiment({"zeroshot": {"model": "m"}, "id": id_table}, tmp_path)
+    with pytest.raises(ExperimentError, match=r"missing table \[classes\]"):
+        parse_experiment({"zeroshot": {"model": "m"}, "id": {"source": str(root)}}, tmp_path)
+
+
+def _preset_experiment(tmp_path: Path, tiny, classes: str, sets: str) -> Path:
+    """A tiny CLIP experiment over a named class list, with a fine-tuned head for those classes, and preset sets."""
+    from tiny import TINY_NAME, fake_finetune
+
+    from wiseft_explorer.checkpoints import save_checkpoint
+    from wiseft_explorer.experiment import ModelSpec
+    from wiseft_explorer.models import build_zeroshot, classifier_metadata, load_clip
+
+    names, templates = class_list(classes), ["a photo of a {}."]
+    clip = load_clip(ModelSpec(TINY_NAME, str(tiny.zeroshot), tiny.config))
+    ft = fake_finetune(build_zeroshot(clip, names, templates), seed=1)
+    if classes == "imagenet":  # members of ObjectNet groups that are not their label: only a max-projection sees them
+        with torch.no_grad():
+            ft.head.bias[765] += 100.0
+    ft_path = save_checkpoint(tmp_path / "ft.safetensors", ft.state_dict(),
+                              classifier_metadata(clip, names, recipe={"kind": "test-perturbation"}, seed=1))
+    toml = tmp_path / "preset.toml"
+    toml.write_text(f"""device = "cpu"
+batch_size = 4
+cache_dir = "{tmp_path / 'cache'}"
+[zeroshot]
+model = "{TINY_NAME}"
+pretrained = "{tiny.zeroshot}"
+config = "{tiny.config}"
+[finetuned]
+checkpoint = "{ft_path}"
+[classes]
+names = "{classes}"
+templates = {templates!r}
+{sets}""".replace("'", '"'))
+    return toml
+
+
+@pytest.mark.parametrize("family", ["cifar10", "imagenet"])
+def test_preset_sets_stream_to_the_in_memory_reference(tiny, tmp_path, family):
+    """The engine scores preset sets as summarise() does on the whole set: R masked, ObjectNet max-projected."""
+    from libkit import set_images
+
+    from wiseft_explorer.batching import predict_logits
+    from wiseft_explorer.runtime import ExperimentRuntime
+    from wiseft_explorer.sweep import run_sweep
+
+    if family == "cifar10":
+        images, labels = cifar_pixels(9, seed=4)
+        fake_cifar10_bin(tmp_path / "c10", images, labels)
+        np.save(tmp_path / "cifar10.1_v6_data.npy", images[:6])
+        np.save(tmp_path / "cifar10.1_v6_labels.npy", labels[:6])
+        sets = (f'[id]\npreset = "cifar10"\nsource = "{tmp_path / "c10"}"\n'
+                f'[[shifts]]\npreset = "cifar10.1"\nsource = "{tmp_path}"\n')
+    else:
+        r_root = fake_imagenet_layout(tmp_path / "r", "imagenet-r")
+        sets = (f'[id]\npreset = "imagenet-r"\nsource = "{r_root}"\nlimit = 12\n'
+                f'[[shifts]]\npreset = "objectnet"\nsource = "{fake_objectnet(tmp_path)}"\n')
+    runtime = ExperimentRuntime.from_path(_preset_experiment(tmp_path, tiny, family, sets))
+    alphas = [0.0, 0.5, 1.0]
+    result = run_sweep(runtime, alphas)
+    working = runtime.new_working()
+    for name in runtime.set_names:
+        ev = runtime.eval_set(name)
+        pixels = set_images(runtime, name)
+        for alpha in alphas:
+            logits = predict_logits(runtime.classifier_at(working, alpha), pixels, runtime.device)
+            expected = summarise(logits, ev.labels, ev.class_indices, groups=ev.groups)
+            got = result.predictions[name][alpha]
+            assert torch.equal(got.pred.long(), expected.pred) and got.top1 == expected.top1, (name, alpha)
+            if ev.class_indices is not None:
+                assert set(got.pred.tolist()) <= set(ev.class_indices.tolist())
+    assert set(result.counts()) == set(runtime.set_names)

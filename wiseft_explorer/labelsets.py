@@ -1,0 +1,48 @@
+"""Named class lists and prompt sets: ImageNet's from open_clip, CIFAR-10's, so nobody retypes 1,000 names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+CLASS_LISTS = ("imagenet", "cifar10")
+TEMPLATE_SETS = ("openai", "simple", "cifar10")
+
+# CIFAR-10's classes in its label order (the binary release's batches.meta.txt, CIFAR-10.1 and CIFAR-10.2 agree).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+# The 18 prompts OpenAI's CLIP evaluation uses for CIFAR-10 (a fact of the published protocol, kept as data).
+_CIFAR10_TEMPLATES = tuple(
+    f"a {quality}photo of {article} {size}{{}}."
+    for article in ("a", "the")
+    for quality, size in [("", ""), ("blurry ", ""), ("black and white ", ""), ("low contrast ", ""),
+                          ("high contrast ", ""), ("bad ", ""), ("good ", ""), ("", "small "), ("", "big ")]
+)
+
+
+def class_list(name: str) -> tuple[str, ...]:
+    """The class names of a named list: 'imagenet' (open_clip's 1,000, standard index order) or 'cifar10'."""
+    if name == "imagenet":
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        return tuple(IMAGENET_CLASSNAMES)
+    if name == "cifar10":
+        return CIFAR10_CLASSES
+    raise KeyError(f"unknown class list {name!r} (known: {', '.join(CLASS_LISTS)})")
+
+
+def template_list(name: str) -> tuple[str, ...]:
+    """A named prompt set as '{}' format strings: open_clip's 80 OpenAI or simple ImageNet prompts, or CIFAR-10's."""
+    if name == "cifar10":
+        return _CIFAR10_TEMPLATES
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+
+    if name not in ("openai", "simple"):
+        raise KeyError(f"unknown template set {name!r} (known: {', '.join(TEMPLATE_SETS)})")
+    chosen = OPENAI_IMAGENET_TEMPLATES if name == "openai" else SIMPLE_IMAGENET_TEMPLATES
+    return tuple(t("{}") for t in chosen)
+
+
+def list_name(values: Sequence[str], kind: str) -> str | None:
+    """The name of the built-in list equal to `values` ('classes' or 'templates'), or None."""
+    names, lookup = (CLASS_LISTS, class_list) if kind == "classes" else (TEMPLATE_SETS, template_list)
+    return next((name for name in names if tuple(values) == lookup(name)), None)

@@ -1,0 +1,77 @@
+"""The paper's datasets as presets: what each one is called, which classes it scores, and the layout it expects.
+
+This module is the catalogue only (no torch, no file reading), so experiment files can be checked cheaply; the
+readers live in `imagenet_sets.py` and `cifar.py`, and `data.py` turns what they read into evaluation sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the catalogue is read on the app's fast path: no numpy import there
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One dataset the paper evaluates on: its key in experiment files, title, class list and expected layout."""
+
+    key: str
+    title: str
+    classes: str  # the named class list (labelsets.CLASS_LISTS) its labels index into
+    templates: str  # the prompt set the paper uses with it
+    layout: str  # the folder layout `source` must point at, shown in every layout error
+
+
+PRESETS: dict[str, Preset] = {p.key: p for p in (
+    Preset("imagenet", "ImageNet", "imagenet", "openai",
+           "val/<wnid>/*.JPEG: 1,000 WordNet-id folders (n01440764, ...) with the 50,000 validation images"),
+    Preset("imagenet-v2", "ImageNet-V2", "imagenet", "openai",
+           "imagenetv2-matched-frequency-format-val/<index>/*.jpeg: 1,000 folders named 0 ... 999 by class index"),
+    Preset("imagenet-sketch", "ImageNet-Sketch", "imagenet", "openai",
+           "sketch/<wnid>/*.JPEG: 1,000 WordNet-id folders"),
+    Preset("imagenet-r", "ImageNet-R", "imagenet", "openai",
+           "imagenet-r/<wnid>/*.jpg: the 200 WordNet-id folders of ImageNet-R"),
+    Preset("imagenet-a", "ImageNet-A", "imagenet", "openai",
+           "imagenet-a/<wnid>/*.jpg: the 200 WordNet-id folders of ImageNet-A"),
+    Preset("objectnet", "ObjectNet", "imagenet", "openai",
+           "objectnet-1.0/ holding images/<folder>/*.png and mappings/ (objectnet_to_imagenet_1k.json, "
+           "folder_to_objectnet_label.json, pytorch_to_imagenet_2012_id.json, imagenet_to_label_2012_v2)"),
+    Preset("cifar10", "CIFAR-10", "cifar10", "cifar10",
+           "cifar-10-batches-bin/ holding test_batch.bin (the binary release, cifar-10-binary.tar.gz)"),
+    Preset("cifar10.1", "CIFAR-10.1", "cifar10", "cifar10",
+           "a folder holding cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy"),
+    Preset("cifar10.2", "CIFAR-10.2", "cifar10", "cifar10",
+           "a folder holding cifar102_test.npz (made from cifar102_test.npy by `convert --trust-pickle`)"),
+)}
+PRESET_VERSION = "presets-v1"  # part of a preset set's cache key: bump when a reader's labels or pixels change
+
+
+class PresetError(ValueError):
+    """A preset's folder does not have the expected layout, or its files cannot be read safely."""
+
+    def __init__(self, key: str, source: Path | str, problem: str) -> None:
+        preset = PRESETS[key]
+        super().__init__(f"{preset.title} ({key}) at {source}: {problem}. Expected layout: {preset.layout}")
+
+
+def preset_of(key: str) -> Preset:
+    """The preset called `key`, or a KeyError that lists the known ones."""
+    if key not in PRESETS:
+        raise KeyError(f"unknown preset {key!r} (known: {', '.join(PRESETS)})")
+    return PRESETS[key]
+
+
+@dataclass
+class PresetImages:
+    """What a preset reader found: labels (indices into the preset's class list) and where each image is."""
+
+    labels: np.ndarray  # (N,) int64
+    paths: list[str] | None = None  # image files, for folder presets
+    pixels: np.ndarray | None = None  # (N,32,32,3) uint8, for the CIFAR arrays
+    class_indices: list[int] | None = None  # the classes the set's logits are restricted to (R, A); None = all
+    groups: tuple[tuple[int, ...], ...] | None = None  # ObjectNet: each label's classes, whose max logit it takes
+    border: int = 0  # pixels cut from every side before preprocessing (ObjectNet's 1-pixel red frame)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
