@@ -277,3 +277,41 @@ def test_models_page_opens_an_existing_experiment_to_edit(app_env, tmp_path, mon
     assert not at.exception and not at.error, [e.value for e in at.error]
     edited, original = load_experiment(tmp_path / "tiny-edited.toml"), load_experiment(app_env)
     assert edited.shifts == original.shifts and edited.classnames == original.classnames
+
+
+def test_models_page_offers_the_paper_presets_instead_of_class_lists(app_env, tmp_path, monkeypatch):
+    from fake_datasets import fake_imagenet_layout
+
+    from wiseft_explorer.experiment import load_experiment
+    from wiseft_explorer.labelsets import class_list
+    from wiseft_explorer.ui import builder
+
+    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
+    val, r_root = fake_imagenet_layout(tmp_path / "val", "imagenet"), fake_imagenet_layout(tmp_path / "r", "imagenet-r")
+    at = _run("pages/3_Models.py")
+    assert at.selectbox(key="b_s0_preset").options == ["my own folder", "ImageNet", "ImageNet-V2", "ImageNet-Sketch",
+                                                       "ImageNet-R", "ImageNet-A", "ObjectNet", "CIFAR-10",
+                                                       "CIFAR-10.1", "CIFAR-10.2"]
+    at.text_input(key="b_name").set_value("paper eval")
+    at.text_input(key="b_model").set_value("ViT-B-32")
+    at.text_input(key="b_pretrained").set_value("openai")
+    at.selectbox(key="b_id_preset").set_value("imagenet")
+    at.text_input(key="b_id_source").set_value(str(val))
+    at.selectbox(key="b_s0_preset").set_value("objectnet")  # the wrong preset for this folder: refused, one line
+    at.text_input(key="b_s0_source").set_value(str(r_root))
+    _submit(at)
+    errors = [e.value for e in at.error]
+    assert not at.exception and any("Not saved" in e for e in errors)
+    assert any(e.startswith("ObjectNet: ObjectNet (objectnet)") and "no mappings/ folder" in e and "\n" not in e
+               for e in errors), errors
+    at.selectbox(key="b_s0_preset").set_value("imagenet-r")
+    _submit(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("ImageNet-R: 200 images of 200 of 1000 classes" in c.value for c in at.caption)
+    saved = tmp_path / "paper-eval.toml"
+    exp = load_experiment(saved)
+    assert exp.classnames == class_list("imagenet") and len(exp.templates) == 80
+    assert (exp.id_set.name, exp.id_set.preset) == ("ImageNet", "imagenet")
+    assert (exp.shifts[0].name, exp.shifts[0].preset, exp.shifts[0].classes) == ("ImageNet-R", "imagenet-r", None)
+    text = saved.read_text()
+    assert 'names = "imagenet"' in text and 'templates = "openai"' in text and "goldfish" not in text

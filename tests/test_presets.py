@@ -284,3 +284,17 @@ def test_preset_sets_stream_to_the_in_memory_reference(tiny, tmp_path, family):
             if ev.class_indices is not None:
                 assert set(got.pred.tolist()) <= set(ev.class_indices.tolist())
     assert set(result.counts()) == set(runtime.set_names)
+
+
+def test_a_preset_experiment_survives_the_models_page_form_and_toml(tmp_path):
+    import tomllib
+
+    from wiseft_explorer.forms import experiment_table, experiment_to_toml, form_of
+
+    root = fake_imagenet_layout(tmp_path / "a", "imagenet-a")
+    exp = parse_experiment({"zeroshot": {"model": "ViT-B-32", "pretrained": "openai"},
+                            "id": {"preset": "imagenet-a", "source": str(root), "limit": 50}}, tmp_path)
+    form = form_of(exp)
+    assert (form["classes"], form["templates"], form["id_preset"]) == ("imagenet", "openai", "imagenet-a")
+    assert parse_experiment(experiment_table(form), tmp_path).id_set == exp.id_set
+    assert parse_experiment(tomllib.loads(experiment_to_toml(exp)), tmp_path) == exp

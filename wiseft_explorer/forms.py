@@ -1,8 +1,9 @@
 """The Models page's form as plain data: fields <-> an experiment TOML table, without Streamlit.
 
 Field names are the widget keys of the page (so a loaded experiment can be put straight into the widgets). Sets are
-`id`, `val` and `s0`, `s1`, ...: each has a folder (`_source`), a mapping file, a `limit` (0 = every image) and, for
-shifts, a name and a class subset (names separated by commas or new lines).
+`id`, `val` and `s0`, `s1`, ...: each has a dataset preset (`_preset`, "" = a plain folder), a folder (`_source`), a
+mapping file, a `limit` (0 = every image) and, for shifts, a name and a class subset (names separated by commas or
+new lines). Class names and templates may be the name of a built-in list ("imagenet", "openai", ...).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .experiment import Experiment, parse_experiment
+from .labelsets import CLASS_LISTS, TEMPLATE_SETS, list_name
+from .presets import PRESETS
 
 Form = dict[str, Any]
-TEMPLATE_SETS = ("openai", "simple")
 
 
 def _lines(text: str) -> list[str]:
@@ -28,10 +30,15 @@ def slug(name: str) -> str:
 
 
 def _set_table(form: Form, prefix: str, name: str) -> dict | None:
+    """One set's table; without a name typed, a preset set is called by its preset's title (e.g. "ImageNet-R")."""
     source = str(form.get(f"{prefix}_source", "")).strip()
     if not source:
         return None
-    table: dict[str, Any] = {"name": name, "source": source}
+    preset = form.get(f"{prefix}_preset") or None
+    table: dict[str, Any] = {"name": name} if name or not preset else {}
+    table["source"] = source
+    if preset:
+        table["preset"] = preset
     if str(form.get(f"{prefix}_mapping", "")).strip():
         table["mapping"] = str(form[f"{prefix}_mapping"]).strip()
     if int(form.get(f"{prefix}_limit") or 0) > 0:
@@ -41,17 +48,28 @@ def _set_table(form: Form, prefix: str, name: str) -> dict | None:
     return table
 
 
+def _classes_table(form: Form, id_preset: str | None) -> dict | None:
+    """[classes] from the two text areas; None (the ID preset's lists) when both are left empty under a preset."""
+    names = [c.strip() for c in str(form.get("classes", "")).splitlines() if c.strip()]
+    templates = [t.strip() for t in str(form.get("templates", "")).splitlines() if t.strip()]
+    if not names and id_preset:
+        return None
+    table: dict[str, Any] = {"names": names[0] if len(names) == 1 and names[0] in CLASS_LISTS else names}
+    if templates:
+        table["templates"] = templates[0] if len(templates) == 1 and templates[0] in TEMPLATE_SETS else templates
+    return table
+
+
 def experiment_table(form: Form) -> dict:
     """The form's fields -> an experiment TOML table (what parse_experiment validates)."""
-    templates = [t.strip() for t in str(form.get("templates", "")).splitlines() if t.strip()]
     data: dict = {
         "name": str(form.get("name", "")).strip() or "my experiment",
         "device": form.get("device", "auto"), "head_policy": form.get("head_policy", "interpolate"),
         "zeroshot": {"model": str(form.get("model", "")).strip()},
-        "classes": {"names": [c.strip() for c in str(form.get("classes", "")).splitlines() if c.strip()],
-                    "templates": templates[0] if len(templates) == 1 and templates[0] in TEMPLATE_SETS else templates},
-        "id": _set_table(form, "id", "ID") or {"name": "ID", "source": ""},
+        "id": _set_table(form, "id", "" if form.get("id_preset") else "ID") or {"name": "ID", "source": ""},
     }
+    if (classes := _classes_table(form, data["id"].get("preset"))) is not None:
+        data["classes"] = classes
     if str(form.get("finetuned", "")).strip():
         data["finetuned"] = {"checkpoint": str(form["finetuned"]).strip()}
     for key in ("pretrained", "config"):
@@ -59,8 +77,8 @@ def experiment_table(form: Form) -> dict:
             data["zeroshot"][key] = str(form[key]).strip()
     if val := _set_table(form, "val", "ID-val"):
         data["id_val"] = val
-    shifts = [_set_table(form, f"s{i}", str(form.get(f"s{i}_name", "")).strip() or f"shift-{i}")
-              for i in range(int(form.get("nshifts", 0)))]
+    shifts = [_set_table(form, f"s{i}", str(form.get(f"s{i}_name", "")).strip()
+                         or ("" if form.get(f"s{i}_preset") else f"shift-{i}")) for i in range(int(form.get("nshifts", 0)))]
     data["shifts"] = [s for s in shifts if s]
     return data
 
@@ -74,15 +92,22 @@ def form_of(exp: Experiment) -> Form:
     """An experiment's values as form fields (to edit an existing file on the page)."""
     form: Form = {"name": exp.name, "model": exp.zeroshot.name, "pretrained": exp.zeroshot.pretrained or "",
                   "config": str(exp.zeroshot.config or ""), "finetuned": str(exp.finetuned or ""),
-                  "classes": "\n".join(exp.classnames), "templates": "\n".join(exp.templates),
+                  "classes": list_name(exp.classnames, "classes") or "\n".join(exp.classnames),
+                  "templates": list_name(exp.templates, "templates") or "\n".join(exp.templates),
                   "device": exp.device, "head_policy": exp.head_policy, "nshifts": len(exp.shifts)}
     for prefix, spec in [("id", exp.id_set), ("val", exp.id_val)] + [(f"s{i}", s) for i, s in enumerate(exp.shifts)]:
         form.update({f"{prefix}_source": spec.source if spec else "", f"{prefix}_limit": (spec.limit or 0) if spec else 0,
                      f"{prefix}_mapping": str(spec.mapping or "") if spec else "",
+                     f"{prefix}_preset": (spec.preset or "") if spec else "",
                      f"{prefix}_classes": "\n".join(spec.classes or ()) if spec else ""})
         if prefix.startswith("s") and spec:
             form[f"{prefix}_name"] = spec.name
     return form
+
+
+def preset_choices() -> list[str]:
+    """The preset field's options: "" (a plain class-folder layout) and every dataset preset."""
+    return ["", *PRESETS]
 
 
 def default_form() -> Form:
@@ -111,12 +136,15 @@ def experiment_to_toml(exp: Experiment) -> str:
         lines.append(f"config = {q(exp.zeroshot.config)}")
     if exp.finetuned:
         lines += ["", "[finetuned]", f"checkpoint = {q(exp.finetuned)}"]
-    lines += ["", "[classes]",
-              f"names = {q(exp.classnames)}", f"templates = {q(exp.templates)}"]
+    # A built-in list is written by name: 1,000 ImageNet names would bury the file's settings.
+    lines += ["", "[classes]", f"names = {q(list_name(exp.classnames, 'classes') or exp.classnames)}",
+              f"templates = {q(list_name(exp.templates, 'templates') or exp.templates)}"]
     for header, ds in [("[id]", exp.id_set), ("[id_val]", exp.id_val)] + [("[[shifts]]", s) for s in exp.shifts]:
         if ds is None:
             continue
         lines += ["", header, f"name = {q(ds.name)}", f"source = {q(ds.source)}"]
+        if ds.preset:
+            lines.append(f"preset = {q(ds.preset)}")
         if ds.classes:
             lines.append(f"classes = {q(ds.classes)}")
         if ds.mapping:

@@ -28,11 +28,30 @@ class SetCheck:
         return text + (f" ({self.skipped} unreadable file(s) skipped)" if self.skipped else "")
 
 
+def check_preset(spec: DatasetSpec, classnames: tuple[str, ...]) -> SetCheck:
+    """Read a preset set's layout and labels (headers only) against the experiment's classes."""
+    from .data import preset_classes, read_preset
+    from .presets import PresetError
+
+    check = SetCheck(spec.name)
+    try:
+        to_exp = preset_classes(spec.preset, classnames)
+        found = read_preset(spec.preset, Path(spec.source))
+    except (PresetError, ExperimentError, OSError) as err:
+        check.error = str(err).splitlines()[0]
+        return check
+    check.images, check.skipped = len(found.labels), len(found.skipped)
+    check.covered = [classnames[int(to_exp[i])] for i in sorted(set(found.labels.tolist()))]
+    return check
+
+
 def check_set(spec: DatasetSpec, classnames: tuple[str, ...]) -> SetCheck:
     """Scan one folder set's headers against the class names (world sets always pass)."""
     check = SetCheck(spec.name)
     if spec.is_world:
         return check
+    if spec.preset:  # a preset scores its own classes (R, A, ObjectNet): never a subset question
+        return check_preset(spec, classnames)
     try:
         scan = scan_image_folder(Path(spec.source), list(classnames), load_mapping(spec.mapping))
     except (ImageFolderError, ExperimentError, OSError) as err:

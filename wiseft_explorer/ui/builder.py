@@ -9,7 +9,8 @@ import streamlit as st
 
 from ..experiment import EXPERIMENTS_DIR, REPO_ROOT, ExperimentError, load_experiment
 from ..export import export_bytes
-from ..forms import Form, default_form, experiment_to_toml, form_experiment, form_of, slug
+from ..forms import Form, default_form, experiment_to_toml, form_experiment, form_of, preset_choices, slug
+from ..presets import PRESETS
 from ..runtime import ExperimentRuntime
 from ..validate import SetCheck, check_experiment
 from . import results, state
@@ -49,17 +50,24 @@ def _open_existing() -> None:
         st.error(f"Cannot open it: {st.session_state['builder_open_error']}")
 
 
+_PRESET_HELP = ("A dataset of the paper: its classes, labels and scoring come with it (ImageNet-R/A restricted to "
+                "their 200 classes, ObjectNet's max over mapped classes). Leave [classes] empty to use its class "
+                "list. Expected folders:\n\n" + "\n\n".join(f"- **{p.title}**: {p.layout}" for p in PRESETS.values()))
+
+
 def _set_fields(container, prefix: str, label: str, shift: bool) -> None:
     with container:
-        cols = st.columns([2, 3, 2, 1] if shift else [3, 2, 1])
+        cols = st.columns([2, 2, 3, 2, 1] if shift else [2, 3, 2, 1])
         if shift:
-            cols[0].text_input("name", key=f"{KEY}{prefix}_name", placeholder="ImageNet-R")
+            cols[0].text_input("name", key=f"{KEY}{prefix}_name", placeholder="(the preset's name)")
             cols = cols[1:]
-        cols[0].text_input(f"{label} folder", key=f"{KEY}{prefix}_source",
-                           placeholder="/data/imagenet-r (ImageFolder layout: folder/<class>/<image>)")
-        cols[1].text_input("mapping file (optional)", key=f"{KEY}{prefix}_mapping",
-                           help="JSON object: folder name -> class name (e.g. WordNet ids -> names).")
-        cols[2].number_input("limit (0 = all)", 0, step=100, key=f"{KEY}{prefix}_limit",
+        cols[0].selectbox("dataset preset", preset_choices(), key=f"{KEY}{prefix}_preset", help=_PRESET_HELP,
+                          format_func=lambda k: PRESETS[k].title if k else "my own folder")
+        cols[1].text_input(f"{label} folder", key=f"{KEY}{prefix}_source",
+                           placeholder="/data/imagenet-r (own folder: folder/<class>/<image>)")
+        cols[2].text_input("mapping file (optional)", key=f"{KEY}{prefix}_mapping",
+                           help="JSON object: folder name -> class name (e.g. WordNet ids -> names). Not with a preset.")
+        cols[3].number_input("limit (0 = all)", 0, step=100, key=f"{KEY}{prefix}_limit",
                              help="A seeded sample of this many images, every class in proportion.")
         if shift:
             st.text_area("class subset (optional; names, comma or one per line)", key=f"{KEY}{prefix}_classes",
@@ -85,8 +93,8 @@ def _form() -> Form | None:
         c2.text_input("fine-tuned checkpoint path (.safetensors)", key=KEY + "finetuned")
         st.markdown("**Classes and prompts** (in the order the fine-tuned checkpoint was trained with)")
         c1, c2 = st.columns(2)
-        c1.text_area("class names, one per line", key=KEY + "classes")
-        c2.text_area("templates, one per line with {} (or openai / simple)", key=KEY + "templates")
+        c1.text_area("class names, one per line (or imagenet / cifar10; empty = the ID preset's)", key=KEY + "classes")
+        c2.text_area("templates, one per line with {} (or openai / simple / cifar10)", key=KEY + "templates")
         st.markdown("**Datasets**")
         _set_fields(st.container(), "id", "ID test", shift=False)
         _set_fields(st.container(), "val", "held-out ID (optional, for choosing α)", shift=False)
@@ -151,7 +159,7 @@ def builder_section() -> None:
     if form is not None:
         with shown_errors("Not saved"):
             path, checks = save_experiment(form)
-            st.session_state[_CHECKS] = (checks, len([c for c in form.get("classes", "").splitlines() if c.strip()]))
+            st.session_state[_CHECKS] = (checks, len(form_experiment(form, REPO_ROOT).classnames))
             if path is None:
                 st.error("Not saved: fix the folders below first.")
             else:
