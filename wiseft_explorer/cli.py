@@ -46,31 +46,42 @@ class _HeadBar:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run (or read from cache) the alpha sweep and print the accuracy table."""
+    """Run (or read from cache) the alpha sweep and print the accuracy table; under torchrun, on every rank."""
     from tqdm import tqdm
 
     from .curves import ALPHA_GRID, choose_alphas
+    from .distributed import process_group
+    from .distributed_sweep import run_sweep_distributed
     from .engine import StreamProgress
     from .sweep import run_sweep
 
     runtime = _runtime(args)
     alphas = [args.alpha] if args.alpha is not None else list(ALPHA_GRID)
     bar = None
+    # Joined before any model loads: with NCCL, "cuda" must already mean this rank's GPU.
+    with process_group(runtime.experiment.device) as group:
+        who = f"rank {group.rank}: " if group.distributed else ""
 
-    def progress(done: StreamProgress, _snapshot) -> None:
-        nonlocal bar
-        if bar is None:  # created at the first batch: a fully cached sweep shows no bar
-            resumed = done.done - done.processed_now
-            if resumed:
-                print(f"resuming an interrupted sweep: {resumed:,} of {done.total:,} images were done before",
-                      file=sys.stderr)
-            bar = tqdm(total=done.total, initial=done.done - done.processed_now, desc=f"sweep ({len(alphas)} α)",
-                       unit="img", disable=args.quiet, smoothing=0.1)
-        bar.update(done.done - bar.n)
+        def progress(done: StreamProgress, _snapshot=None) -> None:
+            nonlocal bar
+            if bar is None:  # created at the first batch: a fully cached sweep shows no bar
+                resumed = done.done - done.processed_now
+                if resumed:
+                    print(f"{who}resuming an interrupted sweep: {resumed:,} of {done.total:,} images were done "
+                          "before", file=sys.stderr)
+                part = f", {group.describe()}'s part" if group.distributed else ""
+                bar = tqdm(total=done.total, initial=resumed, desc=f"sweep ({len(alphas)} α{part})", unit="img",
+                           disable=args.quiet or not group.is_root, smoothing=0.1)
+            bar.update(done.done - bar.n)
 
-    result = run_sweep(runtime, alphas, on_progress=progress)
+        if group.distributed:
+            result = run_sweep_distributed(runtime, group, alphas, on_progress=progress)
+        else:
+            result = run_sweep(runtime, alphas, on_progress=progress)
     if bar is not None:
         bar.close()
+    if result is None:  # ranks other than 0 computed their part; rank 0 reports and writes
+        return 0
     for line in runtime.data_warnings():
         print(f"warning: {line}", file=sys.stderr)
     table = result.table() * 100
@@ -82,8 +93,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         print(format_comparison(compare_to_ends(result, args.compare_at), args.compare_at))
     if args.out:
-        result.write_jsonl(args.out)
-        print(f"wrote {args.out}")
+        from .result_files import write_results
+
+        jsonl, per_image = write_results(runtime, result, args.out)
+        print(f"wrote {jsonl} and {per_image.name} (the per-image file the app's 'Open results' imports with it)")
     return 0
 
 
@@ -187,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--alpha", type=_alpha, default=None, help="mixing coefficient (any float; <0 or >1 extrapolates)")
 
     p = sub.add_parser("sweep", parents=[common], help="accuracy of every set over the alpha grid (cached)")
-    p.add_argument("--out", help="also write the results as JSONL")
+    p.add_argument("--out", help="also write the results as JSONL (and its per-image file next to it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--compare-at", type=_alpha, default=0.5,
                    help="after a full sweep, compare this alpha with both ends, with standard errors (default 0.5)")

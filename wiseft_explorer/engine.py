@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .batching import predict_logits
 from .cache import DiskCache
 from .data import EvalSet, set_logits
 from .interpolate import WeightSpace, Working
+from .sampling import shard_plan
 from .stream import SweepImages, batch_plan, make_loader, plan_items, release_memory, to_device
 
 FIRST_BATCH = 16  # images of every set in the first round: every alpha has an estimate after it
@@ -57,22 +59,41 @@ def save_seconds() -> float:
 
 @dataclass
 class SetStream:
-    """One set's per-image results while it streams, in its fair order (positions), for its alphas (columns)."""
+    """One set's per-image results while it streams, in its fair order (positions), for its alphas (columns).
+
+    A stream holds the whole fair order, or with `positions` one process's part of it (a distributed sweep):
+    its rows are then those positions of the fair order, in the order it streams them.
+    """
 
     ev: EvalSet
     alphas: list[float]
     pred: torch.Tensor  # (N, A) int16 or int32 class indices; -1 where not evaluated yet or not decodable
     probs: torch.Tensor | None  # (A, N, C) float16 class probabilities when small enough, else None
-    done: int = 0  # positions processed (evaluated or failed)
-    failed: dict[int, str] = field(default_factory=dict)  # position -> why it could not be decoded
+    done: int = 0  # rows processed (evaluated or failed)
+    failed: dict[int, str] = field(default_factory=dict)  # row -> why it could not be decoded
+    positions: np.ndarray | None = None  # (N,) fair-order positions of the rows; None: all of them, in order
 
     @classmethod
-    def empty(cls, ev: EvalSet, alphas: Sequence[float], num_classes: int) -> SetStream:
-        """Nothing evaluated yet."""
+    def empty(cls, ev: EvalSet, alphas: Sequence[float], num_classes: int,
+              positions: np.ndarray | None = None) -> SetStream:
+        """Nothing evaluated yet (of the whole set, or of the given positions of its fair order)."""
+        rows = len(ev) if positions is None else len(positions)
         dtype = torch.int16 if num_classes < 2 ** 15 else torch.int32
+        # The probabilities' budget counts the whole set: every process of a distributed sweep decides alike.
         keep = num_classes <= PROBS_MAX_CLASSES and len(ev) * len(alphas) * num_classes <= PROBS_MAX_VALUES
-        return cls(ev, list(alphas), torch.full((len(ev), len(alphas)), -1, dtype=dtype),
-                   torch.zeros(len(alphas), len(ev), num_classes, dtype=torch.float16) if keep else None)
+        return cls(ev, list(alphas), torch.full((rows, len(alphas)), -1, dtype=dtype),
+                   torch.zeros(len(alphas), rows, num_classes, dtype=torch.float16) if keep else None,
+                   positions=positions)
+
+    @property
+    def size(self) -> int:
+        """Rows of this stream (the set's images, or this process's part of them)."""
+        return len(self.pred)
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The set index of every row, in streaming order."""
+        return self.ev.order if self.positions is None else self.ev.order[self.positions]
 
     def evaluated(self) -> torch.Tensor:
         """Positions (in fair order) evaluated so far: the processed prefix minus undecodable images."""
@@ -125,9 +146,12 @@ def _duration(seconds: float) -> str:
 class StateStore:
     """Where a stream's partial state is saved (atomically, in the disk cache) and found again after a crash."""
 
-    def __init__(self, cache: DiskCache, key: str, every: float | None = None) -> None:
+    def __init__(self, cache: DiskCache, key: str, every: float | None = None, keep_final: bool = False) -> None:
         self.cache, self.key = cache, key
         self.every = save_seconds() if every is None else every
+        # A distributed sweep's ranks keep their finished parts until rank 0 has written the gathered results, so
+        # that a failure while gathering costs no streaming.
+        self.keep_final = keep_final
 
     def save(self, streams: dict[str, SetStream], batches_done: int) -> None:
         """Write what has been done so far (the processed prefix of every set)."""
@@ -138,7 +162,7 @@ class StateStore:
                 tensors[f"probs{i}"] = stream.probs[:, :stream.done]
             failed[name] = {str(k): v for k, v in stream.failed.items()}
         meta = {"batches_done": batches_done, "sets": list(streams), "failed": failed,
-                "done": [s.done for s in streams.values()], "sizes": [len(s.ev) for s in streams.values()]}
+                "done": [s.done for s in streams.values()], "sizes": [s.size for s in streams.values()]}
         self.cache.put(self.key, tensors, meta)
 
     def restore(self, streams: dict[str, SetStream]) -> int:
@@ -147,7 +171,7 @@ class StateStore:
         if entry is None:
             return 0
         tensors, meta = entry
-        if meta.get("sets") != list(streams) or meta.get("sizes") != [len(s.ev) for s in streams.values()]:
+        if meta.get("sets") != list(streams) or meta.get("sizes") != [s.size for s in streams.values()]:
             return 0  # not this stream's layout: start afresh (the key makes this unexpected)
         for i, (name, stream) in enumerate(streams.items()):
             done = int(meta["done"][i])
@@ -183,24 +207,33 @@ class StreamJob:
 
 
 def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: ProgressHook | None = None,
-                    max_images: int | None = None, counter=None) -> dict[str, SetStream]:
+                    max_images: int | None = None, counter=None,
+                    shard: tuple[int, int] | None = None) -> dict[str, SetStream]:
     """Evaluate every set at its alphas in one pass over its images; resumes from `store`'s saved state.
 
     `max_images` stops each set after that many images of its fair order (a fair sample). `on_batch` is called
     after every batch with the progress and the streams (read them there: they change as the stream goes on).
+    `shard=(rank, world)` streams only that process's part of the batch plan (sampling.shard_plan); the progress
+    then counts that part.
     """
-    streams = {name: SetStream.empty(ev, job.alphas[name], job.num_classes) for name, ev in job.sets.items()}
     evs = list(job.sets.values())
     sizes = [min(len(ev), max_images) if max_images else len(ev) for ev in evs]
     plan = batch_plan(sizes, job.batch_size, FIRST_BATCH)
-    start_batch = store.restore(streams) if store is not None else 0
     first_round = sum(1 for size in sizes if size)
+    positions: list[np.ndarray | None] = [None] * len(evs)
+    if shard is not None:
+        plan, positions, first_round = shard_plan(plan, len(evs), *shard)
+        sizes = [len(p) for p in positions]
+    streams = {name: SetStream.empty(ev, job.alphas[name], job.num_classes, part)
+               for (name, ev), part in zip(job.sets.items(), positions, strict=True)}
+    start_batch = store.restore(streams) if store is not None else 0
     total, resumed = sum(sizes), sum(s.done for s in streams.values())
     names = list(streams)
     # Generated sets are already in memory: loading them in worker processes would only add start-up time.
     workers = job.workers if any(not ev.in_memory for ev in evs) else 0
     dataset = SweepImages(evs, [job.preprocess] * len(evs), counter)
-    loader = make_loader(dataset, plan_items(plan[start_batch:], evs), workers, job.device)
+    loader = make_loader(dataset, plan_items(plan[start_batch:], [s.indices for s in streams.values()]), workers,
+                         job.device)
     started, saved_at, done = time.perf_counter(), time.perf_counter(), resumed
     batch_number, group = start_batch, []
     with _running:
@@ -234,6 +267,8 @@ def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: P
                                             batch_number >= first_round), streams)
             group.clear()
             release_memory()
+        if store is not None and store.keep_final:
+            store.save(streams, batch_number)
     except BaseException:
         # Keep the work done so far (a Ctrl-C, a failed batch): the state only ever holds whole batches.
         if store is not None and batch_number > start_batch and done < total:

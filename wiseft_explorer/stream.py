@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -28,8 +29,15 @@ Item = tuple[int, int, int]
 
 
 def default_workers() -> int:
-    """Decoding workers when the experiment does not say: one core is left to the model, at most 8."""
+    """Decoding workers when the experiment does not say: one core is left to the model, at most 8.
+
+    Under torchrun the node's cores are shared by its LOCAL_WORLD_SIZE processes: each gets its share, less the
+    core its model runs on (none when that leaves nothing: the process decodes its own batches).
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if local > 1:
+        return max(0, min(MAX_DEFAULT_WORKERS, cores // local - 1))
     return max(1, min(MAX_DEFAULT_WORKERS, cores - 1))
 
 
@@ -176,9 +184,12 @@ def batch_plan(sizes: Sequence[int], batch_size: int, first: int) -> list[tuple[
         done[number] = stop
 
 
-def plan_items(plan: Iterable[tuple[int, int, int]], sets: Sequence[EvalSet]) -> list[list[Item]]:
-    """The loader's batches: each slice of the plan as Items (set, position, index in the set)."""
-    return [[(number, position, int(sets[number].order[position])) for position in range(start, stop)]
+def plan_items(plan: Iterable[tuple[int, int, int]], orders: Sequence[np.ndarray]) -> list[list[Item]]:
+    """The loader's batches: each slice of the plan as Items (set, position, index in the set).
+
+    `orders[n]` gives the set index at each position of set n's stream (its fair order, or a process's part of it).
+    """
+    return [[(number, position, int(orders[number][position])) for position in range(start, stop)]
             for number, start, stop in plan]
 
 

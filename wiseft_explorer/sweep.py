@@ -13,6 +13,7 @@ import torch
 from .cache import DiskCache, cache_key
 from .curves import ALPHA_GRID, Curves, store_curves
 from .data import DataWarning, project_logits, restrict_logits
+from .distributed import Group, provenance, provenance_line
 from .engine import FIRST_BATCH, SetStream, StateStore, StreamJob, StreamProgress, stream_evaluate
 from .interpolate import Working
 from .runtime import ExperimentRuntime
@@ -62,9 +63,9 @@ def stream_predictions(stream: SetStream) -> dict[float, Predictions]:
     # Which images, in which order, is the same for every alpha: found once per set, not once per column (a
     # partial result is rebuilt every second while a sweep streams).
     positions = stream.evaluated()
-    index, rows = torch.from_numpy(stream.ev.order)[positions].sort()
+    index, rows = torch.from_numpy(stream.indices)[positions].sort()
     positions = positions[rows]
-    labels, pending = stream.ev.labels[index], len(stream.ev) - stream.done
+    labels, pending = stream.ev.labels[index], stream.size - stream.done
     out = {}
     for column, alpha in enumerate(stream.alphas):
         pred = stream.pred[positions, column]
@@ -85,6 +86,7 @@ class SweepResult:
     alphas: list[float]
     predictions: dict[str, dict[float, Predictions]] = field(default_factory=dict)
     seed: int | None = None  # the fair order's seed (recorded with the results)
+    provenance: list[dict] = field(default_factory=list)  # where the sets' results were computed (one per run)
 
     def top1(self, set_name: str, alpha: float) -> float:
         """Top-1 accuracy of one set at one grid alpha."""
@@ -139,16 +141,18 @@ def _store(runtime: ExperimentRuntime, result: SweepResult) -> None:
     curves = result.curves()
     if runtime.models_loaded:
         curves.about = runtime.describe()
+    if result.provenance:  # shown in the sidebar: a warm start says where the numbers came from
+        curves.about["results"] = "; ".join(provenance_line(p) for p in result.provenance)
     store_curves(runtime.experiment, curves)
 
 
-def _entry_key(runtime: ExperimentRuntime, name: str, alphas: Sequence[float], max_images: int | None) -> str:
+def entry_key(runtime: ExperimentRuntime, name: str, alphas: Sequence[float], max_images: int | None) -> str:
     """One cache entry per set and alpha list: a sweep reads and writes a handful of files, not sets x alphas."""
     return cache_key(kind="sweep-set", alphas=[round(a, 6) for a in alphas], set=runtime.set_fingerprint(name),
                      images=max_images, **runtime.fingerprint)
 
 
-def _entry_tensors(by_alpha: dict[float, Predictions], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+def entry_tensors(by_alpha: dict[float, Predictions], labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """A set's predictions at every alpha as (n, A) columns over the same images."""
     ordered = [by_alpha[a] for a in sorted(by_alpha)]
     out = {"index": ordered[0].index, "labels": labels, "pred": torch.stack([p.pred for p in ordered], dim=1)}
@@ -157,11 +161,16 @@ def _entry_tensors(by_alpha: dict[float, Predictions], labels: torch.Tensor) -> 
     return out
 
 
-def _load_entry(cache: DiskCache, key: str, alphas: Sequence[float]) -> dict[float, Predictions] | None:
+def _load_entry(cache: DiskCache, key: str, alphas: Sequence[float],
+                origins: list[dict] | None = None) -> dict[float, Predictions] | None:
+    """A set's cached predictions at every alpha; where they were computed is added to `origins`."""
     entry = cache.get_entry(key)
     if entry is None:
         return None
     tensors, meta = entry
+    origin = meta.get("provenance")
+    if origins is not None and origin and origin not in origins:
+        origins.append(origin)
     index, labels, pred, probs = tensors["index"], tensors["labels"], tensors["pred"], tensors.get("probs")
     out = {}
     for column, alpha in enumerate(sorted(alphas)):
@@ -178,31 +187,49 @@ def _new_result(runtime: ExperimentRuntime, names: Sequence[str], alphas: Sequen
                        {name: {} for name in names}, seed=exp.seed)
 
 
-def _stream(runtime: ExperimentRuntime, result: SweepResult, needed: dict[str, list[float]], working: Working | None,
-            cache: DiskCache, max_images: int | None, on_progress: ProgressHook | None, resume: bool,
-            counter=None) -> dict[str, SetStream]:
-    """Stream the sets that miss cache entries, once each, at every alpha they miss; partial results go to hooks."""
+def state_store(runtime: ExperimentRuntime, needed: dict[str, list[float]], cache: DiskCache,
+                max_images: int | None, shard: tuple[int, int] | None = None) -> StateStore:
+    """Where a stream of these sets saves its partial state; each process of a distributed sweep has its own."""
+    exp = runtime.experiment
+    extra = {} if shard is None else {"rank": shard[0], "world": shard[1]}
+    key = cache_key(kind="sweep-state", sets={n: runtime.set_fingerprint(n) for n in needed}, alphas=needed,
+                    seed=exp.seed, batch=exp.batch_size, first=FIRST_BATCH, images=max_images,
+                    **runtime.fingerprint, **extra)
+    return StateStore(cache, key)
+
+
+def stream_sets(runtime: ExperimentRuntime, needed: dict[str, list[float]], working: Working | None,
+                store: StateStore | None, max_images: int | None, hook=None, counter=None,
+                shard: tuple[int, int] | None = None) -> dict[str, SetStream]:
+    """Stream the given sets once each at the alphas they need (this process's part of them with `shard`)."""
     exp = runtime.experiment
     sets = {name: runtime.eval_set(name) for name in needed}
     job = StreamJob(runtime.space, working or runtime.new_working(), sets, needed, runtime.preprocess,
                     len(exp.classnames), runtime.device, exp.precision, exp.batch_size, runtime.workers)
-    store = None
-    if resume:
-        key = cache_key(kind="sweep-state", sets={n: runtime.set_fingerprint(n) for n in needed}, alphas=needed,
-                        seed=exp.seed, batch=exp.batch_size, first=FIRST_BATCH, images=max_images,
-                        **runtime.fingerprint)
-        store = StateStore(cache, key)
+    return stream_evaluate(job, store, hook, max_images, counter, shard)
+
+
+def report_failed(runtime: ExperimentRuntime, streams: dict[str, SetStream]) -> None:
+    """Record and warn about the images that could not be decoded while the sets streamed."""
+    for name, stream in streams.items():
+        if stream.failed:
+            runtime.note_skipped(name, [(stream.ev.paths[int(stream.indices[p])], why)
+                                        for p, why in sorted(stream.failed.items())])
+            warnings.warn(f"{name}: skipped {len(stream.failed)} unreadable file(s) while streaming, e.g. "
+                          f"{next(iter(stream.failed.values()))}", DataWarning, stacklevel=4)
+
+
+def _stream(runtime: ExperimentRuntime, result: SweepResult, needed: dict[str, list[float]], working: Working | None,
+            cache: DiskCache, max_images: int | None, on_progress: ProgressHook | None, resume: bool,
+            counter=None) -> dict[str, SetStream]:
+    """Stream the sets that miss cache entries, once each, at every alpha they miss; partial results go to hooks."""
+    store = state_store(runtime, needed, cache, max_images) if resume else None
     hook = None
     if on_progress is not None:
         def hook(progress: StreamProgress, streams: dict[str, SetStream]) -> None:
             on_progress(progress, lambda: _merged(result, streams))
-    streams = stream_evaluate(job, store, hook, max_images, counter)
-    for name, stream in streams.items():
-        if stream.failed:
-            runtime.note_skipped(name, [(sets[name].paths[int(sets[name].order[p])], why)
-                                        for p, why in sorted(stream.failed.items())])
-            warnings.warn(f"{name}: skipped {len(stream.failed)} unreadable file(s) while streaming, e.g. "
-                          f"{next(iter(stream.failed.values()))}", DataWarning, stacklevel=3)
+    streams = stream_sets(runtime, needed, working, store, max_images, hook, counter)
+    report_failed(runtime, streams)
     if store is not None:
         store.clear()
     return streams
@@ -226,27 +253,48 @@ def run_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRID, 
     stream saves its partial state every 30 s and a sweep started again after a crash continues from it.
     """
     cache = cache or DiskCache(runtime.experiment.cache_dir)
+    result, keys, needed = plan_sweep(runtime, alphas, sets, cache, max_images)
+    if needed:
+        streams = _stream(runtime, result, needed, working, cache, max_images, on_progress, resume, counter)
+        store_streams(result, streams, keys, cache, provenance(Group(), runtime.device))
+    finish_sweep(runtime, result, sets, max_images)
+    return result
+
+
+def plan_sweep(runtime: ExperimentRuntime, alphas: Sequence[float], sets: Sequence[str] | None, cache: DiskCache,
+               max_images: int | None) -> tuple[SweepResult, dict[str, str], dict[str, list[float]]]:
+    """The result with every cached set read, each set's cache key, and the sets (with alphas) left to stream."""
     names = list(sets) if sets is not None else runtime.set_names
     result = _new_result(runtime, names, alphas)
-    keys = {name: _entry_key(runtime, name, result.alphas, max_images) for name in names}
+    keys = {name: entry_key(runtime, name, result.alphas, max_images) for name in names}
     needed: dict[str, list[float]] = {}
     for name in names:
-        found = _load_entry(cache, keys[name], result.alphas)
+        found = _load_entry(cache, keys[name], result.alphas, result.provenance)
         if found is None:
             needed[name] = list(result.alphas)
         else:
             result.predictions[name] = found
-    if needed:
-        streams = _stream(runtime, result, needed, working, cache, max_images, on_progress, resume, counter)
-        for name, stream in streams.items():
-            by_alpha = result.predictions[name] = stream_predictions(stream)
-            first = next(iter(by_alpha.values()))
-            cache.put(keys[name], _entry_tensors(by_alpha, stream.ev.labels[first.index]),
-                      {"top1": [by_alpha[a].top1 for a in sorted(by_alpha)], "total": first.total, "set": name,
-                       "alphas": sorted(by_alpha)})
+    return result, keys, needed
+
+
+def store_streams(result: SweepResult, streams: dict[str, SetStream], keys: dict[str, str], cache: DiskCache,
+                  origin: dict) -> None:
+    """Finished streams into the result and the disk cache (atomically, one entry per set), with their origin."""
+    if origin not in result.provenance:
+        result.provenance.append(origin)
+    for name, stream in streams.items():
+        by_alpha = result.predictions[name] = stream_predictions(stream)
+        first = next(iter(by_alpha.values()))
+        cache.put(keys[name], entry_tensors(by_alpha, stream.ev.labels[first.index]),
+                  {"top1": [by_alpha[a].top1 for a in sorted(by_alpha)], "total": first.total, "set": name,
+                   "alphas": sorted(by_alpha), "provenance": origin})
+
+
+def finish_sweep(runtime: ExperimentRuntime, result: SweepResult, sets: Sequence[str] | None,
+                 max_images: int | None) -> None:
+    """A whole-experiment, every-image sweep also keeps its curves for the next start."""
     if sets is None and max_images is None:
         _store(runtime, result)
-    return result
 
 
 def evaluate_at(runtime: ExperimentRuntime, alpha: float, working: Working, sets: Sequence[str] | None = None,
@@ -262,7 +310,7 @@ def cached_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRI
     cache = cache or DiskCache(runtime.experiment.cache_dir)
     result = _new_result(runtime, runtime.set_names, alphas)
     for name in runtime.set_names:
-        found = _load_entry(cache, _entry_key(runtime, name, result.alphas, None), result.alphas)
+        found = _load_entry(cache, entry_key(runtime, name, result.alphas, None), result.alphas, result.provenance)
         if found is None:
             return None
         result.predictions[name] = found
