@@ -106,6 +106,9 @@ def test_objectnet_groups_labels_and_the_max_projection(tmp_path):
     assert ev.groups == ((409, 530), (954,), (423, 559, 765)) and ev.class_indices.tolist() == [409, 954, 423]
     assert len(ev) == 6 and sorted(ev.labels.tolist()) == [409, 409, 423, 423, 954, 954]
     assert not any("air_freshener" in p for p in ev.paths) and ev.border == 2
+    shown = ev.class_names(IMAGENET)
+    assert (shown[409], shown[954], shown[423]) == ("Alarm clock", "Banana", "Chair")
+    assert shown[530] == IMAGENET[530]  # the gallery names the set's labels the set's way
     # Hand computation: image 0's best mapped class is chair's 765, image 1's alarm clock's 530, image 2's banana.
     logits = torch.zeros(3, 1000)
     logits[0, [409, 530, 954, 423, 559, 765, 7]] = torch.tensor([1.0, 2.0, 3.5, 0.5, 0.1, 4.0, 9.0])

@@ -42,6 +42,7 @@ class EvalSet:
     # ObjectNet: label k's logit is the max over groups[k]'s classes, written at class_indices[k] (its label)
     groups: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
     border: int = 0  # pixels cut from every side of an image before preprocessing (ObjectNet's frame)
+    label_names: dict[int, str] | None = field(default=None, repr=False)  # a set's own names for some labels
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -50,6 +51,13 @@ class EvalSet:
     def order(self) -> np.ndarray:
         """The fair order (a permutation of range(N)) in which the set is streamed."""
         return fair_order(self.labels.numpy(), self.seed)
+
+    def class_names(self, classnames: Sequence[str]) -> list[str]:
+        """The experiment's class names as this set shows them (ObjectNet labels by ObjectNet's own names)."""
+        names = list(classnames)
+        for index, name in (self.label_names or {}).items():
+            names[index] = name
+        return names
 
     @property
     def in_memory(self) -> bool:
@@ -202,7 +210,9 @@ def load_preset_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DE
     return EvalSet(spec.name, torch.from_numpy(labels[chosen]), subset,
                    raw=found.pixels[chosen] if found.pixels is not None else None,
                    paths=[found.paths[i] for i in chosen] if found.paths is not None else None,
-                   skipped=found.skipped, seed=seed, groups=groups, border=found.border)
+                   skipped=found.skipped, seed=seed, groups=groups, border=found.border,
+                   label_names=None if found.label_names is None else
+                   {int(to_exp[c]): name for c, name in found.label_names.items()})
 
 
 def load_eval_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:

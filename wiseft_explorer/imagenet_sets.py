@@ -100,8 +100,8 @@ def _mapping_file(root: Path, name: str) -> str:
         raise PresetError("objectnet", root.parent, f"cannot read mappings/{name}: {err}") from err
 
 
-def objectnet_groups(mappings: Path) -> dict[str, tuple[int, ...]]:
-    """ObjectNet folder -> the ImageNet class indices its label covers (the 113 overlapping classes only)."""
+def objectnet_groups(mappings: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """ObjectNet folder -> (its label, the ImageNet class indices it covers), for the 113 overlapping classes."""
     try:
         to_imagenet = json.loads(_mapping_file(mappings, OBJECTNET_MAPPINGS[0]))
         folder_label = json.loads(_mapping_file(mappings, OBJECTNET_MAPPINGS[1]))
@@ -110,7 +110,7 @@ def objectnet_groups(mappings: Path) -> dict[str, tuple[int, ...]]:
         label_lines = [line.strip() for line in _mapping_file(mappings, OBJECTNET_MAPPINGS[3]).splitlines()]
         by_name = {label_lines[int(id2012)]: int(index) for index, id2012 in pytorch_to_2012.items()}
         label_folder = {label: folder for folder, label in folder_label.items()}
-        return {label_folder[label]: tuple(by_name[name] for name in names.split("; "))
+        return {label_folder[label]: (label, tuple(by_name[name] for name in names.split("; ")))
                 for label, names in to_imagenet.items()}
     except (json.JSONDecodeError, KeyError, ValueError, IndexError, AttributeError, TypeError) as err:
         raise PresetError("objectnet", mappings.parent, f"the files in mappings/ do not fit together "
@@ -128,7 +128,8 @@ def read_objectnet(root: Path) -> PresetImages:
     absent = [name for name in OBJECTNET_MAPPINGS if not (mappings / name).is_file()]
     if absent:
         raise PresetError("objectnet", root, f"mappings/ lacks {_quote(absent)}")
-    groups = objectnet_groups(mappings)
+    named = objectnet_groups(mappings)
+    groups = {folder: indices for folder, (_, indices) in named.items()}
     folders = set(_class_folders("objectnet", images))
     missing = sorted(set(groups) - folders)
     if missing:
@@ -147,4 +148,5 @@ def read_objectnet(root: Path) -> PresetImages:
     found.groups = tuple(groups[f] for f in order)
     found.class_indices = [representative[f] for f in order]
     found.border = OBJECTNET_BORDER
+    found.label_names = {representative[f]: named[f][0] for f in order}
     return found

@@ -74,4 +74,5 @@ class PresetImages:
     class_indices: list[int] | None = None  # the classes the set's logits are restricted to (R, A); None = all
     groups: tuple[tuple[int, ...], ...] | None = None  # ObjectNet: each label's classes, whose max logit it takes
     border: int = 0  # pixels cut from every side before preprocessing (ObjectNet's 1-pixel red frame)
+    label_names: dict[int, str] | None = None  # ObjectNet: its own name for each label (e.g. "Alarm clock")
     skipped: list[tuple[str, str]] = field(default_factory=list)

@@ -38,7 +38,7 @@ def image_detail(runtime: ExperimentRuntime, result: SweepResult, set_name: str,
         return
     index = st.selectbox("Image to inspect", indices, key="gallery_pick", format_func=lambda i: f"#{i}")
     ev = runtime.eval_set(set_name)
-    names = list(runtime.experiment.classnames)
+    names = ev.class_names(runtime.experiment.classnames)
     probs = probabilities_over_grid(result, set_name, index)
     alphas = sorted(result.alphas)
     if probs is None:  # large label sets keep no probabilities in the sweep: this image's curve is computed live
@@ -65,7 +65,7 @@ def gallery_page(runtime: ExperimentRuntime) -> None:
     set_name = st.selectbox("Set", runtime.set_names, key="gallery_set")
     ev = runtime.eval_set(set_name)
     live = results.set_predictions(runtime, result, set_name, alpha)
-    frame = gallery_frame(result, set_name, alpha, ev.labels, runtime.experiment.classnames, live)
+    frame = gallery_frame(result, set_name, alpha, ev.labels, ev.class_names(runtime.experiment.classnames), live)
     counts = filter_counts(frame)
     choice = st.radio("Show", list(FILTERS), key="gallery_filter", horizontal=False,
                       format_func=lambda k: f"{FILTERS[k]} · {counts[k]}")
