@@ -89,11 +89,11 @@ def cifar_pixels(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int64)
 
 
-def fake_cifar10_bin(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
-    """cifar-10-batches-bin/test_batch.bin: per image a label byte, then the R, G and B planes."""
+def fake_cifar10_bin(root: Path, images: np.ndarray, labels: np.ndarray, name: str = "test_batch.bin") -> Path:
+    """cifar-10-batches-bin/<name>: per image a label byte, then the R, G and B planes."""
     folder = root / "cifar-10-batches-bin"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
     records = np.concatenate([labels.astype(np.uint8)[:, None], planes], axis=1)
-    (folder / "test_batch.bin").write_bytes(records.tobytes())
+    (folder / name).write_bytes(records.tobytes())
     return folder

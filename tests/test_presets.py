@@ -301,3 +301,24 @@ def test_a_preset_experiment_survives_the_models_page_form_and_toml(tmp_path):
     assert (form["classes"], form["templates"], form["id_preset"]) == ("imagenet", "openai", "imagenet-a")
     assert parse_experiment(experiment_table(form), tmp_path).id_set == exp.id_set
     assert parse_experiment(tomllib.loads(experiment_to_toml(exp)), tmp_path) == exp
+
+
+def test_finetune_reads_cifar10_training_batches_through_its_preset(tiny, tmp_path):
+    from tiny import TINY_NAME
+
+    images, labels = cifar_pixels(20, seed=6)
+    for i in range(5):  # data_batch_1 ... 5, four images each
+        fake_cifar10_bin(tmp_path, images[4 * i:4 * i + 4], labels[4 * i:4 * i + 4], f"data_batch_{i + 1}.bin")
+    ev = load_eval_set(_set("cifar10-train", tmp_path), CIFAR10_CLASSES)
+    assert ev.labels.tolist() == labels.tolist() and np.array_equal(ev.raw, images)
+    toml = tmp_path / "c10.toml"
+    toml.write_text(f'device = "cpu"\n[zeroshot]\nmodel = "{TINY_NAME}"\npretrained = "{tiny.zeroshot}"\n'
+                    f'config = "{tiny.config}"\n[classes]\nnames = "cifar10"\ntemplates = ["a photo of a {{}}."]\n'
+                    f'[id]\npreset = "cifar10-train"\nsource = "{tmp_path}"\n')
+    out = tmp_path / "ft.safetensors"
+    run = subprocess.run([sys.executable, "-m", "wiseft_explorer", "finetune", "--experiment", str(toml), "--train",
+                          str(tmp_path / "cifar-10-batches-bin"), "--train-preset", "cifar10-train", "--mode", "linear",
+                          "--epochs", "1", "--batch-size", "8", "--warmup", "0", "--workers", "0", "--out", str(out)],
+                         capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "20 images" in run.stdout and out.is_file()

@@ -30,22 +30,26 @@ def _checked(key: str, source: Path, images: np.ndarray, labels: np.ndarray) -> 
     return PresetImages(labels=labels, pixels=np.ascontiguousarray(images))
 
 
-def read_cifar10(source: Path) -> PresetImages:
-    """CIFAR-10's 10,000 test images from the binary release (`cifar-10-batches-bin/test_batch.bin`)."""
-    folder = source / "cifar-10-batches-bin" if (source / "cifar-10-batches-bin").is_dir() else source
-    if (folder / "test_batch").is_file() or folder.name == "cifar-10-batches-py":
-        raise PresetError("cifar10", source, "this is CIFAR-10's Python release, whose files are pickles and are not "
-                                             "loaded; download the binary release (cifar-10-binary.tar.gz) instead")
-    path = folder / "test_batch.bin" if folder.is_dir() else folder
+def _records(key: str, source: Path, path: Path) -> np.ndarray:
+    """One binary batch file as (N, 3073) uint8 records."""
     if not path.is_file():
-        raise PresetError("cifar10", source, "test_batch.bin not found")
+        raise PresetError(key, source, f"{path.name} not found")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD:
-        raise PresetError("cifar10", source, f"{path.name} is {raw.size} bytes, not a whole number of "
-                                             f"{RECORD}-byte records")
-    records = raw.reshape(-1, RECORD)
+        raise PresetError(key, source, f"{path.name} is {raw.size} bytes, not a whole number of {RECORD}-byte records")
+    return raw.reshape(-1, RECORD)
+
+
+def read_cifar10(source: Path, key: str = "cifar10") -> PresetImages:
+    """CIFAR-10 from the binary release: the 10,000 test images, or (cifar10-train) the 50,000 training images."""
+    folder = source / "cifar-10-batches-bin" if (source / "cifar-10-batches-bin").is_dir() else source
+    if (folder / "test_batch").is_file() or folder.name == "cifar-10-batches-py":
+        raise PresetError(key, source, "this is CIFAR-10's Python release, whose files are pickles and are not "
+                                       "loaded; download the binary release (cifar-10-binary.tar.gz) instead")
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if key == "cifar10-train" else ["test_batch.bin"]
+    records = np.concatenate([_records(key, source, folder / name) for name in names])
     images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # planes -> (N, H, W, RGB)
-    return _checked("cifar10", source, images, records[:, 0])
+    return _checked(key, source, images, records[:, 0])
 
 
 def _plain_npy(key: str, source: Path, path: Path) -> np.ndarray:

@@ -188,6 +188,7 @@ def read_preset(key: str, source: Path) -> PresetImages:
     from . import cifar, imagenet_sets
 
     readers = {"objectnet": imagenet_sets.read_objectnet, "cifar10": cifar.read_cifar10,
+               "cifar10-train": lambda path: cifar.read_cifar10(path, "cifar10-train"),
                "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102}
     reader = readers.get(key)
     return reader(source) if reader else imagenet_sets.read_class_folders(key, source)

@@ -41,6 +41,9 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
            "folder_to_objectnet_label.json, pytorch_to_imagenet_2012_id.json, imagenet_to_label_2012_v2)"),
     Preset("cifar10", "CIFAR-10", "cifar10", "cifar10",
            "cifar-10-batches-bin/ holding test_batch.bin (the binary release, cifar-10-binary.tar.gz)"),
+    Preset("cifar10-train", "CIFAR-10 train", "cifar10", "cifar10",
+           "cifar-10-batches-bin/ holding data_batch_1.bin ... data_batch_5.bin (for fine-tuning, or a held-out "
+           "sample of it as [id_val])"),
     Preset("cifar10.1", "CIFAR-10.1", "cifar10", "cifar10",
            "a folder holding cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy"),
     Preset("cifar10.2", "CIFAR-10.2", "cifar10", "cifar10",

@@ -22,6 +22,9 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
                    help="experiment TOML naming the zero-shot model and the classes (required with a folder --train; "
                         "its [finetuned] checkpoint may not exist yet; default with world:<set>: the built-in demo)")
     p.add_argument("--train", required=True, help="training set: an ImageFolder-layout folder or world:<set>")
+    p.add_argument("--train-preset", default=None, choices=("imagenet", "cifar10-train"),
+                   help="read --train as a dataset preset: imagenet (train/<wnid>/ folders) or cifar10-train "
+                        "(cifar-10-batches-bin/ with data_batch_*.bin)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors, our classifier format)")
     p.add_argument("--mode", choices=("end-to-end", "linear"), default="end-to-end",
                    help="end-to-end (image tower and head) or linear (head only) (default: %(default)s)")
@@ -82,7 +85,8 @@ def _finetune(args: argparse.Namespace) -> int:
                               identity=zeroshot_identity(exp.zeroshot))
     source = args.train if args.train.startswith("world:") else str(Path(args.train).resolve())
     # An index only (paths and labels): images are decoded batch by batch while training, never held all at once.
-    train = load_eval_set(DatasetSpec("train", source, limit=args.limit), exp.classnames, seed=args.seed)
+    train = load_eval_set(DatasetSpec("train", source, limit=args.limit, preset=args.train_preset), exp.classnames,
+                          seed=args.seed)
     counts = _class_counts(train.labels.tolist(), exp.classnames, args.limit)
     # World sets' pixels are in memory already: worker processes would only copy them.
     workers = 0 if train.in_memory else (default_workers() if args.workers is None else args.workers)
