@@ -322,3 +322,40 @@ def test_finetune_reads_cifar10_training_batches_through_its_preset(tiny, tmp_pa
                          capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=300)
     assert run.returncode == 0, run.stderr
     assert "20 images" in run.stdout and out.is_file()
+
+
+@pytest.mark.parametrize("example", ["imagenet-vit-b32", "cifar10-vit-b32"])
+def test_the_example_experiments_read_fake_copies_of_the_real_datasets(tmp_path, example):
+    import shutil
+
+    from wiseft_explorer.experiment import load_experiment
+    from wiseft_explorer.validate import check_experiment
+
+    toml = tmp_path / "experiments" / f"{example}.toml"
+    toml.parent.mkdir()
+    shutil.copy(REPO / "experiments" / f"{example}.toml.example", toml)
+    (tmp_path / "experiments" / "checkpoints").mkdir()
+    (tmp_path / "experiments" / "checkpoints" / "vit_b32_openai.safetensors").write_bytes(b"")
+    data = tmp_path / "experiments" / "data"
+    if example.startswith("imagenet"):
+        for key, folder in [("imagenet", "imagenet/val"), ("imagenet-v2", "imagenetv2-matched-frequency-format-val"),
+                            ("imagenet-r", "imagenet-r"), ("imagenet-sketch", "sketch"), ("imagenet-a", "imagenet-a")]:
+            fake_imagenet_layout(data / folder, key)
+        fake_objectnet(data)
+    else:
+        images, labels = cifar_pixels(10)
+        fake_cifar10_bin(data, images, labels)
+        (data / "CIFAR-10.1" / "datasets").mkdir(parents=True)
+        np.save(data / "CIFAR-10.1" / "datasets" / "cifar10.1_v6_data.npy", images)
+        np.save(data / "CIFAR-10.1" / "datasets" / "cifar10.1_v6_labels.npy", labels)
+        (data / "cifar10.2").mkdir()
+        np.savez(data / "cifar10.2" / "cifar102_test.npz", images=images, labels=labels)
+    exp = load_experiment(toml, for_finetuning=True)
+    checks = check_experiment(exp)
+    assert [c.error for c in checks] == [None] * len(checks)
+    names = [s.name for s in exp.eval_sets]
+    if example.startswith("imagenet"):
+        assert names == ["ImageNet", "ImageNet-V2", "ImageNet-R", "ImageNet-Sketch", "ObjectNet", "ImageNet-A"]
+        assert [c.images for c in checks] == [1000, 1000, 200, 1000, 6, 200]
+    else:
+        assert names == ["CIFAR-10", "CIFAR-10.1", "CIFAR-10.2"] and exp.templates == template_list("cifar10")
