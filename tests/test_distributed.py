@@ -3,6 +3,7 @@ counted once, a killed rank resumed, a failed rendezvous reported."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -14,10 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from libkit import cli_env, write_experiment
+from libkit import cli_env, set_images, write_experiment
 from tiny import CLASSES, write_folder
 
 from wiseft_explorer.cache import DiskCache
+from wiseft_explorer.checkpoints import load_checkpoint
+from wiseft_explorer.cli import main as cli_main
 from wiseft_explorer.curves import ALPHA_GRID
 from wiseft_explorer.distributed import process_group
 from wiseft_explorer.distributed_sweep import run_sweep_distributed
@@ -162,3 +165,37 @@ def test_without_torchrun_the_sweep_is_one_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with process_group("cpu") as group:
         assert not group.distributed and group.is_root and group.backend is None
+
+
+@pytest.mark.parametrize("mode", ["end-to-end", "linear"])
+def test_ddp_finetuning_matches_one_process_at_the_same_global_batch(tiny, tmp_path, mode):
+    """2 processes x 4 images per step against 1 x 8: the same steps, so the same weights up to float summation order
+    (stated tolerance: 1e-4 on every weight, 1e-5 on the loss) and the same top-1 within one image of 18."""
+    train = write_folder(tmp_path / "train", 16, seed=8)
+    args = ["finetune", "--experiment", str(tiny.toml), "--train", str(train), "--mode", mode, "--epochs", "2",
+            "--batch-size", "8", "--lr", "1e-3", "--warmup", "1", "--workers", "0"]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "wiseft_explorer", *args, "--out", str(tmp_path / "two.safetensors")],
+                         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("wrote") == 1 and "2 processes" in two.stdout  # rank 0 alone writes and reports
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert cli_main([*args, "--out", str(tmp_path / "one.safetensors")]) == 0
+    finally:
+        torch.set_num_threads(saved)
+    (a, meta_a), (b, meta_b) = load_checkpoint(tmp_path / "two.safetensors"), load_checkpoint(tmp_path / "one.safetensors")
+    assert meta_a["recipe"]["world_size"] == 2 and meta_b["recipe"]["world_size"] == 1
+    assert meta_a["recipe"]["batch_per_process"] == 4
+    assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4, rtol=0) for k in a)
+    assert meta_a["recipe"]["final_loss"] == pytest.approx(meta_b["recipe"]["final_loss"], abs=1e-5)
+    runtime = ExperimentRuntime.from_path(tiny.toml)
+    images, labels = set_images(runtime, "ID"), runtime.eval_set("ID").labels
+    right = []
+    for state in (a, b):
+        classifier = copy.deepcopy(runtime.models.zeroshot)
+        classifier.load_state_dict(state, strict=mode == "end-to-end")  # a linear checkpoint holds the head only
+        with torch.no_grad():
+            right.append(int((classifier(images).argmax(-1) == labels).sum()))
+    assert abs(right[0] - right[1]) <= 1

@@ -14,10 +14,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from .checkpoints import save_checkpoint
+from .distributed import Group
+from .distributed_training import RankBatches, data_parallel, gather_features, rank_indices, reduce_training
 from .models import ImageClassifier
 from .stream import collate_loaded, worker_context, worker_init
 
@@ -125,22 +127,30 @@ def collate_numbered(items: list[tuple[int, Any]]) -> tuple[Batch | None, list[i
 
 
 def training_loader(data: TrainData, batch_size: int, device: torch.device | str = "cpu",
-                    options: LoaderOptions | None = None, seed: int | None = None) -> DataLoader:
+                    options: LoaderOptions | None = None, seed: int | None = None, group: Group | None = None,
+                    indices: list[int] | None = None) -> DataLoader:
     """A DataLoader of (Batch or None, failed indices): a seeded training pass, or with no seed the feature pass.
 
     With a seed, every epoch is shuffled by a generator seeded with it and the last partial batch is dropped;
     without one, every item comes once, in order. Workers decode ahead in processes from a forkserver (never plain
     fork: the Streamlit server is multi-threaded); nothing holds the set, only the batches in flight (about
     workers x prefetch). Workers are not persistent, so every epoch's iterator draws from the generator exactly
-    as with workers=0: the same seed gives the same order, whatever the workers.
+    as with workers=0: the same seed gives the same order, whatever the workers. With a distributed `group`, each
+    rank reads its share of every one of those batches (`batch_size` is the global batch); `indices` limits the
+    feature pass to some items.
     """
     options = options or LoaderOptions()
     workers, train = options.workers, seed is not None
     context = (options.context or worker_context()) if workers else None
     dataset = _Numbered(_as_dataset(data))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train,
-                      generator=torch.Generator().manual_seed(seed) if train else None,
-                      drop_last=train and len(dataset) > batch_size, collate_fn=collate_numbered,
+    generator = torch.Generator().manual_seed(seed) if train else None
+    drop_last = train and len(dataset) > batch_size
+    sizes: dict[str, Any] = {"batch_size": batch_size, "shuffle": train, "drop_last": drop_last, "sampler": indices}
+    if train and group is not None and group.distributed:
+        # The very sampler a single process would build, drawing from the same generator: the same global batches.
+        sizes = {"batch_sampler": RankBatches(BatchSampler(RandomSampler(dataset, generator=generator), batch_size,
+                                                           drop_last), group)}
+    return DataLoader(dataset, **sizes, generator=generator, collate_fn=collate_numbered,
                       num_workers=workers, multiprocessing_context=context,
                       prefetch_factor=options.prefetch if workers else None, worker_init_fn=worker_init() if workers else None,
                       pin_memory=torch.device(device).type == "cuda")  # pinned: copies to the GPU overlap compute
@@ -175,7 +185,7 @@ StepLoss = Callable[[Any], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 def _optimise(params: list[nn.Parameter], batches: Callable[[], Any], step_loss: StepLoss,
               config: FinetuneConfig, steps_per_epoch: int, desc: str, progress: bool,
-              callback: ProgressCallback | None) -> tuple[list[float], float | None]:
+              callback: ProgressCallback | None, ranks: Group | None = None) -> tuple[list[float], float | None]:
     """The shared loop: AdamW, warmup + cosine, gradient-norm clipping; the loss of every step, last-epoch top-1."""
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, eps=config.eps,
                                   weight_decay=config.weight_decay)
@@ -204,28 +214,34 @@ def _optimise(params: list[nn.Parameter], batches: Callable[[], Any], step_loss:
             if callback is not None:
                 callback(step, total, losses[-1])
     bar.close()
+    losses, right, seen = reduce_training(ranks or Group(), losses, right, seen)
     return losses, (right / seen if losses and seen else None)
 
 
 def finetune_end_to_end(classifier: ImageClassifier, data: TrainData, config: FinetuneConfig | None = None,
                         device: torch.device | str = "cpu", progress: bool = True,
                         callback: ProgressCallback | None = None,
-                        loader: LoaderOptions | None = None) -> FinetuneResult:
-    """Fine-tune image tower and head (initialised from `classifier`, which is left unchanged) with cross-entropy."""
+                        loader: LoaderOptions | None = None, group: Group | None = None) -> FinetuneResult:
+    """Fine-tune image tower and head (initialised from `classifier`, which is left unchanged) with cross-entropy.
+
+    With a distributed `group` (torchrun), every rank trains on its share of each global batch under
+    DistributedDataParallel.
+    """
     config = config or FinetuneConfig()
     start = time.perf_counter()
     model = copy.deepcopy(classifier).to(device).float().requires_grad_(True)
-    batches = training_loader(data, config.batch_size, device, loader, seed=config.seed)
+    batches = training_loader(data, config.batch_size, device, loader, seed=config.seed, group=group)
     failed: set[int] = set()
     set_train_mode(model, config.bn)
+    net = data_parallel(model, group or Group())
 
     def step_loss(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, labels = batch
-        logits, labels = model(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
+        logits, labels = net(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
         return F.cross_entropy(logits, labels), logits, labels
 
-    losses, accuracy = _optimise(list(model.parameters()), lambda: _loaded(batches, failed), step_loss, config, len(batches),
-                       "fine-tune (end-to-end)", progress, callback)
+    losses, accuracy = _optimise(list(model.parameters()), lambda: _loaded(batches, failed), step_loss, config,
+                                 len(batches), "fine-tune (end-to-end)", progress, callback, group)
     if not losses and failed:
         raise ValueError("no training image could be loaded")
     model.eval().requires_grad_(False)
@@ -236,30 +252,45 @@ def finetune_end_to_end(classifier: ImageClassifier, data: TrainData, config: Fi
 @torch.no_grad()
 def image_features(classifier: ImageClassifier, data: TrainData, device: torch.device | str = "cpu",
                    batch_size: int = FEATURE_BATCH, loader: LoaderOptions | None = None,
-                   failed: set[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised features (N, D) and labels (N,) of the images that loaded, in one pass; the rest go into `failed`."""
+                   failed: set[int] | None = None, group: Group | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised features (N, D) and labels (N,) of the images that loaded, in one pass; the rest go into `failed`.
+
+    With a distributed `group`, each rank computes every world-th item and all of them are gathered on every rank.
+    """
     classifier.eval()
     feats, labels = [], []
     failed = set() if failed is None else failed
-    for images, y in _loaded(training_loader(data, batch_size, device, loader), failed):
+    group = group or Group()
+    indices = rank_indices(len(_as_dataset(data)), group) if group.distributed else None
+    for images, y in _loaded(training_loader(data, batch_size, device, loader, indices=indices), failed):
         feats.append(classifier.features(images.to(device, non_blocking=True)).float().cpu())
         labels.append(y.long())
-    if not feats:
+    if group.distributed:
+        mine = (torch.cat(feats), torch.cat(labels)) if feats else (torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
+        gathered, labels_all, failed_all = gather_features(group, indices, *mine, failed)
+        failed.update(failed_all)
+        feats, labels = [gathered], [labels_all]
+    if not feats or not len(feats[0]):
         raise ValueError("no training image could be loaded")
     return torch.cat(feats), torch.cat(labels)
 
 
 def finetune_linear(classifier: ImageClassifier, data: TrainData, config: FinetuneConfig | None = None,
                     device: torch.device | str = "cpu", progress: bool = True,
-                    callback: ProgressCallback | None = None, loader: LoaderOptions | None = None) -> FinetuneResult:
-    """Train only the head (initialised from the zero-shot head) on frozen image features."""
+                    callback: ProgressCallback | None = None, loader: LoaderOptions | None = None,
+                    group: Group | None = None) -> FinetuneResult:
+    """Train only the head (initialised from the zero-shot head) on frozen image features.
+
+    Distributed, the feature pass is shared out and gathered; the head (a few seconds of work) then trains alike on
+    every rank, on every feature, exactly as in one process.
+    """
     config = config or FinetuneConfig(mode="linear")
     start = time.perf_counter()
     model = copy.deepcopy(classifier).to(device).float().eval().requires_grad_(False)
     # The tower is frozen, so its features are computed once, streaming, instead of every epoch: the features
     # (N x D floats: about 4 GB for ImageNet's 1.28 M images at D=768) are what stays in memory, never the images.
     failed: set[int] = set()
-    feats, labels = image_features(model, data, device, loader=loader, failed=failed)
+    feats, labels = image_features(model, data, device, loader=loader, failed=failed, group=group)
     head = model.head.requires_grad_(True)
     batches = training_loader((feats, labels), config.batch_size, device, seed=config.seed)
 
@@ -283,10 +314,11 @@ def as_run(config: FinetuneConfig, mode: str, steps_per_epoch: int) -> FinetuneC
 
 def finetune(classifier: ImageClassifier, data: TrainData, config: FinetuneConfig,
              device: torch.device | str = "cpu", progress: bool = True,
-             callback: ProgressCallback | None = None, loader: LoaderOptions | None = None) -> FinetuneResult:
-    """Fine-tune in the config's mode (end-to-end or linear), reading `data` as `loader` says."""
+             callback: ProgressCallback | None = None, loader: LoaderOptions | None = None,
+             group: Group | None = None) -> FinetuneResult:
+    """Fine-tune in the config's mode (end-to-end or linear), reading `data` as `loader` says, on `group`'s ranks."""
     run = finetune_end_to_end if config.mode == "end-to-end" else finetune_linear
-    return run(classifier, data, config, device, progress, callback, loader)
+    return run(classifier, data, config, device, progress, callback, loader, group)
 
 
 def save_finetuned(path: str | Path, result: FinetuneResult, metadata: dict[str, Any],

@@ -31,7 +31,8 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=10, help="passes over the training set (default: %(default)s)")
     p.add_argument("--lr", type=float, default=3e-5,
                    help="peak learning rate (default: %(default)s, the paper's at batch 512)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per step (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="images per step, over all processes under torchrun (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=500,
                    help="linear warmup steps before the cosine decay, at most a tenth of the run (default: "
                         "%(default)s)")
@@ -59,6 +60,17 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> int:
+    """Fine-tune (under torchrun: on every rank, with DistributedDataParallel; rank 0 writes the checkpoint)."""
+    from .distributed import process_group
+    from .experiment import load_experiment
+
+    # Joined before anything loads: with NCCL, "cuda" must already mean this rank's GPU.
+    device = load_experiment(args.experiment, for_finetuning=True).device if args.experiment else "auto"
+    with process_group(device) as group:
+        return _finetune_in(args, group)
+
+
+def _finetune_in(args: argparse.Namespace, group) -> int:
     import torch
 
     from .data import load_eval_set
@@ -76,7 +88,7 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.experiment is None and not args.train.startswith("world:"):
         raise ValueError("finetune --train FOLDER needs --experiment EXPERIMENT.toml: the experiment names the "
                          "zero-shot model and the class names the folder's classes are matched to")
-    if args.experiment is None:
+    if args.experiment is None and group.is_root:
         print(f"experiment: the built-in demo ({DEFAULT_EXPERIMENT}); pass --experiment to fine-tune another model")
     exp = load_experiment(args.experiment, for_finetuning=True)
     device = pick_device(exp.device)
@@ -87,21 +99,25 @@ def _finetune(args: argparse.Namespace) -> int:
     # An index only (paths and labels): images are decoded batch by batch while training, never held all at once.
     train = load_eval_set(DatasetSpec("train", source, limit=args.limit, preset=args.train_preset), exp.classnames,
                           seed=args.seed)
-    counts = _class_counts(train.labels.tolist(), exp.classnames, args.limit)
+    counts = _class_counts(train.labels.tolist(), exp.classnames, args.limit if group.is_root else None)
     # World sets' pixels are in memory already: worker processes would only copy them.
     workers = 0 if train.in_memory else (default_workers() if args.workers is None else args.workers)
     config = FinetuneConfig(mode=args.mode, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                             warmup=args.warmup, bn=args.bn, seed=args.seed)
     torch.manual_seed(args.seed)
-    result = finetune(zeroshot, LabelledImages(train, clip.preprocess), config, device,
-                      loader=LoaderOptions(workers=workers))
+    result = finetune(zeroshot, LabelledImages(train, clip.preprocess), config, device, progress=group.is_root,
+                      loader=LoaderOptions(workers=workers), group=group)
+    if not group.is_root:  # every rank holds the same weights; rank 0 reports and writes them
+        return 0
     if result.skipped:
         _warn_undecodable(train, result.skipped, clip.preprocess)
     recipe = {"train": args.train, "images": len(train), "limit": args.limit, "class_counts": counts,
-              "undecodable": len(result.skipped)}
+              "undecodable": len(result.skipped), "world_size": group.world_size,
+              "batch_per_process": args.batch_size // group.world_size, "backend": group.backend}
     out = save_finetuned(args.out, result, classifier_metadata(clip, exp.classnames, recipe=recipe))
+    ranks = f"; {group.world_size} processes" if group.distributed else ""
     print(f"wrote {out} ({args.mode}, {len(train) - len(result.skipped)} images, {result.seconds:.0f} s; "
-          f"warmup {result.config.warmup} steps)")
+          f"warmup {result.config.warmup} steps{ranks})")
     if result.final_loss is not None:
         print(f"final loss {result.final_loss:.4f} (mean of the last epoch); training accuracy "
               f"{100 * result.train_accuracy:.1f}% (last epoch's batches, while training)")
