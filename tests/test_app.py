@@ -173,6 +173,70 @@ def test_upload_extra_class_names(app_env):
     assert "a teapot" in set(extra["class"])
 
 
+def test_upload_examples_are_one_click_away_and_show_their_true_class(app_env):
+    at = _run("pages/2_Upload.py")
+    at.radio(key="upload_source").set_value("examples").run()
+    assert not at.exception and any("Click an image" in i.value for i in at.info)
+    at.selectbox(key="example_set").set_value("Dark").run()
+    runtime = ExperimentRuntime.from_path(app_env)
+    ev = runtime.eval_set("Dark")
+    first = int(ev.order[0])
+    at.button(key=f"example_Dark_{first}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    truth = CLASSES[int(ev.labels[first])]
+    assert any(m.value == f"**Dark #{first}** · true class: **{truth}**" for m in at.markdown)
+    assert len(at.dataframe) == 3 and all(set(df.value["class"]) <= set(CLASSES) for df in at.dataframe)
+    verdicts = [c.value for c in at.caption if c.value.startswith(("zero-shot", "WiSE-FT", "fine-tuned"))]
+    assert len(verdicts) == 3 and all(v.endswith(("✓", "✗")) for v in verdicts)
+
+
+def test_upload_drawing_goes_straight_to_the_three_models(app_env, monkeypatch):
+    import sys
+    import types
+
+    class Drawn:  # what the canvas component returns once a stroke is drawn
+        image_data = np.zeros((280, 280, 4), dtype=np.uint8)
+        image_data[100:180, 60:220] = (0, 0, 0, 255)
+
+    calls = []
+    # AppTest cannot render custom components: the canvas is replaced by one that returns a drawn stroke (the
+    # browser test draws on the real one).
+    fake = types.ModuleType("streamlit_drawable_canvas")
+    fake.st_canvas = lambda **kw: calls.append(kw) or Drawn()
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
+    at = _run("pages/2_Upload.py")
+    at.radio(key="upload_source").set_value("draw").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert calls and calls[-1]["return_image_data"] and calls[-1]["drawing_mode"] == "freedraw"
+    assert any(m.value == "**your drawing**" for m in at.markdown) and len(at.dataframe) == 3
+
+
+def test_upload_camera_snapshot_is_predicted(app_env):
+    at = _run("pages/2_Upload.py")
+    at.radio(key="upload_source").set_value("camera").run()
+    assert any("snapshot" in i.value for i in at.info)
+    buf = io.BytesIO()
+    picture("green circle", np.random.default_rng(3)).save(buf, format="JPEG")
+    at.camera_input(key="camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.value == "**camera snapshot**" for m in at.markdown) and len(at.dataframe) == 3
+
+
+def test_a_drawing_is_flattened_onto_white_and_a_blank_canvas_is_nothing():
+    from wiseft_explorer.predict import drawing_picture
+
+    blank = np.zeros((10, 10, 4), dtype=np.uint8)
+    assert drawing_picture(blank) is None and drawing_picture(None) is None
+    painted_white = np.full((10, 10, 4), 255, dtype=np.uint8)  # a white background colour painted in
+    assert drawing_picture(painted_white) is None
+    stroke = blank.copy()
+    stroke[4, 2:8] = (0, 0, 0, 255)
+    stroke[5, 2:8] = (0, 0, 0, 128)  # anti-aliased edge: half-covered black on white is mid-grey
+    picture_ = np.asarray(drawing_picture(stroke))
+    assert picture_.shape == (10, 10, 3) and (picture_[4, 2:8] == 0).all() and (picture_[0] == 255).all()
+    assert (picture_[5, 2:8] == 127).all()
+
+
 @pytest.mark.parametrize("choice", ["fixed", "broken", "rescued", "changed", "all"])
 def test_gallery_filters_show_only_matching_images(app_env, choice):
     runtime, result = _library_table(app_env)

@@ -144,6 +144,21 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "upload.png"), full_page=True)
 
+        # A stroke drawn on the canvas goes straight to the three models.
+        page.get_by_text("Draw", exact=True).click()
+        canvas = page.locator("canvas.upper-canvas").first
+        expect(canvas).to_be_visible(timeout=WAIT_MS)
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + 60, box["y"] + 60)
+        page.mouse.down()
+        for step in range(1, 21):
+            page.mouse.move(box["x"] + 60 + 8 * step, box["y"] + 60 + 5 * step)
+        page.mouse.up()
+        expect(page.get_by_text("your drawing")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("fine-tuned (α = 1)")).to_be_visible(timeout=WAIT_MS)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "upload-drawing.png"), full_page=True)
+
         page.goto(f"{url}/Models", timeout=WAIT_MS)
         expect(page.get_by_text("Configure a real experiment")).to_be_visible(timeout=WAIT_MS)
         # An experiment whose shift folder has a class folder no class name matches: one line, no traceback.
@@ -167,7 +182,7 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         assert page.locator('[data-testid="stException"]').count() == 0 and "Traceback" not in page.content()
         page.screenshot(path=str(ARTIFACTS / "models.png"), full_page=True)
         browser.close()
-    for name in ("explorer", "gallery", "upload", "models"):
+    for name in ("explorer", "gallery", "upload", "upload-drawing", "models"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
 
 

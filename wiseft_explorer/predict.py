@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
@@ -13,10 +14,12 @@ from .batching import predict_logits
 from .curves import ALPHA_GRID
 from .data import preprocess_images
 from .heads import text_scores
+from .images import DEFAULT_MAX_BYTES, decode_many
 from .interpolate import Working
 from .runtime import ExperimentRuntime
 
 TOP_K = 5
+MODELS = ("zeroshot", "alpha", "finetuned")  # the three models every single-image view compares
 
 
 @dataclass
@@ -85,3 +88,63 @@ def zero_shot_with_extra(runtime: ExperimentRuntime, images: torch.Tensor,
         features = pair.zeroshot.features(images.to(pair.device)).float()
     logits = text_scores(pair.clip.model, pair.clip.tokenizer, names, list(exp.templates), features)
     return _topk(logits.softmax(-1).cpu(), names)
+
+
+@dataclass
+class ImageAnalysis:
+    """One image (a file, an example of a set, a drawing, a snapshot): its picture and predictions, or its error."""
+
+    name: str
+    image: Image.Image | None = None
+    error: str | None = None
+    truth: str | None = None  # the true class, when the image comes from an evaluation set
+    top: dict[str, TopK] = field(default_factory=dict)  # "zeroshot" / "alpha" / "finetuned" -> top-5
+    curve: pd.DataFrame | None = None  # (alpha, class, probability) of the top classes
+    extra: TopK | None = None  # zero-shot over the experiment's classes plus the user's extra names
+
+
+def analyse_images(runtime: ExperimentRuntime, working: Working, items: Sequence[ImageAnalysis], alpha: float,
+                   extra: Sequence[str] = ()) -> list[ImageAnalysis]:
+    """Fill in the predictions of every item that has a picture, as one batch (items with an error are kept)."""
+    good = [item for item in items if item.image is not None and item.error is None]
+    if not good:
+        return list(items)
+    images = preprocess(runtime, [item.image for item in good])
+    top = predict_three(runtime, images, alpha, working)
+    probs = probability_along_alpha(runtime, images, working, ALPHA_GRID)  # (A, N, C); working is restored
+    extras = zero_shot_with_extra(runtime, images, extra) if any(e.strip() for e in extra) else None
+    for i, item in enumerate(good):
+        item.top = {label: top[label][i] for label in MODELS}
+        item.curve = curve_frame(probs[:, i], runtime.experiment.classnames, ALPHA_GRID)
+        item.extra = extras[i] if extras else None
+    return list(items)
+
+
+def analyse_files(runtime: ExperimentRuntime, working: Working, files: Sequence[tuple[str, bytes]], alpha: float,
+                  extra: Sequence[str] = ()) -> list[ImageAnalysis]:
+    """Decode every (name, bytes) file (a bad one becomes an error naming it) and predict the good ones."""
+    decoded = decode_many(files, max_bytes=DEFAULT_MAX_BYTES)
+    items = [ImageAnalysis(d.name, d.image, None if d.ok else d.error.reason) for d in decoded]
+    return analyse_images(runtime, working, items, alpha, extra)
+
+
+def set_example(runtime: ExperimentRuntime, set_name: str, index: int) -> ImageAnalysis:
+    """Image `index` of an evaluation set, named with its set and true class, ready for analyse_images."""
+    ev = runtime.eval_set(set_name)
+    truth = ev.class_names(runtime.experiment.classnames)[int(ev.labels[index])]
+    return ImageAnalysis(f"{set_name} #{index}", ev.picture(index), truth=truth)
+
+
+def example_indices(runtime: ExperimentRuntime, set_name: str, count: int) -> list[int]:
+    """The first `count` images of a set's fair order: one of every class first, so examples cover the classes."""
+    return [int(i) for i in runtime.eval_set(set_name).order[:count]]
+
+
+def drawing_picture(rgba: np.ndarray | None) -> Image.Image | None:
+    """A drawing canvas's RGBA pixels (H, W, 4) flattened onto white; None while nothing has been drawn."""
+    if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4:
+        return None
+    alpha = rgba[..., 3:4].astype(np.float32) / 255
+    rgb = np.clip((rgba[..., :3].astype(np.float32) * alpha + 255 * (1 - alpha)).round(), 0, 255).astype(np.uint8)
+    # A blank canvas is transparent, or white where a background colour is painted in.
+    return Image.fromarray(rgb, "RGB") if (rgb < 250).any() else None

@@ -93,8 +93,11 @@ def _form() -> Form | None:
         c2.text_input("fine-tuned checkpoint path (.safetensors)", key=KEY + "finetuned")
         st.markdown("**Classes and prompts** (in the order the fine-tuned checkpoint was trained with)")
         c1, c2 = st.columns(2)
-        c1.text_area("class names, one per line (or imagenet / cifar10; empty = the ID preset's)", key=KEY + "classes")
-        c2.text_area("templates, one per line with {} (or openai / simple / cifar10)", key=KEY + "templates")
+        c1.text_area("class names, one per line", key=KEY + "classes",
+                     help="Or the name of a built-in list: imagenet (open_clip's 1,000) or cifar10. Left empty, an "
+                          "experiment whose ID set is a dataset preset uses that preset's classes.")
+        c2.text_area("templates, one per line with {} (or openai / simple)", key=KEY + "templates",
+                     help="Or a built-in prompt set: openai (open_clip's 80 ImageNet prompts), simple, cifar10.")
         st.markdown("**Datasets**")
         _set_fields(st.container(), "id", "ID test", shift=False)
         _set_fields(st.container(), "val", "held-out ID (optional, for choosing α)", shift=False)

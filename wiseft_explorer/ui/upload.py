@@ -1,85 +1,107 @@
-"""Upload page: decode many files, top-5 of zero-shot / alpha / fine-tuned, probability vs alpha, extra classes."""
+"""Upload page: files, examples of the evaluation sets, a drawing or a camera snapshot through the three models."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 from .. import plots
-from ..curves import ALPHA_GRID
-from ..images import DEFAULT_MAX_BYTES, UPLOAD_TYPES, decode_many
+from ..images import DEFAULT_MAX_BYTES, UPLOAD_TYPES
 from ..predict import (
+    ImageAnalysis,
     TopK,
-    curve_frame,
-    predict_three,
-    preprocess,
-    probability_along_alpha,
-    zero_shot_with_extra,
+    analyse_files,
+    analyse_images,
+    drawing_picture,
+    example_indices,
+    set_example,
 )
 from ..runtime import ExperimentRuntime
 from . import state
 
 MAX_UPLOAD_MB = max(1, DEFAULT_MAX_BYTES // 2**20)
 MODEL_LABELS = {"zeroshot": "zero-shot (α = 0)", "alpha": "WiSE-FT at α", "finetuned": "fine-tuned (α = 1)"}
-
-
-@dataclass
-class UploadAnalysis:
-    """One uploaded file: its picture and predictions, or the error that refused it."""
-
-    name: str
-    image: Image.Image | None = None
-    error: str | None = None
-    top: dict[str, TopK] = field(default_factory=dict)  # model label -> top-5
-    curve: pd.DataFrame | None = None  # (alpha, class, probability) of the top classes
-    extra: TopK | None = None  # zero-shot over the experiment's classes plus the user's extra names
-
-
-def analyse_uploads(runtime: ExperimentRuntime, working, files: Sequence[tuple[str, bytes]], alpha: float,
-                    extra: Sequence[str] = ()) -> list[UploadAnalysis]:
-    """Decode every file (bad ones become errors naming the file) and predict the good ones as one batch."""
-    decoded = decode_many(files, max_bytes=DEFAULT_MAX_BYTES)
-    out = [UploadAnalysis(d.name, d.image, None if d.ok else d.error.reason) for d in decoded]
-    good = [a for a in out if a.image is not None]
-    if not good:
-        return out
-    images = preprocess(runtime, [a.image for a in good])
-    top = predict_three(runtime, images, alpha, working)
-    probs = probability_along_alpha(runtime, images, working, ALPHA_GRID)  # (A, N, C); working is restored
-    extras = zero_shot_with_extra(runtime, images, extra) if any(e.strip() for e in extra) else None
-    names = runtime.experiment.classnames
-    for i, item in enumerate(good):
-        item.top = {label: top[label][i] for label in MODEL_LABELS}
-        item.curve = curve_frame(probs[:, i], names, ALPHA_GRID)
-        item.extra = extras[i] if extras else None
-    return out
+SOURCES = {"files": "Upload files", "examples": "Examples from the sets", "draw": "Draw", "camera": "Camera"}
+EXAMPLES = 8  # thumbnails offered per set
+CANVAS_SIDE = 280
 
 
 def _table(top: TopK) -> pd.DataFrame:
     return pd.DataFrame({"class": top.classes, "probability": [round(p, 3) for p in top.probs]})
 
 
-def show_analysis(item: UploadAnalysis, alpha: float, key: str) -> None:
-    """One file's card: thumbnail, three top-5 tables, the probability-vs-alpha chart."""
+def show_analysis(item: ImageAnalysis, alpha: float, key: str) -> None:
+    """One image's card: thumbnail, three top-5 tables (marked right or wrong when the truth is known), the chart."""
     if item.error:
         st.error(f"**{item.name}**: {item.error}")
         return
     with st.container(border=True):
-        st.markdown(f"**{item.name}**")
+        st.markdown(f"**{item.name}**" + (f" · true class: **{item.truth}**" if item.truth else ""))
         cols = st.columns([1, 2, 2, 2])
         cols[0].image(item.image, width=128)
         for col, (label, title) in zip(cols[1:], MODEL_LABELS.items(), strict=True):
-            col.caption(title.replace("at α", f"at α = {alpha:g}"))
+            verdict = ""
+            if item.truth:
+                verdict = " ✓" if item.top[label].classes[0] == item.truth else " ✗"
+            col.caption(title.replace("at α", f"at α = {alpha:g}") + verdict)
             col.dataframe(_table(item.top[label]), hide_index=True, width="stretch")
-        st.plotly_chart(plots.probability_vs_alpha(item.curve, alpha), key=f"upload_curve_{key}")
+        st.plotly_chart(plots.probability_vs_alpha(item.curve, alpha, item.truth), key=f"upload_curve_{key}")
         if item.extra is not None:
             st.caption("Zero-shot with your extra class names")
             st.dataframe(_table(item.extra), hide_index=True)
+
+
+def _files() -> list[tuple[str, bytes]]:
+    files = st.file_uploader("Images (png, jpg, webp, bmp, gif: first frame, tiff)", type=UPLOAD_TYPES,
+                             accept_multiple_files=True, key="uploads", max_upload_size=MAX_UPLOAD_MB)
+    if not files:
+        st.info("Upload one or more images to see what zero-shot, WiSE-FT at α and fine-tuned predict.")
+    return [(f.name, f.getvalue()) for f in files or ()]
+
+
+def _pick_example(set_name: str, index: int) -> None:
+    st.session_state["example_pick"] = (set_name, index)
+
+
+def _examples(runtime: ExperimentRuntime) -> list[ImageAnalysis]:
+    """A row of thumbnails from one set, each one click away from its predictions."""
+    set_name = st.selectbox("Set", runtime.set_names, key="example_set",
+                            help="Images of the experiment's own sets, with their true class.")
+    ev = runtime.eval_set(set_name)
+    names = ev.class_names(runtime.experiment.classnames)
+    indices = example_indices(runtime, set_name, EXAMPLES)
+    for col, index in zip(st.columns(len(indices) or 1), indices, strict=False):
+        col.image(ev.picture(index, size=96), caption=names[int(ev.labels[index])])
+        col.button("Predict", key=f"example_{set_name}_{index}", on_click=_pick_example, args=(set_name, index))
+    pick = st.session_state.get("example_pick")
+    if not pick or pick[0] not in runtime.set_names:
+        st.info("Click an image's **Predict** to see what the three models make of it.")
+        return []
+    return [set_example(runtime, *pick)]
+
+
+def _drawing() -> list[ImageAnalysis]:
+    from streamlit_drawable_canvas import st_canvas
+
+    st.caption("Draw a shape with the mouse (or a finger). On the demo, a drawing is a sketch-domain shift made by "
+               "hand: black strokes on white, like the world's sketches.")
+    canvas = st_canvas(stroke_width=6, stroke_color="#000000", background_color="#ffffff", height=CANVAS_SIDE,
+                       width=CANVAS_SIDE, drawing_mode="freedraw", return_image_data=True, key="canvas")
+    picture = drawing_picture(canvas.image_data)
+    if picture is None:
+        st.info("Draw something: the three models predict it as soon as you lift the pen.")
+        return []
+    return [ImageAnalysis("your drawing", picture)]
+
+
+def _camera() -> list[tuple[str, bytes]]:
+    shot = st.camera_input("Take a picture", key="camera")
+    if shot is None:
+        st.info("Take a snapshot with your camera (the browser asks for permission first).")
+        return []
+    return [("camera snapshot", shot.getvalue())]
 
 
 def upload_page(runtime: ExperimentRuntime) -> None:
@@ -87,19 +109,27 @@ def upload_page(runtime: ExperimentRuntime) -> None:
     alpha = state.alpha_controls()
     classes = ", ".join(runtime.experiment.classnames[:20]) + (" …" if len(runtime.experiment.classnames) > 20 else "")
     st.caption(f"Classes of this experiment: {classes}")
-    files = st.file_uploader("Images (png, jpg, webp, bmp, gif: first frame, tiff)", type=UPLOAD_TYPES,
-                             accept_multiple_files=True, key="uploads", max_upload_size=MAX_UPLOAD_MB)
+    source = st.radio("Image source", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="upload_source")
     extra_text = st.text_input("Extra class names for zero-shot (comma separated)", key="extra_classes",
                                placeholder="e.g. a dog, a teapot",
                                help="Zero-shot CLIP can score any text: these are added to the experiment's classes.")
-    if not files:
-        st.info("Upload one or more images to see what zero-shot, WiSE-FT at α and fine-tuned predict.")
-        return
     extra = [e.strip() for e in extra_text.split(",") if e.strip()]
-    batch = [(f.name, f.getvalue()) for f in files]
-    with st.spinner(f"Predicting {len(batch)} file(s)…"), runtime.borrow_working() as working:
-        analyses = analyse_uploads(runtime, working, batch, alpha, extra)
-    ok = sum(a.error is None for a in analyses)
-    st.caption(f"{ok} of {len(analyses)} file(s) predicted.")
+    files: list[tuple[str, bytes]] = []
+    items: list[ImageAnalysis] = []
+    if source == "files":
+        files = _files()
+    elif source == "examples":
+        items = _examples(runtime)
+    elif source == "draw":
+        items = _drawing()
+    else:
+        files = _camera()
+    if not files and not items:
+        return
+    with st.spinner("Predicting…"), runtime.borrow_working() as working:
+        analyses = (analyse_files(runtime, working, files, alpha, extra) if files
+                    else analyse_images(runtime, working, items, alpha, extra))
+    if source == "files":
+        st.caption(f"{sum(a.error is None for a in analyses)} of {len(analyses)} file(s) predicted.")
     for i, item in enumerate(analyses):
         show_analysis(item, alpha, f"{i}_{hashlib.sha1(item.name.encode()).hexdigest()[:8]}")
