@@ -38,6 +38,7 @@ def test_tiny_benchmark_produces_every_figure(tmp_path):
     figures = results["figures"]
     assert figures["interpolation"]["paper_ms"] > 0 and figures["interpolation"]["floor_ms"] > 0
     assert figures["slider"]["demo_images"] == 16
+    assert figures["distributed"]["one_s"] > 0 and figures["distributed"]["two_s"] > 0  # both torchrun sizes ran
     assert figures["relaunch"]["warm_loaded_models_or_images"] is False  # a warm relaunch reads only the cache
     assert figures["full_sweep"]["evaluations"] == len(bench.ALPHA_GRID) * figures["full_sweep"]["sets"]
     _check_streaming(figures)

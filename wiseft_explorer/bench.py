@@ -50,6 +50,7 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "stream_memory": ("memory.growth_mb", "<=", 300.0, "peak RSS, 20,000- minus 2,000-image sweep (MB)"),
     "stream_decodes": ("decodes.project_per_image", "<=", 1.0, "images decoded per image, 21-alpha sweep"),
     "stream_throughput": ("streaming.project_over_raw", ">=", 0.9, "streamed images x alpha/s vs raw forwards"),
+    "distributed_scaling": ("distributed.speedup", ">=", 1.6, "sweep 2 vs 1 processes (gloo, CPU, 1 thread each)"),
 }
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
 
@@ -213,6 +214,9 @@ def run(tiny: bool = False, device: str | None = None) -> dict:
         from .bench_stream import run_stream  # imports this module: loaded here, not at the top
 
         figures.update(run_stream(root, tiny, str(dev), precision))
+        from .bench_distributed import bench_scaling  # fresh torchrun process groups, timed inside
+
+        figures["distributed"] = bench_scaling(root, tiny, repeats=1 if tiny else 2)
     figures["interpolation"] = interpolation
     figures["slider"].update(slider)
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
@@ -243,6 +247,9 @@ def report(results: dict) -> str:
     from .bench_stream import report_line  # bench_stream imports this module
 
     lines.append(report_line(f))
+    d = f["distributed"]
+    lines.append(f"distributed sweep ({d['images']} images x 21 alphas, {d['model']}, gloo, 1 thread per process): "
+                 f"1 process {d['one_s']:.1f} s, 2 processes {d['two_s']:.1f} s, speed-up {d['speedup']:.2f}x")
     meta = results["meta"]
     lines.append(f"demo: {meta['demo']}; threads {meta['threads']}, device {meta['device']}, "
                  f"{meta['seconds']['total']:.0f} s in all")

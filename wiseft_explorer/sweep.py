@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from .cache import DiskCache, cache_key
-from .curves import ALPHA_GRID, Curves, store_curves
+from .curves import ALPHA_GRID, Curves, store_curves, stored_curves
 from .data import DataWarning, project_logits, restrict_logits
 from .distributed import Group, provenance, provenance_line
 from .engine import FIRST_BATCH, SetStream, StateStore, StreamJob, StreamProgress, stream_evaluate
@@ -141,6 +141,9 @@ def _store(runtime: ExperimentRuntime, result: SweepResult) -> None:
     curves = result.curves()
     if runtime.models_loaded:
         curves.about = runtime.describe()
+    else:  # read from the cache without models: keep what the stored copy says about them (e.g. an import's)
+        previous = stored_curves(runtime.experiment)
+        curves.about = dict(previous.about) if previous is not None else {}
     if result.provenance:  # shown in the sidebar: a warm start says where the numbers came from
         curves.about["results"] = "; ".join(provenance_line(p) for p in result.provenance)
     store_curves(runtime.experiment, curves)

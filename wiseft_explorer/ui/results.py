@@ -74,6 +74,13 @@ def sweep_job(runtime: ExperimentRuntime) -> SweepJob | _Finished:
     return job
 
 
+def adopt(runtime: ExperimentRuntime, result: SweepResult) -> None:
+    """Serve an imported (complete) sweep to every session from now on, in place of any job computing it here."""
+    jobs, lock = _jobs()
+    with lock:
+        jobs[_store_key(runtime)] = _Finished(result)
+
+
 def ensure_sweep(runtime: ExperimentRuntime, alpha: float | None = None,
                  notice: DeltaGenerator | None = None) -> tuple[SweepResult | None, bool]:
     """A result to draw now (on a cold start: once the first batch of every set is evaluated at every alpha) and

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..runtime import ExperimentRuntime
 
 _OTHER = "Another file (path)…"
+_IMPORTED_KEY = "wiseft_imported"  # the note shown once after an import (the page reruns to draw the results)
 
 
 def _label(path: Path) -> str:
@@ -58,14 +59,69 @@ def list_facts(name: str, facts: dict[str, str], set_names: list[str]) -> None:
 
 
 def sidebar_top() -> None:
-    """The sidebar's header and experiment picker (no models needed)."""
+    """The sidebar's header, experiment picker and 'Open results' (no models needed)."""
     st.sidebar.header("WiSE-FT Explorer")
     experiment_picker()
+    open_results()
+
+
+def open_results() -> None:
+    """Import a sweep computed elsewhere (its JSONL and the per-image file next to it) for this experiment."""
+    note = st.session_state.pop(_IMPORTED_KEY, None)
+    if note:
+        st.sidebar.success(note)
+    with st.sidebar.expander("Open results…"):
+        path = st.text_input("Sweep JSONL (`sweep --out`)", key="results_path", placeholder="/shared/results.jsonl",
+                             help="A sweep run on another machine or a cluster: its .per-image.safetensors file "
+                                  "must lie next to it. It is checked against this experiment's models and images.")
+        if st.button("Import", key="results_import", disabled=not path):
+            _import(path.strip())
+
+
+def _import(path: str) -> None:
+    from ..result_files import ResultsError, import_results
+    from . import results
+
+    runtime = state.load_runtime(load_models=False)  # importing needs the sets' indexes, never the models
+    if runtime is None:
+        return
+    try:
+        result = import_results(runtime, path)
+    except (ResultsError, OSError, ValueError) as err:
+        st.error(f"Cannot open these results: {err}")
+        return
+    results.adopt(runtime, result)
+    st.session_state[_IMPORTED_KEY] = f"Imported `{path}`: computed on {provenance_text(result.provenance)}."
+    st.rerun()
+
+
+def provenance_text(records: list[dict]) -> str:
+    """Where results were computed, for the sidebar."""
+    from ..distributed import provenance_line
+
+    return "; ".join(provenance_line(r) for r in records) or "this machine"
+
+
+def results_origin(records: list[dict]) -> None:
+    """The sidebar's line saying where the results shown were computed (machine, processes, date)."""
+    if records:
+        st.sidebar.caption(f"Results computed on {provenance_text(records)}")
 
 
 def sidebar() -> ExperimentRuntime | None:
-    """Draw the sidebar and return the session's runtime (None when it cannot be loaded; the error is shown)."""
+    """Draw the sidebar and return the session's runtime (None when it cannot be loaded; the error is shown).
+
+    When a finished sweep is stored (computed here, on a cluster, or imported), the models it lists come from it
+    and nothing is loaded: a page that only shows the sweep needs no model.
+    """
     sidebar_top()
+    experiment = state.load_experiment_file()
+    if experiment is None:
+        return None
+    curves = state.finished_curves(experiment)
+    if curves is not None and curves.about:
+        list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])
+        return state.load_runtime(load_models=False)
     return model_details()
 
 

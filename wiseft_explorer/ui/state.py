@@ -113,10 +113,15 @@ def _curves_file(path: str, mtime_ns: int) -> Path:
     return curves_path(load_experiment(path))
 
 
+def finished_curves(experiment: Experiment) -> Curves | None:
+    """The experiment's stored full-grid curves (a finished sweep: computed here, elsewhere or imported), or None."""
+    path = experiment.path
+    return stored_curves(experiment, _curves_file(str(path), path.stat().st_mtime_ns) if path else None)
+
+
 def warm_curves(experiment: Experiment, alpha: float) -> Curves | None:
     """The experiment's stored full-grid curves when they can answer alpha alone (a warm start), else None."""
-    path = experiment.path
-    curves = stored_curves(experiment, _curves_file(str(path), path.stat().st_mtime_ns) if path else None)
+    curves = finished_curves(experiment)
     return curves if curves is not None and curves.grid_alpha(alpha) is not None else None
 
 
