@@ -42,6 +42,7 @@ def explorer_page() -> None:
         result, complete = results.ensure_sweep(runtime, alpha, notice)
         if result is None:
             st.stop()
+        sidebar.results_origin(result.provenance)
         explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete,
                                notice)
         if not complete:
