@@ -9,7 +9,7 @@ from wiseft_explorer.ui.errors import shown_errors
 
 def explorer_page() -> None:
     """The Explorer page: thin, everything it draws comes from the library via wiseft_explorer.ui."""
-    st.set_page_config(page_title="WiSE-FT Explorer", page_icon="🧭", layout="wide")
+    st.set_page_config(page_title="WiSE-FT Explorer", page_icon=":material/explore:", layout="wide")
     sidebar.sidebar_top()
     st.title("WiSE-FT Explorer")
     st.caption("Robust fine-tuning of zero-shot models: interpolate the weights of a zero-shot and a fine-tuned CLIP.")
@@ -51,8 +51,9 @@ def explorer_page() -> None:
 
 # st.navigation names the landing page "Explorer" (with plain pages/ discovery it would be called "app").
 st.navigation([
-    st.Page(explorer_page, title="Explorer", icon="🧭", default=True),
-    st.Page("pages/1_Gallery.py", title="Gallery", icon="🖼️"),
-    st.Page("pages/2_Upload.py", title="Upload", icon="📤"),
-    st.Page("pages/3_Models.py", title="Models", icon="🧩"),
+    # Material icons: emoji showed as empty boxes on machines without an emoji font (headless chromium, projectors).
+    st.Page(explorer_page, title="Explorer", icon=":material/explore:", default=True),
+    st.Page("pages/1_Gallery.py", title="Gallery", icon=":material/photo_library:"),
+    st.Page("pages/2_Upload.py", title="Upload", icon=":material/add_photo_alternate:"),
+    st.Page("pages/3_Models.py", title="Models", icon=":material/tune:"),
 ]).run()

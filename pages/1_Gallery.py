@@ -6,7 +6,7 @@ from wiseft_explorer.ui.errors import shown_errors
 from wiseft_explorer.ui.gallery_view import gallery_page
 from wiseft_explorer.ui.sidebar import sidebar
 
-st.set_page_config(page_title="Gallery · WiSE-FT Explorer", page_icon="🖼️", layout="wide")
+st.set_page_config(page_title="Gallery · WiSE-FT Explorer", page_icon=":material/photo_library:", layout="wide")
 runtime = sidebar()
 st.title("Gallery")
 st.caption("Which images does fine-tuning fix or break, and which does WiSE-FT rescue?")

@@ -6,7 +6,7 @@ from wiseft_explorer.ui.errors import shown_errors
 from wiseft_explorer.ui.sidebar import sidebar
 from wiseft_explorer.ui.upload import upload_page
 
-st.set_page_config(page_title="Upload · WiSE-FT Explorer", page_icon="📤", layout="wide")
+st.set_page_config(page_title="Upload · WiSE-FT Explorer", page_icon=":material/add_photo_alternate:", layout="wide")
 runtime = sidebar()
 st.title("Upload images")
 if runtime is not None:

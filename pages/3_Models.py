@@ -6,7 +6,7 @@ from wiseft_explorer.ui.builder import builder_section, export_section
 from wiseft_explorer.ui.errors import shown_errors
 from wiseft_explorer.ui.sidebar import sidebar
 
-st.set_page_config(page_title="Models · WiSE-FT Explorer", page_icon="🧩", layout="wide")
+st.set_page_config(page_title="Models · WiSE-FT Explorer", page_icon=":material/tune:", layout="wide")
 runtime = sidebar()
 st.title("Models")
 builder_section()

@@ -82,9 +82,13 @@ def test_accuracy_vs_alpha_has_lines_choices_and_current_marker():
     assert [t.name for t in fig.data] == ["ID", "Sketch", "avg shifts"]
     assert plots.current_alpha_of(fig) == 0.75
     texts = [a.text for a in fig.layout.annotations]
-    assert "best avg-shift α · α = 0.5" in texts and "best ID-val α" in texts
+    assert "best avg-shift α · paper default α" in texts and "best ID-val α" in texts
     dotted = [s.x0 for s in fig.layout.shapes if s.line.dash == "dot"]
     assert sorted(dotted) == [0.5, 1.0]
+    # Every label has its own row above the plot area, so none covers a curve or another label.
+    labels = fig.layout.annotations
+    assert all(a.y == 1.0 and a.yanchor == "bottom" for a in labels) and len({a.yshift for a in labels}) == 3
+    assert fig.layout.margin.t >= max(a.yshift for a in labels) + plots.ROW_PX
 
 
 def test_probability_vs_alpha_draws_one_line_per_class():

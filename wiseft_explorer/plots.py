@@ -13,7 +13,7 @@ from .paper import ReferencePoint
 
 SCALES = ("linear", "logit", "probit")
 CURRENT = "current α"  # trace name of the highlighted alpha (tests and the browser look it up by name)
-CHOICE_LABELS = {"best_id_val": "best ID-val α", "best_avg_shifts": "best avg-shift α", "paper_default": "α = 0.5"}
+CHOICE_LABELS = {"best_id_val": "best ID-val α", "best_avg_shifts": "best avg-shift α", "paper_default": "paper default α"}
 _EPS = 1e-3  # accuracies of exactly 0 or 1 have no logit/probit; clip them just inside
 _TICKS = (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9)
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
@@ -131,6 +131,9 @@ def _band(fig: go.Figure, alphas: list[float], bounds: Mapping[float, tuple[floa
                              legendgroup=group, showlegend=False, hoverinfo="skip", name=f"{group} (95% interval)"))
 
 
+ROW_PX = 16  # height of one row of alpha labels above the accuracy-vs-alpha plot
+
+
 def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
                       choices: Mapping[str, float] | None = None, intervals: Intervals | None = None) -> go.Figure:
     """Top-1 of every set over alpha (with 95% bands when given), the shift average dashed, the current alpha."""
@@ -150,19 +153,22 @@ def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
     by_alpha: dict[float, list[str]] = {}
     for key, value in (choices or {}).items():
         by_alpha.setdefault(float(value), []).append(CHOICE_LABELS.get(key, key))
-    for k, (value, labels) in enumerate(sorted(by_alpha.items())):
-        fig.add_vline(x=value, line={"color": "#888", "dash": "dot", "width": 1})
-        # Labels near the right edge hang to the left of their line so they stay inside the plot.
-        fig.add_annotation(x=value, y=1.0 - 0.08 * (k % 3), yref="paper", text=" · ".join(labels), showarrow=False,
-                           xanchor="right" if value >= 0.75 else "left" if value <= 0.25 else "center",
-                           font={"size": 11, "color": "#555"}, bgcolor="rgba(255,255,255,0.7)")
+    # Every label gets its own row above the plot area: inside it they covered the curves and each other.
+    rows = [(value, " · ".join(labels), "#555") for value, labels in sorted(by_alpha.items())]
+    rows.append((alpha, f"current α = {alpha:g}", "#d62728"))
+    for k, (value, text, color) in enumerate(rows):
+        if color != "#d62728":
+            fig.add_vline(x=value, line={"color": "#888", "dash": "dot", "width": 1})
+        # Labels near an edge hang inwards from their line so they stay inside the figure.
+        fig.add_annotation(x=value, y=1.0, yref="paper", yanchor="bottom", yshift=2 + ROW_PX * k, text=text,
+                           showarrow=False, xanchor="right" if value >= 0.75 else "left" if value <= 0.25 else "center",
+                           font={"size": 11, "color": color}, bgcolor="rgba(255,255,255,0.85)")
     fig.add_vline(x=alpha, line={"color": "#d62728", "width": 3}, name=CURRENT)
-    fig.add_annotation(x=alpha, y=-0.02, yref="paper", yanchor="top", text=f"α = {alpha:g}", showarrow=False,
-                       font={"color": "#d62728"})
     lo, hi = min(alphas + [alpha]), max(alphas + [alpha])
     fig.update_layout(xaxis={"title": "α (0 = zero-shot, 1 = fine-tuned)", "range": [lo - 0.03, hi + 0.03]},
                       yaxis={"title": "top-1 accuracy", "ticksuffix": "%"}, height=420,
-                      legend={"orientation": "h", "y": -0.25}, margin={"t": 30, "l": 10, "r": 10})
+                      legend={"orientation": "h", "y": -0.25},
+                      margin={"t": 12 + ROW_PX * len(rows), "l": 10, "r": 10})
     return fig
 
 

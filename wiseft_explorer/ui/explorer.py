@@ -59,10 +59,10 @@ def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
         se_zs, se_ft = errors if errors else (None, None)
         note = f" {SE_HELP}" if errors else ""
         cols[2 * i].metric(f"{title} at α = {alpha:g}", f"{100 * acc[key]:.1f}%",
-                           delta=_pts(acc[key] - zs[key], se_zs), delta_description="vs zero-shot", border=True,
+                           delta=_pts(acc[key] - zs[key], se_zs), delta_description="vs α = 0", border=True,
                            help=f"{what} At α = 0 (zero-shot): {100 * zs[key]:.1f}%.{note}")
         cols[2 * i + 1].metric(f"{title} vs fine-tuned", f"{100 * acc[key]:.1f}%",
-                               delta=_pts(acc[key] - ft[key], se_ft), delta_description="vs fine-tuned",
+                               delta=_pts(acc[key] - ft[key], se_ft), delta_description="vs α = 1",
                                border=True, help=f"{what} At α = 1 (fine-tuned): {100 * ft[key]:.1f}%.{note}")
 
 
