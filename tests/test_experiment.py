@@ -248,3 +248,31 @@ def test_the_larger_sample_demo_is_the_demo_with_bigger_sets():
     assert [s.source for s in precise.shifts] == [s.source for s in demo.shifts]
     assert (precise.id_set.limit, precise.id_val.limit) == (3000, 3000)
     assert {s.limit for s in precise.shifts} == {2000}
+
+
+def test_several_fine_tuned_endpoints_by_name_and_the_single_table_unchanged(tmp_path):
+    from wiseft_explorer.experiment import parse_experiment
+
+    for name in ("e2e.safetensors", "lin.safetensors"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "id").mkdir()
+    base = {"zeroshot": {"model": "m"}, "classes": {"names": ["a", "b"]}, "id": {"source": "id"}}
+    single = parse_experiment({**base, "finetuned": {"checkpoint": "e2e.safetensors"}}, tmp_path)
+    assert single.endpoint_names == ["fine-tuned"] and single.finetuned == tmp_path / "e2e.safetensors"
+    assert single.with_endpoint(None) is single
+    both = parse_experiment({**base, "finetuned": [{"name": "end-to-end", "checkpoint": "e2e.safetensors"},
+                                                   {"name": "linear classifier", "checkpoint": "lin.safetensors"}]},
+                            tmp_path)
+    assert both.endpoint_names == ["end-to-end", "linear classifier"] and both.endpoint == "end-to-end"
+    linear = both.with_endpoint("linear classifier")
+    assert linear.finetuned == tmp_path / "lin.safetensors" and linear.endpoint == "linear classifier"
+    assert linear.with_endpoint("end-to-end") == both
+    with pytest.raises(ExperimentError, match="no fine-tuned endpoint named 'x'.*end-to-end, linear classifier"):
+        both.with_endpoint("x")
+    for tables, message in [([{"checkpoint": "e2e.safetensors"}, {"name": "b", "checkpoint": "lin.safetensors"}],
+                             r"finetuned\[0\].name: missing"),
+                            ([{"name": "a", "checkpoint": "e2e.safetensors"}, {"name": "a", "checkpoint": "lin.safetensors"}],
+                             "two endpoints share the name 'a'"),
+                            ([{"name": "a"}], r"finetuned\[0\].checkpoint: missing")]:
+        with pytest.raises(ExperimentError, match=message):
+            parse_experiment({**base, "finetuned": tables}, tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -51,6 +52,14 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """One fine-tuned checkpoint of an experiment, by name (e.g. "end-to-end" and "linear classifier")."""
+
+    name: str
+    checkpoint: Path
+
+
+@dataclass(frozen=True)
 class Experiment:
     """Everything one WiSE-FT study needs: both models, classes, prompts and the sets to evaluate."""
 
@@ -70,6 +79,24 @@ class Experiment:
     path: Path | None = field(default=None, compare=False)
     workers: int | None = None  # image-decoding worker processes; None = from the core count (stream.py)
     seed: int = 0  # the fair order sets stream in, and the sample `limit` draws from a folder
+    # Every fine-tuned endpoint ([[finetuned]] tables, or the one [finetuned]); `finetuned` is the chosen one's file.
+    endpoints: tuple[Endpoint, ...] = ()
+    endpoint: str | None = None  # the chosen endpoint's name
+
+    @property
+    def endpoint_names(self) -> list[str]:
+        """The fine-tuned endpoints' names, in the file's order."""
+        return [e.name for e in self.endpoints]
+
+    def with_endpoint(self, name: str | None) -> Experiment:
+        """The same experiment with another fine-tuned endpoint chosen (None: the first)."""
+        if not self.endpoints or name in (None, self.endpoint):
+            return self
+        chosen = next((e for e in self.endpoints if e.name == name), None)
+        if chosen is None:
+            raise ExperimentError(f"{self.name}: no fine-tuned endpoint named {name!r} (known: "
+                                  f"{', '.join(self.endpoint_names)})")
+        return dataclasses.replace(self, finetuned=chosen.checkpoint, endpoint=chosen.name)
 
     @property
     def eval_sets(self) -> tuple[DatasetSpec, ...]:
@@ -81,7 +108,7 @@ _TOP_KEYS = {"name", "device", "precision", "head_policy", "batch_size", "cache_
              "zeroshot", "finetuned", "classes", "id", "id_val", "shifts"}
 _SECTION_KEYS = {
     "zeroshot": {"model", "pretrained", "config"},
-    "finetuned": {"checkpoint"},
+    "finetuned": {"checkpoint", "name"},
     "classes": {"names", "file", "templates"},
     "dataset": {"name", "source", "classes", "mapping", "limit", "preset"},
 }
@@ -211,19 +238,14 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_fi
     config = _typed(zs, "config", str, "zeroshot")
     spec = ModelSpec(model, _resolve_pretrained(base, _typed(zs, "pretrained", str, "zeroshot"), "zeroshot.pretrained"),
                      _existing(base, config, "zeroshot.config") if config else None)
-    # [finetuned] may be absent before fine-tuning (`wiseft-explorer finetune` makes the checkpoint).
-    finetuned = data.get("finetuned", {})
-    if not isinstance(finetuned, dict):
-        raise ExperimentError("finetuned: expected a table with 'checkpoint'")
-    _check_keys(finetuned, _SECTION_KEYS["finetuned"], "finetuned")
-    checkpoint = _typed(finetuned, "checkpoint", str, "finetuned")
+    endpoints = _endpoints(data.get("finetuned", {}), base, path, for_finetuning)
     _check_keys(classes_table, _SECTION_KEYS["classes"], "classes")
     classnames = _classnames(classes_table, base)
     shifts = _typed(data, "shifts", list, "experiment", default=[])
     exp = Experiment(
         name=_typed(data, "name", str, "experiment", default=path.stem if path else "experiment"),
         zeroshot=spec,
-        finetuned=_finetuned_path(base, checkpoint, path, for_finetuning) if checkpoint else None,
+        finetuned=endpoints[0].checkpoint if endpoints else None,
         classnames=classnames,
         templates=_templates(classes_table),
         id_set=_dataset(data["id"], base, "id", "ID", classnames),
@@ -237,6 +259,8 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_fi
         path=path,
         workers=_typed(data, "workers", int, "experiment"),
         seed=_typed(data, "seed", int, "experiment", default=0),
+        endpoints=endpoints,
+        endpoint=endpoints[0].name if endpoints else None,
     )
     names = [s.name for s in exp.eval_sets]
     if len(set(names)) != len(names):
@@ -268,6 +292,32 @@ def _choice(data: dict, key: str, allowed: tuple[str, ...], default: str) -> str
     if value not in allowed:
         raise ExperimentError(f"experiment.{key}: expected one of {allowed}, got {value!r}")
     return value
+
+
+def _endpoints(value: Any, base: Path, path: Path | None, for_finetuning: bool) -> tuple[Endpoint, ...]:
+    """[finetuned] (one endpoint, named "fine-tuned" unless it says) or [[finetuned]] tables, each with a name."""
+    # [finetuned] may be absent before fine-tuning (`wiseft-explorer finetune` makes the checkpoint).
+    tables = [value] if isinstance(value, dict) else value
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ExperimentError("finetuned: expected a table with 'checkpoint' ([finetuned]), or [[finetuned]] "
+                              "tables with 'name' and 'checkpoint'")
+    out = []
+    for i, table in enumerate(tables):
+        where = "finetuned" if isinstance(value, dict) else f"finetuned[{i}]"
+        _check_keys(table, _SECTION_KEYS["finetuned"], where)
+        checkpoint = _typed(table, "checkpoint", str, where)
+        if checkpoint is None:
+            if len(tables) > 1 or table:
+                raise ExperimentError(f"{where}.checkpoint: missing (the fine-tuned checkpoint's path)")
+            continue
+        name = _typed(table, "name", str, where, default=None if len(tables) > 1 else "fine-tuned")
+        if not name:
+            raise ExperimentError(f"{where}.name: missing; name every [[finetuned]] endpoint (e.g. \"end-to-end\")")
+        out.append(Endpoint(name, _finetuned_path(base, checkpoint, path, for_finetuning)))
+    names = [e.name for e in out]
+    if len(set(names)) != len(names):
+        raise ExperimentError(f"finetuned: two endpoints share the name {next(n for n in names if names.count(n) > 1)!r}")
+    return tuple(out)
 
 
 def _finetuned_path(base: Path, value: str, path: Path | None, for_finetuning: bool) -> Path:

@@ -71,7 +71,13 @@ def experiment_table(form: Form) -> dict:
     if (classes := _classes_table(form, data["id"].get("preset"))) is not None:
         data["classes"] = classes
     if str(form.get("finetuned", "")).strip():
-        data["finetuned"] = {"checkpoint": str(form["finetuned"]).strip()}
+        first = {"checkpoint": str(form["finetuned"]).strip()}
+        extra = form.get("more_endpoints") or []  # endpoints after the first, kept from an opened file
+        if extra:
+            data["finetuned"] = [{"name": form.get("endpoint_name") or "fine-tuned", **first},
+                                 *({"name": n, "checkpoint": c} for n, c in extra)]
+        else:
+            data["finetuned"] = first
     for key in ("pretrained", "config"):
         if str(form.get(key, "")).strip():
             data["zeroshot"][key] = str(form[key]).strip()
@@ -94,7 +100,10 @@ def form_of(exp: Experiment) -> Form:
                   "config": str(exp.zeroshot.config or ""), "finetuned": str(exp.finetuned or ""),
                   "classes": list_name(exp.classnames, "classes") or "\n".join(exp.classnames),
                   "templates": list_name(exp.templates, "templates") or "\n".join(exp.templates),
-                  "device": exp.device, "head_policy": exp.head_policy, "nshifts": len(exp.shifts)}
+                  "device": exp.device, "head_policy": exp.head_policy, "nshifts": len(exp.shifts),
+                  # the form edits the first fine-tuned endpoint; any others are carried over unchanged
+                  "endpoint_name": exp.endpoints[0].name if exp.endpoints else "",
+                  "more_endpoints": [(e.name, str(e.checkpoint)) for e in exp.endpoints[1:]]}
     for prefix, spec in [("id", exp.id_set), ("val", exp.id_val)] + [(f"s{i}", s) for i, s in enumerate(exp.shifts)]:
         form.update({f"{prefix}_source": spec.source if spec else "", f"{prefix}_limit": (spec.limit or 0) if spec else 0,
                      f"{prefix}_mapping": str(spec.mapping or "") if spec else "",
@@ -134,8 +143,11 @@ def experiment_to_toml(exp: Experiment) -> str:
         lines.append(f"pretrained = {q(exp.zeroshot.pretrained)}")
     if exp.zeroshot.config:
         lines.append(f"config = {q(exp.zeroshot.config)}")
-    if exp.finetuned:
-        lines += ["", "[finetuned]", f"checkpoint = {q(exp.finetuned)}"]
+    if len(exp.endpoints) > 1:
+        for endpoint in exp.endpoints:
+            lines += ["", "[[finetuned]]", f"name = {q(endpoint.name)}", f"checkpoint = {q(endpoint.checkpoint)}"]
+    elif exp.endpoints:
+        lines += ["", "[finetuned]", f"name = {q(exp.endpoints[0].name)}", f"checkpoint = {q(exp.finetuned)}"]
     # A built-in list is written by name: 1,000 ImageNet names would bury the file's settings.
     lines += ["", "[classes]", f"names = {q(list_name(exp.classnames, 'classes') or exp.classnames)}",
               f"templates = {q(list_name(exp.templates, 'templates') or exp.templates)}"]
