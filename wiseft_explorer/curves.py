@@ -38,6 +38,8 @@ class Curves:
     intervals: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # set -> (images evaluated, images in set)
     seed: int | None = None  # the seed of the sets' fair order (and of any `limit` sample)
+    # set -> alpha -> top-1 of the output-space ensemble (1 - alpha) logits_0 + alpha logits_1 (empty: not kept)
+    ensemble: dict[str, dict[float, float]] = field(default_factory=dict)
 
     @property
     def sets(self) -> list[str]:
@@ -81,6 +83,13 @@ class Curves:
         rows = [{"alpha": alpha, **self.accuracies(alpha)} for alpha in sorted(self.alphas)]
         return pd.DataFrame(rows).set_index("alpha")
 
+    def ensemble_curves(self) -> Curves | None:
+        """The output-space ensemble's accuracies as Curves of their own (same sets and alphas), if kept."""
+        if not self.ensemble:
+            return None
+        return Curves(self.id_set, self.id_val, list(self.shift_sets), list(self.alphas), dict(self.ensemble),
+                      counts=dict(self.counts), seed=self.seed)
+
     def jsonl_rows(self) -> list[dict]:
         """Rows with the paper code's keys: alpha, '<Set>:top1', 'avg_shifts:top1', id_set, shift_sets."""
         return [{"alpha": float(alpha), **{f"{k}:top1": float(v) for k, v in row.items()},
@@ -101,7 +110,8 @@ class Curves:
                            "intervals": {s: {repr(a): list(v) for a, v in by.items()}
                                          for s, by in self.intervals.items()},
                            "counts": {s: list(v) for s, v in self.counts.items()}, "seed": self.seed,
-                           "about": self.about})
+                           "about": self.about,
+                           "ensemble": {s: {repr(a): v for a, v in by.items()} for s, by in self.ensemble.items()}})
 
     @classmethod
     def from_json(cls, text: str) -> Curves:
@@ -111,9 +121,11 @@ class Curves:
         def pairs(key: str) -> dict[str, dict[float, tuple[float, float]]]:
             return {s: {float(a): (float(v[0]), float(v[1])) for a, v in by.items()} for s, by in data[key].items()}
 
+        ensemble = {s: {float(a): float(v) for a, v in by.items()} for s, by in data.get("ensemble", {}).items()}
         return cls(data["id_set"], data["id_val"], list(data["shift_sets"]), [float(a) for a in data["alphas"]],
                    top1s, {str(k): str(v) for k, v in data.get("about", {}).items()}, pairs("errors"),
-                   pairs("intervals"), {s: (int(v[0]), int(v[1])) for s, v in data["counts"].items()}, data["seed"])
+                   pairs("intervals"), {s: (int(v[0]), int(v[1])) for s, v in data["counts"].items()}, data["seed"],
+                   ensemble)
 
 
 def choose_alphas(curves: Curves) -> dict[str, float]:

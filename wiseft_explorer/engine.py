@@ -67,11 +67,14 @@ class SetStream:
 
     ev: EvalSet
     alphas: list[float]
-    pred: torch.Tensor  # (N, A) int16 or int32 class indices; -1 where not evaluated yet or not decodable
+    # (N, A) int16 or int32 class indices; -1 where not evaluated yet or not decodable. With `ensemble`, A more
+    # columns follow: the output-space ensemble's predictions, argmax((1 - alpha) logits_0 + alpha logits_1).
+    pred: torch.Tensor
     probs: torch.Tensor | None  # (A, N, C) float16 class probabilities when small enough, else None
     done: int = 0  # rows processed (evaluated or failed)
     failed: dict[int, str] = field(default_factory=dict)  # row -> why it could not be decoded
     positions: np.ndarray | None = None  # (N,) fair-order positions of the rows; None: all of them, in order
+    ensemble: bool = False  # the output-space columns are kept (the alphas include both endpoints)
 
     @classmethod
     def empty(cls, ev: EvalSet, alphas: Sequence[float], num_classes: int,
@@ -81,9 +84,12 @@ class SetStream:
         dtype = torch.int16 if num_classes < 2 ** 15 else torch.int32
         # The probabilities' budget counts the whole set: every process of a distributed sweep decides alike.
         keep = num_classes <= PROBS_MAX_CLASSES and len(ev) * len(alphas) * num_classes <= PROBS_MAX_VALUES
-        return cls(ev, list(alphas), torch.full((rows, len(alphas)), -1, dtype=dtype),
+        # The output-space ensemble comes almost free once both endpoints' logits of a batch are at hand.
+        ensemble = 0.0 in alphas and 1.0 in alphas
+        columns = len(alphas) * (2 if ensemble else 1)
+        return cls(ev, list(alphas), torch.full((rows, columns), -1, dtype=dtype),
                    torch.zeros(len(alphas), rows, num_classes, dtype=torch.float16) if keep else None,
-                   positions=positions)
+                   positions=positions, ensemble=ensemble)
 
     @property
     def size(self) -> int:
@@ -286,20 +292,38 @@ def _classify(job: StreamJob, group: list[tuple[SetStream, dict]]) -> None:
     """Predictions of a group of batches at every alpha their sets need, written into the streams."""
     ready = [(stream, to_device(batch["images"], job.device), batch["positions"])  # once per batch, not per alpha
              for stream, batch in group if batch["images"] is not None]
+    ends: dict[tuple[int, float], torch.Tensor] = {}  # (batch, endpoint alpha) -> raw logits, for the ensemble
     for alpha in sorted({a for stream, _, _ in ready for a in stream.alphas}):
         model = job.space.interpolate_into(job.working, alpha)
-        for stream, images, positions in ready:
+        for k, (stream, images, positions) in enumerate(ready):
             if alpha in stream.alphas:
-                _predict(job, model, stream, stream.alphas.index(alpha), images, positions)
+                raw = _predict(job, model, stream, stream.alphas.index(alpha), images, positions)
+                if stream.ensemble and alpha in (0.0, 1.0):
+                    ends[k, alpha] = raw
+    for k, (stream, _, positions) in enumerate(ready):
+        if stream.ensemble:
+            output_ensemble(stream, positions, ends[k, 0.0], ends[k, 1.0])
 
 
 def _predict(job: StreamJob, model: torch.nn.Module, stream: SetStream, column: int, images: torch.Tensor,
-             positions: torch.Tensor) -> None:
-    """One batch at one alpha: the predicted class (and probabilities, when kept) of every image."""
+             positions: torch.Tensor) -> torch.Tensor:
+    """One batch at one alpha: the predicted class (and probabilities, when kept) of every image; its raw logits."""
     # Single-threaded pool workers even for the small first batches: on 2 shared cores, ops split over two
     # threads ran 32 demo images at 195 images/s, the pool at 1,860 (docs/benchmarks.md).
-    logits = set_logits(predict_logits(model, images, job.device, job.precision, job.batch_size, min_pool=1),
-                        stream.ev)
+    raw = predict_logits(model, images, job.device, job.precision, job.batch_size, min_pool=1)
+    logits = set_logits(raw, stream.ev)
     stream.pred[positions, column] = logits.argmax(dim=-1).to(stream.pred.dtype)
     if stream.probs is not None:
         stream.probs[column, positions] = logits.softmax(dim=-1).to(torch.float16)
+    return raw
+
+
+def output_ensemble(stream: SetStream, positions: torch.Tensor, logits0: torch.Tensor, logits1: torch.Tensor) -> None:
+    """The output-space ensemble's prediction at every alpha: argmax of (1 - alpha) logits_0 + alpha logits_1.
+
+    The raw logits are mixed, then scored as the set scores (restricted or grouped): masking first would mix -inf.
+    """
+    offset = len(stream.alphas)
+    for column, alpha in enumerate(stream.alphas):
+        mixed = torch.lerp(logits0.float(), logits1.float(), alpha)
+        stream.pred[positions, offset + column] = set_logits(mixed, stream.ev).argmax(dim=-1).to(stream.pred.dtype)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # Bump when anything that feeds cached values changes meaning (preprocessing, evaluation, entry layout):
 # every old key then misses, and old entries read back with a version mismatch are recomputed.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: sweep entries keep the output-space ensemble's predictions
 _CHUNK = 1 << 20
 WORLD_VERSION = "world-v3"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
 

@@ -62,7 +62,7 @@ def write_results(runtime: ExperimentRuntime, result: SweepResult, jsonl: str | 
     for i, (name, by_alpha) in enumerate(result.predictions.items()):
         first = next(iter(by_alpha.values()))
         labels = runtime.eval_set(name).labels[first.index]
-        tensors.update({f"{i}.{k}": v for k, v in entry_tensors(by_alpha, labels).items()})
+        tensors.update({f"{i}.{k}": v for k, v in entry_tensors(by_alpha, labels, result.ensemble.get(name)).items()})
         sets.append({"name": name, "total": first.total, "top1": [by_alpha[a].top1 for a in sorted(by_alpha)],
                      "identity": set_identity(runtime, name)})
     meta = {"format": FORMAT, "experiment": runtime.experiment.name, "alphas": json.dumps(sorted(result.alphas)),

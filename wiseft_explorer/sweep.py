@@ -58,19 +58,23 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor, class_indices: torch.T
                        torch.arange(len(labels)), len(labels), restricted.softmax(-1) if probs else None)
 
 
-def stream_predictions(stream: SetStream) -> dict[float, Predictions]:
-    """Every alpha of a streaming set as Predictions over the images evaluated so far, in set order."""
+def stream_predictions(stream: SetStream, ensemble: bool = False) -> dict[float, Predictions]:
+    """Every alpha of a streaming set as Predictions over the images evaluated so far, in set order.
+
+    `ensemble`: the output-space ensemble's predictions instead of theta_alpha's (streams that keep them).
+    """
     # Which images, in which order, is the same for every alpha: found once per set, not once per column (a
     # partial result is rebuilt every second while a sweep streams).
     positions = stream.evaluated()
     index, rows = torch.from_numpy(stream.indices)[positions].sort()
     positions = positions[rows]
     labels, pending = stream.ev.labels[index], stream.size - stream.done
+    offset = len(stream.alphas) if ensemble else 0
     out = {}
     for column, alpha in enumerate(stream.alphas):
-        pred = stream.pred[positions, column]
+        pred = stream.pred[positions, offset + column]
         correct = pred.long() == labels
-        probs = stream.probs[column, positions] if stream.probs is not None else None
+        probs = stream.probs[column, positions] if stream.probs is not None and not ensemble else None
         top1 = float(correct.float().mean()) if len(correct) else float("nan")
         out[alpha] = Predictions(top1, pred, correct, index, len(stream.ev), probs, pending=pending)
     return out
@@ -86,6 +90,8 @@ class SweepResult:
     alphas: list[float]
     predictions: dict[str, dict[float, Predictions]] = field(default_factory=dict)
     seed: int | None = None  # the fair order's seed (recorded with the results)
+    # set -> alpha -> the output-space ensemble (1 - alpha) logits_0 + alpha logits_1, when the sweep kept it
+    ensemble: dict[str, dict[float, Predictions]] = field(default_factory=dict)
     provenance: list[dict] = field(default_factory=list)  # where the sets' results were computed (one per run)
 
     def top1(self, set_name: str, alpha: float) -> float:
@@ -114,10 +120,12 @@ class SweepResult:
 
     def _top1_curves(self, errors: bool = False) -> Curves:
         """The accuracies as Curves; the sampling errors only when asked (the table and JSONL skip them)."""
+        ensemble = {name: {a: p.top1 for a, p in by.items()} for name, by in self.ensemble.items() if by}
         return Curves(self.id_set, self.id_val, list(self.shift_sets), sorted(self.alphas),
                       {name: {a: p.top1 for a, p in by.items()} for name, by in self.predictions.items()},
                       errors=endpoint_errors(self) if errors else {},
-                      intervals=accuracy_intervals(self) if errors else {}, counts=self.counts(), seed=self.seed)
+                      intervals=accuracy_intervals(self) if errors else {}, counts=self.counts(), seed=self.seed,
+                      ensemble=ensemble if set(ensemble) == set(self.predictions) else {})
 
     def curves(self) -> Curves:
         """The top-1 table with its sampling errors and counts, without per-image predictions (plots, warm starts)."""
@@ -155,18 +163,22 @@ def entry_key(runtime: ExperimentRuntime, name: str, alphas: Sequence[float], ma
                      images=max_images, **runtime.fingerprint)
 
 
-def entry_tensors(by_alpha: dict[float, Predictions], labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A set's predictions at every alpha as (n, A) columns over the same images."""
+def entry_tensors(by_alpha: dict[float, Predictions], labels: torch.Tensor,
+                  ensemble: dict[float, Predictions] | None = None) -> dict[str, torch.Tensor]:
+    """A set's predictions at every alpha as (n, A) columns over the same images (and the ensemble's, if kept)."""
     ordered = [by_alpha[a] for a in sorted(by_alpha)]
     out = {"index": ordered[0].index, "labels": labels, "pred": torch.stack([p.pred for p in ordered], dim=1)}
     if all(p.probs is not None for p in ordered):
         out["probs"] = torch.stack([p.probs for p in ordered])
+    if ensemble:
+        out["ensemble"] = torch.stack([ensemble[a].pred for a in sorted(ensemble)], dim=1)
     return out
 
 
-def _load_entry(cache: DiskCache, key: str, alphas: Sequence[float],
-                origins: list[dict] | None = None) -> dict[float, Predictions] | None:
-    """A set's cached predictions at every alpha; where they were computed is added to `origins`."""
+def _load_entry(cache: DiskCache, key: str, alphas: Sequence[float], origins: list[dict] | None = None,
+                ensemble: dict[float, Predictions] | None = None) -> dict[float, Predictions] | None:
+    """A set's cached predictions at every alpha; where they were computed is added to `origins`, and the
+    output-space ensemble's (when the entry has them) to `ensemble`."""
     entry = cache.get_entry(key)
     if entry is None:
         return None
@@ -180,6 +192,10 @@ def _load_entry(cache: DiskCache, key: str, alphas: Sequence[float],
         correct = pred[:, column].long() == labels
         out[alpha] = Predictions(float(meta["top1"][column]), pred[:, column], correct, index, int(meta["total"]),
                                  None if probs is None else probs[column])
+        if ensemble is not None and "ensemble" in tensors:
+            right = tensors["ensemble"][:, column].long() == labels
+            ensemble[alpha] = Predictions(float(right.float().mean()) if len(right) else float("nan"),
+                                          tensors["ensemble"][:, column], right, index, int(meta["total"]))
     return out
 
 
@@ -187,7 +203,7 @@ def _new_result(runtime: ExperimentRuntime, names: Sequence[str], alphas: Sequen
     exp = runtime.experiment
     return SweepResult(exp.id_set.name, exp.id_val.name if exp.id_val else None,
                        [s.name for s in exp.shifts if s.name in names], sorted(set(alphas)),
-                       {name: {} for name in names}, seed=exp.seed)
+                       {name: {} for name in names}, seed=exp.seed, ensemble={name: {} for name in names})
 
 
 def state_store(runtime: ExperimentRuntime, needed: dict[str, list[float]], cache: DiskCache,
@@ -241,9 +257,12 @@ def _stream(runtime: ExperimentRuntime, result: SweepResult, needed: dict[str, l
 def _merged(result: SweepResult, streams: dict[str, SetStream]) -> SweepResult:
     """The result so far: cached entries plus every streaming set's alphas on the images done."""
     partial = SweepResult(result.id_set, result.id_val, result.shift_sets, result.alphas,
-                          {name: dict(by) for name, by in result.predictions.items()}, result.seed)
+                          {name: dict(by) for name, by in result.predictions.items()}, result.seed,
+                          ensemble={name: dict(by) for name, by in result.ensemble.items()})
     for name, stream in streams.items():
         partial.predictions[name].update(stream_predictions(stream))
+        if stream.ensemble:
+            partial.ensemble[name] = stream_predictions(stream, ensemble=True)
     return partial
 
 
@@ -272,7 +291,7 @@ def plan_sweep(runtime: ExperimentRuntime, alphas: Sequence[float], sets: Sequen
     keys = {name: entry_key(runtime, name, result.alphas, max_images) for name in names}
     needed: dict[str, list[float]] = {}
     for name in names:
-        found = _load_entry(cache, keys[name], result.alphas, result.provenance)
+        found = _load_entry(cache, keys[name], result.alphas, result.provenance, result.ensemble[name])
         if found is None:
             needed[name] = list(result.alphas)
         else:
@@ -287,8 +306,10 @@ def store_streams(result: SweepResult, streams: dict[str, SetStream], keys: dict
         result.provenance.append(origin)
     for name, stream in streams.items():
         by_alpha = result.predictions[name] = stream_predictions(stream)
+        if stream.ensemble:
+            result.ensemble[name] = stream_predictions(stream, ensemble=True)
         first = next(iter(by_alpha.values()))
-        cache.put(keys[name], entry_tensors(by_alpha, stream.ev.labels[first.index]),
+        cache.put(keys[name], entry_tensors(by_alpha, stream.ev.labels[first.index], result.ensemble.get(name)),
                   {"top1": [by_alpha[a].top1 for a in sorted(by_alpha)], "total": first.total, "set": name,
                    "alphas": sorted(by_alpha), "provenance": origin})
 
@@ -313,7 +334,8 @@ def cached_sweep(runtime: ExperimentRuntime, alphas: Sequence[float] = ALPHA_GRI
     cache = cache or DiskCache(runtime.experiment.cache_dir)
     result = _new_result(runtime, runtime.set_names, alphas)
     for name in runtime.set_names:
-        found = _load_entry(cache, entry_key(runtime, name, result.alphas, None), result.alphas, result.provenance)
+        found = _load_entry(cache, entry_key(runtime, name, result.alphas, None), result.alphas, result.provenance,
+                            result.ensemble[name])
         if found is None:
             return None
         result.predictions[name] = found
