@@ -22,10 +22,12 @@ def explorer_page() -> None:
     # note comes or goes (a moved element is drawn twice while Streamlit replaces the page).
     notice = st.empty()
     curves = state.warm_curves(experiment, alpha)
-    if curves is not None:
+    others = state.endpoint_curves(experiment)
+    others.pop(experiment.endpoint, None)
+    if curves is not None and len(others) == max(len(experiment.endpoints) - 1, 0):
         # Warm start: the stored curves answer a grid alpha, so the page is drawn before torch or a model loads.
         explorer.explorer_body(curves, alpha, curves.accuracies(curves.grid_alpha(alpha)), complete=True,
-                               notice=notice)
+                               notice=notice, endpoint=experiment.endpoint, others=others)
         if curves.about:  # what the models are, as stored with the curves: no need to load them for this page
             sidebar.list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])
         else:
@@ -43,8 +45,11 @@ def explorer_page() -> None:
         if result is None:
             st.stop()
         sidebar.results_origin(result.provenance)
+        # Other endpoints' sweeps start once this one is complete: the chosen path fills in first.
+        others = results.other_endpoints(experiment) if complete else state.endpoint_curves(experiment)
+        others.pop(experiment.endpoint, None)
         explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete,
-                               notice)
+                               notice, experiment.endpoint, others)
         if not complete:
             results.sweep_progress(runtime, result.images[0])
 

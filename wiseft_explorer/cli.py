@@ -13,14 +13,14 @@ from .experiment import DEFAULT_EXPERIMENT
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, FileNotFoundError, KeyError, OSError)
 
 
-def _runtime(args: argparse.Namespace):
-    """The experiment's runtime, with --workers applied and a progress bar for any zero-shot head it builds."""
+def _runtime(args: argparse.Namespace, endpoint: str | None = None):
+    """The experiment's runtime at its --endpoint (or `endpoint`), with --workers and a bar for any head it builds."""
     import dataclasses
 
     from .experiment import load_experiment
     from .runtime import ExperimentRuntime
 
-    exp = load_experiment(args.experiment)
+    exp = load_experiment(args.experiment).with_endpoint(endpoint or getattr(args, "endpoint", None))
     if getattr(args, "workers", None) is not None:
         exp = dataclasses.replace(exp, workers=args.workers)
     runtime = ExperimentRuntime(exp)
@@ -46,7 +46,23 @@ class _HeadBar:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run (or read from cache) the alpha sweep and print the accuracy table; under torchrun, on every rank."""
+    """The sweep of the --endpoint, or of every fine-tuned endpoint in turn when the experiment has several."""
+    from .experiment import load_experiment
+    from .forms import slug
+
+    exp = load_experiment(args.experiment)
+    names = [args.endpoint] if args.endpoint or len(exp.endpoints) < 2 else exp.endpoint_names
+    for name in names:
+        if len(names) > 1:
+            print(f"== fine-tuned endpoint: {name} ==")
+        code = _sweep_endpoint(args, name, out_suffix=f"-{slug(name)}" if len(names) > 1 else "")
+        if code:
+            return code
+    return 0
+
+
+def _sweep_endpoint(args: argparse.Namespace, endpoint: str | None, out_suffix: str = "") -> int:
+    """Run (or read from cache) one endpoint's alpha sweep and print its table; under torchrun, on every rank."""
     from tqdm import tqdm
 
     from .curves import ALPHA_GRID, choose_alphas
@@ -55,7 +71,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .engine import StreamProgress
     from .sweep import run_sweep
 
-    runtime = _runtime(args)
+    runtime = _runtime(args, endpoint)
     alphas = [args.alpha] if args.alpha is not None else list(ALPHA_GRID)
     bar = None
     # Joined before any model loads: with NCCL, "cuda" must already mean this rank's GPU.
@@ -88,6 +104,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(table.round(1).to_string())
     if len(alphas) > 1:
         print("alpha choices:", json.dumps(choose_alphas(result.curves())))
+    ensemble = result.curves().ensemble_curves()
+    if ensemble is not None and len(alphas) > 1:
+        print("output-space ensemble, (1 - α)·logits_0 + α·logits_1 (needs both models at inference; θ_α needs one):")
+        print((ensemble.table()[[result.id_set, "avg_shifts"]] * 100).round(1).to_string())
     if args.compare_at in result.alphas and {0.0, 1.0} <= set(result.alphas):
         from .uncertainty import compare_to_ends, format_comparison
 
@@ -95,7 +115,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.out:
         from .result_files import write_results
 
-        jsonl, per_image = write_results(runtime, result, args.out)
+        out = Path(args.out)
+        jsonl, per_image = write_results(runtime, result, out.with_name(out.stem + out_suffix + out.suffix))
         print(f"wrote {jsonl} and {per_image.name} (the per-image file the app's 'Open results' imports with it)")
     return 0
 
@@ -198,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--experiment", default=str(DEFAULT_EXPERIMENT), help="experiment TOML (default: demo)")
     common.add_argument("--alpha", type=_alpha, default=None, help="mixing coefficient (any float; <0 or >1 extrapolates)")
+    common.add_argument("--endpoint", default=None,
+                        help="the fine-tuned endpoint, by name, of an experiment with several (default: the first; "
+                             "sweep: every one)")
 
     p = sub.add_parser("sweep", parents=[common], help="accuracy of every set over the alpha grid (cached)")
     p.add_argument("--out", help="also write the results as JSONL (and its per-image file next to it)")

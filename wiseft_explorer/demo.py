@@ -110,8 +110,9 @@ def write_model_config(out_dir: Path) -> Path:
     return path
 
 
-def experiment_toml(title: str, out_dir: Path, toml_dir: Path, checkpoint: str, limit: int | None) -> str:
-    """An experiment file for the demo assets (paths relative to the TOML file's folder)."""
+def experiment_toml(title: str, out_dir: Path, toml_dir: Path, checkpoints: dict[str, str], limit: int | None) -> str:
+    """An experiment file for the demo assets (paths relative to the TOML file's folder); `checkpoints` maps each
+    fine-tuned endpoint's name to its asset (several become [[finetuned]] tables)."""
 
     def rel(name: str) -> str:
         return Path(os.path.relpath(out_dir / name, toml_dir)).as_posix()
@@ -120,7 +121,10 @@ def experiment_toml(title: str, out_dir: Path, toml_dir: Path, checkpoint: str, 
     lines = [
         f'name = "{title}"', 'device = "auto"', 'precision = "fp32"', 'head_policy = "interpolate"',
         "batch_size = 256", "", "[zeroshot]", f'model = "{DEMO_MODEL}"', f'pretrained = "{rel(ASSET_NAMES["zeroshot"])}"',
-        f'config = "{rel(ASSET_NAMES["config"])}"', "", "[finetuned]", f'checkpoint = "{rel(checkpoint)}"', "",
+        f'config = "{rel(ASSET_NAMES["config"])}"', "",
+        *(line for name, asset in checkpoints.items() for line in
+          ("[[finetuned]]" if len(checkpoints) > 1 else "[finetuned]", f'name = "{name}"',
+           f'checkpoint = "{rel(asset)}"', "")),
         "[classes]", f"names = {json.dumps(list(CLASSES))}", f"templates = {json.dumps(list(DEMO_TEMPLATES))}", "",
         "[id]", 'name = "ID"', 'source = "world:id-test"', limit_line, "[id_val]", 'name = "ID-val"',
         'source = "world:id-val"', limit_line,
@@ -208,10 +212,15 @@ def build_demo(out_dir: str | Path | None = None, config: DemoConfig | None = No
 
     # 4. Experiment files the app and CLI read.
     experiments = {}
-    for key, stem, title in (("end-to-end", "demo", "Built-in demo (end-to-end fine-tuning)"),
-                             ("linear", "demo-linear", "Built-in demo (linear-classifier fine-tuning)")):
+    # The default demo shows both fine-tunings as two WiSE-FT paths (the paper's Figure 1); demo-linear.toml keeps
+    # a link to the linear classifier alone.
+    both = {"end-to-end": ASSET_NAMES["end-to-end"], "linear classifier": ASSET_NAMES["linear"]}
+    for key, stem, title, checkpoints in (
+            ("end-to-end", "demo", "Built-in demo", both),
+            ("linear", "demo-linear", "Built-in demo (linear-classifier fine-tuning)",
+             {"linear classifier": ASSET_NAMES["linear"]})):
         path = experiments_dir / f"{stem}.toml"
-        path.write_text(experiment_toml(title, out_dir, experiments_dir, ASSET_NAMES[key], config.eval_limit),
+        path.write_text(experiment_toml(title, out_dir, experiments_dir, checkpoints, config.eval_limit),
                         encoding="utf-8")
         experiments[key] = path
     timings["total"] = time.perf_counter() - t0

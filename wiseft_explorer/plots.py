@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import pandas as pd
@@ -67,14 +68,69 @@ def _bars(values: Sequence[float], bounds: Sequence[tuple[float, float] | None],
             "color": "#aaaaaa"}
 
 
+@dataclass(frozen=True)
+class ExtraPath:
+    """Another curve over the alpha grid beside the chosen WiSE-FT path: another endpoint's, or an output ensemble."""
+
+    name: str
+    table: pd.DataFrame  # index alpha, accuracy fractions per set and avg_shifts (Curves.table())
+    color: str
+    dash: str = "solid"
+    endpoint_marker: bool = False  # mark its alpha = 1 end (another fine-tuned model)
+
+
+_OTHER_COLORS = ("#9467bd", "#2ca02c", "#8c564b", "#e377c2")
+ENSEMBLE_PREFIX = "output ensemble"  # legend names of the output-space curves start with it
+
+
+def endpoint_paths(endpoint: str | None, curves: object, others: Mapping[str, object]) -> list[ExtraPath]:
+    """The lines beside the chosen WiSE-FT path: its output-space ensemble, then every other endpoint's path and
+    ensemble (`curves` and `others` are curves.Curves)."""
+    paths = []
+    ensemble = curves.ensemble_curves()
+    if ensemble is not None:
+        paths.append(ExtraPath(f"{ENSEMBLE_PREFIX}: {endpoint or 'fine-tuned'}", ensemble.table(), "#444444", "dash"))
+    for k, (name, other) in enumerate(others.items()):
+        color = _OTHER_COLORS[k % len(_OTHER_COLORS)]
+        paths.append(ExtraPath(f"WiSE-FT path: {name}", other.table(), color, endpoint_marker=True))
+        other_ensemble = other.ensemble_curves()
+        if other_ensemble is not None:
+            paths.append(ExtraPath(f"{ENSEMBLE_PREFIX}: {name}", other_ensemble.table(), color, "dot"))
+    return paths
+
+
+def _extra_paths(fig: go.Figure, paths: Sequence[ExtraPath], id_col: str, shift_col: str, scale: str,
+                 shift_label: str) -> tuple[list[float], list[float]]:
+    """Draw the extra paths into the ID-vs-shift plot; their points (for the axes' ranges)."""
+    xs_all, ys_all = [], []
+    for path in paths:
+        alphas = [float(a) for a in path.table.index]
+        xs = [scale_value(v, scale) for v in path.table[id_col]]
+        ys = [scale_value(v, scale) for v in path.table[shift_col]]
+        hover = [f"{path.name}<br>α = {a:.2f}<br>ID: {100 * i:.1f}%<br>{shift_label}: {100 * v:.1f}%"
+                 for a, i, v in zip(alphas, path.table[id_col], path.table[shift_col], strict=True)]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=path.name, hovertext=hover,
+                                 hoverinfo="text", customdata=alphas, marker={"size": 4, "color": path.color},
+                                 line={"color": path.color, "dash": path.dash}))
+        if path.endpoint_marker and 1.0 in alphas:
+            k = alphas.index(1.0)
+            fig.add_trace(go.Scatter(x=[xs[k]], y=[ys[k]], mode="markers", name=f"{path.name} (α = 1)",
+                                     hovertext=[hover[k]], hoverinfo="text", showlegend=False,
+                                     marker={"symbol": "diamond", "size": 14, "color": path.color}))
+        xs_all, ys_all = xs_all + xs, ys_all + ys
+    return xs_all, ys_all
+
+
 def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                 current: tuple[float, float] | None = None, scale: str = "linear",
                 reference: Sequence[ReferencePoint] = (), shift_label: str | None = None,
-                intervals: Intervals | None = None) -> go.Figure:
+                intervals: Intervals | None = None, label: str | None = None,
+                paths: Sequence[ExtraPath] = ()) -> go.Figure:
     """The paper's plot: the WiSE-FT path over the alpha grid, zero-shot star, fine-tuned diamond, current alpha.
 
     `table` is SweepResult.table() (index alpha, accuracy fractions); `current` is (ID, shift) at alpha when alpha
-    is not on the grid; `intervals` (95%, per set and alpha) become error bars in both directions.
+    is not on the grid; `intervals` (95%, per set and alpha) become error bars in both directions; `label` names
+    the path's fine-tuned endpoint; `paths` are drawn beside it (other endpoints, output-space ensembles).
     """
     shift_label = shift_label or ("average over shifts" if shift_col == "avg_shifts" else shift_col)
     alphas = [float(a) for a in table.index]
@@ -86,7 +142,8 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
     error_x = _bars(list(table[id_col]), [intervals.get(id_col, {}).get(a) for a in alphas], scale)
     error_y = _bars(list(table[shift_col]), [intervals.get(shift_col, {}).get(a) for a in alphas], scale)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name="WiSE-FT path (α grid)", customdata=alphas,
+    name = f"WiSE-FT path: {label}" if label else "WiSE-FT path (α grid)"
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, customdata=alphas,
                              hovertext=hover, hoverinfo="text", line={"color": "#7f7f7f"}, marker={"size": 6},
                              error_x=error_x, error_y=error_y))
     for end, name, symbol, color in ((0.0, "zero-shot (α = 0)", "star", "#ff7f0e"),
@@ -104,7 +161,8 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                                         f"{shift_label}: {100 * current[1]:.1f}%"], hoverinfo="text",
                              marker={"size": 20, "color": "rgba(214,39,40,0.25)",
                                      "line": {"color": "#d62728", "width": 3}}))
-    xs_all, ys_all = xs + [cx], ys + [cy]
+    extra_x, extra_y = _extra_paths(fig, paths, id_col, shift_col, scale, shift_label)
+    xs_all, ys_all = xs + [cx] + extra_x, ys + [cy] + extra_y
     for model in dict.fromkeys(p.model for p in reference):
         rows = [p for p in reference if p.model == model]
         px = [scale_value(p.id_acc / 100, scale) for p in rows]
@@ -135,8 +193,12 @@ ROW_PX = 16  # height of one row of alpha labels above the accuracy-vs-alpha plo
 
 
 def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
-                      choices: Mapping[str, float] | None = None, intervals: Intervals | None = None) -> go.Figure:
-    """Top-1 of every set over alpha (with 95% bands when given), the shift average dashed, the current alpha."""
+                      choices: Mapping[str, float] | None = None, intervals: Intervals | None = None,
+                      paths: Sequence[ExtraPath] = (), id_col: str | None = None) -> go.Figure:
+    """Top-1 of every set over alpha (with 95% bands when given), the shift average dashed, the current alpha.
+
+    `paths` add the ID (`id_col`) and shift-average lines of other endpoints or output-space ensembles.
+    """
     fig = go.Figure()
     alphas = [float(a) for a in table.index]
     for i, name in enumerate(sets):
@@ -150,6 +212,15 @@ def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
         fig.add_trace(go.Scatter(x=alphas, y=[100 * v for v in table["avg_shifts"]], mode="lines", name="avg shifts",
                                  line={"color": "black", "dash": "dash", "width": 3},
                                  hovertemplate="avg shifts<br>α = %{x:.2f}<br>%{y:.1f}%<extra></extra>"))
+    for path in paths:
+        xs = [float(a) for a in path.table.index]
+        for column, width, suffix in ((id_col, 2, "ID"), ("avg_shifts", 3, "avg shifts")):
+            if column in path.table:
+                fig.add_trace(go.Scatter(x=xs, y=[100 * v for v in path.table[column]], mode="lines",
+                                         name=f"{path.name}: {suffix}", legendgroup=path.name,
+                                         line={"color": path.color, "dash": path.dash, "width": width},
+                                         hovertemplate=f"{path.name}, {suffix}<br>α = %{{x:.2f}}<br>"
+                                                       "%{y:.1f}%<extra></extra>"))
     by_alpha: dict[float, list[str]] = {}
     for key, value in (choices or {}).items():
         by_alpha.setdefault(float(value), []).append(CHOICE_LABELS.get(key, key))

@@ -35,17 +35,17 @@ class RuntimeRegistry:
 
     def __init__(self, budget: int | None = None) -> None:
         self.budget = default_budget() if budget is None else budget
-        self._runtimes: OrderedDict[tuple[str, int], ExperimentRuntime] = OrderedDict()
+        self._runtimes: OrderedDict[tuple[str, int, str | None], ExperimentRuntime] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
 
-    def get(self, path: str, version: int) -> ExperimentRuntime:
-        """The shared runtime of an experiment file at one version (made on first use; nothing loaded yet)."""
-        key = (path, version)
+    def get(self, path: str, version: int, endpoint: str | None = None) -> ExperimentRuntime:
+        """The shared runtime of an experiment file at one version and fine-tuned endpoint (nothing loaded yet)."""
+        key = (path, version, endpoint)
         with self._lock:
             runtime = self._runtimes.get(key)
             if runtime is None:
-                runtime = self._runtimes[key] = ExperimentRuntime.from_path(path)
+                runtime = self._runtimes[key] = ExperimentRuntime.from_path(path, endpoint)
             self._runtimes.move_to_end(key)
             return runtime
 

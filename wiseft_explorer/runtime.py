@@ -35,9 +35,9 @@ class ExperimentRuntime:
         self.head_progress: HeadProgress | None = None  # e.g. the CLI's progress bar
 
     @classmethod
-    def from_path(cls, path: str | Path | None = None) -> ExperimentRuntime:
-        """Load an experiment file and wrap it."""
-        return cls(load_experiment(path))
+    def from_path(cls, path: str | Path | None = None, endpoint: str | None = None) -> ExperimentRuntime:
+        """Load an experiment file and wrap it, at one of its fine-tuned endpoints (default: the first)."""
+        return cls(load_experiment(path).with_endpoint(endpoint))
 
     @cached_property
     def models(self) -> ModelPair:

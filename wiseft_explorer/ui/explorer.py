@@ -67,7 +67,8 @@ def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
 
 
 @st.fragment
-def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
+def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float], endpoint: str | None = None,
+                      paths: list[plots.ExtraPath] | None = None) -> None:
     """The paper's plot with its own options; a fragment, so changing an option reruns only this panel."""
     table = curves.table()
     c1, c2 = st.columns(2)
@@ -82,7 +83,7 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float]) -> No
         return
     reference = paper.REFERENCE_POINTS if show_paper else ()
     fig = plots.id_vs_shift(table, curves.id_set, shift, alpha, (acc[curves.id_set], acc[shift]), scale, reference,
-                            intervals=curves.intervals)
+                            intervals=curves.intervals, label=endpoint, paths=paths or ())
     st.plotly_chart(fig, key="id_vs_shift", config={"displaylogo": False})
     if show_paper:
         st.caption("✕ Paper points: ImageNet (x) vs the average of its 5 shifts (y), " + paper.PAPER +
@@ -90,18 +91,37 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float]) -> No
                    "shapes, not values.")
 
 
-def accuracy_panel(curves: Curves, alpha: float) -> None:
+def accuracy_panel(curves: Curves, alpha: float, paths: list[plots.ExtraPath] | None = None) -> None:
     """Every set's accuracy over alpha, the three alpha choices and the current alpha."""
     choices = choose_alphas(curves)
-    st.plotly_chart(plots.accuracy_vs_alpha(curves.table(), curves.sets, alpha, choices, curves.intervals),
+    st.plotly_chart(plots.accuracy_vs_alpha(curves.table(), curves.sets, alpha, choices, curves.intervals,
+                                            paths or (), curves.id_set),
                     key="acc_vs_alpha", config={"displaylogo": False})
     st.caption(" · ".join(f"{plots.CHOICE_LABELS[k]}: **{v:g}**" for k, v in choices.items()) +
                f" (selected on {curves.id_val or curves.id_set})")
 
 
+def ensemble_note(curves: Curves, alpha: float) -> None:
+    """Where weight-space and output-space mixing differ at alpha, and what the output ensemble costs."""
+    ensemble = curves.ensemble_curves()
+    grid = curves.grid_alpha(alpha)
+    if ensemble is None or grid is None:
+        return
+    weights, outputs = curves.accuracies(grid), ensemble.accuracies(grid)
+    st.caption(f"Dashed: the **output-space ensemble**, (1 − α)·logits₀ + α·logits₁ of the two models. At α = "
+               f"{grid:g} it scores {100 * outputs[curves.id_set]:.1f}% ID and {100 * outputs['avg_shifts']:.1f}% on "
+               f"the shifts, against {100 * weights[curves.id_set]:.1f}% and {100 * weights['avg_shifts']:.1f}% for "
+               "WiSE-FT's weight-space mix. It needs both models at inference (twice the compute and memory); "
+               "θ_α is one model.")
+
+
 def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete: bool,
-                  notice: DeltaGenerator | None = None) -> None:
-    """Everything below the alpha controls, from the curves and the accuracies at alpha (sweep or live)."""
+                  notice: DeltaGenerator | None = None, endpoint: str | None = None,
+                  others: dict[str, Curves] | None = None) -> None:
+    """Everything below the alpha controls, from the curves and the accuracies at alpha (sweep or live).
+
+    `others`: the curves of the experiment's other fine-tuned endpoints, drawn beside the chosen one's.
+    """
     notice = notice if notice is not None else st.empty()
     if not complete:
         done, total = curves.images
@@ -109,13 +129,16 @@ def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete:
                     "in as more images stream in (progress below). Bars and bands are 95% intervals: they tighten "
                     "as the estimates sharpen, and the final numbers are exactly those of a full run.")
     metric_cards(curves, alpha, acc)
+    paths = plots.endpoint_paths(endpoint, curves, others or {})
     left, right = st.columns(2)
     with left:
         st.subheader("ID vs shift accuracy")
-        id_vs_shift_panel(curves, alpha, acc)
+        id_vs_shift_panel(curves, alpha, acc, endpoint if others else None, paths)
     with right:
         st.subheader("Accuracy vs α")
-        accuracy_panel(curves, alpha)
+        accuracy_panel(curves, alpha, paths)
+    if curves.ensemble:
+        ensemble_note(curves, alpha)
     with st.expander("Results table (top-1 %)"):
         # A static table: 21 rows need no data grid, and the grid's script would slow the page's first paint.
         st.table((curves.table() * 100).round(2))

@@ -11,8 +11,9 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from ..cache import cache_key
-from ..curves import ALPHA_GRID
+from ..curves import ALPHA_GRID, Curves
 from ..engine import StreamProgress
+from ..experiment import Experiment
 from ..gallery import grid_alpha
 from ..jobs import JobStatus, SweepJob
 from ..runtime import ExperimentRuntime
@@ -72,6 +73,25 @@ def sweep_job(runtime: ExperimentRuntime) -> SweepJob | _Finished:
             cached = cached_sweep(runtime, ALPHA_GRID)
             job = jobs[key] = _Finished(cached) if cached is not None else SweepJob(runtime).start()
     return job
+
+
+def other_endpoints(experiment: Experiment) -> dict[str, Curves]:
+    """The curves of the experiment's other fine-tuned endpoints: stored ones, else what their background sweeps
+    (started here, one per endpoint for every session) have so far; endpoints with nothing yet are left out."""
+    from . import state
+
+    found = {}
+    for name in experiment.endpoint_names:
+        if name == experiment.endpoint:
+            continue
+        curves = state.finished_curves(experiment.with_endpoint(name))
+        if curves is None and experiment.path is not None:
+            runtime = state.load_runtime(experiment.path, load_models=False, endpoint=name)
+            status = sweep_job(runtime).status() if runtime is not None else None
+            curves = status.result.curves() if status is not None and status.result is not None else None
+        if curves is not None:
+            found[name] = curves
+    return found
 
 
 def adopt(runtime: ExperimentRuntime, result: SweepResult) -> None:

@@ -46,7 +46,7 @@ def experiment_picker() -> None:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _model_facts(path: str, mtime_ns: int, _runtime: ExperimentRuntime) -> dict[str, str]:
+def _model_facts(path: str, mtime_ns: int, endpoint: str | None, _runtime: ExperimentRuntime) -> dict[str, str]:
     """Names and sizes (cached: counting parameters walks every tensor)."""
     return _runtime.describe()
 
@@ -59,10 +59,30 @@ def list_facts(name: str, facts: dict[str, str], set_names: list[str]) -> None:
 
 
 def sidebar_top() -> None:
-    """The sidebar's header, experiment picker and 'Open results' (no models needed)."""
+    """The sidebar's header, experiment and endpoint pickers and 'Open results' (no models needed)."""
     st.sidebar.header("WiSE-FT Explorer")
     experiment_picker()
+    endpoint_picker()
     open_results()
+
+
+def endpoint_picker() -> None:
+    """Choose the fine-tuned endpoint the slider, the Gallery and Upload use (experiments with several)."""
+    from ..experiment import ExperimentError, load_experiment
+
+    try:
+        experiment = load_experiment(state.experiment_path())
+    except (ExperimentError, OSError, ValueError):
+        return  # the page reports a broken file where it loads it
+    names = experiment.endpoint_names
+    if len(names) < 2:
+        return
+    current = state.endpoint_choice(experiment)
+    choice = st.sidebar.selectbox("Fine-tuned endpoint", names, index=names.index(current), key="endpoint_choice",
+                                  help="Each endpoint is a WiSE-FT path of its own in the plots; the α slider, the "
+                                       "Gallery and Upload use the one chosen here.")
+    if choice != current:
+        state.set_endpoint(choice)
 
 
 def open_results() -> None:
@@ -136,8 +156,8 @@ def model_details() -> ExperimentRuntime | None:
 def runtime_details(runtime: ExperimentRuntime) -> None:
     """List a loaded runtime's models, sets and data warnings in the sidebar."""
     exp = runtime.experiment
-    list_facts(exp.name, _model_facts(str(exp.path), exp.path.stat().st_mtime_ns if exp.path else 0, runtime),
-               runtime.set_names)
+    list_facts(exp.name, _model_facts(str(exp.path), exp.path.stat().st_mtime_ns if exp.path else 0, exp.endpoint,
+                                      runtime), runtime.set_names)
     for line in runtime.model_notes():
         st.sidebar.info(line)
     for line in runtime.data_warnings():

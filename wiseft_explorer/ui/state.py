@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the runtime side imports torch: loaded only once a page nee
 ENV_EXPERIMENT = "WISEFT_EXPERIMENT"  # lets tests (and users) point the app at another experiment file
 ALPHA_KEY = "wiseft_alpha"  # not a widget key, so the value survives page switches
 EXPERIMENT_KEY = "wiseft_experiment"
+ENDPOINT_KEY = "wiseft_endpoint"  # the fine-tuned endpoint this session looks at, of an experiment with several
 SYNCED_KEY = "wiseft_alpha_synced"  # the alpha the slider and number input were last set to
 ALPHA_MIN, ALPHA_MAX = -1.0, 2.0  # extrapolation range of the number input
 BUILD_HINT = "python -m wiseft_explorer build-demo"
@@ -94,29 +95,61 @@ def _file_missing(path: Path) -> bool:
     return True
 
 
+def endpoint_choice(experiment: Experiment) -> str | None:
+    """The session's fine-tuned endpoint: from the URL on a first run (`?endpoint=...`), else its choice or the first."""
+    names = experiment.endpoint_names
+    if len(names) < 2:
+        if "endpoint" in st.query_params:
+            del st.query_params["endpoint"]
+        return names[0] if names else None
+    if st.session_state.get(ENDPOINT_KEY) not in names:
+        raw = st.query_params.get("endpoint")
+        st.session_state[ENDPOINT_KEY] = raw if raw in names else names[0]
+    st.query_params["endpoint"] = st.session_state[ENDPOINT_KEY]
+    return st.session_state[ENDPOINT_KEY]
+
+
+def set_endpoint(name: str) -> None:
+    """Switch this session to another fine-tuned endpoint of its experiment."""
+    st.session_state[ENDPOINT_KEY] = name
+    st.query_params["endpoint"] = name
+
+
 def load_experiment_file(path: Path | None = None) -> Experiment | None:
-    """The session's experiment as parsed from its TOML (no models, no torch), or None after an error message."""
+    """The session's experiment (at its chosen endpoint) as parsed from its TOML, or None after an error message."""
     path = path or experiment_path()
     if _file_missing(path):
         return None
     try:
-        return load_experiment(path)
+        experiment = load_experiment(path)
+        return experiment.with_endpoint(endpoint_choice(experiment))
     except (ExperimentError, OSError, ValueError) as err:
         st.error(f"Cannot load `{path.name}`: {err}")
         return None
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _curves_file(path: str, mtime_ns: int) -> Path:
+@st.cache_data(max_entries=32, show_spinner=False)
+def _curves_file(path: str, mtime_ns: int, endpoint: str | None) -> Path:
     """Where an experiment file's curves are stored: once per file version, since a folder set's content key stats
     every file in it (the shared runtime is keyed the same way, so both see a set as it was when first loaded)."""
-    return curves_path(load_experiment(path))
+    return curves_path(load_experiment(path).with_endpoint(endpoint))
 
 
 def finished_curves(experiment: Experiment) -> Curves | None:
     """The experiment's stored full-grid curves (a finished sweep: computed here, elsewhere or imported), or None."""
     path = experiment.path
-    return stored_curves(experiment, _curves_file(str(path), path.stat().st_mtime_ns) if path else None)
+    where = _curves_file(str(path), path.stat().st_mtime_ns, experiment.endpoint) if path else None
+    return stored_curves(experiment, where)
+
+
+def endpoint_curves(experiment: Experiment) -> dict[str, Curves]:
+    """Every fine-tuned endpoint's stored curves (those finished so far), by endpoint name, the chosen one first."""
+    found = {}
+    for name in [experiment.endpoint, *(n for n in experiment.endpoint_names if n != experiment.endpoint)]:
+        curves = finished_curves(experiment.with_endpoint(name)) if name else None
+        if curves is not None:
+            found[name] = curves
+    return found
 
 
 def warm_curves(experiment: Experiment, alpha: float) -> Curves | None:
@@ -125,8 +158,10 @@ def warm_curves(experiment: Experiment, alpha: float) -> Curves | None:
     return curves if curves is not None and curves.grid_alpha(alpha) is not None else None
 
 
-def load_runtime(path: Path | None = None, *, load_models: bool = True) -> ExperimentRuntime | None:
-    """The shared runtime of the session's experiment, or None after showing an error that says how to fix it."""
+def load_runtime(path: Path | None = None, *, load_models: bool = True,
+                 endpoint: str | None = None) -> ExperimentRuntime | None:
+    """The shared runtime of the session's experiment (at `endpoint`, default the session's choice), or None after
+    showing an error that says how to fix it."""
     from ..models import ModelLoadError
 
     path = path or experiment_path()
@@ -134,7 +169,9 @@ def load_runtime(path: Path | None = None, *, load_models: bool = True) -> Exper
         return None
     try:
         registry = _registry()
-        runtime = registry.get(str(path), path.stat().st_mtime_ns)  # one per experiment file version
+        # One runtime per experiment file version and fine-tuned endpoint.
+        runtime = registry.get(str(path), path.stat().st_mtime_ns,
+                               endpoint or endpoint_choice(load_experiment(path)))
         if load_models and not runtime.models_loaded:  # load now: a broken checkpoint is reported here, not mid-page
             _load_models(runtime)
             registry.trim(keep=runtime)  # least recently used experiments go when the budget is exceeded

@@ -1,0 +1,94 @@
+"""Several fine-tuned endpoints in one experiment: every one a WiSE-FT path (and an output-space ensemble) of its own,
+chosen in the sidebar or with --endpoint; the CLI sweeps each and exports any."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from libkit import cli_env
+from safetensors.torch import load_file
+from streamlit.testing.v1 import AppTest
+from test_app import _figure, _metric_values, make_app_experiment
+from test_ensemble import far_finetuned
+
+from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.sweep import run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory) -> Path:
+    """The app's tiny experiment with a second, far fine-tuned endpoint."""
+    root = tmp_path_factory.mktemp("endpoints")
+    toml = make_app_experiment(root / "exp")
+
+    class Tiny:  # what far_finetuned needs of the tiny experiment
+        zeroshot, config = root / "exp" / "zeroshot.safetensors", root / "exp" / "wiseft-tiny-rn.json"
+
+    far = far_finetuned(Tiny, root / "exp")
+    text = toml.read_text().replace('[finetuned]\ncheckpoint = "finetuned.safetensors"\n',
+                                    '[[finetuned]]\nname = "centroid"\ncheckpoint = "finetuned.safetensors"\n\n'
+                                    f'[[finetuned]]\nname = "far"\ncheckpoint = "{far}"\n')
+    assert text != toml.read_text()
+    two = toml.with_name("two.toml")
+    two.write_text(text)
+    return two
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wiseft_explorer", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=cli_env(), timeout=600)
+
+
+def test_the_cli_sweeps_every_endpoint_and_exports_the_one_named(two, tmp_path):
+    run = _cli("sweep", "--experiment", str(two), "--quiet", "--out", str(tmp_path / "res.jsonl"))
+    assert run.returncode == 0, run.stderr
+    assert "== fine-tuned endpoint: centroid ==" in run.stdout and "== fine-tuned endpoint: far ==" in run.stdout
+    assert run.stdout.count("output-space ensemble") == 2
+    assert (tmp_path / "res-centroid.jsonl").is_file() and (tmp_path / "res-far.jsonl").is_file()
+    one = _cli("sweep", "--experiment", str(two), "--quiet", "--endpoint", "far")
+    assert one.returncode == 0 and "== fine-tuned endpoint" not in one.stdout
+    out = tmp_path / "far-at-1.safetensors"
+    export = _cli("export", "--experiment", str(two), "--endpoint", "far", "--alpha", "1", "--out", str(out))
+    assert export.returncode == 0, export.stderr
+    far = load_file(str(ExperimentRuntime.from_path(two, "far").experiment.finetuned))
+    assert load_file(str(out))["head.weight"].equal(far["head.weight"].to(load_file(str(out))["head.weight"].dtype))
+    wrong = _cli("export", "--experiment", str(two), "--endpoint", "nope", "--alpha", "1", "--out", str(out))
+    assert wrong.returncode == 2 and "no fine-tuned endpoint named 'nope' (known: centroid, far)" in wrong.stderr
+
+
+def _wait_both(at: AppTest, timeout: float = 240) -> dict:
+    """Rerun until the Explorer draws both endpoints' paths (the second one's sweep starts after the first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = [t.get("name", "") for t in _figure(at, "id_vs_shift")["data"]]
+        if "WiSE-FT path: far" in names or time.monotonic() > deadline:
+            return _figure(at, "id_vs_shift")
+        time.sleep(1)
+        at.run()
+
+
+def test_the_explorer_draws_every_endpoint_and_its_output_ensemble_and_switches_between_them(two, monkeypatch):
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(two))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="endpoint_choice").options == ["centroid", "far"]
+    names = [t.get("name", "") for t in _wait_both(at)["data"]]
+    assert {"WiSE-FT path: centroid", "WiSE-FT path: far", "output ensemble: centroid",
+            "output ensemble: far"} <= set(names), names
+    lines = [t.get("name", "") for t in _figure(at, "acc_vs_alpha")["data"]]
+    assert "output ensemble: centroid: avg shifts" in lines and "WiSE-FT path: far: ID" in lines
+    assert any("output-space ensemble" in c.value and "needs both models" in c.value for c in at.caption)
+    expected = {name: run_sweep(ExperimentRuntime.from_path(two, name)).table() for name in ("centroid", "far")}
+    shown = _metric_values(at)["ID at α = 0.5"]
+    assert shown == f"{100 * expected['centroid'].loc[0.5, 'ID']:.1f}%"
+    at.selectbox(key="endpoint_choice").set_value("far").run()
+    assert not at.exception and at.query_params["endpoint"] in ("far", ["far"])
+    assert _metric_values(at)["ID at α = 0.5"] == f"{100 * expected['far'].loc[0.5, 'ID']:.1f}%"
+    names = [t.get("name", "") for t in _figure(at, "id_vs_shift")["data"]]
+    assert "WiSE-FT path: far" in names and "WiSE-FT path: centroid" in names  # the other one drawn beside it
