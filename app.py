@@ -1,5 +1,5 @@
 """WiSE-FT Explorer: the landing page (Explorer: live alpha, metric cards, ID-vs-shift and accuracy-vs-alpha plots)
-and the navigation to the Gallery, Upload and Models pages."""
+and the navigation to the Gallery, Upload, Models and Lesson pages."""
 
 import streamlit as st
 
@@ -61,4 +61,5 @@ st.navigation([
     st.Page("pages/1_Gallery.py", title="Gallery", icon=":material/photo_library:"),
     st.Page("pages/2_Upload.py", title="Upload", icon=":material/add_photo_alternate:"),
     st.Page("pages/3_Models.py", title="Models", icon=":material/tune:"),
+    st.Page("pages/4_Lesson.py", title="Lesson", icon=":material/school:"),
 ]).run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_app import make_app_experiment, png_bytes
+from test_app import png_bytes
+from test_endpoints import two_endpoint_experiment
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,9 +71,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The app on a free port, pointed at a tiny experiment with its own cache."""
+    """The app on a free port, pointed at a tiny experiment with two fine-tuned endpoints and its own cache."""
     root = tmp_path_factory.mktemp("browser")
-    toml = make_app_experiment(root / "exp")
+    toml = two_endpoint_experiment(root)
     proc, url = _start_app(toml, root / "cache")
     try:
         yield url, root
@@ -127,6 +129,11 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         assert (label0, label1) == ("ID at α = 0.5", "ID at α = 1")
         assert value1 != value0 and value1 == "100.0%"
         assert "alpha=1" in page.url
+        # Both fine-tuned endpoints are WiSE-FT paths of their own, each with its output-space ensemble (the second
+        # endpoint's sweep starts once the first is complete).
+        expect(page.locator(".legendtext", has_text="WiSE-FT path: far").first).to_be_visible(timeout=WAIT_MS)
+        texts = page.eval_on_selector_all(".legendtext", "els => els.map(e => e.textContent)")
+        assert {"WiSE-FT path: centroid", "WiSE-FT path: far", "output ensemble: centroid"} <= set(texts), texts
         page.wait_for_timeout(1000)  # let plotly finish its transition before the screenshot
         page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
 
@@ -181,8 +188,31 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         assert "\n" not in problem.inner_text().strip()
         assert page.locator('[data-testid="stException"]').count() == 0 and "Traceback" not in page.content()
         page.screenshot(path=str(ARTIFACTS / "models.png"), full_page=True)
+
+        # The lesson: every step by its link, with its alpha and its text, then Next to the following one.
+        page.goto(f"{url}/Lesson?step=1", timeout=WAIT_MS)
+        for number in range(1, 7):
+            heading = page.get_by_role("heading", name=re.compile(rf"^{number}\. "))
+            expect(heading).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text(re.compile(rf"Step {number} of 6: .* · α = [0-9.]+"))).to_be_visible(
+                timeout=WAIT_MS)
+            assert f"step={number}" in page.url and "alpha=" in page.url
+            if number < 6:
+                page.get_by_role("button", name="Next →").click()
+        expect(page.locator("canvas.upper-canvas").first).to_be_visible(timeout=WAIT_MS)
+        page.screenshot(path=str(ARTIFACTS / "lesson.png"), full_page=True)
+        for width, height in ((1280, 720), (1920, 1080)):  # a projector and a wide screen
+            sized = browser.new_page(viewport={"width": width, "height": height})
+            for name, path in (("explorer", ""), ("gallery", "/Gallery"), ("upload", "/Upload"),
+                               ("models", "/Models"), ("lesson", "/Lesson?step=5")):
+                sized.goto(f"{url}{path}", timeout=WAIT_MS)
+                expect(sized.locator("h1").first).to_be_visible(timeout=WAIT_MS)
+                sized.wait_for_timeout(2500)
+                sized.screenshot(path=str(ARTIFACTS / f"{name}-{width}x{height}.png"))
+            sized.close()
         browser.close()
-    for name in ("explorer", "gallery", "upload", "upload-drawing", "models"):
+    for name in ("explorer", "gallery", "upload", "upload-drawing", "models", "lesson", "explorer-1280x720",
+                 "lesson-1920x1080"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
 
 

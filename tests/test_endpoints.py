@@ -21,10 +21,8 @@ from wiseft_explorer.sweep import run_sweep
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def two(tmp_path_factory) -> Path:
-    """The app's tiny experiment with a second, far fine-tuned endpoint."""
-    root = tmp_path_factory.mktemp("endpoints")
+def two_endpoint_experiment(root: Path) -> Path:
+    """The app's tiny experiment (endpoint "centroid") with a second, far fine-tuned endpoint ("far")."""
     toml = make_app_experiment(root / "exp")
 
     class Tiny:  # what far_finetuned needs of the tiny experiment
@@ -38,6 +36,12 @@ def two(tmp_path_factory) -> Path:
     two = toml.with_name("two.toml")
     two.write_text(text)
     return two
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory) -> Path:
+    """The two-endpoint tiny experiment."""
+    return two_endpoint_experiment(tmp_path_factory.mktemp("endpoints"))
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -82,7 +82,8 @@ def _examples(runtime: ExperimentRuntime) -> list[ImageAnalysis]:
     return [set_example(runtime, *pick)]
 
 
-def _drawing() -> list[ImageAnalysis]:
+def drawing_items() -> list[ImageAnalysis]:
+    """A drawing canvas; the drawing as an image to analyse once something is drawn (the Lesson page uses it too)."""
     from streamlit_drawable_canvas import st_canvas
 
     st.caption("Draw a shape with the mouse (or a finger). On the demo, a drawing is a sketch-domain shift made by "
@@ -121,7 +122,7 @@ def upload_page(runtime: ExperimentRuntime) -> None:
     elif source == "examples":
         items = _examples(runtime)
     elif source == "draw":
-        items = _drawing()
+        items = drawing_items()
     else:
         files = _camera()
     if not files and not items:

@@ -1,0 +1,16 @@
+"""Lesson: six steps through WiSE-FT that a lecturer clicks through, each with its own link."""
+
+import streamlit as st
+
+from wiseft_explorer.ui.errors import shown_errors
+from wiseft_explorer.ui.lesson_view import lesson_curves, lesson_page
+from wiseft_explorer.ui.sidebar import sidebar
+
+st.set_page_config(page_title="Lesson · WiSE-FT Explorer", page_icon=":material/school:", layout="wide")
+runtime = sidebar()
+st.title("Lesson: robust fine-tuning in six steps")
+if runtime is not None:
+    with shown_errors("The lesson cannot be shown"):
+        curves = lesson_curves(runtime)
+        if curves is not None:
+            lesson_page(curves, runtime, runtime.experiment.endpoint)

@@ -1,0 +1,105 @@
+"""Lesson page: six steps a lecturer clicks through, each with its own URL (?step=N), alpha, view and text."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from .. import plots
+from ..curves import Curves, choose_alphas
+from ..gallery import apply_filter, gallery_frame
+from ..lesson import LessonStep, lesson_steps, step_index
+from ..predict import analyse_images
+from ..runtime import ExperimentRuntime
+from . import results, state, upload
+
+_STEP_KEY = "lesson_step"
+EXAMPLES = 2  # images shown that fine-tuning broke
+
+
+def _go(index: int, steps: list[LessonStep]) -> None:
+    """Move to a step: its alpha becomes the session's, its number goes into the URL (a slide can link to it)."""
+    st.session_state[_STEP_KEY] = index
+    st.query_params["step"] = str(index + 1)
+    state.set_alpha(steps[index].alpha)
+
+
+def _current(steps: list[LessonStep]) -> int:
+    if _STEP_KEY not in st.session_state:
+        index = step_index(steps, st.query_params.get("step"))
+        _go(index, steps)
+    return int(st.session_state[_STEP_KEY])
+
+
+def _plot(step: LessonStep, curves: Curves, endpoint: str | None) -> None:
+    paths = plots.endpoint_paths(endpoint, curves, {}) if step.ensemble else []
+    acc = curves.accuracies(step.alpha)
+    if step.view == "accuracy_vs_alpha" or not curves.shift_sets:
+        fig = plots.accuracy_vs_alpha(curves.table(), curves.sets, step.alpha, choose_alphas(curves),
+                                      curves.intervals, paths, curves.id_set)
+    else:
+        fig = plots.id_vs_shift(curves.table(), curves.id_set, "avg_shifts", step.alpha,
+                                (acc[curves.id_set], acc["avg_shifts"]), intervals=curves.intervals,
+                                label=endpoint, paths=paths)
+    st.plotly_chart(fig, key=f"lesson_plot_{step.slug}", config={"displaylogo": False})
+
+
+def _broken(runtime: ExperimentRuntime, curves: Curves) -> None:
+    """Two images of the shift fine-tuning hurt most that zero-shot got right and the fine-tuned model gets wrong."""
+    result, _ = results.ensure_sweep(runtime)
+    if result is None or not curves.shift_sets:
+        return
+    zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
+    worst = min(curves.shift_sets, key=lambda s: ft[s] - zs[s])
+    ev = runtime.eval_set(worst)
+    names = ev.class_names(runtime.experiment.classnames)
+    broken = apply_filter(gallery_frame(result, worst, 1.0, ev.labels, names), "broken").head(EXAMPLES)
+    if broken.empty:
+        st.caption(f"No {worst} image was right at α = 0 and wrong at α = 1.")
+        return
+    for col, row in zip(st.columns(EXAMPLES), broken.itertuples(), strict=False):
+        col.image(ev.picture(row.index, size=160), caption=f"{worst} #{row.index}: a {row.true}")
+        col.markdown(f"zero-shot: **{row.zeroshot}** ✓  \nfine-tuned: **{row.finetuned}** ✗")
+
+
+def _try_it(runtime: ExperimentRuntime, alpha: float) -> None:
+    items = upload.drawing_items()
+    if items:
+        with st.spinner("Predicting…"), runtime.borrow_working() as working:
+            analysed = analyse_images(runtime, working, items, alpha)
+        upload.show_analysis(analysed[0], alpha, "lesson")
+
+
+def lesson_curves(runtime: ExperimentRuntime) -> Curves | None:
+    """The curves the lesson speaks from: the stored full sweep, else the sweep as far as it has got."""
+    stored = state.finished_curves(runtime.experiment)
+    if stored is not None:
+        return stored
+    result, complete = results.ensure_sweep(runtime)
+    if result is None:
+        return None
+    if not complete:
+        results.sweep_progress(runtime, result.images[0])
+    return result.curves()
+
+
+def lesson_page(curves: Curves, runtime: ExperimentRuntime | None, endpoint: str | None) -> None:
+    """The lesson below the title: step navigation, the step's text, its view and its examples."""
+    steps = lesson_steps(curves, endpoint)
+    index = _current(steps)
+    step = steps[index]
+    st.progress((index + 1) / len(steps), text=f"Step {index + 1} of {len(steps)}: **{step.title}** · α = {step.alpha:g}")
+    st.subheader(f"{index + 1}. {step.title}")
+    st.markdown(step.text)
+    back, forward, _ = st.columns([1, 1, 4])
+    back.button("← Back", key="lesson_back", disabled=index == 0, on_click=_go, args=(index - 1, steps))
+    forward.button("Next →", key="lesson_next", disabled=index == len(steps) - 1, on_click=_go,
+                   args=(index + 1, steps))
+    if step.view == "canvas":
+        if runtime is not None:
+            _try_it(runtime, step.alpha)
+        return
+    _plot(step, curves, endpoint)
+    if step.broken_examples and runtime is not None:
+        _broken(runtime, curves)
+    st.caption(f"This step's link: `?step={index + 1}` (or `?step={step.slug}`). The Explorer now shows α = "
+               f"{step.alpha:g} too.")
