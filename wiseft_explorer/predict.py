@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -111,7 +112,10 @@ def analyse_images(runtime: ExperimentRuntime, working: Working, items: Sequence
         return list(items)
     images = preprocess(runtime, [item.image for item in good])
     top = predict_three(runtime, images, alpha, working)
-    probs = probability_along_alpha(runtime, images, working, ALPHA_GRID)  # (A, N, C); working is restored
+    # (A, N, C), the same at every alpha: computed once per image set and shared by every session that shows it.
+    digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
+    probs = runtime.shared_tensor(("probability_along_alpha", ALPHA_GRID, digest),
+                                  lambda: probability_along_alpha(runtime, images, working, ALPHA_GRID))
     extras = zero_shot_with_extra(runtime, images, extra) if any(e.strip() for e in extra) else None
     for i, item in enumerate(good):
         item.top = {label: top[label][i] for label in MODELS}

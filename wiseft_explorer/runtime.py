@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from .models import ImageClassifier, ModelPair, load_models, parameter_count
 from .stream import default_workers
 
 WORKING_POOL = 2  # working models per runtime, shared by every session (see borrow_working)
+SHARED_BYTES = 64 * 2**20  # results every session may read (see shared_tensor), the least recently used dropped
 
 
 class ExperimentRuntime:
@@ -29,9 +31,12 @@ class ExperimentRuntime:
         self._lock = threading.RLock()
         self._sets: dict[str, EvalSet] = {}
         self._set_fps: dict[str, str] = {}
-        self._pool: list[Working] = []
-        self._pool_made = 0
+        self._pool: list[Working] = []  # free working models, the least recently returned first
+        self._pool_all: list[Working] = []  # every working model made, lent out or free (for memory_bytes)
+        self._pool_made = 0  # made or being made: never more than WORKING_POOL
         self._pool_free = threading.Condition()
+        self.pool_reused = 0  # borrows served by a free working model already at the alpha asked for (no lerp)
+        self._shared: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
         self.head_progress: HeadProgress | None = None  # e.g. the CLI's progress bar
 
     @classmethod
@@ -115,33 +120,67 @@ class ExperimentRuntime:
         return self.space.new_working()
 
     @contextlib.contextmanager
-    def borrow_working(self) -> Iterator[Working]:
-        """A working model from a small pool shared by every session, for one computation.
+    def borrow_working(self, alpha: float | None = None) -> Iterator[Working]:
+        """A working model from a small pool shared by every session, for one computation (at `alpha` if given).
 
-        However many sessions come, the runtime holds at most WORKING_POOL of them; each borrower writes the alpha
-        it needs before using it (classifier_at), so no session ever computes at another's alpha.
+        However many sessions come, the runtime holds at most WORKING_POOL of them. A borrower has its model to
+        itself until it gives it back, and writes the alpha it needs before using it (classifier_at; done here when
+        `alpha` is given), so no session ever computes at another's alpha. With `alpha`, a free model that is
+        already there is preferred: its weights are exactly what the lerp would write, so the lerp is skipped.
         """
-        with self._pool_free:
-            self._pool_free.wait_for(lambda: self._pool or self._pool_made < WORKING_POOL)
-            if self._pool:
-                working = self._pool.pop()
-            else:
-                self._pool_made += 1
-                working = None
-        if working is None:
-            try:
-                working = self.new_working()
-            except BaseException:
-                with self._pool_free:
-                    self._pool_made -= 1
-                    self._pool_free.notify()
-                raise
+        working = self._take(alpha)
+        failed = True
         try:
+            if alpha is not None:
+                self.classifier_at(working, alpha)
             yield working
+            failed = False
         finally:
+            if failed:  # the borrower may have stopped half-way through writing weights: the next one rewrites all
+                working.alpha = None
             with self._pool_free:
                 self._pool.append(working)
                 self._pool_free.notify()
+
+    def _take(self, alpha: float | None) -> Working:
+        """A free working model (one at `alpha` first), else a new one while the pool has room, else wait."""
+        with self._pool_free:
+            self._pool_free.wait_for(lambda: self._pool or self._pool_made < WORKING_POOL)
+            if self._pool:
+                at_alpha = [i for i, w in enumerate(self._pool) if alpha is not None and w.alpha == float(alpha)]
+                # No model at that alpha: rewrite the least recently returned one, so the alphas just used stay.
+                working = self._pool.pop(at_alpha[-1] if at_alpha else 0)
+                self.pool_reused += bool(at_alpha)
+                return working
+            self._pool_made += 1
+        try:
+            working = self.new_working()
+        except BaseException:
+            with self._pool_free:
+                self._pool_made -= 1
+                self._pool_free.notify()
+            raise
+        with self._pool_free:
+            self._pool_all.append(working)
+        return working
+
+    def shared_tensor(self, key: Hashable, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """A result that depends on `key` alone, never on a session (e.g. an image's probabilities along the whole
+        alpha grid): computed once, then handed to every session that asks; callers must not modify it.
+
+        Kept within SHARED_BYTES, the least recently used dropped first: thirty students looking at the same
+        example then pay for its curve once instead of on every alpha change.
+        """
+        with self._lock:
+            if key in self._shared:
+                self._shared.move_to_end(key)
+                return self._shared[key]
+        value = compute()  # outside the lock: sessions that only read must not wait for a computation
+        with self._lock:
+            self._shared[key] = value
+            while sum(t.nbytes for t in self._shared.values()) > SHARED_BYTES and len(self._shared) > 1:
+                self._shared.popitem(last=False)
+        return value
 
     def memory_bytes(self) -> int:
         """Bytes of the tensors this runtime holds (models, weight line, pooled working models); 0 before loading."""
@@ -151,8 +190,10 @@ class ExperimentRuntime:
         tensors = [t for m in (pair.clip.model, pair.zeroshot, pair.finetuned) for t in m.state_dict().values()]
         if "space" in self.__dict__:
             tensors += [*self.space.theta0.values(), *self.space.theta1.values()]
-        with self._pool_free:
-            tensors += [flat for working in self._pool for flat in working.flats.values()]
+        with self._pool_free:  # lent-out working models count too: they come back to the pool
+            tensors += [flat for working in self._pool_all for flat in working.flats.values()]
+        with self._lock:
+            tensors += list(self._shared.values())
         for tensor in tensors:
             storage = tensor.untyped_storage()
             if storage.data_ptr() not in seen:  # views share storage: count each buffer once
