@@ -79,7 +79,7 @@ class ExtraPath:
     endpoint_marker: bool = False  # mark its alpha = 1 end (another fine-tuned model)
 
 
-_OTHER_COLORS = ("#9467bd", "#2ca02c", "#8c564b", "#e377c2")
+_OTHER_COLORS = ("#17becf", "#bcbd22", "#393b79", "#843c39")  # not among the sets' colours
 ENSEMBLE_PREFIX = "output ensemble"  # legend names of the output-space curves start with it
 
 
@@ -174,7 +174,8 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                                             f"avg of 5 shifts: {p.avg_shifts}%<br>paper {p.source}" for p in rows]))
     fig.update_layout(xaxis=_axis("ID accuracy", xs_all, scale), yaxis=_axis(f"Shift accuracy ({shift_label})",
                                                                              ys_all, scale),
-                      legend={"orientation": "h", "y": -0.2}, margin={"t": 30, "l": 10, "r": 10}, height=480)
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.15}, margin={"t": 30, "l": 10, "r": 10},
+                      height=480 + 22 * (len(paths) // 2))
     return fig
 
 
@@ -237,8 +238,11 @@ def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
     fig.add_vline(x=alpha, line={"color": "#d62728", "width": 3}, name=CURRENT)
     lo, hi = min(alphas + [alpha]), max(alphas + [alpha])
     fig.update_layout(xaxis={"title": "α (0 = zero-shot, 1 = fine-tuned)", "range": [lo - 0.03, hi + 0.03]},
-                      yaxis={"title": "top-1 accuracy", "ticksuffix": "%"}, height=420,
-                      legend={"orientation": "h", "y": -0.25},
+                      yaxis={"title": "top-1 accuracy", "ticksuffix": "%"},
+                      # Anchored by its top below the axis title: with more curves the legend grows downwards
+                      # (the figure with it) instead of up over the title.
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.2},
+                      height=420 + 22 * ((len(fig.data) + 2) // 3),
                       margin={"t": 12 + ROW_PX * len(rows), "l": 10, "r": 10})
     return fig
 
