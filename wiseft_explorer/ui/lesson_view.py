@@ -64,7 +64,7 @@ def _broken(runtime: ExperimentRuntime, curves: Curves) -> None:
 def _try_it(runtime: ExperimentRuntime, alpha: float) -> None:
     items = upload.drawing_items()
     if items:
-        with st.spinner("Predicting…"), runtime.borrow_working() as working:
+        with st.spinner("Predicting…"), runtime.borrow_working(alpha) as working:
             analysed = analyse_images(runtime, working, items, alpha)
         upload.show_analysis(analysed[0], alpha, "lesson")
 

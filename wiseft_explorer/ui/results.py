@@ -158,7 +158,7 @@ def live_predictions(runtime: ExperimentRuntime, alpha: float) -> dict[str, Pred
     memo: dict = st.session_state.setdefault(_LIVE_KEY, {})
     key = (str(runtime.experiment.path), id(runtime), round(alpha, 6))
     if key not in memo:
-        with st.spinner(f"Evaluating every set at α = {alpha:g}…"), runtime.borrow_working() as working:
+        with st.spinner(f"Evaluating every set at α = {alpha:g}…"), runtime.borrow_working(alpha) as working:
             memo[key] = evaluate_at(runtime, alpha, working, max_images=LIVE_MAX_IMAGES)
         while len(memo) > _LIVE_MAX:
             memo.pop(next(iter(memo)))

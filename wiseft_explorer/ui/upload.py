@@ -127,7 +127,7 @@ def upload_page(runtime: ExperimentRuntime) -> None:
         files = _camera()
     if not files and not items:
         return
-    with st.spinner("Predicting…"), runtime.borrow_working() as working:
+    with st.spinner("Predicting…"), runtime.borrow_working(alpha) as working:
         analyses = (analyse_files(runtime, working, files, alpha, extra) if files
                     else analyse_images(runtime, working, items, alpha, extra))
     if source == "files":
