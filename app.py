@@ -24,7 +24,7 @@ def explorer_page() -> None:
     curves = state.warm_curves(experiment, alpha)
     others = state.endpoint_curves(experiment)
     others.pop(experiment.endpoint, None)
-    if curves is not None and len(others) == max(len(experiment.endpoints) - 1, 0):
+    if curves is not None:
         # Warm start: the stored curves answer a grid alpha, so the page is drawn before torch or a model loads.
         explorer.explorer_body(curves, alpha, curves.accuracies(curves.grid_alpha(alpha)), complete=True,
                                notice=notice, endpoint=experiment.endpoint, others=others)
@@ -32,6 +32,11 @@ def explorer_page() -> None:
             sidebar.list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])
         else:
             sidebar.model_details()
+        if len(others) < len(experiment.endpoints) - 1:  # only after the page is drawn: this imports torch
+            from wiseft_explorer.ui import results
+
+            results.other_endpoints(experiment)  # starts the missing endpoints' sweeps in the background
+            results.endpoints_progress(experiment, len(others))
         return
     from wiseft_explorer.ui import results  # the sweep side: imports torch and loads the models
 
@@ -50,6 +55,8 @@ def explorer_page() -> None:
         others.pop(experiment.endpoint, None)
         explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete,
                                notice, experiment.endpoint, others)
+        if complete and len(others) < len(experiment.endpoints) - 1:
+            results.endpoints_progress(experiment, len(others))
         if not complete:
             results.sweep_progress(runtime, result.images[0])
 
