@@ -139,7 +139,7 @@ def picture(index: int, side: tuple[int, int]) -> bytes:
 
     rng = np.random.default_rng(index)
     width, height = side
-    image = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(side, Image.BILINEAR)
+    image = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(side, Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(image)
     for _ in range(6):
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))

@@ -187,9 +187,13 @@ def bench_streaming(subject: Subject, folder: Path, scale: Scale) -> dict:
     def project(alphas: Sequence[float]) -> Callable[[], None]:
         def sweep() -> None:
             cache.clear()  # every alpha is computed, as in a first sweep
-            start, first = time.perf_counter(), []
-            run_sweep(runtime, alphas, cache=cache, working=working, resume=False,
-                      on_progress=lambda *_: first or first.append(time.perf_counter() - start))
+            start, first = time.perf_counter(), list[float]()
+
+            def first_progress(*_: object) -> None:
+                if not first:
+                    first.append(time.perf_counter() - start)
+
+            run_sweep(runtime, alphas, cache=cache, working=working, resume=False, on_progress=first_progress)
             if len(alphas) < len(ALPHA_GRID):  # with few alphas the first batch's forwards take little time
                 first_results.append(first[0])
         return sweep

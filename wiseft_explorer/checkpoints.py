@@ -64,7 +64,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path.name}: the file is empty (0 bytes); re-download or re-export it")
     if path.suffix in PICKLE_SUFFIXES and not _is_safetensors(path):
-        tensors, metadata = _load_weights_only(path), {}
+        tensors, metadata = _load_weights_only(path), dict[str, str]()
     else:
         tensors, metadata = _load_safetensors(path)
     check_finite(tensors, path.name)
@@ -85,7 +85,7 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path.name}: not a readable safetensors file ({err}); the file may be truncated "
-                              "or corrupt: re-download or re-export it") from None
+                              "or corrupt: re-download or re-export it") from err
     metadata: dict[str, Any] = {}
     for key, value in raw_meta.items():
         try:
@@ -108,7 +108,7 @@ def _load_weights_only(path: Path) -> dict[str, torch.Tensor]:
             f"{path.name}: refused: it is not a plain tensor file (weights_only load failed: "
             f"{str(err).splitlines()[0][:160]}). Files that need a full unpickle can run arbitrary code, so they "
             f"are never loaded. If you trust it (e.g. a checkpoint saved by the WiSE-FT paper code), convert it: "
-            f"wiseft-explorer convert --trust-pickle {path.name} OUT.safetensors") from None
+            f"wiseft-explorer convert --trust-pickle {path.name} OUT.safetensors") from err
     return _as_state_dict(obj, path.name)
 
 

@@ -7,8 +7,12 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .experiment import DEFAULT_EXPERIMENT
+
+if TYPE_CHECKING:
+    from tqdm import tqdm as Bar
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, FileNotFoundError, KeyError, OSError)
 
@@ -33,7 +37,8 @@ class _HeadBar:
     """A tqdm bar per zero-shot head being built (a head read from the cache shows none)."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet, self.bar = quiet, None
+        self.quiet = quiet
+        self.bar: Bar | None = None
 
     def __call__(self, done: int, total: int) -> None:
         from tqdm import tqdm
@@ -205,7 +210,7 @@ def _alpha(text: str) -> float:
     """--alpha: any finite float (NaN or inf would silently turn every weight into NaN)."""
     try:
         value = float(text)
-    except ValueError:
+    except ValueError:  # float()'s own message only repeats the text quoted here: noise
         raise argparse.ArgumentTypeError(f"expected a number such as 0.5, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")

@@ -71,7 +71,7 @@ class EvalSet:
         else:
             img = cut_border(decode_image(Path(self.paths[index])), self.border)
         if size:  # letterboxed into size x size: the aspect ratio is kept (a circle stays round)
-            img = ImageOps.pad(img, (size, size), Image.NEAREST if max(img.size) < size else Image.BICUBIC,
+            img = ImageOps.pad(img, (size, size), Image.Resampling.NEAREST if max(img.size) < size else Image.Resampling.BICUBIC,
                                color=(255, 255, 255))
         return img
 
@@ -128,7 +128,7 @@ def load_world_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEF
     try:
         world_labels = set_labels(set_name, seed=0, n=spec.limit)  # a world set's limit is how many to render
     except KeyError as err:
-        raise ExperimentError(f"{spec.name}: {err.args[0]}") from None
+        raise ExperimentError(f"{spec.name}: {err.args[0]}") from err
     missing = [c for c in CLASSES if c not in classnames]
     if missing:
         raise ExperimentError(f"{spec.name}: world class '{missing[0]}' is not among the experiment's class names")
@@ -187,9 +187,10 @@ def read_preset(key: str, source: Path) -> PresetImages:
     """Read a preset's labels and image locations from its folder (the layout is checked, nothing is decoded)."""
     from . import cifar, imagenet_sets
 
-    readers = {"objectnet": imagenet_sets.read_objectnet, "cifar10": cifar.read_cifar10,
-               "cifar10-train": lambda path: cifar.read_cifar10(path, "cifar10-train"),
-               "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102}
+    readers: dict[str, Callable[[Path], PresetImages]] = {
+        "objectnet": imagenet_sets.read_objectnet, "cifar10": cifar.read_cifar10,
+        "cifar10-train": lambda path: cifar.read_cifar10(path, "cifar10-train"),
+        "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102}
     reader = readers.get(key)
     return reader(source) if reader else imagenet_sets.read_class_folders(key, source)
 

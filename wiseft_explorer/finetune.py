@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ BN_MODES = ("frozen", "train")
 FEATURE_BATCH = 256  # images per batch of the linear mode's one feature pass
 # In-memory (images (N,3,H,W), labels (N,)) tensors, or a Dataset of (image, label) items, where an item is None
 # when its image could not be loaded (stream.LabelledImages over a folder).
-TrainData = Dataset | tuple[torch.Tensor, torch.Tensor]
+TrainData: TypeAlias = Dataset | tuple[torch.Tensor, torch.Tensor]
 ProgressCallback = Callable[[int, int, float], None]  # (step, total steps, loss)
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B,3,H,W) or features (B,D), labels (B,)
 

@@ -69,15 +69,15 @@ def _open(fp: BinaryIO, name: str) -> Image.Image:
             # Pillow only warns between 1x and 2x its pixel limit; treat both as a refusal.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # quoted whole: cause is noise
         raise ImageDecodeError(name, f"refused as a possible decompression bomb ({exc}); "
                                "downscale the image first") from None
-    except UnidentifiedImageError:
+    except UnidentifiedImageError:  # Pillow's "cannot identify image file" says less than the sniffed kind
         raise ImageDecodeError(name, f"not an image ({_sniff(fp)}); expected PNG, JPEG, WebP, BMP, GIF "
                                f"or TIFF: {_FIX_FORMAT}") from None
     except Exception as exc:  # malformed headers raise anything from SyntaxError to struct.error
         raise ImageDecodeError(name, f"truncated or corrupt image ({type(exc).__name__}: {exc}); "
-                               "re-export or re-download the file") from None
+                               "re-export or re-download the file") from exc
     if img.format not in SUPPORTED_FORMATS:
         raise ImageDecodeError(name, f"{img.format} images are not supported; {_FIX_FORMAT}")
     return img
@@ -100,6 +100,9 @@ def _check_pixels(img: Image.Image, name: str, max_pixels: int) -> None:
 def _grey_to_uint8(img: Image.Image) -> Image.Image:
     """Scale high-bit-depth greyscale (I;16*, I, F) to 8 bits instead of Pillow's clamping convert('L')."""
     arr = np.asarray(img)
+    out: np.ndarray
+    lo: float
+    hi: float
     if img.mode.startswith("I;16"):
         out = arr.astype(np.uint16) >> 8  # full 16-bit range: 65535 -> 255
     elif img.mode == "I":
@@ -158,7 +161,7 @@ def _source(data: bytes | bytearray | memoryview | str | Path, name: str | None,
             _check_bytes(path.stat().st_size, name, max_bytes)
             return path.open("rb"), name
         except OSError as exc:
-            raise ImageDecodeError(name, f"cannot read the file ({exc.strerror or exc})") from None
+            raise ImageDecodeError(name, f"cannot read the file ({exc.strerror or exc})") from exc
     name = name or "<upload>"
     _check_bytes(len(data), name, max_bytes)
     return io.BytesIO(data), name
@@ -181,12 +184,12 @@ def decode_image(data: bytes | str | Path, name: str | None = None, max_pixels: 
         _check_pixels(img, name, max_pixels)
         try:
             img.load()  # decode now, inside the try: truncation surfaces here (LOAD_TRUNCATED_IMAGES stays off)
-        except Image.DecompressionBombError as exc:
+        except Image.DecompressionBombError as exc:  # quoted whole: the cause is noise
             raise ImageDecodeError(name, f"refused as a possible decompression bomb ({exc}); "
                                    "downscale the image first") from None
         except Exception as exc:
             raise ImageDecodeError(name, f"truncated or corrupt image data ({exc}); "
-                                   "re-export or re-download the file") from None
+                                   "re-export or re-download the file") from exc
         try:
             oriented = ImageOps.exif_transpose(img)
         except Exception:  # malformed EXIF should not make a readable picture unusable
@@ -195,7 +198,7 @@ def decode_image(data: bytes | str | Path, name: str | None = None, max_pixels: 
         return to_rgb(oriented)
     except Exception as exc:
         raise ImageDecodeError(name, f"cannot convert {oriented.mode} pixels to RGB ({exc}); "
-                               f"{_FIX_FORMAT}") from None
+                               f"{_FIX_FORMAT}") from exc
 
 
 def decode_many(items: Iterable[tuple[str, bytes]], max_pixels: int = DEFAULT_MAX_PIXELS,

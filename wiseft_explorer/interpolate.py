@@ -76,7 +76,8 @@ class WeightSpace:
 
     @staticmethod
     def _head_slices(model: nn.Module) -> list[tuple[torch.dtype, int, int]]:
-        slices, offsets = [], {}
+        slices: list[tuple[torch.dtype, int, int]] = []
+        offsets: dict[torch.dtype, int] = {}
         for name, tensor in _float_entries(model):
             start = offsets.get(tensor.dtype, 0)
             offsets[tensor.dtype] = start + tensor.numel()

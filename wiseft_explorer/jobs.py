@@ -44,7 +44,8 @@ class SweepJob:
         self._done, self._total, self._message = 0, 0, "starting"
         self._progress: StreamProgress | None = None
         self._result: SweepResult | None = None
-        self._finished, self._error = False, None
+        self._finished = False
+        self._error: Exception | None = None
         self._snapshot_at = 0.0
         self.started_at = self.finished_at = 0.0
         self._thread = threading.Thread(target=self._run, name="wiseft-sweep", daemon=True)

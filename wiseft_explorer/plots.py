@@ -6,11 +6,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from .paper import ReferencePoint
+
+if TYPE_CHECKING:
+    from .curves import Curves
 
 SCALES = ("linear", "logit", "probit")
 CURRENT = "current α"  # trace name of the highlighted alpha (tests and the browser look it up by name)
@@ -83,9 +87,9 @@ _OTHER_COLORS = ("#17becf", "#bcbd22", "#393b79", "#843c39")  # not among the se
 ENSEMBLE_PREFIX = "output ensemble"  # legend names of the output-space curves start with it
 
 
-def endpoint_paths(endpoint: str | None, curves: object, others: Mapping[str, object]) -> list[ExtraPath]:
+def endpoint_paths(endpoint: str | None, curves: Curves, others: Mapping[str, Curves]) -> list[ExtraPath]:
     """The lines beside the chosen WiSE-FT path: its output-space ensemble, then every other endpoint's path and
-    ensemble (`curves` and `others` are curves.Curves)."""
+    ensemble."""
     paths = []
     ensemble = curves.ensemble_curves()
     if ensemble is not None:
@@ -102,7 +106,8 @@ def endpoint_paths(endpoint: str | None, curves: object, others: Mapping[str, ob
 def _extra_paths(fig: go.Figure, paths: Sequence[ExtraPath], id_col: str, shift_col: str, scale: str,
                  shift_label: str) -> tuple[list[float], list[float]]:
     """Draw the extra paths into the ID-vs-shift plot; their points (for the axes' ranges)."""
-    xs_all, ys_all = [], []
+    xs_all: list[float] = []
+    ys_all: list[float] = []
     for path in paths:
         alphas = [float(a) for a in path.table.index]
         xs = [scale_value(v, scale) for v in path.table[id_col]]

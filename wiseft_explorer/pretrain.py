@@ -95,7 +95,8 @@ def create_model(name: str, seed: int, logit_scale_init: float) -> tuple[nn.Modu
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """CLIP's grouping: no weight decay on gains, biases, norms and the temperature."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

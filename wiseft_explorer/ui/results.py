@@ -31,7 +31,7 @@ _DRAWN_KEY = "wiseft_drawn_at"
 
 
 @st.cache_resource
-def _jobs() -> tuple[dict[str, SweepJob], threading.Lock]:
+def _jobs() -> tuple[dict[str, SweepJob | _Finished], threading.Lock]:
     """Sweep jobs shared by all sessions: one computation per experiment, however many people are watching."""
     return {}, threading.Lock()
 

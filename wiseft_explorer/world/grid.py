@@ -23,7 +23,7 @@ def sample_grid(sets: tuple[str, ...] = SET_NAMES, per_row: int = 12, seed: int 
         top = pad + r * (side + pad)
         draw.text((6, top + side // 2 - 6), name, fill=(0, 0, 0))
         for c, img in enumerate(images):
-            tile = Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.NEAREST)
+            tile = Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.Resampling.NEAREST)
             grid.paste(tile, (label_w + c * (side + pad), top))
     return grid
 

@@ -137,6 +137,7 @@ def background(kind: str, rng: np.random.Generator, side: int, c1: np.ndarray, c
     """Float (side, side, 3) background of the given kind in two colours."""
     x, y = _grid(side)
     theta = rng.uniform(0, math.pi)
+    t: np.ndarray
     proj = x * math.cos(theta) + y * math.sin(theta)
     if kind == "plain":
         t = np.zeros((side, side), np.float32)
@@ -244,8 +245,8 @@ def render(attrs: Attributes, rng: np.random.Generator, size: int = 32) -> np.nd
     img = np.clip(img, 0, 255)
     if attrs.style == "pixelated":
         block = int(rng.choice([3, 4]))
-        small = Image.fromarray(img.astype(np.uint8)).resize((size // block, size // block), Image.BOX)
-        img = np.asarray(small.resize((size, size), Image.NEAREST), np.float32)
+        small = Image.fromarray(img.astype(np.uint8)).resize((size // block, size // block), Image.Resampling.BOX)
+        img = np.asarray(small.resize((size, size), Image.Resampling.NEAREST), np.float32)
     elif attrs.style == "blurry":
         blurred = Image.fromarray(img.astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 1.6)))
         img = np.asarray(blurred, np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ _ID_SIZES = {"small": 0.3, "medium": 0.4, "large": 0.3}
 _ID_POS = {"center": 0.6, "left": 0.1, "right": 0.1, "top": 0.1, "bottom": 0.1}
 _ALL_SIZES = {"small": 1.0, "medium": 1.0, "large": 1.0}
 _ALL_POS = dict.fromkeys(POSITIONS, 1.0)
-_ID = dict(styles={"photo": 1.0}, backgrounds=_ID_BG, sizes=_ID_SIZES, positions=_ID_POS, cue=0.4, rotated_share=0.3)
+_ID: dict[str, Any] = dict(styles={"photo": 1.0}, backgrounds=_ID_BG, sizes=_ID_SIZES, positions=_ID_POS, cue=0.4, rotated_share=0.3)
 
 SPECS: dict[str, SetSpec] = {
     "train": SetSpec(**_ID, size=12000, description="ID fine-tuning set: photos, colour cue"),
