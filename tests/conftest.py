@@ -13,6 +13,8 @@ torch.set_num_threads(2)
 
 from tiny import TinyExperiment, make_tiny  # noqa: E402
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> TinyExperiment:

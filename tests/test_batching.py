@@ -63,15 +63,20 @@ def test_concurrent_callers_share_the_pool_and_get_their_own_exact_logits(tiny, 
     models = {"zs": runtime.models.zeroshot, "ft": runtime.models.finetuned}
     reference = {k: predict_logits(m, images, "cpu", batch_size=100) for k, m in models.items()}
     mismatches: list[str] = []
+    errors: list[BaseException] = []
 
     def caller(key: str) -> None:
-        for _ in range(3):
-            if not torch.equal(predict_logits(models[key], images, "cpu", batch_size=100), reference[key]):
-                mismatches.append(key)
+        try:
+            for _ in range(3):
+                if not torch.equal(predict_logits(models[key], images, "cpu", batch_size=100), reference[key]):
+                    mismatches.append(key)
+        except BaseException as err:  # reported below: an exception in a thread would otherwise vanish
+            errors.append(err)
 
     threads = [threading.Thread(target=caller, args=(k,)) for k in ("zs", "ft", "zs", "ft")]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
+    assert not errors, errors
     assert not mismatches and not any(t.is_alive() for t in threads)

@@ -1,0 +1,38 @@
+"""The test suite's own settings: a thread's exception fails its test."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+THREAD_TEST = """
+import threading
+
+def test_a_thread_dies():
+    thread = threading.Thread(target=lambda: 1 / 0)
+    thread.start()
+    thread.join()
+"""
+
+
+def _pytest_options() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+
+
+def _run_thread_test(pytester, filterwarnings: list[str]):
+    lines = "".join(f"    {f}\n" for f in filterwarnings)
+    pytester.makeini(f"[pytest]\nfilterwarnings =\n{lines}" if filterwarnings else "[pytest]\n")
+    pytester.makepyfile(THREAD_TEST)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider")  # free of this run's own filters
+
+
+def test_an_exception_in_a_thread_fails_the_test(pytester):
+    result = _run_thread_test(pytester, _pytest_options()["filterwarnings"])
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*ZeroDivisionError*"])
+
+
+def test_without_the_setting_the_thread_exception_is_only_a_warning(pytester):
+    result = _run_thread_test(pytester, [])  # what the setting above guards against
+    result.assert_outcomes(passed=1, warnings=1)
