@@ -154,7 +154,7 @@ class DiskCache:
         except FileNotFoundError:
             raise
         except Exception as exc:  # safetensors reports truncation and bad headers with several types
-            raise _BadEntry(f"unreadable (truncated or corrupt: {exc})") from None
+            raise _BadEntry(f"unreadable (truncated or corrupt: {exc})") from exc
         version = header.get(_VERSION_KEY)
         if version != str(CACHE_VERSION):
             raise _BadEntry(f"from cache version {version}, expected {CACHE_VERSION}")
@@ -162,7 +162,7 @@ class DiskCache:
             raise _BadEntry("damaged (checksum mismatch)")
         try:
             meta = json.loads(header.get(_META_KEY, "{}"))
-        except json.JSONDecodeError as exc:
+        except json.JSONDecodeError as exc:  # quoted whole; the parser's frames are noise
             raise _BadEntry(f"damaged (metadata is not JSON: {exc})") from None
         return tensors, meta
 

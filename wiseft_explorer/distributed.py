@@ -92,7 +92,7 @@ def setup(device: str = "auto") -> Group:
         raise DistributedError(
             f"rank {rank} of {world} could not join the process group at {where} within {timeout:g} s "
             f"({_first_line(err)}); check that every node reaches that address (--rdzv-endpoint, firewall) and "
-            f"that all {world} processes were started") from None
+            f"that all {world} processes were started") from err
     _save_state_on_sigterm()
     return Group(rank, world, local, backend)
 
@@ -138,7 +138,7 @@ def _collective(group: Group, what: str) -> Iterator[None]:
         yield
     except (RuntimeError, OSError) as err:
         raise DistributedError(f"{group.describe()}: {what} failed ({_first_line(err)}); another rank probably "
-                               f"stopped or the network failed; {RESUME_HINT}") from None
+                               f"stopped or the network failed; {RESUME_HINT}") from err
 
 
 def all_reduce_sum(group: Group, tensor: torch.Tensor) -> torch.Tensor:

@@ -336,7 +336,7 @@ def load_experiment(path: str | Path | None = None, *, for_finetuning: bool = Fa
         raise ExperimentError(f"experiment file not found: {path} (pass --experiment with a TOML file)")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
+    except tomllib.TOMLDecodeError as err:  # quoted whole (line and column); tomllib's frames are noise
         raise ExperimentError(f"{path.name}: not valid TOML: {err}") from None
     return parse_experiment(data, path.parent, path, for_finetuning=for_finetuning)
 
@@ -347,7 +347,7 @@ def load_mapping(path: Path | None) -> dict[str, str] | None:
         return None
     try:
         mapping = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except json.JSONDecodeError as err:  # quoted whole (line and column); the parser's frames are noise
         raise ExperimentError(f"{path.name}: mapping must be a JSON object of folder -> class name: {err}") from None
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise ExperimentError(f"{path.name}: mapping must be a JSON object of folder -> class name")

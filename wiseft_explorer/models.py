@@ -99,7 +99,7 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as err:
+    except RuntimeError as err:  # torch's one-line message is quoted whole; its frames are noise
         raise ModelLoadError(f"device {name!r} is not valid ({err}); use auto, cpu, cuda or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"device {name!r} requested but CUDA is not available; use device = \"auto\" or \"cpu\"")
@@ -192,9 +192,9 @@ def _load_from_hub(hub_id: str) -> LoadedClip:
     try:
         config = Path(download_pretrained_from_hf(repo, filename="open_clip_config.json"))
         weights = Path(download_pretrained_from_hf(repo))
-    except Exception as err:  # hub errors come in many types (offline, 404, auth)
+    except OSError as err:  # open_clip turns every hub failure (offline, 404, auth) into FileNotFoundError
         raise ModelLoadError(f"could not fetch {hub_id} from the Hugging Face Hub ({type(err).__name__}). Offline? "
-                             "Download the repository elsewhere and use pretrained = \"local-dir:/path\"") from None
+                             "Download the repository elsewhere and use pretrained = \"local-dir:/path\"") from err
     # The folder only pairs the two cached files for _load_from_dir; everything is read by the time it returns.
     with tempfile.TemporaryDirectory(prefix="wiseft-hub-") as tmp:
         folder = Path(tmp)

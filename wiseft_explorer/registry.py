@@ -25,7 +25,7 @@ def default_budget() -> int:
     if value:
         try:
             return int(float(value) * 2 ** 30)
-        except ValueError:
+        except ValueError:  # float()'s own message only repeats the value quoted here: noise
             raise ValueError(f"{BUDGET_ENV}={value!r}: expected a number of gigabytes, e.g. 8") from None
     return int(psutil.virtual_memory().total * DEFAULT_FRACTION)
 

@@ -80,11 +80,11 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
             return {k: fh.get_tensor(k) for k in fh.keys()}, meta  # noqa: SIM118 - safe_open is not iterable
-    except FileNotFoundError:
+    except FileNotFoundError:  # the message names the missing file; safetensors' frames add nothing
         raise ResultsError(f"{path}: the per-image file is missing; `sweep --out RESULTS.jsonl` writes it next to "
                            "the JSONL, copy both") from None
     except Exception as err:  # safetensors reports damaged files with several exception types
-        raise ResultsError(f"{path}: not a readable per-image file ({err})") from None
+        raise ResultsError(f"{path}: not a readable per-image file ({err})") from err
 
 
 def _check_models(runtime: ExperimentRuntime, theirs: dict[str, str]) -> None:
@@ -102,7 +102,7 @@ def _check_jsonl(jsonl: Path, sets: list[dict], alphas: list[float]) -> None:
     try:
         rows = {float(r["alpha"]): r for r in map(json.loads, jsonl.read_text().splitlines()) if r}
     except (OSError, ValueError, KeyError) as err:
-        raise ResultsError(f"{jsonl}: not a sweep JSONL ({err})") from None
+        raise ResultsError(f"{jsonl}: not a sweep JSONL ({err})") from err
     for entry in sets:
         for alpha, top1 in zip(alphas, entry["top1"], strict=True):
             if rows.get(alpha, {}).get(f"{entry['name']}:top1") != top1:

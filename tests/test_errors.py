@@ -1,0 +1,113 @@
+"""Errors keep their cause, are caught only where meant, and cheap problems are found before expensive loads."""
+
+from __future__ import annotations
+
+import argparse
+
+import huggingface_hub
+import pytest
+import torch
+from safetensors import SafetensorError
+
+from wiseft_explorer import cli
+from wiseft_explorer.checkpoints import CheckpointError, load_checkpoint
+from wiseft_explorer.distributed import DistributedError, Group, _collective
+from wiseft_explorer.experiment import ModelSpec
+from wiseft_explorer.images import ImageDecodeError, decode_image
+from wiseft_explorer.models import ModelLoadError, load_clip
+from wiseft_explorer.result_files import ResultsError, _read
+
+# A PNG signature and IHDR chunk whose length field promises more than the file holds: Pillow fails inside its
+# header parser with an exception type of its own choosing.
+_BROKEN_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + b"\x00" * 5
+
+
+@pytest.fixture()
+def corrupt_safetensors(tmp_path):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    return path
+
+
+def test_an_unreadable_safetensors_checkpoint_keeps_the_reader_error(corrupt_safetensors):
+    with pytest.raises(CheckpointError, match="not a readable safetensors file") as info:
+        load_checkpoint(corrupt_safetensors)
+    assert isinstance(info.value.__cause__, SafetensorError)
+
+
+def test_a_refused_pickle_keeps_the_full_weights_only_message(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"weights": torch.zeros(2), "extra": argparse.Namespace(x=1)}, path)  # not a plain tensor file
+    with pytest.raises(CheckpointError, match="refused") as info:
+        load_checkpoint(path)
+    # The message shows one line of torch's explanation; the cause keeps all of it (which global was refused).
+    assert info.value.__cause__ is not None
+    assert str(info.value.__cause__).count("\n") > 0
+
+
+def test_a_corrupt_image_keeps_the_decoder_error_but_a_non_image_needs_none():
+    with pytest.raises(ImageDecodeError, match="corrupt") as info:
+        decode_image(_BROKEN_PNG, "broken.png")
+    assert info.value.__cause__ is not None
+    with pytest.raises(ImageDecodeError, match="not an image") as info:
+        decode_image(b"just some text, nothing like an image", "notes.png")
+    # Pillow's "cannot identify image file" says less than our sniffed kind: deliberately not chained.
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_an_unreadable_image_path_keeps_the_os_error(tmp_path):
+    with pytest.raises(ImageDecodeError, match="cannot read the file") as info:
+        decode_image(tmp_path / "missing.png")
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+def test_a_damaged_per_image_file_keeps_the_reader_error(corrupt_safetensors):
+    with pytest.raises(ResultsError, match="not a readable per-image file") as info:
+        _read(corrupt_safetensors)
+    assert isinstance(info.value.__cause__, SafetensorError)
+
+
+def test_a_failed_collective_keeps_the_lines_the_message_drops():
+    lines = "store timed out\nwaited for rank 3 at 10.0.0.2:29500\nlast seen 12 s ago"
+    with pytest.raises(DistributedError, match="store timed out") as info, _collective(Group(), "all-gather"):
+        raise RuntimeError(lines)
+    assert "\n" not in str(info.value).split("; ")[0]
+    assert str(info.value.__cause__) == lines
+
+
+def test_an_offline_hub_fetch_keeps_the_hub_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelLoadError, match="Offline?") as info:
+        load_clip(ModelSpec("ViT-B-32", "hf-hub:laion/no-such-repo"))
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_an_error_in_the_hub_code_itself_is_not_called_offline(monkeypatch):
+    import open_clip.pretrained
+
+    def broken(*args, **kwargs):
+        raise TypeError("download_pretrained_from_hf() got an unexpected keyword argument")
+
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_hf", broken)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        load_clip(ModelSpec("ViT-B-32", "hf-hub:laion/some-repo"))
+
+
+def test_the_cli_still_prints_one_line_for_a_chained_error(corrupt_safetensors, tmp_path, capsys):
+    code = cli.main(["convert", str(corrupt_safetensors), str(tmp_path / "out.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: broken.safetensors: not a readable safetensors file")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_app_still_shows_one_line_for_a_chained_error(corrupt_safetensors, monkeypatch):
+    from wiseft_explorer.ui import errors
+
+    shown: list[str] = []
+    monkeypatch.setattr(errors.st, "error", shown.append)
+    with errors.shown_errors("Loading"):
+        load_checkpoint(corrupt_safetensors)
+    assert len(shown) == 1 and shown[0].startswith("Loading: broken.safetensors: not a readable safetensors")
+    assert "\n" not in shown[0]
