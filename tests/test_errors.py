@@ -111,3 +111,127 @@ def test_the_app_still_shows_one_line_for_a_chained_error(corrupt_safetensors, m
         load_checkpoint(corrupt_safetensors)
     assert len(shown) == 1 and shown[0].startswith("Loading: broken.safetensors: not a readable safetensors")
     assert "\n" not in shown[0]
+
+
+# --- Only a failed fetch is called "could not get pretrained weights" ---------------------------------------------
+
+
+@pytest.fixture()
+def create_raises(monkeypatch):
+    """Make open_clip's model creation raise what the test gives, with the tag checks (network probes) passed."""
+    import open_clip
+
+    from wiseft_explorer import models
+
+    monkeypatch.setattr(models, "check_tag_available", lambda name, tag: None)
+
+    def use(make_error):
+        def create(*args, **kwargs):
+            raise make_error()
+
+        monkeypatch.setattr(open_clip, "create_model_and_transforms", create)
+
+    return use
+
+
+def _failed_download() -> RuntimeError:
+    """What open_clip raises when a tag's download fails: a bare RuntimeError whose context is the network error."""
+    try:
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline and not in the cache")
+    except OSError as err:
+        return RuntimeError(f"Failed to download weights for tag 'openai': {err}")
+
+
+def test_a_runtime_error_unrelated_to_downloads_keeps_its_own_message(create_raises):
+    create_raises(lambda: RuntimeError("CUDA error: out of memory"))
+    with pytest.raises(RuntimeError) as info:
+        load_clip(ModelSpec("ViT-B-32", "openai"))
+    assert not isinstance(info.value, ModelLoadError)
+    assert str(info.value) == "CUDA error: out of memory"
+
+
+def test_a_failed_download_is_relabelled_and_keeps_its_cause(create_raises):
+    create_raises(_failed_download)
+    with pytest.raises(ModelLoadError, match="could not get pretrained weights 'openai' for 'ViT-B-32'") as info:
+        load_clip(ModelSpec("ViT-B-32", "openai"))
+    assert str(info.value.__cause__).startswith("Failed to download weights")
+
+
+def test_a_hub_file_that_cannot_be_fetched_is_relabelled(create_raises):
+    # open_clip's Hub helper wraps every failure in FileNotFoundError.
+    create_raises(lambda: FileNotFoundError("Failed to download file (open_clip_model.safetensors) for x/y"))
+    with pytest.raises(ModelLoadError, match="could not get pretrained weights") as info:
+        load_clip(ModelSpec("ViT-B-32", "openai"))
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+def test_which_errors_mean_the_weights_did_not_arrive():
+    from wiseft_explorer.tags import is_download_failure
+
+    assert is_download_failure(_failed_download())
+    assert is_download_failure(RuntimeError("Model has been downloaded but the SHA256 checksum does not not match"))
+    assert is_download_failure(ConnectionError("Name or service not known"))
+    assert not is_download_failure(RuntimeError("Error(s) in loading state_dict: size mismatch for visual.proj"))
+    assert not is_download_failure(RuntimeError("CUDA error: out of memory"))
+
+
+# --- Cheap problems first: nothing about the fine-tuned file waits for the CLIP load ------------------------------
+
+
+@pytest.fixture()
+def no_clip(monkeypatch):
+    """Fail the test if anything builds a CLIP."""
+    import open_clip
+
+    def create(*args, **kwargs):
+        raise AssertionError("a CLIP was built before a cheap check failed")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", create)
+
+
+def _tiny_experiment(tiny, **changes):
+    import dataclasses
+
+    from wiseft_explorer.experiment import load_experiment
+
+    return dataclasses.replace(load_experiment(tiny.toml), **changes)
+
+
+def test_a_missing_finetuned_checkpoint_is_found_before_the_clip_load(tiny, tmp_path, no_clip):
+    from wiseft_explorer.models import load_models
+
+    gone = tmp_path / "deleted-after-the-experiment-was-read.safetensors"
+    with pytest.raises(CheckpointError, match="checkpoint file not found"):
+        load_models(_tiny_experiment(tiny, finetuned=gone))
+
+
+def test_an_empty_finetuned_checkpoint_is_found_before_the_clip_load(tiny, tmp_path, no_clip):
+    from wiseft_explorer.models import load_models
+
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_models(_tiny_experiment(tiny, finetuned=empty))
+
+
+def test_no_finetuned_checkpoint_is_found_before_the_clip_load(tiny, no_clip):
+    from wiseft_explorer.models import load_models
+
+    with pytest.raises(ModelLoadError, match=r"no \[finetuned\] checkpoint yet"):
+        load_models(_tiny_experiment(tiny, finetuned=None))
+
+
+def test_a_missing_model_config_is_named_before_the_clip_load(tiny, tmp_path, no_clip):
+    from wiseft_explorer.models import load_models
+
+    exp = _tiny_experiment(tiny)
+    spec = ModelSpec(exp.zeroshot.name, exp.zeroshot.pretrained, tmp_path / f"{exp.zeroshot.name}.json")
+    with pytest.raises(ModelLoadError, match="model config not found"):
+        load_models(_tiny_experiment(tiny, zeroshot=spec))
+
+
+def test_the_tiny_experiment_still_loads(tiny):
+    from wiseft_explorer.models import load_models
+
+    pair = load_models(_tiny_experiment(tiny))
+    assert pair.finetuned.num_classes == len(pair.zeroshot.head.weight)

@@ -50,19 +50,34 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata
     return path
 
 
+def load_full_state(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
+    """Strictly load a full open_clip state dict, with a clear error naming the first mismatches."""
+    reference = model.state_dict()
+    if "logit_scale" in state and state["logit_scale"].shape != reference["logit_scale"].shape:
+        state["logit_scale"] = state["logit_scale"].reshape(reference["logit_scale"].shape)
+    check_compatible(reference, state, f"checkpoint {name}")
+    model.load_state_dict(state, strict=True)
+
+
 def _nonzero_rows(value: torch.Tensor) -> torch.Tensor | None:
     if value.ndim != 2 or value.shape[0] < 64 or not value.is_floating_point():
         return None
     return (value != 0).any(dim=1).nonzero().flatten()
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint safely: safetensors, or .pt/.pth/.bin via torch.load(weights_only=True) only."""
+def check_checkpoint_file(path: str | Path) -> Path:
+    """The path of a checkpoint file that exists and is not empty, else CheckpointError (cheap: nothing is read)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path.name}: the file is empty (0 bytes); re-download or re-export it")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint safely: safetensors, or .pt/.pth/.bin via torch.load(weights_only=True) only."""
+    path = check_checkpoint_file(path)
     if path.suffix in PICKLE_SUFFIXES and not _is_safetensors(path):
         tensors, metadata = _load_weights_only(path), dict[str, str]()
     else:

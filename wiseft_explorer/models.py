@@ -22,15 +22,17 @@ from .checkpoints import (
     CLASSIFIER_FORMAT,
     CheckpointError,
     align_head_classes,
+    check_checkpoint_file,
     check_compatible,
     load_checkpoint,
+    load_full_state,
     paper_state_to_classifier,
     split_open_clip_state,
 )
 from .experiment import Experiment, ModelSpec
 from .heads import HeadProgress, cached_zero_shot_head, open_head_cache
 from .keys import file_digest, zeroshot_identity
-from .tags import TagUnavailable, check_tag_available, weights_follow_creation
+from .tags import TagUnavailable, check_tag_available, is_download_failure, weights_follow_creation
 
 _WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
                  "open_clip_pytorch_model.bin", "pytorch_model.bin", "open_clip_pytorch_model.pth")
@@ -116,6 +118,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def register_config(path: Path, name: str) -> None:
     """Register a custom open_clip model config (its file stem must be the model name)."""
+    if not path.is_file():
+        raise ModelLoadError(f"model config not found: {path}; fix zeroshot.config")
     if path.stem != name:
         raise ModelLoadError(f"model config {path.name} registers model '{path.stem}', but zeroshot.model is "
                              f"'{name}': rename one so they match")
@@ -158,7 +162,9 @@ def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None
     try:
         with weights_follow_creation() if weights_follow else contextlib.nullcontext():
             model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag)
-    except RuntimeError as err:
+    except (RuntimeError, OSError) as err:
+        if not tag or not is_download_failure(err):
+            raise  # not a fetch failure (a bad config, a bug, out of memory): its own message says more
         raise ModelLoadError(f"could not get pretrained weights '{tag}' for '{name}' ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else 'no detail'}); download the checkpoint "
                              "elsewhere and set zeroshot.pretrained to its file") from err
@@ -201,15 +207,6 @@ def _load_from_hub(hub_id: str) -> LoadedClip:
         shutil.copy(config, folder / "open_clip_config.json")
         (folder / weights.name).symlink_to(weights)
         return _load_from_dir(folder, hub_id)
-
-
-def load_full_state(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
-    """Strictly load a full open_clip state dict, with a clear error naming the first mismatches."""
-    reference = model.state_dict()
-    if "logit_scale" in state and state["logit_scale"].shape != reference["logit_scale"].shape:
-        state["logit_scale"] = state["logit_scale"].reshape(reference["logit_scale"].shape)
-    check_compatible(reference, state, f"checkpoint {name}")
-    model.load_state_dict(state, strict=True)
 
 
 def build_zeroshot(clip: LoadedClip, classnames: list[str] | tuple[str, ...], templates: list[str] | tuple[str, ...],
@@ -277,15 +274,17 @@ def _open_clip_state_to_classifier(tensors: dict, zeroshot: ImageClassifier, cli
 def load_models(exp: Experiment, progress: HeadProgress | None = None) -> ModelPair:
     """Load both models of an experiment on its device; text heads come from the disk cache when built before."""
     device = pick_device(exp.device)
+    # Cheap problems first: the CLIP load and zero-shot head below take seconds to minutes.
+    if exp.finetuned is None:
+        raise ModelLoadError(f"{exp.name}: no [finetuned] checkpoint yet; make one with `wiseft-explorer finetune "
+                             "--experiment FILE --train TRAIN_FOLDER --out ft.safetensors` and add it to the "
+                             "experiment's [finetuned] table")
+    check_checkpoint_file(exp.finetuned)
     clip = load_clip(exp.zeroshot, device)
     cache = open_head_cache(exp.cache_dir)
     # progress sees each head that is built (not found in the cache) from its first chunk to (C, C).
     zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=cache,
                               identity=zeroshot_identity(exp.zeroshot), progress=progress)
-    if exp.finetuned is None:
-        raise ModelLoadError(f"{exp.name}: no [finetuned] checkpoint yet; make one with `wiseft-explorer finetune "
-                             "--experiment FILE --train TRAIN_FOLDER --out ft.safetensors` and add it to the "
-                             "experiment's [finetuned] table")
     finetuned, metadata = load_finetuned(exp.finetuned, zeroshot, clip, exp, cache=cache, progress=progress)
     return ModelPair(clip, zeroshot, finetuned.to(device), device, exp.precision, metadata)
 

@@ -67,6 +67,24 @@ def check_tag_available(name: str, tag: str) -> None:
                              ".safetensors file")
 
 
+# Where a failed fetch comes from: open_clip re-raises a download failure as a bare RuntimeError, leaving the
+# network or Hub error as its context; these packages' errors (and any OSError) mean the weights did not arrive.
+_FETCH_PACKAGES = ("huggingface_hub", "httpx", "requests", "urllib3")
+_FETCH_MESSAGES = ("Failed to download", "SHA256 checksum")  # open_clip's own words for a failed or bad download
+
+
+def is_download_failure(err: BaseException) -> bool:
+    """Whether an error from open_clip's model creation means the pretrained weights could not be fetched."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) or type(seen).__module__.split(".")[0] in _FETCH_PACKAGES:
+            return True
+        if isinstance(seen, RuntimeError) and any(words in str(seen) for words in _FETCH_MESSAGES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class _NotRandom(logging.Filter):
     """Drops open_clip's 'No pretrained weights loaded ... initialized randomly' when we load the weights next."""
 
