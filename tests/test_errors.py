@@ -235,3 +235,67 @@ def test_the_tiny_experiment_still_loads(tiny):
 
     pair = load_models(_tiny_experiment(tiny))
     assert pair.finetuned.num_classes == len(pair.zeroshot.head.weight)
+
+
+# --- No import circle between the sweep and its error estimates, type-only imports included -----------------------
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere in its source (TYPE_CHECKING blocks and functions too)."""
+    import ast
+    from pathlib import Path
+
+    import wiseft_explorer
+
+    root = Path(wiseft_explorer.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        module = ".".join(("wiseft_explorer", *parts)).removesuffix(".__init__")
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        targets = graph.setdefault(module, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package
+                for _ in range(max(node.level - 1, 0)):
+                    base = base.rpartition(".")[0]
+                where = f"{base}.{node.module}" if node.level and node.module else (node.module or base)
+                targets.update({where, *(f"{where}.{a.name}" for a in node.names)})
+            elif isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+    return {m: {t for t in ts if t in graph} for m, ts in graph.items()}
+
+
+def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        module = todo.pop()
+        if module == goal:
+            return True
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+    return False
+
+
+def test_the_error_estimates_do_not_import_the_sweep_even_for_types():
+    graph = _package_imports()
+    assert "wiseft_explorer.uncertainty" in graph["wiseft_explorer.sweep"]  # the walk sees the real import
+    assert not _reaches(graph, "wiseft_explorer.uncertainty", "wiseft_explorer.sweep")
+
+
+def test_the_error_estimates_take_plain_data():
+    from types import SimpleNamespace
+
+    from wiseft_explorer.uncertainty import compare_to_ends
+
+    def scored(correct: list[bool]) -> SimpleNamespace:
+        right = torch.tensor(correct)
+        return SimpleNamespace(top1=float(right.float().mean()), correct=right, n=len(correct))
+
+    by_alpha = {0.0: scored([True, False, False, True]), 0.5: scored([True, True, False, True]),
+                1.0: scored([False, True, False, True])}
+    result = SimpleNamespace(predictions={"shift": by_alpha}, shift_sets=["shift"], alphas=[0.0, 0.5, 1.0])
+    table = compare_to_ends(result, 0.5)
+    assert table.loc["shift", "vs_zeroshot"] == pytest.approx(0.25)
+    assert table.loc["shift", "vs_finetuned"] == pytest.approx(0.25)

@@ -3,17 +3,41 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import pandas as pd
 import torch
 
-if TYPE_CHECKING:  # the sweep module imports this one
-    from .sweep import SweepResult
-
 AVG_ROW = "avg_shifts"
 ENDS = (0.0, 1.0)
 Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+class Scored(Protocol):
+    """One set at one alpha: its accuracy and which images were right (sweep.Predictions is one)."""
+
+    @property
+    def top1(self) -> float: ...
+
+    @property
+    def correct(self) -> torch.Tensor: ...  # (n,) bool
+
+    @property
+    def n(self) -> int: ...
+
+
+class Swept(Protocol):
+    """What the error estimates read from a sweep (sweep.SweepResult is one; the sweep imports this module)."""
+
+    @property
+    def predictions(self) -> Mapping[str, Mapping[float, Scored]]: ...
+
+    @property
+    def shift_sets(self) -> Sequence[str]: ...
+
+    @property
+    def alphas(self) -> Sequence[float]: ...
 
 
 def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -27,7 +51,7 @@ def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def accuracy_intervals(result: SweepResult) -> dict[str, dict[float, tuple[float, float]]]:
+def accuracy_intervals(result: Swept) -> dict[str, dict[float, tuple[float, float]]]:
     """Per set (and the shift average) and alpha: a 95% interval of the accuracy on the images evaluated so far."""
     out: dict[str, dict[float, tuple[float, float]]] = {}
     for name, by_alpha in result.predictions.items():
@@ -58,7 +82,7 @@ def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor) -> tuple
     return float(diff.mean()), float(diff.std(unbiased=True)) / math.sqrt(n)
 
 
-def _pairs(result: SweepResult, alpha: float) -> dict[str, dict[float, tuple[float, float, int]]] | None:
+def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, tuple[float, float, int]]] | None:
     """Per set: (difference, standard error, n) against each end, or None without per-image correctness."""
     out = {}
     for name, by_alpha in result.predictions.items():
@@ -71,7 +95,7 @@ def _pairs(result: SweepResult, alpha: float) -> dict[str, dict[float, tuple[flo
     return out
 
 
-def _with_average(pairs: dict[str, dict[float, tuple[float, float, int]]], shifts: list[str]) -> None:
+def _with_average(pairs: dict[str, dict[float, tuple[float, float, int]]], shifts: Sequence[str]) -> None:
     """Add the shift average: disjoint samples, so the errors add in quadrature and the mean divides by k."""
     shifts = [s for s in shifts if s in pairs]
     if not shifts:
@@ -82,7 +106,7 @@ def _with_average(pairs: dict[str, dict[float, tuple[float, float, int]]], shift
                             sum(pairs[s][end][2] for s in shifts)) for end in ENDS}
 
 
-def endpoint_errors(result: SweepResult) -> dict[str, dict[float, tuple[float, float]]]:
+def endpoint_errors(result: Swept) -> dict[str, dict[float, tuple[float, float]]]:
     """Per set (and the shift average) and alpha: the standard errors against zero-shot and fine-tuned ({} if unknown)."""
     errors: dict[str, dict[float, tuple[float, float]]] = {}
     for alpha in result.alphas:
@@ -95,7 +119,7 @@ def endpoint_errors(result: SweepResult) -> dict[str, dict[float, tuple[float, f
     return errors
 
 
-def compare_to_ends(result: SweepResult, alpha: float = 0.5) -> pd.DataFrame:
+def compare_to_ends(result: Swept, alpha: float = 0.5) -> pd.DataFrame:
     """Per set (and the shift average): theta_alpha minus zero-shot and minus fine-tuned, each with its error."""
     missing = [a for a in (0.0, alpha, 1.0) if a not in result.alphas]
     if missing:
