@@ -2,71 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from browserkit import (
+    ALL_ALPHAS_JS,
+    ARTIFACTS,
+    CHROMIUM,
+    WAIT_MS,
+    id_metric,
+    launch,
+    start_app,
+    stop_app,
+    wait_idle,
+    wait_sweep_complete,
+)
 from test_app import png_bytes
 from test_endpoints import two_endpoint_experiment
 
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-WAIT_MS = 90_000
-ALL_ALPHAS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(p => (p.data || []).some(
-    t => t.x && t.x.length === 21 && t.error_x && t.error_x.array && t.error_x.array.length === 21))"""
-
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (installed by .ci/run)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}: {proc.stdout.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError("streamlit did not become healthy")
-
-
-def _start_app(toml: Path, cache: Path, **extra_env: str) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free port for an experiment and cache folder, once it answers its health check."""
-    port = _free_port()
-    env = {**os.environ, "WISEFT_EXPERIMENT": str(toml), "WISEFT_CACHE_DIR": str(cache),
-           "OMP_NUM_THREADS": "2", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **extra_env}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
-                             "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    _wait_healthy(url, proc)
-    return proc, url
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -74,31 +29,25 @@ def server(tmp_path_factory):
     """The app on a free port, pointed at a tiny experiment with two fine-tuned endpoints and its own cache."""
     root = tmp_path_factory.mktemp("browser")
     toml = two_endpoint_experiment(root)
-    proc, url = _start_app(toml, root / "cache")
+    proc, url = start_app(toml, root / "cache")
     try:
         yield url, root
     finally:
-        _stop(proc)
+        stop_app(proc)
 
 
-def _wait_sweep_complete(page, timeout_s: float = WAIT_MS / 1000) -> None:
-    """Block until the page shows the complete sweep: no progress bar and no filling-in note for two checks."""
-    deadline, settled = time.monotonic() + timeout_s, 0
-    while settled < 2:
-        busy = page.locator('[data-testid="stProgress"]').count() + page.get_by_text("being filled in").count()
-        settled = settled + 1 if busy == 0 else 0
-        assert time.monotonic() < deadline, "the sweep never completed in the browser"
-        page.wait_for_timeout(750)
+def _page_content(page, name: str) -> list:
+    """Locators of what each page shows once drawn (for the sized screenshots)."""
+    plot = page.locator(".js-plotly-plot")
+    return {"explorer": [page.get_by_text("ID at α = 0.5"), plot, page.locator(".legendtext", has_text="WiSE-FT path")],
+            "gallery": [page.get_by_text("Probability vs α"), page.locator('[data-testid="stImage"] img'), plot],
+            "upload": [page.locator('[data-testid="stFileUploader"]'), page.get_by_text("Draw", exact=True)],
+            "models": [page.get_by_text("Configure a real experiment"),
+                       page.get_by_role("button", name="Validate and save")],
+            "lesson": [page.get_by_text(re.compile(r"Step 5 of 6: .* · α = [0-9.]+")),
+                       page.get_by_text("Instead of mixing weights"),
+                       page.locator(".legendtext", has_text="output ensemble")]}[name]
 
-
-def _id_metric(page) -> tuple[str, str]:
-    metric = page.locator('[data-testid="stMetric"]').first
-    return (metric.locator('[data-testid="stMetricLabel"]').inner_text(),
-            metric.locator('[data-testid="stMetricValue"]').inner_text())
-
-
-def _launch(pw):
-    return pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
 def test_browser_explorer_slider_upload_and_screenshots(server):
@@ -109,15 +58,15 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
     image = root / "upload.png"
     image.write_bytes(png_bytes("green circle"))
     with sync_playwright() as pw:
-        browser = _launch(pw)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, timeout=WAIT_MS)
         expect(page.get_by_text("ID at α = 0.5")).to_be_visible(timeout=WAIT_MS)
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=WAIT_MS)
         # Wait until the progressive sweep has filled the whole grid (no progress bar, no "being filled in" note,
         # twice in a row), so the keys below move a settled page and the metric values compare like with like.
-        _wait_sweep_complete(page)
-        label0, value0 = _id_metric(page)
+        wait_sweep_complete(page)
+        label0, value0 = id_metric(page)
         slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
         slider.focus()
         for _ in range(10):  # 0.5 -> 1.0 in steps of 0.05
@@ -125,7 +74,7 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         expect(page.locator('[data-testid="stMetricLabel"]').first).to_have_text("ID at α = 1",
                                                                                 timeout=WAIT_MS)
         expect(page.locator('[data-testid="stSliderThumbValue"]').first).to_have_text("1.00", timeout=WAIT_MS)
-        label1, value1 = _id_metric(page)
+        label1, value1 = id_metric(page)
         assert (label0, label1) == ("ID at α = 0.5", "ID at α = 1")
         assert value1 != value0 and value1 == "100.0%"
         assert "alpha=1" in page.url
@@ -134,21 +83,21 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         expect(page.locator(".legendtext", has_text="WiSE-FT path: far").first).to_be_visible(timeout=WAIT_MS)
         texts = page.eval_on_selector_all(".legendtext", "els => els.map(e => e.textContent)")
         assert {"WiSE-FT path: centroid", "WiSE-FT path: far", "output ensemble: centroid"} <= set(texts), texts
-        page.wait_for_timeout(1000)  # let plotly finish its transition before the screenshot
+        wait_idle(page)  # plotly has finished its transition
         page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
 
         page.goto(f"{url}/Gallery?alpha=0.9", timeout=WAIT_MS)
         expect(page.get_by_text("Probability vs α")).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("match at α = 0.9")).to_be_visible(timeout=WAIT_MS)
         expect(page.locator('[data-testid="stImage"] img').first).to_be_visible(timeout=WAIT_MS)
-        page.wait_for_timeout(1000)
+        wait_idle(page)
         page.screenshot(path=str(ARTIFACTS / "gallery.png"), full_page=True)
 
         page.goto(f"{url}/Upload", timeout=WAIT_MS)
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(image))
         expect(page.get_by_text("1 of 1 file(s) predicted.")).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("fine-tuned (α = 1)")).to_be_visible(timeout=WAIT_MS)
-        page.wait_for_timeout(1000)
+        wait_idle(page)
         page.screenshot(path=str(ARTIFACTS / "upload.png"), full_page=True)
 
         # A stroke drawn on the canvas goes straight to the three models.
@@ -163,7 +112,7 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         page.mouse.up()
         expect(page.get_by_text("your drawing")).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("fine-tuned (α = 1)")).to_be_visible(timeout=WAIT_MS)
-        page.wait_for_timeout(1000)
+        wait_idle(page)
         page.screenshot(path=str(ARTIFACTS / "upload-drawing.png"), full_page=True)
 
         page.goto(f"{url}/Models", timeout=WAIT_MS)
@@ -207,7 +156,9 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
                                ("models", "/Models"), ("lesson", "/Lesson?step=5")):
                 sized.goto(f"{url}{path}", timeout=WAIT_MS)
                 expect(sized.locator("h1").first).to_be_visible(timeout=WAIT_MS)
-                sized.wait_for_timeout(2500)
+                for shown in _page_content(sized, name):  # what the page is for, not only its title
+                    expect(shown.first).to_be_visible(timeout=WAIT_MS)
+                wait_idle(sized)
                 sized.screenshot(path=str(ARTIFACTS / f"{name}-{width}x{height}.png"))
             sized.close()
         browser.close()
@@ -237,8 +188,8 @@ def test_browser_watches_estimates_sharpen_and_a_killed_server_resume(tmp_path):
     state_dir = toml.parent / "cache"  # the experiment's own cache folder (its TOML sets cache_dir)
     total = 600 + 10 + 18
     with sync_playwright() as pw:
-        browser = _launch(pw)
-        proc, url = _start_app(toml, tmp_path / "unused-cache", WISEFT_SAVE_SECONDS="0")
+        browser = launch(pw)
+        proc, url = start_app(toml, tmp_path / "unused-cache", WISEFT_SAVE_SECONDS="0")
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, timeout=WAIT_MS)
@@ -252,19 +203,19 @@ def test_browser_watches_estimates_sharpen_and_a_killed_server_resume(tmp_path):
                                    f" return m && Number(m[1].replace(/,/g, '')) > {first_done}; }}",
                                    polling=500, timeout=WAIT_MS)
             deadline = time.monotonic() + 60
-            while not list(state_dir.glob("*.safetensors")):
+            while not list(state_dir.glob("*.safetensors")):  # a file on disk: polled, not a page condition
                 assert time.monotonic() < deadline, "the app never saved its partial state"
-                page.wait_for_timeout(100)
+                time.sleep(0.1)
             proc.kill()  # SIGKILL: no clean-up runs in the server
             proc.wait(timeout=30)
         finally:
-            _stop(proc)
+            stop_app(proc)
         states = list(state_dir.glob("*.safetensors"))
         assert len(states) == 1, "the killed server left no partial state (or finished before the kill)"
         _, meta = DiskCache(state_dir).get_entry(states[0].stem)
         saved = sum(meta["done"])
         assert 0 < saved < total
-        proc, url = _start_app(toml, tmp_path / "unused-cache", WISEFT_SAVE_SECONDS="0")
+        proc, url = start_app(toml, tmp_path / "unused-cache", WISEFT_SAVE_SECONDS="0")
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, timeout=WAIT_MS)
@@ -272,12 +223,12 @@ def test_browser_watches_estimates_sharpen_and_a_killed_server_resume(tmp_path):
             # The new server goes on from the saved state, and says so in its progress line.
             expect(page.get_by_text(f"(resumed: {saved:,} were done before a restart)")).to_be_visible(timeout=WAIT_MS)
             assert _images_line(page)[0] >= saved
-            _wait_sweep_complete(page)
-            page.wait_for_timeout(1000)
+            wait_sweep_complete(page)
+            wait_idle(page)
             page.screenshot(path=str(ARTIFACTS / "explorer-final.png"), full_page=True)
-            label, value = _id_metric(page)
+            label, value = id_metric(page)
         finally:
-            _stop(proc)
+            stop_app(proc)
         browser.close()
     assert states[0].stem not in {p.stem for p in state_dir.glob("*.safetensors")}  # removed once finished
     reference = run_sweep(ExperimentRuntime.from_path(toml), cache=DiskCache(tmp_path / "reference")).table()
