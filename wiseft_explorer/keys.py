@@ -95,8 +95,13 @@ def experiment_fingerprint(exp: Experiment) -> dict[str, str]:
 
 
 def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
-    """Content identity of one set's images (without decoding them); `seed` picks a folder's `limit` sample."""
-    parts = [spec.source, str(spec.limit), ",".join(spec.classes or ()), str(spec.mapping or "")]
+    """Content identity of one set's images (without decoding them); `seed` picks a folder's `limit` sample.
+
+    A folder set is identified by what it holds (files relative to its root, their sizes and modification times;
+    the mapping by content), not by where it lies: a copy on a cluster's shared disk, mounted elsewhere or copied
+    with its times kept (rsync -a), has the same key, so results computed there are found here.
+    """
+    parts = [spec.source if spec.is_world else "folder", str(spec.limit), ",".join(spec.classes or ())]
     if spec.limit and not spec.is_world:
         parts.append(f"sample seed {seed}")
     if spec.preset:

@@ -1,0 +1,28 @@
+"""Cache keys name content, not places: a set copied elsewhere (times kept) has the same key; a changed one does not."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from wiseft_explorer.experiment import DatasetSpec
+from wiseft_explorer.keys import set_fingerprint
+
+
+def test_a_folder_set_is_keyed_by_what_it_holds_wherever_it_lies(tmp_path):
+    original = tmp_path / "data" / "val"
+    (original / "cat").mkdir(parents=True)
+    (original / "cat" / "1.png").write_bytes(b"x" * 10)
+    (original / "dog").mkdir()
+    (original / "dog" / "2.png").write_bytes(b"y" * 20)
+    copy = shutil.copytree(original, tmp_path / "cluster" / "mnt" / "imagenet-val")  # copy2 keeps the times
+    key = set_fingerprint(DatasetSpec("ID", str(original)))
+    assert set_fingerprint(DatasetSpec("elsewhere", str(copy))) == key
+    assert set_fingerprint(DatasetSpec("ID", str(original), limit=1)) != key
+    assert set_fingerprint(DatasetSpec("ID", str(original), preset="imagenet")) != key
+    (copy / "dog" / "2.png").write_bytes(b"z" * 21)  # another file: another key
+    assert set_fingerprint(DatasetSpec("elsewhere", str(copy))) != key
+    shutil.copy2(original / "dog" / "2.png", copy / "dog" / "2.png")
+    os.utime(copy / "dog" / "2.png", ns=(1, 1))  # same size, other time: it may have changed, so another key
+    assert set_fingerprint(DatasetSpec("elsewhere", str(copy))) != key
+    assert set_fingerprint(DatasetSpec("w", "world:sketch")) != set_fingerprint(DatasetSpec("w", "world:cartoon"))
