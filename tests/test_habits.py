@@ -1,9 +1,11 @@
-"""The test suite's own settings: a thread's exception fails its test."""
+"""The test suite's own settings: a thread's exception fails its test; the slow and browser markers."""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+
+from conftest import BROWSER_MODULES, SLOW_MODULES, pytest_collection_modifyitems
 
 ROOT = Path(__file__).resolve().parent.parent
 THREAD_TEST = """
@@ -36,3 +38,24 @@ def test_an_exception_in_a_thread_fails_the_test(pytester):
 def test_without_the_setting_the_thread_exception_is_only_a_warning(pytester):
     result = _run_thread_test(pytester, [])  # what the setting above guards against
     result.assert_outcomes(passed=1, warnings=1)
+
+
+def test_the_marked_modules_exist_and_the_markers_are_registered():
+    # A renamed module would silently fall out of its marker and into the quick loop.
+    assert sorted(m for m in BROWSER_MODULES | SLOW_MODULES if not (ROOT / "tests" / m).is_file()) == []
+    assert not BROWSER_MODULES & SLOW_MODULES
+    registered = {line.split(":")[0] for line in _pytest_options()["markers"]}
+    assert registered == {"slow", "browser"}
+
+
+def test_the_hook_marks_every_test_of_a_marked_module():
+    class Item:
+        def __init__(self, module: str) -> None:
+            self.path, self.markers = ROOT / "tests" / module, []
+
+        def add_marker(self, marker) -> None:
+            self.markers.append(marker.name)
+
+    items = [Item("test_browser.py"), Item("test_stream.py"), Item("test_sweep.py")]
+    pytest_collection_modifyitems(None, items)
+    assert [item.markers for item in items] == [["browser"], ["slow"], []]
