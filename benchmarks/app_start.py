@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -50,24 +46,10 @@ st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[2, 1, 3])))
 
 
 def start_server(cache: Path, experiment: Path, script: str = "app.py") -> tuple[subprocess.Popen, str]:
-    """A fresh Streamlit server on a free port, healthy."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "WISEFT_CACHE_DIR": str(cache), "WISEFT_EXPERIMENT": str(experiment)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
-                             "--server.port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the Streamlit server did not become healthy within 120 s")
+    """A fresh Streamlit server on a free port, healthy (the classroom benchmark's starter, with this cache)."""
+    from streamlit_client import start_server as start  # a sibling module: benchmarks/ is the script's folder
+
+    return start(ROOT / script, {"WISEFT_CACHE_DIR": str(cache), "WISEFT_EXPERIMENT": str(experiment)})
 
 
 def time_page(browser, url: str, first_widget: str = '[data-testid="stSlider"]') -> dict[str, float]:
