@@ -22,8 +22,7 @@ def explorer_page() -> None:
     # note comes or goes (a moved element is drawn twice while Streamlit replaces the page).
     notice = st.empty()
     curves = state.warm_curves(experiment, alpha)
-    others = state.endpoint_curves(experiment)
-    others.pop(experiment.endpoint, None)
+    others = state.other_endpoint_curves(experiment)
     if curves is not None:
         # Warm start: the stored curves answer a grid alpha, so the page is drawn before torch or a model loads.
         explorer.explorer_body(curves, alpha, curves.accuracies(curves.grid_alpha(alpha)), complete=True,
@@ -51,8 +50,7 @@ def explorer_page() -> None:
             st.stop()
         sidebar.results_origin(result.provenance)
         # Other endpoints' sweeps start once this one is complete: the chosen path fills in first.
-        others = results.other_endpoints(experiment) if complete else state.endpoint_curves(experiment)
-        others.pop(experiment.endpoint, None)
+        others = results.other_endpoints(experiment) if complete else state.other_endpoint_curves(experiment)
         explorer.explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete,
                                notice, experiment.endpoint, others)
         if complete and len(others) < len(experiment.endpoints) - 1:

@@ -142,11 +142,11 @@ def finished_curves(experiment: Experiment) -> Curves | None:
     return stored_curves(experiment, where)
 
 
-def endpoint_curves(experiment: Experiment) -> dict[str, Curves]:
-    """Every fine-tuned endpoint's stored curves (those finished so far), by endpoint name, the chosen one first."""
+def other_endpoint_curves(experiment: Experiment) -> dict[str, Curves]:
+    """The stored curves of the experiment's other fine-tuned endpoints (those finished so far), by name."""
     found = {}
-    for name in [experiment.endpoint, *(n for n in experiment.endpoint_names if n != experiment.endpoint)]:
-        curves = finished_curves(experiment.with_endpoint(name)) if name else None
+    for name in experiment.endpoint_names:
+        curves = finished_curves(experiment.with_endpoint(name)) if name != experiment.endpoint else None
         if curves is not None:
             found[name] = curves
     return found
