@@ -359,3 +359,16 @@ def test_the_example_experiments_read_fake_copies_of_the_real_datasets(tmp_path,
         assert [c.images for c in checks] == [1000, 1000, 200, 1000, 6, 200]
     else:
         assert names == ["CIFAR-10", "CIFAR-10.1", "CIFAR-10.2"] and exp.templates == template_list("cifar10")
+
+
+def test_an_objectnet_example_is_right_for_any_imagenet_class_of_its_group(tiny, tmp_path):
+    from wiseft_explorer.predict import set_example
+    from wiseft_explorer.runtime import ExperimentRuntime
+
+    sets = f'[id]\npreset = "objectnet"\nsource = "{fake_objectnet(tmp_path)}"\n'
+    runtime = ExperimentRuntime.from_path(_preset_experiment(tmp_path, tiny, "imagenet", sets))
+    ev = runtime.eval_set("ObjectNet")
+    index = next(i for i in range(len(ev)) if int(ev.labels[i]) == 409)  # an alarm clock
+    example = set_example(runtime, "ObjectNet", index)
+    assert example.truth == "Alarm clock" and example.right == (IMAGENET[409], IMAGENET[530])
+    assert ev.right_classes(954) == (954,) and ev.right_classes(423) == (423, 559, 765)  # banana's group, chair's

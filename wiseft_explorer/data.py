@@ -59,6 +59,13 @@ class EvalSet:
             names[index] = name
         return names
 
+    def right_classes(self, label: int) -> tuple[int, ...]:
+        """The classes a prediction may name to be right for `label` (ObjectNet: every class of its group)."""
+        if self.groups is None:
+            return (label,)
+        k = self.class_indices.tolist().index(label)
+        return tuple(self.groups[k])
+
     @property
     def in_memory(self) -> bool:
         """True for generated sets, whose pixels are held (folder sets are read from disk)."""

@@ -99,6 +99,7 @@ class ImageAnalysis:
     image: Image.Image | None = None
     error: str | None = None
     truth: str | None = None  # the true class, when the image comes from an evaluation set
+    right: tuple[str, ...] = ()  # the class names a top-1 may be to be right (ObjectNet: its ImageNet classes)
     top: dict[str, TopK] = field(default_factory=dict)  # "zeroshot" / "alpha" / "finetuned" -> top-5
     curve: pd.DataFrame | None = None  # (alpha, class, probability) of the top classes
     extra: TopK | None = None  # zero-shot over the experiment's classes plus the user's extra names
@@ -135,8 +136,9 @@ def analyse_files(runtime: ExperimentRuntime, working: Working, files: Sequence[
 def set_example(runtime: ExperimentRuntime, set_name: str, index: int) -> ImageAnalysis:
     """Image `index` of an evaluation set, named with its set and true class, ready for analyse_images."""
     ev = runtime.eval_set(set_name)
-    truth = ev.class_names(runtime.experiment.classnames)[int(ev.labels[index])]
-    return ImageAnalysis(f"{set_name} #{index}", ev.picture(index), truth=truth)
+    label, names = int(ev.labels[index]), runtime.experiment.classnames
+    right = tuple(names[c] for c in ev.right_classes(label))
+    return ImageAnalysis(f"{set_name} #{index}", ev.picture(index), truth=ev.class_names(names)[label], right=right)
 
 
 def example_indices(runtime: ExperimentRuntime, set_name: str, count: int) -> list[int]:

@@ -44,10 +44,11 @@ def show_analysis(item: ImageAnalysis, alpha: float, key: str) -> None:
         for col, (label, title) in zip(cols[1:], MODEL_LABELS.items(), strict=True):
             verdict = ""
             if item.truth:
-                verdict = " ✓" if item.top[label].classes[0] == item.truth else " ✗"
+                verdict = " ✓" if item.top[label].classes[0] in item.right else " ✗"
             col.caption(title.replace("at α", f"at α = {alpha:g}") + verdict)
             col.dataframe(_table(item.top[label]), hide_index=True, width="stretch")
-        st.plotly_chart(plots.probability_vs_alpha(item.curve, alpha, item.truth), key=f"upload_curve_{key}")
+        true_line = item.right[0] if item.right else item.truth  # a class name the chart knows
+        st.plotly_chart(plots.probability_vs_alpha(item.curve, alpha, true_line), key=f"upload_curve_{key}")
         if item.extra is not None:
             st.caption("Zero-shot with your extra class names")
             st.dataframe(_table(item.extra), hide_index=True)
