@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .experiment import DatasetSpec, ExperimentError, load_mapping
-from .folders import scan_image_folder
+from .folders import loose_name, scan_image_folder
 from .images import ImageDecodeError, decode_image
 from .presets import PresetError, PresetImages, preset_of
 from .sampling import DEFAULT_SEED, fair_order, fair_sample
@@ -182,7 +182,7 @@ def preset_classes(key: str, classnames: Sequence[str]) -> np.ndarray:
             raise ExperimentError(f"preset {key!r} labels images by ImageNet's 1,000 class indices, but the "
                                   f"experiment has {len(classnames)} classes; use [classes] names = \"imagenet\"")
         return np.arange(len(expected))
-    loose = [" ".join(c.replace("_", " ").lower().split()) for c in classnames]
+    loose = [loose_name(c) for c in classnames]  # the same loose match as class folders get
     missing = [c for c in expected if c not in loose]
     if missing:
         raise ExperimentError(f"preset {key!r} needs the class {missing[0]!r} among the experiment's classes; use "

@@ -52,7 +52,7 @@ class FolderScan:
                 yield path, image, label
 
 
-def _normalise(name: str) -> str:
+def loose_name(name: str) -> str:
     """Loose form of a class name so `golden_retriever` matches `golden retriever`."""
     return " ".join(name.replace("_", " ").replace("-", " ").lower().split())
 
@@ -69,13 +69,13 @@ def _resolve_classes(folders: list[str], classnames: Sequence[str] | None,
     exact = {n: i for i, n in enumerate(names)}
     loose: dict[str, list[int]] = {}
     for i, n in enumerate(names):
-        loose.setdefault(_normalise(n), []).append(i)
+        loose.setdefault(loose_name(n), []).append(i)
     index, unknown = {}, []
     for folder, target in targets.items():
         if target in exact:
             index[folder] = exact[target]
-        elif len(loose.get(_normalise(target), [])) == 1:
-            index[folder] = loose[_normalise(target)][0]
+        elif len(loose.get(loose_name(target), [])) == 1:
+            index[folder] = loose[loose_name(target)][0]
         else:
             unknown.append(folder if target == folder else f"{folder} -> {target}")
     if unknown:
