@@ -27,6 +27,20 @@ def set_images(runtime: ExperimentRuntime, name: str) -> torch.Tensor:
     return preprocess_set(runtime.eval_set(name), runtime.preprocess)
 
 
+def in_memory_predictions(runtime: ExperimentRuntime, alphas) -> dict:
+    """(set, alpha) -> Predictions of the whole set scored in memory: the reference a streamed sweep must match."""
+    from wiseft_explorer.batching import predict_logits
+    from wiseft_explorer.sweep import summarise
+
+    working, out = runtime.new_working(), {}
+    for name in runtime.set_names:
+        ev, images = runtime.eval_set(name), set_images(runtime, name)
+        for alpha in alphas:
+            logits = predict_logits(runtime.classifier_at(working, alpha), images, runtime.device)
+            out[name, alpha] = summarise(logits, ev.labels, ev.class_indices, groups=ev.groups)
+    return out
+
+
 @lru_cache(maxsize=4)
 def _runtime(toml: str) -> ExperimentRuntime:
     return ExperimentRuntime.from_path(toml)

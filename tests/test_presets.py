@@ -255,9 +255,8 @@ templates = {templates!r}
 @pytest.mark.parametrize("family", ["cifar10", "imagenet"])
 def test_preset_sets_stream_to_the_in_memory_reference(tiny, tmp_path, family):
     """The engine scores preset sets as summarise() does on the whole set: R masked, ObjectNet max-projected."""
-    from libkit import set_images
+    from libkit import in_memory_predictions
 
-    from wiseft_explorer.batching import predict_logits
     from wiseft_explorer.runtime import ExperimentRuntime
     from wiseft_explorer.sweep import run_sweep
 
@@ -275,17 +274,11 @@ def test_preset_sets_stream_to_the_in_memory_reference(tiny, tmp_path, family):
     runtime = ExperimentRuntime.from_path(_preset_experiment(tmp_path, tiny, family, sets))
     alphas = [0.0, 0.5, 1.0]
     result = run_sweep(runtime, alphas)
-    working = runtime.new_working()
-    for name in runtime.set_names:
-        ev = runtime.eval_set(name)
-        pixels = set_images(runtime, name)
-        for alpha in alphas:
-            logits = predict_logits(runtime.classifier_at(working, alpha), pixels, runtime.device)
-            expected = summarise(logits, ev.labels, ev.class_indices, groups=ev.groups)
-            got = result.predictions[name][alpha]
-            assert torch.equal(got.pred.long(), expected.pred) and got.top1 == expected.top1, (name, alpha)
-            if ev.class_indices is not None:
-                assert set(got.pred.tolist()) <= set(ev.class_indices.tolist())
+    for (name, alpha), expected in in_memory_predictions(runtime, alphas).items():
+        ev, got = runtime.eval_set(name), result.predictions[name][alpha]
+        assert torch.equal(got.pred.long(), expected.pred) and got.top1 == expected.top1, (name, alpha)
+        if ev.class_indices is not None:
+            assert set(got.pred.tolist()) <= set(ev.class_indices.tolist())
     assert set(result.counts()) == set(runtime.set_names)
 
 

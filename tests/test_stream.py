@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from libkit import cli_env, set_images, write_experiment
+from libkit import cli_env, in_memory_predictions, write_experiment
 from tiny import CLASSES, write_folder
 
 import wiseft_explorer.data as data_module
-from wiseft_explorer.batching import predict_logits
 from wiseft_explorer.cache import DiskCache
 from wiseft_explorer.curves import ALPHA_GRID
 from wiseft_explorer.data import DataWarning
@@ -28,7 +27,7 @@ from wiseft_explorer.experiment import load_experiment
 from wiseft_explorer.runtime import ExperimentRuntime
 from wiseft_explorer.sampling import fair_order, fair_sample
 from wiseft_explorer.stream import DecodeCounter, batch_plan
-from wiseft_explorer.sweep import run_sweep, summarise
+from wiseft_explorer.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -94,17 +93,11 @@ def test_streaming_gives_the_in_memory_predictions(tiny, tmp_path, workers):
     runtime = ExperimentRuntime(exp)
     alphas = [0.0, 0.3, 1.0] if workers else list(ALPHA_GRID)
     result = run_sweep(runtime, alphas)
-    working = runtime.new_working()
-    for name in runtime.set_names:
-        ev = runtime.eval_set(name)
-        images = set_images(runtime, name)
-        for alpha in alphas:
-            model = runtime.classifier_at(working, alpha)
-            expected = summarise(predict_logits(model, images, runtime.device), ev.labels, ev.class_indices)
-            got = result.predictions[name][alpha]
-            assert torch.equal(got.index, torch.arange(len(ev)))
-            assert torch.equal(got.pred.long(), expected.pred), (name, alpha)
-            assert got.top1 == expected.top1
+    for (name, alpha), expected in in_memory_predictions(runtime, alphas).items():
+        got = result.predictions[name][alpha]
+        assert torch.equal(got.index, torch.arange(len(runtime.eval_set(name))))
+        assert torch.equal(got.pred.long(), expected.pred), (name, alpha)
+        assert got.top1 == expected.top1
 
 
 def test_every_image_is_decoded_once_for_all_alphas(tiny, tmp_path, monkeypatch):
