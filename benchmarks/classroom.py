@@ -146,8 +146,7 @@ async def browser_student(browser, url: str, student: Student, think: tuple[floa
 
 def expected_probabilities(experiment: Path, picks: set[tuple[str, float]]) -> dict[tuple[str, float], dict]:
     """The library's class probabilities of each (example key, α): what a student must be shown."""
-    from wiseft_explorer.predict import preprocess, probability_along_alpha, set_example
-    from wiseft_explorer.runtime import ExperimentRuntime
+    from wiseft_explorer.evaluation import ExperimentRuntime, preprocess, probability_along_alpha, set_example
 
     runtime = ExperimentRuntime.from_path(experiment)
     names, out = runtime.experiment.classnames, {}
@@ -222,7 +221,7 @@ def classroom(experiment: Path, cache: Path, sessions: int = 30, browsers: int =
               arenas: int | None = None) -> dict:
     """Run the load test against a fresh server (glibc malloc arenas capped at `arenas` when given); the
     figures, the checks and what went wrong, as a dict."""
-    from wiseft_explorer.runtime import WORKING_POOL, ExperimentRuntime
+    from wiseft_explorer.evaluation import WORKING_POOL, ExperimentRuntime
 
     env = {"WISEFT_EXPERIMENT": str(experiment), "WISEFT_CACHE_DIR": str(cache)}
     if arenas:  # every script run is a thread; glibc gives busy threads arenas of their own, kept once freed

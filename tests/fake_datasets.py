@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from wiseft_explorer.imagenet_sets import imagenet_wnids, subset_wnids
+from wiseft_explorer.data import imagenet_wnids, subset_wnids
 
 
 def png_bytes(size: int = 8, colour: tuple[int, int, int] = (90, 120, 200)) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tiny import CLASSES, TEMPLATES, TINY_NAME, TinyExperiment
 
-from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.evaluation import ExperimentRuntime
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -29,8 +29,7 @@ def set_images(runtime: ExperimentRuntime, name: str) -> torch.Tensor:
 
 def in_memory_predictions(runtime: ExperimentRuntime, alphas) -> dict:
     """(set, alpha) -> Predictions of the whole set scored in memory: the reference a streamed sweep must match."""
-    from wiseft_explorer.batching import predict_logits
-    from wiseft_explorer.sweep import summarise
+    from wiseft_explorer.evaluation import predict_logits, summarise
 
     working, out = runtime.new_working(), {}
     for name in runtime.set_names:

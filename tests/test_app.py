@@ -13,15 +13,11 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from tiny import CLASSES, TEMPLATES, TINY_NAME, fake_finetune, make_tiny, picture
 
-from wiseft_explorer.checkpoints import save_checkpoint
-from wiseft_explorer.data import preprocess_images
+from wiseft_explorer.core import build_zeroshot, classifier_metadata, load_clip, save_checkpoint
+from wiseft_explorer.data import preprocess_images, scan_image_folder
+from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
 from wiseft_explorer.experiment import ModelSpec
-from wiseft_explorer.folders import scan_image_folder
-from wiseft_explorer.gallery import apply_filter, gallery_frame
-from wiseft_explorer.models import build_zeroshot, classifier_metadata, load_clip
-from wiseft_explorer.plots import CURRENT
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import run_sweep
+from wiseft_explorer.presentation import CURRENT, apply_filter, gallery_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180
@@ -123,7 +119,7 @@ def test_alpha_changes_metrics_and_marker(app_env):
 
 
 def test_off_grid_alpha_evaluates_live(app_env):
-    from wiseft_explorer.sweep import evaluate_at
+    from wiseft_explorer.evaluation import evaluate_at
 
     runtime = ExperimentRuntime.from_path(app_env)
     expected = evaluate_at(runtime, 1.3, runtime.new_working())
@@ -223,7 +219,7 @@ def test_upload_camera_snapshot_is_predicted(app_env):
 
 
 def test_a_drawing_is_flattened_onto_white_and_a_blank_canvas_is_nothing():
-    from wiseft_explorer.predict import drawing_picture
+    from wiseft_explorer.evaluation import drawing_picture
 
     blank = np.zeros((10, 10, 4), dtype=np.uint8)
     assert drawing_picture(blank) is None and drawing_picture(None) is None
@@ -346,8 +342,7 @@ def test_models_page_opens_an_existing_experiment_to_edit(app_env, tmp_path, mon
 def test_models_page_offers_the_paper_presets_instead_of_class_lists(app_env, tmp_path, monkeypatch):
     from fake_datasets import fake_imagenet_layout
 
-    from wiseft_explorer.experiment import load_experiment
-    from wiseft_explorer.labelsets import class_list
+    from wiseft_explorer.experiment import class_list, load_experiment
     from wiseft_explorer.ui import builder
 
     monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)

@@ -16,10 +16,9 @@ from streamlit.testing.v1 import AppTest
 from test_app import _metric_values, make_app_experiment
 from tiny import write_folder
 
-import wiseft_explorer.runtime as runtime_module
-from wiseft_explorer.models import ModelLoadError
-from wiseft_explorer.result_files import ResultsError, import_results
-from wiseft_explorer.runtime import ExperimentRuntime
+import wiseft_explorer.evaluation.runtime as runtime_module
+from wiseft_explorer.core import ModelLoadError
+from wiseft_explorer.evaluation import ExperimentRuntime, ResultsError, import_results
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120

@@ -12,10 +12,9 @@ from streamlit.testing.v1 import AppTest
 from test_app import _figure, _metric_values, make_app_experiment
 from tiny import write_folder
 
-import wiseft_explorer.data as data_module
-from wiseft_explorer.cache import DiskCache
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import run_sweep
+import wiseft_explorer.data.sets as data_module
+from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
+from wiseft_explorer.store import DiskCache
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180
@@ -94,7 +93,7 @@ def test_gallery_decodes_only_the_thumbnails_of_its_page(streaming_toml, monkeyp
 
 
 def test_an_off_grid_alpha_on_large_sets_is_estimated_on_a_fair_sample(streaming_toml, monkeypatch):
-    from wiseft_explorer.sweep import evaluate_at
+    from wiseft_explorer.evaluation import evaluate_at
     from wiseft_explorer.ui import results
 
     monkeypatch.setenv("WISEFT_EXPERIMENT", str(streaming_toml))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from libkit import set_images, shared_runtime
 
-from wiseft_explorer.batching import POOL_MIN_IMAGES, cpu_workers, predict_logits, worker_pool
+from wiseft_explorer.evaluation import POOL_MIN_IMAGES, cpu_workers, predict_logits, worker_pool
 
 
 @pytest.fixture

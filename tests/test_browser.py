@@ -179,9 +179,8 @@ def test_browser_watches_estimates_sharpen_and_a_killed_server_resume(tmp_path):
     from playwright.sync_api import expect, sync_playwright
     from test_app_stream import make_streaming_experiment
 
-    from wiseft_explorer.cache import DiskCache
-    from wiseft_explorer.runtime import ExperimentRuntime
-    from wiseft_explorer.sweep import run_sweep
+    from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
+    from wiseft_explorer.store import DiskCache
 
     ARTIFACTS.mkdir(exist_ok=True)
     toml = make_streaming_experiment(tmp_path / "exp", per_class=200)

@@ -7,14 +7,12 @@ import json
 import pytest
 import torch
 
-from wiseft_explorer.checkpoints import load_checkpoint
+from wiseft_explorer.core import WeightSpace, load_checkpoint, load_models
 from wiseft_explorer.data import load_batch, load_eval_set
-from wiseft_explorer.demo import DEMO_MODEL_CONFIG, DemoConfig, build_demo
+from wiseft_explorer.demo import DEMO_MODEL_CONFIG, DemoConfig, build_demo, vocabulary_token_ids
 from wiseft_explorer.experiment import load_experiment
-from wiseft_explorer.interpolate import WeightSpace
-from wiseft_explorer.models import load_models
-from wiseft_explorer.pretrain import vocabulary_token_ids
-from wiseft_explorer.world import CLASSES, SHIFT_NAMES
+from wiseft_explorer.world.render import CLASSES
+from wiseft_explorer.world.sets import SHIFT_NAMES
 
 
 @pytest.fixture(scope="module")

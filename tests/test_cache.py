@@ -14,10 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from wiseft_explorer import atomic as atomic_mod
-from wiseft_explorer import keys as keys_mod
-from wiseft_explorer.atomic import remove_stale_temps
-from wiseft_explorer.cache import (
+from wiseft_explorer.store import (
     CACHE_VERSION,
     CacheWarning,
     DiskCache,
@@ -27,8 +24,11 @@ from wiseft_explorer.cache import (
     cache_key,
     default_cache_dir,
     file_digest,
+    remove_stale_temps,
     tensor_checksum,
 )
+from wiseft_explorer.store import atomic as atomic_mod
+from wiseft_explorer.store import keys as keys_mod
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,7 +175,7 @@ import os, sys, time
 mode, target = sys.argv[1:3]
 if mode == "put":
     import torch
-    from wiseft_explorer.cache import DiskCache
+    from wiseft_explorer.store.cache import DiskCache
     def slow_fsync(fd):  # the temp file is complete; stall right before the rename
         print("WRITING", flush=True)
         time.sleep(60)

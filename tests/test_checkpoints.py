@@ -13,14 +13,16 @@ from libkit import shared_runtime
 from safetensors.torch import save_file
 from tiny import TINY_CONFIG
 
-from wiseft_explorer.checkpoints import (
+from wiseft_explorer.core import (
     CLASSIFIER_FORMAT,
     CheckpointError,
+    ImageClassifier,
     check_compatible,
+    classifier_metadata,
     load_checkpoint,
+    load_finetuned,
     save_checkpoint,
 )
-from wiseft_explorer.models import ImageClassifier, classifier_metadata, load_finetuned
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import pytest
 import torch
 from tiny import CLASSES, TEMPLATES, fake_finetune, write_folder
 
-from wiseft_explorer.checkpoints import save_checkpoint
+from wiseft_explorer.core import build_zeroshot, classifier_metadata, load_clip, save_checkpoint
+from wiseft_explorer.evaluation import WORKING_POOL, ExperimentRuntime
 from wiseft_explorer.experiment import ModelSpec
-from wiseft_explorer.models import build_zeroshot, classifier_metadata, load_clip
-from wiseft_explorer.runtime import WORKING_POOL, ExperimentRuntime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import classroom  # noqa: E402
@@ -151,7 +150,7 @@ def test_memory_bytes_counts_lent_out_models(runtime):
 
 
 def test_a_shared_result_is_computed_once_and_kept_within_its_bytes(runtime, monkeypatch):
-    monkeypatch.setattr("wiseft_explorer.runtime.SHARED_BYTES", 3 * 400)
+    monkeypatch.setattr("wiseft_explorer.evaluation.runtime.SHARED_BYTES", 3 * 400)
     calls = []
 
     def compute(value: float) -> torch.Tensor:
@@ -166,7 +165,7 @@ def test_a_shared_result_is_computed_once_and_kept_within_its_bytes(runtime, mon
 
 
 def test_an_images_curve_along_alpha_is_computed_once_for_every_alpha_and_session(runtime, monkeypatch):
-    import wiseft_explorer.predict as predict
+    import wiseft_explorer.evaluation.predict as predict
 
     curves, real = [], predict.probability_along_alpha
     monkeypatch.setattr(predict, "probability_along_alpha", lambda *a, **k: curves.append(1) or real(*a, **k))

@@ -10,12 +10,10 @@ import pytest
 import torch
 from libkit import CliResult, cli_env, run_cli_parallel, set_images, shared_runtime, write_experiment
 
-from wiseft_explorer.batching import predict_logits
-from wiseft_explorer.checkpoints import load_checkpoint
 from wiseft_explorer.cli import build_parser, main
-from wiseft_explorer.images import decode_image
-from wiseft_explorer.predict import predict_three, preprocess
-from wiseft_explorer.sweep import summarise
+from wiseft_explorer.core import load_checkpoint
+from wiseft_explorer.data import decode_image
+from wiseft_explorer.evaluation import predict_logits, predict_three, preprocess, summarise
 
 
 @dataclass

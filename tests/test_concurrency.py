@@ -11,9 +11,8 @@ import pytest
 import torch
 from libkit import set_images, shared_runtime
 
-from wiseft_explorer.batching import predict_logits
-from wiseft_explorer.images import ImageDecodeError, decode_image
-from wiseft_explorer.predict import predict_three, preprocess
+from wiseft_explorer.data import ImageDecodeError, decode_image
+from wiseft_explorer.evaluation import predict_logits, predict_three, preprocess
 
 ALPHAS = [0.0, 0.15, 0.5, 0.85, 1.0, 1.3, -0.2]
 THREADS = 8

@@ -11,10 +11,16 @@ import pytest
 from libkit import REPO, write_experiment
 from streamlit.testing.v1 import AppTest
 
-from wiseft_explorer.curves import ALPHA_GRID, Curves, choose_alphas, curves_path, store_curves, stored_curves
+from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
 from wiseft_explorer.experiment import load_experiment
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import run_sweep
+from wiseft_explorer.results import (
+    ALPHA_GRID,
+    Curves,
+    choose_alphas,
+    curves_path,
+    store_curves,
+    stored_curves,
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +79,9 @@ def test_changed_checkpoint_changes_the_curves_file(swept):
 def test_reading_curves_does_not_import_torch(swept):
     toml, _ = swept
     code = ("import sys\n"
-            "from wiseft_explorer.experiment import load_experiment\n"
-            "from wiseft_explorer.curves import stored_curves\n"
-            "import wiseft_explorer.ui.explorer, wiseft_explorer.ui.state, wiseft_explorer.ui.sidebar, wiseft_explorer.plots\n"
+            "from wiseft_explorer.experiment.spec import load_experiment\n"
+            "from wiseft_explorer.results.curves import stored_curves\n"
+            "import wiseft_explorer.ui.explorer, wiseft_explorer.ui.state, wiseft_explorer.ui.sidebar, wiseft_explorer.presentation.plots\n"
             f"curves = stored_curves(load_experiment({str(toml)!r}))\n"
             "assert curves is not None\n"
             "print(sorted(m for m in ('torch', 'open_clip', 'torchvision') if m in sys.modules))\n")

@@ -11,9 +11,8 @@ import torch
 from libkit import write_experiment
 
 from wiseft_explorer.data import DataWarning
+from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
 from wiseft_explorer.experiment import ExperimentError
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import run_sweep
 
 
 def test_unreadable_files_are_skipped_counted_and_reported(tiny, tmp_path: Path) -> None:
@@ -69,8 +68,9 @@ def test_world_sets_batch_preprocessing_is_bit_identical_to_the_per_image_transf
     from open_clip.transform import image_transform
     from PIL import Image
 
-    from wiseft_explorer.data import _batch_preprocess, preprocess_images
-    from wiseft_explorer.world import make_set
+    from wiseft_explorer.data import preprocess_images
+    from wiseft_explorer.data.sets import _batch_preprocess
+    from wiseft_explorer.world.sets import make_set
 
     raw = make_set("cartoon", seed=0, n=40).images  # 32 x 32
     same_size = image_transform(32, is_train=False)

@@ -18,17 +18,20 @@ import torch.multiprocessing as mp
 from libkit import cli_env, set_images, write_experiment
 from tiny import CLASSES, write_folder
 
-from wiseft_explorer.cache import DiskCache
-from wiseft_explorer.checkpoints import load_checkpoint
 from wiseft_explorer.cli import main as cli_main
-from wiseft_explorer.curves import ALPHA_GRID
-from wiseft_explorer.distributed import process_group
-from wiseft_explorer.distributed_sweep import run_sweep_distributed
-from wiseft_explorer.result_files import sweep_predictions, write_results
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sampling import shard_plan
-from wiseft_explorer.stream import batch_plan
-from wiseft_explorer.sweep import plan_sweep, run_sweep, state_store
+from wiseft_explorer.core import load_checkpoint, process_group
+from wiseft_explorer.data import batch_plan, shard_plan
+from wiseft_explorer.evaluation import (
+    ExperimentRuntime,
+    plan_sweep,
+    run_sweep,
+    run_sweep_distributed,
+    state_store,
+    sweep_predictions,
+    write_results,
+)
+from wiseft_explorer.results import ALPHA_GRID
+from wiseft_explorer.store import DiskCache
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,7 @@ from streamlit.testing.v1 import AppTest
 from test_app import _figure, _metric_values, make_app_experiment
 from test_ensemble import far_finetuned
 
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import run_sweep
+from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 

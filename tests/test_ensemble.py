@@ -10,14 +10,11 @@ import torch
 from libkit import set_images, write_experiment
 from tiny import CLASSES, TEMPLATES, TINY_NAME
 
-from wiseft_explorer.batching import predict_logits
-from wiseft_explorer.checkpoints import save_checkpoint
-from wiseft_explorer.curves import ALPHA_GRID, Curves
+from wiseft_explorer.core import build_zeroshot, classifier_metadata, load_clip, save_checkpoint
 from wiseft_explorer.data import set_logits
+from wiseft_explorer.evaluation import ExperimentRuntime, cached_sweep, predict_logits, run_sweep
 from wiseft_explorer.experiment import ModelSpec, load_experiment
-from wiseft_explorer.models import build_zeroshot, classifier_metadata, load_clip
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import cached_sweep, run_sweep
+from wiseft_explorer.results import ALPHA_GRID, Curves
 
 
 def far_finetuned(tiny, folder: Path, scale: float = 1.0) -> Path:

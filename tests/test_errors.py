@@ -9,13 +9,20 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from wiseft_explorer import cli
-from wiseft_explorer.checkpoints import CheckpointError, load_checkpoint
-from wiseft_explorer.distributed import DistributedError, Group, _collective
+from wiseft_explorer.cli import commands as cli
+from wiseft_explorer.core import (
+    CheckpointError,
+    DistributedError,
+    Group,
+    ModelLoadError,
+    load_checkpoint,
+    load_clip,
+)
+from wiseft_explorer.core.distributed import _collective
+from wiseft_explorer.data import ImageDecodeError, decode_image
+from wiseft_explorer.evaluation import ResultsError
+from wiseft_explorer.evaluation.result_files import _read
 from wiseft_explorer.experiment import ModelSpec
-from wiseft_explorer.images import ImageDecodeError, decode_image
-from wiseft_explorer.models import ModelLoadError, load_clip
-from wiseft_explorer.result_files import ResultsError, _read
 
 # A PNG signature and IHDR chunk whose length field promises more than the file holds: Pillow fails inside its
 # header parser with an exception type of its own choosing.
@@ -121,7 +128,7 @@ def create_raises(monkeypatch):
     """Make open_clip's model creation raise what the test gives, with the tag checks (network probes) passed."""
     import open_clip
 
-    from wiseft_explorer import models
+    from wiseft_explorer.core import models
 
     monkeypatch.setattr(models, "check_tag_available", lambda name, tag: None)
 
@@ -166,7 +173,7 @@ def test_a_hub_file_that_cannot_be_fetched_is_relabelled(create_raises):
 
 
 def test_which_errors_mean_the_weights_did_not_arrive():
-    from wiseft_explorer.tags import is_download_failure
+    from wiseft_explorer.core import is_download_failure
 
     assert is_download_failure(_failed_download())
     assert is_download_failure(RuntimeError("Model has been downloaded but the SHA256 checksum does not not match"))
@@ -198,7 +205,7 @@ def _tiny_experiment(tiny, **changes):
 
 
 def test_a_missing_finetuned_checkpoint_is_found_before_the_clip_load(tiny, tmp_path, no_clip):
-    from wiseft_explorer.models import load_models
+    from wiseft_explorer.core import load_models
 
     gone = tmp_path / "deleted-after-the-experiment-was-read.safetensors"
     with pytest.raises(CheckpointError, match="checkpoint file not found"):
@@ -206,7 +213,7 @@ def test_a_missing_finetuned_checkpoint_is_found_before_the_clip_load(tiny, tmp_
 
 
 def test_an_empty_finetuned_checkpoint_is_found_before_the_clip_load(tiny, tmp_path, no_clip):
-    from wiseft_explorer.models import load_models
+    from wiseft_explorer.core import load_models
 
     empty = tmp_path / "empty.safetensors"
     empty.write_bytes(b"")
@@ -215,14 +222,14 @@ def test_an_empty_finetuned_checkpoint_is_found_before_the_clip_load(tiny, tmp_p
 
 
 def test_no_finetuned_checkpoint_is_found_before_the_clip_load(tiny, no_clip):
-    from wiseft_explorer.models import load_models
+    from wiseft_explorer.core import load_models
 
     with pytest.raises(ModelLoadError, match=r"no \[finetuned\] checkpoint yet"):
         load_models(_tiny_experiment(tiny, finetuned=None))
 
 
 def test_a_missing_model_config_is_named_before_the_clip_load(tiny, tmp_path, no_clip):
-    from wiseft_explorer.models import load_models
+    from wiseft_explorer.core import load_models
 
     exp = _tiny_experiment(tiny)
     spec = ModelSpec(exp.zeroshot.name, exp.zeroshot.pretrained, tmp_path / f"{exp.zeroshot.name}.json")
@@ -231,7 +238,7 @@ def test_a_missing_model_config_is_named_before_the_clip_load(tiny, tmp_path, no
 
 
 def test_the_tiny_experiment_still_loads(tiny):
-    from wiseft_explorer.models import load_models
+    from wiseft_explorer.core import load_models
 
     pair = load_models(_tiny_experiment(tiny))
     assert pair.finetuned.num_classes == len(pair.zeroshot.head.weight)
@@ -280,14 +287,14 @@ def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
 
 def test_the_error_estimates_do_not_import_the_sweep_even_for_types():
     graph = _package_imports()
-    assert "wiseft_explorer.uncertainty" in graph["wiseft_explorer.sweep"]  # the walk sees the real import
-    assert not _reaches(graph, "wiseft_explorer.uncertainty", "wiseft_explorer.sweep")
+    assert "wiseft_explorer.results.uncertainty" in graph["wiseft_explorer.evaluation.sweep"]  # the walk sees the real import
+    assert not _reaches(graph, "wiseft_explorer.results.uncertainty", "wiseft_explorer.evaluation.sweep")
 
 
 def test_the_error_estimates_take_plain_data():
     from types import SimpleNamespace
 
-    from wiseft_explorer.uncertainty import compare_to_ends
+    from wiseft_explorer.results import compare_to_ends
 
     def scored(correct: list[bool]) -> SimpleNamespace:
         right = torch.tensor(correct)

@@ -16,10 +16,10 @@ from wiseft_explorer.experiment import (
     DEFAULT_EXPERIMENT,
     ExperimentError,
     builtin_templates,
+    experiment_to_toml,
     load_experiment,
     load_mapping,
 )
-from wiseft_explorer.forms import experiment_to_toml
 
 
 @pytest.fixture()

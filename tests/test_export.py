@@ -8,10 +8,8 @@ import torch
 from libkit import set_images, shared_runtime, write_experiment
 from tiny import TINY_NAME
 
-from wiseft_explorer.batching import predict_logits
-from wiseft_explorer.checkpoints import CLASSIFIER_FORMAT, OPEN_CLIP_FORMAT, load_checkpoint
-from wiseft_explorer.export import export_interpolated
-from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.core import CLASSIFIER_FORMAT, OPEN_CLIP_FORMAT, load_checkpoint
+from wiseft_explorer.evaluation import ExperimentRuntime, export_interpolated, predict_logits
 
 ALPHA = 0.3
 

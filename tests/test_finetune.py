@@ -7,16 +7,22 @@ import torch
 from tiny import CLASSES, TEMPLATES, TINY_NAME
 from torch.utils.data import TensorDataset
 
-from wiseft_explorer.checkpoints import CLASSIFIER_FORMAT, load_checkpoint
+from wiseft_explorer.core import (
+    CLASSIFIER_FORMAT,
+    build_zeroshot,
+    classifier_metadata,
+    load_checkpoint,
+    load_clip,
+    load_finetuned,
+)
 from wiseft_explorer.experiment import ModelSpec, load_experiment
-from wiseft_explorer.finetune import (
+from wiseft_explorer.training import (
     FinetuneConfig,
     finetune,
     finetune_end_to_end,
     finetune_linear,
     save_finetuned,
 )
-from wiseft_explorer.models import build_zeroshot, classifier_metadata, load_clip, load_finetuned
 
 
 @pytest.fixture(scope="module")

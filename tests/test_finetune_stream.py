@@ -12,12 +12,12 @@ from libkit import cli_env, run_cli_parallel
 from tiny import CLASSES, TEMPLATES, TINY_NAME, picture, write_folder
 from torch.utils.data import Dataset, TensorDataset
 
-from wiseft_explorer import data, train_cli
-from wiseft_explorer.checkpoints import load_checkpoint
+from wiseft_explorer.cli import training as train_cli
+from wiseft_explorer.core import ImageClassifier, build_zeroshot, load_checkpoint, load_clip
+from wiseft_explorer.data import LabelledImages
+from wiseft_explorer.data import sets as data
 from wiseft_explorer.experiment import DatasetSpec, ModelSpec
-from wiseft_explorer.finetune import FinetuneConfig, LoaderOptions, finetune, image_features
-from wiseft_explorer.models import ImageClassifier, build_zeroshot, load_clip
-from wiseft_explorer.stream import LabelledImages
+from wiseft_explorer.training import FinetuneConfig, LoaderOptions, finetune, image_features
 from wiseft_explorer.world.render import CLASSES as WORLD_CLASSES
 
 QUICK = {"epochs": 2, "lr": 1e-3, "batch_size": 4, "warmup": 2, "seed": 3}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wiseft_explorer.gallery import (
+from wiseft_explorer.evaluation import Predictions, SweepResult
+from wiseft_explorer.presentation import (
     apply_filter,
     filter_counts,
     gallery_frame,
@@ -13,7 +14,6 @@ from wiseft_explorer.gallery import (
     neighbours,
     probabilities_over_grid,
 )
-from wiseft_explorer.sweep import Predictions, SweepResult
 
 CLASSES = ["cat", "dog"]
 LABELS = torch.tensor([0, 0, 1, 1, 0])

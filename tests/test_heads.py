@@ -12,11 +12,17 @@ from open_clip.zero_shot_classifier import build_zero_shot_classifier
 from safetensors.torch import save_file
 from tiny import CLASSES, TEMPLATES, TINY_NAME
 
-from wiseft_explorer.cache import CacheWarning, DiskCache
+from wiseft_explorer.core import (
+    build_zeroshot,
+    cached_zero_shot_head,
+    head_cache_key,
+    load_clip,
+    load_models,
+    open_head_cache,
+    zero_shot_head,
+)
 from wiseft_explorer.experiment import ModelSpec, load_experiment
-from wiseft_explorer.heads import cached_zero_shot_head, head_cache_key, open_head_cache, zero_shot_head
-from wiseft_explorer.keys import default_cache_dir, zeroshot_identity
-from wiseft_explorer.models import build_zeroshot, load_clip, load_models
+from wiseft_explorer.store import CacheWarning, DiskCache, default_cache_dir, zeroshot_identity
 
 MANY = [f"class number {i}" for i in range(25)]  # enough classes for several of open_clip's batches of 10
 

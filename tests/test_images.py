@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from wiseft_explorer.folders import ImageFolderError, scan_image_folder
-from wiseft_explorer.images import (
+from wiseft_explorer.data import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
     SUPPORTED_FORMATS,
     UPLOAD_TYPES,
     ImageDecodeError,
+    ImageFolderError,
     decode_image,
     decode_many,
     probe_image,
+    scan_image_folder,
 )
 
 

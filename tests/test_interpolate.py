@@ -8,8 +8,8 @@ import pytest
 import torch
 from libkit import set_images, shared_runtime
 
-from wiseft_explorer.batching import predict_logits
-from wiseft_explorer.interpolate import HEAD_KEYS, WeightSpace, interpolate_state_dicts
+from wiseft_explorer.core import HEAD_KEYS, WeightSpace, interpolate_state_dicts
+from wiseft_explorer.evaluation import predict_logits
 
 
 @pytest.fixture(scope="module")

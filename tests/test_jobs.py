@@ -7,13 +7,10 @@ from pathlib import Path
 import pytest
 from libkit import shared_runtime
 
-from wiseft_explorer import jobs
-from wiseft_explorer.cache import DiskCache
-from wiseft_explorer.curves import ALPHA_GRID
+from wiseft_explorer.evaluation import ExperimentRuntime, JobStatus, SweepJob, jobs, run_sweep
 from wiseft_explorer.experiment import load_experiment
-from wiseft_explorer.jobs import JobStatus, SweepJob
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import run_sweep
+from wiseft_explorer.results import ALPHA_GRID
+from wiseft_explorer.store import DiskCache
 
 
 def test_job_streams_every_alpha_at_once_and_ends_with_the_direct_sweep(tiny, tmp_path: Path, monkeypatch) -> None:

@@ -6,7 +6,7 @@ import os
 import shutil
 
 from wiseft_explorer.experiment import DatasetSpec
-from wiseft_explorer.keys import set_fingerprint
+from wiseft_explorer.store import set_fingerprint
 
 
 def test_a_folder_set_is_keyed_by_what_it_holds_wherever_it_lies(tmp_path):

@@ -10,10 +10,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_app import ROOT, make_app_experiment
 
-from wiseft_explorer.curves import ALPHA_GRID, Curves
-from wiseft_explorer.lesson import lesson_steps, step_index
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import run_sweep
+from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
+from wiseft_explorer.presentation import lesson_steps, step_index
+from wiseft_explorer.results import ALPHA_GRID, Curves
 
 
 def _curves(shifts: bool = True, id_val: bool = True, ensemble: bool = True) -> Curves:

@@ -15,18 +15,18 @@ from libkit import set_images, shared_runtime
 from safetensors.torch import save_file
 from tiny import CLASSES, TEMPLATES, TINY_CONFIG, TINY_NAME
 
-from wiseft_explorer.checkpoints import load_checkpoint
-from wiseft_explorer.experiment import ModelSpec
-from wiseft_explorer.heads import zero_shot_head
-from wiseft_explorer.models import (
+from wiseft_explorer.core import (
     ImageClassifier,
     ModelLoadError,
     autocast,
+    load_checkpoint,
     load_clip,
     parameter_count,
     pick_device,
     register_config,
+    zero_shot_head,
 )
+from wiseft_explorer.experiment import ModelSpec
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,8 @@ import torch
 from libkit import cli_env, run_cli_parallel, set_images, shared_runtime, write_experiment
 from tiny import CLASSES, TINY_NAME, write_folder
 
-from wiseft_explorer.batching import predict_logits
-from wiseft_explorer.checkpoints import CheckpointError
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import run_sweep
+from wiseft_explorer.core import CheckpointError
+from wiseft_explorer.evaluation import ExperimentRuntime, predict_logits, run_sweep
 
 
 def _with_classes(tmp_path, tiny, names: list[str], name: str = "exp.toml"):
@@ -87,7 +85,7 @@ def test_finetune_with_the_readme_toml_does_not_need_the_checkpoint_it_writes(fi
 
 
 def test_finetune_records_what_ran_and_prints_loss_and_training_accuracy(finetune_runs):
-    from wiseft_explorer.checkpoints import load_checkpoint
+    from wiseft_explorer.core import load_checkpoint
 
     root, runs = finetune_runs
     _, meta = load_checkpoint(root / "ft.safetensors")
@@ -111,8 +109,8 @@ def test_finetune_needs_an_experiment_for_a_folder_and_takes_no_alpha(finetune_r
 
 
 def test_loading_local_weights_logs_no_false_random_init_warning(tiny, caplog):
+    from wiseft_explorer.core import load_clip
     from wiseft_explorer.experiment import ModelSpec
-    from wiseft_explorer.models import load_clip
 
     with caplog.at_level("WARNING"):
         load_clip(ModelSpec(TINY_NAME, str(tiny.zeroshot), tiny.config))
@@ -126,9 +124,8 @@ def test_loading_local_weights_logs_no_false_random_init_warning(tiny, caplog):
 
 @pytest.mark.parametrize("how", ["env", "no-network"])
 def test_an_uncached_tag_offline_fails_at_once_with_one_sentence(monkeypatch, how):
-    from wiseft_explorer import tags
+    from wiseft_explorer.core import ModelLoadError, load_clip, tags
     from wiseft_explorer.experiment import ModelSpec
-    from wiseft_explorer.models import ModelLoadError, load_clip
 
     if how == "env":
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -150,7 +147,7 @@ def test_an_uncached_tag_offline_fails_at_once_with_one_sentence(monkeypatch, ho
 
 
 def test_the_sidebar_facts_label_both_parameter_counts(tiny):
-    from wiseft_explorer.models import parameter_count
+    from wiseft_explorer.core import parameter_count
 
     runtime = shared_runtime(tiny)
     facts = runtime.describe()

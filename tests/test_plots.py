@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from wiseft_explorer import paper, plots
+from wiseft_explorer.presentation import paper, plots
 
 
 def _table() -> pd.DataFrame:

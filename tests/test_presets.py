@@ -22,11 +22,23 @@ from libkit import cli_env
 from PIL import Image
 from torchvision import transforms as T
 
-from wiseft_explorer.data import load_batch, load_eval_set, project_logits, set_logits
-from wiseft_explorer.experiment import DatasetSpec, ExperimentError, parse_experiment
-from wiseft_explorer.imagenet_sets import imagenet_wnids, subset_wnids
-from wiseft_explorer.labelsets import CIFAR10_CLASSES, class_list, template_list
-from wiseft_explorer.sweep import summarise
+from wiseft_explorer.data import (
+    imagenet_wnids,
+    load_batch,
+    load_eval_set,
+    project_logits,
+    set_logits,
+    subset_wnids,
+)
+from wiseft_explorer.evaluation import summarise
+from wiseft_explorer.experiment import (
+    CIFAR10_CLASSES,
+    DatasetSpec,
+    ExperimentError,
+    class_list,
+    parse_experiment,
+    template_list,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGENET = class_list("imagenet")
@@ -223,9 +235,8 @@ def _preset_experiment(tmp_path: Path, tiny, classes: str, sets: str) -> Path:
     """A tiny CLIP experiment over a named class list, with a fine-tuned head for those classes, and preset sets."""
     from tiny import TINY_NAME, fake_finetune
 
-    from wiseft_explorer.checkpoints import save_checkpoint
+    from wiseft_explorer.core import build_zeroshot, classifier_metadata, load_clip, save_checkpoint
     from wiseft_explorer.experiment import ModelSpec
-    from wiseft_explorer.models import build_zeroshot, classifier_metadata, load_clip
 
     names, templates = class_list(classes), ["a photo of a {}."]
     clip = load_clip(ModelSpec(TINY_NAME, str(tiny.zeroshot), tiny.config))
@@ -257,8 +268,7 @@ def test_preset_sets_stream_to_the_in_memory_reference(tiny, tmp_path, family):
     """The engine scores preset sets as summarise() does on the whole set: R masked, ObjectNet max-projected."""
     from libkit import in_memory_predictions
 
-    from wiseft_explorer.runtime import ExperimentRuntime
-    from wiseft_explorer.sweep import run_sweep
+    from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
 
     if family == "cifar10":
         images, labels = cifar_pixels(9, seed=4)
@@ -285,7 +295,7 @@ def test_preset_sets_stream_to_the_in_memory_reference(tiny, tmp_path, family):
 def test_a_preset_experiment_survives_the_models_page_form_and_toml(tmp_path):
     import tomllib
 
-    from wiseft_explorer.forms import experiment_table, experiment_to_toml, form_of
+    from wiseft_explorer.experiment import experiment_table, experiment_to_toml, form_of
 
     root = fake_imagenet_layout(tmp_path / "a", "imagenet-a")
     exp = parse_experiment({"zeroshot": {"model": "ViT-B-32", "pretrained": "openai"},
@@ -321,8 +331,8 @@ def test_finetune_reads_cifar10_training_batches_through_its_preset(tiny, tmp_pa
 def test_the_example_experiments_read_fake_copies_of_the_real_datasets(tmp_path, example):
     import shutil
 
+    from wiseft_explorer.data import check_experiment
     from wiseft_explorer.experiment import load_experiment
-    from wiseft_explorer.validate import check_experiment
 
     toml = tmp_path / "experiments" / f"{example}.toml"
     toml.parent.mkdir()
@@ -355,8 +365,7 @@ def test_the_example_experiments_read_fake_copies_of_the_real_datasets(tmp_path,
 
 
 def test_an_objectnet_example_is_right_for_any_imagenet_class_of_its_group(tiny, tmp_path):
-    from wiseft_explorer.predict import set_example
-    from wiseft_explorer.runtime import ExperimentRuntime
+    from wiseft_explorer.evaluation import ExperimentRuntime, set_example
 
     sets = f'[id]\npreset = "objectnet"\nsource = "{fake_objectnet(tmp_path)}"\n'
     runtime = ExperimentRuntime.from_path(_preset_experiment(tmp_path, tiny, "imagenet", sets))

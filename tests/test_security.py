@@ -12,16 +12,16 @@ from libkit import CliResult, cli_env, run_cli_parallel, shared_runtime, write_e
 from paper_model import paper_checkpoint
 from tiny import TINY_CONFIG, TINY_NAME
 
-from wiseft_explorer.checkpoints import (
+from wiseft_explorer.core import (
     CLASSIFIER_FORMAT,
     OPEN_CLIP_FORMAT,
     CheckpointError,
     convert_trusted_pickle,
     load_checkpoint,
+    load_clip,
 )
+from wiseft_explorer.evaluation import ExperimentRuntime
 from wiseft_explorer.experiment import ModelSpec
-from wiseft_explorer.models import load_clip
-from wiseft_explorer.runtime import ExperimentRuntime
 
 
 @dataclass

@@ -15,13 +15,16 @@ import torch
 from libkit import shared_runtime, write_experiment
 from tiny import CLASSES, TEMPLATES, fake_finetune
 
-from wiseft_explorer.checkpoints import load_checkpoint, save_checkpoint
+from wiseft_explorer.core import (
+    build_zeroshot,
+    classifier_metadata,
+    load_checkpoint,
+    load_clip,
+    save_checkpoint,
+)
+from wiseft_explorer.data import release_memory
+from wiseft_explorer.evaluation import WORKING_POOL, RuntimeRegistry, default_budget, export_bytes
 from wiseft_explorer.experiment import ModelSpec
-from wiseft_explorer.export import export_bytes
-from wiseft_explorer.models import build_zeroshot, classifier_metadata, load_clip
-from wiseft_explorer.registry import RuntimeRegistry, default_budget
-from wiseft_explorer.runtime import WORKING_POOL
-from wiseft_explorer.stream import release_memory
 
 # A ViT of about 11 M parameters: a runtime holds it several times over (CLIP, both classifiers, the weight line:
 # about 136 MB), enough for the process's memory to show whether evicted runtimes are really freed.

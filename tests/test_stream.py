@@ -18,16 +18,12 @@ import torch
 from libkit import cli_env, in_memory_predictions, write_experiment
 from tiny import CLASSES, write_folder
 
-import wiseft_explorer.data as data_module
-from wiseft_explorer.cache import DiskCache
-from wiseft_explorer.curves import ALPHA_GRID
-from wiseft_explorer.data import DataWarning
-from wiseft_explorer.engine import StateStore, StreamJob, stream_evaluate
+import wiseft_explorer.data.sets as data_module
+from wiseft_explorer.data import DataWarning, DecodeCounter, batch_plan, fair_order, fair_sample
+from wiseft_explorer.evaluation import ExperimentRuntime, StateStore, StreamJob, run_sweep, stream_evaluate
 from wiseft_explorer.experiment import load_experiment
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sampling import fair_order, fair_sample
-from wiseft_explorer.stream import DecodeCounter, batch_plan
-from wiseft_explorer.sweep import run_sweep
+from wiseft_explorer.results import ALPHA_GRID
+from wiseft_explorer.store import DiskCache
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -198,8 +194,8 @@ def test_a_sigkilled_cli_sweep_resumes_and_ends_identical(tiny, tmp_path):
 
 STREAM_SLOWLY = """
 import sys, time
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import run_sweep
+from wiseft_explorer.evaluation.runtime import ExperimentRuntime
+from wiseft_explorer.evaluation.sweep import run_sweep
 def slow(progress, snapshot):
     print("batch", flush=True)
     time.sleep(0.5)
@@ -226,8 +222,8 @@ def test_loader_workers_leave_when_their_process_is_killed(tiny, tmp_path):
 
 EXIT_MID_SWEEP = """
 import sys, time
-from wiseft_explorer.jobs import SweepJob
-from wiseft_explorer.runtime import ExperimentRuntime
+from wiseft_explorer.evaluation.jobs import SweepJob
+from wiseft_explorer.evaluation.runtime import ExperimentRuntime
 job = SweepJob(ExperimentRuntime.from_path(sys.argv[1])).start()  # a daemon thread, as in the app's server
 while job.status().done == 0:
     time.sleep(0.05)

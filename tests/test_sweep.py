@@ -12,13 +12,18 @@ import torch
 from libkit import shared_runtime, write_experiment
 from tiny import CLASSES
 
-import wiseft_explorer.runtime as runtime_module
-from wiseft_explorer.batching import predict_logits
-from wiseft_explorer.cache import CacheWarning, DiskCache
-from wiseft_explorer.curves import ALPHA_GRID, PAPER_ALPHA, choose_alphas
+import wiseft_explorer.evaluation.runtime as runtime_module
 from wiseft_explorer.data import preprocess_set, restrict_logits
-from wiseft_explorer.runtime import ExperimentRuntime
-from wiseft_explorer.sweep import Predictions, SweepResult, run_sweep, summarise
+from wiseft_explorer.evaluation import (
+    ExperimentRuntime,
+    Predictions,
+    SweepResult,
+    predict_logits,
+    run_sweep,
+    summarise,
+)
+from wiseft_explorer.results import ALPHA_GRID, PAPER_ALPHA, choose_alphas
+from wiseft_explorer.store import CacheWarning, DiskCache
 
 ALPHAS = [0.0, 0.5, 1.0]
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from libkit import shared_runtime
 
-from wiseft_explorer.curves import Curves
-from wiseft_explorer.sweep import run_sweep
-from wiseft_explorer.uncertainty import (
+from wiseft_explorer.evaluation import run_sweep
+from wiseft_explorer.results import (
     AVG_ROW,
+    Curves,
     compare_to_ends,
     endpoint_errors,
     format_comparison,

@@ -11,9 +11,14 @@ import open_clip
 import torch
 from PIL import Image
 
-from wiseft_explorer.checkpoints import save_checkpoint
+from wiseft_explorer.core import (
+    ImageClassifier,
+    build_zeroshot,
+    classifier_metadata,
+    load_clip,
+    save_checkpoint,
+)
 from wiseft_explorer.experiment import ModelSpec
-from wiseft_explorer.models import ImageClassifier, build_zeroshot, classifier_metadata, load_clip
 
 TINY_NAME = "wiseft-tiny-rn"
 TINY_CONFIG = {

@@ -1,5 +1,5 @@
 """Run the command-line interface: python -m wiseft_explorer ..."""
 
-from .cli import main
+from .cli.commands import main
 
 raise SystemExit(main())

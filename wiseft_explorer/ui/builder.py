@@ -7,12 +7,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..experiment import EXPERIMENTS_DIR, REPO_ROOT, ExperimentError, load_experiment
-from ..export import export_bytes
-from ..forms import Form, default_form, experiment_to_toml, form_experiment, form_of, preset_choices, slug
-from ..presets import PRESETS
-from ..runtime import ExperimentRuntime
-from ..validate import SetCheck, check_experiment
+from ..data.validate import SetCheck, check_experiment
+from ..evaluation.export import export_bytes
+from ..evaluation.runtime import ExperimentRuntime
+from ..experiment.forms import (
+    Form,
+    default_form,
+    experiment_to_toml,
+    form_experiment,
+    form_of,
+    preset_choices,
+    slug,
+)
+from ..experiment.presets import PRESETS
+from ..experiment.spec import EXPERIMENTS_DIR, REPO_ROOT, ExperimentError, load_experiment
 from . import results, state
 from .errors import shown_errors
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from .. import paper, plots
-from ..curves import Curves, choose_alphas
+from ..presentation import paper, plots
+from ..results.curves import Curves, choose_alphas
 
 EXPLAINER = """
 **Two models, one line between them.** A *zero-shot* model (α = 0) was pretrained on image–caption pairs and

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .. import plots
-from ..data import load_batch
-from ..gallery import FILTERS, apply_filter, filter_counts, gallery_frame, probabilities_over_grid
-from ..predict import curve_frame, probability_along_alpha
-from ..runtime import ExperimentRuntime
-from ..sweep import SweepResult
+from ..data.sets import load_batch
+from ..evaluation.predict import curve_frame, probability_along_alpha
+from ..evaluation.runtime import ExperimentRuntime
+from ..evaluation.sweep import SweepResult
+from ..presentation import plots
+from ..presentation.gallery import (
+    FILTERS,
+    apply_filter,
+    filter_counts,
+    gallery_frame,
+    probabilities_over_grid,
+)
 from . import results, state
 
 PER_PAGE = 24

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .. import plots
-from ..curves import Curves, choose_alphas
-from ..gallery import apply_filter, gallery_frame
-from ..lesson import LessonStep, lesson_steps, step_index
-from ..predict import analyse_images
-from ..runtime import ExperimentRuntime
+from ..evaluation.predict import analyse_images
+from ..evaluation.runtime import ExperimentRuntime
+from ..presentation import plots
+from ..presentation.gallery import apply_filter, gallery_frame
+from ..presentation.lesson import LessonStep, lesson_steps, step_index
+from ..results.curves import Curves, choose_alphas
 from . import results, state, upload
 
 _STEP_KEY = "lesson_step"

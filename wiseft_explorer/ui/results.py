@@ -10,14 +10,14 @@ import weakref
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from ..cache import cache_key
-from ..curves import ALPHA_GRID, Curves
-from ..engine import StreamProgress
-from ..experiment import Experiment
-from ..gallery import grid_alpha
-from ..jobs import JobStatus, SweepJob
-from ..runtime import ExperimentRuntime
-from ..sweep import Predictions, SweepResult, cached_sweep, evaluate_at, run_sweep
+from ..evaluation.engine import StreamProgress
+from ..evaluation.jobs import JobStatus, SweepJob
+from ..evaluation.runtime import ExperimentRuntime
+from ..evaluation.sweep import Predictions, SweepResult, cached_sweep, evaluate_at, run_sweep
+from ..experiment.spec import Experiment
+from ..presentation.gallery import grid_alpha
+from ..results.curves import ALPHA_GRID, Curves
+from ..store.keys import cache_key
 
 # While the sets stream, the page is redrawn with sharper estimates at most this often; between redraws only the
 # small progress fragment reruns (a full redraw costs the browser and the server a second of CPU or more).

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..experiment import REPO_ROOT
+from ..experiment.spec import REPO_ROOT
 from . import state
 
 if TYPE_CHECKING:
-    from ..runtime import ExperimentRuntime
+    from ..evaluation.runtime import ExperimentRuntime
 
 _OTHER = "Another file (path)…"
 _IMPORTED_KEY = "wiseft_imported"  # the note shown once after an import (the page reruns to draw the results)
@@ -68,7 +68,7 @@ def sidebar_top() -> None:
 
 def endpoint_picker() -> None:
     """Choose the fine-tuned endpoint the slider, the Gallery and Upload use (experiments with several)."""
-    from ..experiment import ExperimentError, load_experiment
+    from ..experiment.spec import ExperimentError, load_experiment
 
     try:
         experiment = load_experiment(state.experiment_path())
@@ -99,7 +99,7 @@ def open_results() -> None:
 
 
 def _import(path: str) -> None:
-    from ..result_files import ResultsError, import_results
+    from ..evaluation.result_files import ResultsError, import_results
     from . import results
 
     runtime = state.load_runtime(load_models=False)  # importing needs the sets' indexes, never the models
@@ -117,7 +117,7 @@ def _import(path: str) -> None:
 
 def provenance_text(records: list[dict]) -> str:
     """Where results were computed, for the sidebar."""
-    from ..distributed import provenance_line
+    from ..core.distributed import provenance_line
 
     return "; ".join(provenance_line(r) for r in records) or "this machine"
 

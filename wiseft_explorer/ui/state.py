@@ -9,12 +9,18 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..curves import ALPHA_GRID, PAPER_ALPHA, Curves, curves_path, stored_curves
-from ..experiment import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, Experiment, ExperimentError, load_experiment
+from ..experiment.spec import (
+    DEFAULT_EXPERIMENT,
+    EXPERIMENTS_DIR,
+    Experiment,
+    ExperimentError,
+    load_experiment,
+)
+from ..results.curves import ALPHA_GRID, PAPER_ALPHA, Curves, curves_path, stored_curves
 
 if TYPE_CHECKING:  # the runtime side imports torch: loaded only once a page needs models (see load_runtime)
-    from ..registry import RuntimeRegistry
-    from ..runtime import ExperimentRuntime
+    from ..evaluation.registry import RuntimeRegistry
+    from ..evaluation.runtime import ExperimentRuntime
 
 ENV_EXPERIMENT = "WISEFT_EXPERIMENT"  # lets tests (and users) point the app at another experiment file
 ALPHA_KEY = "wiseft_alpha"  # not a widget key, so the value survives page switches
@@ -78,7 +84,7 @@ def experiment_files() -> list[Path]:
 @st.cache_resource
 def _registry() -> RuntimeRegistry:
     """The server's runtimes, shared read-only by every session, within the models' memory budget."""
-    from ..registry import RuntimeRegistry
+    from ..evaluation.registry import RuntimeRegistry
 
     return RuntimeRegistry()
 
@@ -162,7 +168,7 @@ def load_runtime(path: Path | None = None, *, load_models: bool = True,
                  endpoint: str | None = None) -> ExperimentRuntime | None:
     """The shared runtime of the session's experiment (at `endpoint`, default the session's choice), or None after
     showing an error that says how to fix it."""
-    from ..models import ModelLoadError
+    from ..core.models import ModelLoadError
 
     path = path or experiment_path()
     if _file_missing(path):

@@ -7,9 +7,8 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from .. import plots
-from ..images import DEFAULT_MAX_BYTES, UPLOAD_TYPES
-from ..predict import (
+from ..data.images import DEFAULT_MAX_BYTES, UPLOAD_TYPES
+from ..evaluation.predict import (
     ImageAnalysis,
     TopK,
     analyse_files,
@@ -18,7 +17,8 @@ from ..predict import (
     example_indices,
     set_example,
 )
-from ..runtime import ExperimentRuntime
+from ..evaluation.runtime import ExperimentRuntime
+from ..presentation import plots
 from . import state
 
 MAX_UPLOAD_MB = max(1, DEFAULT_MAX_BYTES // 2**20)

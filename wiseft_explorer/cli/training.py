@@ -1,0 +1,164 @@
+"""CLI subcommands that train: finetune and build-demo (kept apart so commands.py stays short)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports torch and the library lazily, inside each command
+    from ..data.sets import EvalSet
+
+SHOWN_CLASSES = 20  # a --limit sample's per-class counts are printed for at most this many classes
+
+
+def add_parsers(sub, common: argparse.ArgumentParser) -> None:
+    """Register the training subcommands."""
+    # Not the common options: --alpha means nothing here, and --experiment has no silent default (see _finetune).
+    p = sub.add_parser("finetune", help="fine-tune the experiment's zero-shot model")
+    p.add_argument("--experiment", default=None,
+                   help="experiment TOML naming the zero-shot model and the classes (required with a folder --train; "
+                        "its [finetuned] checkpoint may not exist yet; default with world:<set>: the built-in demo)")
+    p.add_argument("--train", required=True, help="training set: an ImageFolder-layout folder or world:<set>")
+    p.add_argument("--train-preset", default=None, choices=("imagenet", "cifar10-train"),
+                   help="read --train as a dataset preset: imagenet (train/<wnid>/ folders) or cifar10-train "
+                        "(cifar-10-batches-bin/ with data_batch_*.bin)")
+    p.add_argument("--out", required=True, help="output checkpoint (.safetensors, our classifier format)")
+    p.add_argument("--mode", choices=("end-to-end", "linear"), default="end-to-end",
+                   help="end-to-end (image tower and head) or linear (head only) (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training set (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-5,
+                   help="peak learning rate (default: %(default)s, the paper's at batch 512)")
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="images per step, over all processes under torchrun (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=500,
+                   help="linear warmup steps before the cosine decay, at most a tenth of the run (default: "
+                        "%(default)s)")
+    p.add_argument("--bn", choices=("frozen", "train"), default="frozen",
+                   help="BatchNorm statistics: frozen (keep the pretrained running statistics) or train "
+                        "(default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="train on a seeded sample of this many images, every class in proportion (default: all)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sample, the shuffling and the training (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="image-decoding worker processes (default: cores - 1, at most 8; 0 = decode in this process; "
+                        "world: sets, already in memory, always use 0)")
+    p.set_defaults(func=_finetune)
+    p = sub.add_parser("build-demo", help="pretrain, zero-shot head, fine-tune: rebuild the built-in demo")
+    p.add_argument("--out-dir", default=None, help="where to write the assets (default: assets/demo)")
+    p.add_argument("--tiny", action="store_true", help="a seconds-long configuration (tests)")
+    p.add_argument("--reuse-pretrained", action="store_true",
+                   help="keep an existing zero-shot checkpoint whose recorded recipe and seed match (skips pretraining)")
+    p.set_defaults(func=_build_demo)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    """Fine-tune (under torchrun: on every rank, with DistributedDataParallel; rank 0 writes the checkpoint)."""
+    from ..core.distributed import process_group
+    from ..experiment.spec import load_experiment
+
+    # Joined before anything loads: with NCCL, "cuda" must already mean this rank's GPU.
+    device = load_experiment(args.experiment, for_finetuning=True).device if args.experiment else "auto"
+    with process_group(device) as group:
+        return _finetune_in(args, group)
+
+
+def _finetune_in(args: argparse.Namespace, group) -> int:
+    import torch
+
+    from ..core.heads import open_head_cache
+    from ..core.models import build_zeroshot, classifier_metadata, load_clip, pick_device
+    from ..data.sets import load_eval_set
+    from ..data.stream import LabelledImages, default_workers
+    from ..experiment.spec import DEFAULT_EXPERIMENT, DatasetSpec, load_experiment
+    from ..store.keys import zeroshot_identity
+    from ..training.finetune import FinetuneConfig, LoaderOptions, finetune, save_finetuned
+
+    if Path(args.out).suffix != ".safetensors":
+        raise ValueError(f"{args.out}: the checkpoint must be a .safetensors file")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be 0 or more, not {args.workers}")
+    if args.experiment is None and not args.train.startswith("world:"):
+        raise ValueError("finetune --train FOLDER needs --experiment EXPERIMENT.toml: the experiment names the "
+                         "zero-shot model and the class names the folder's classes are matched to")
+    if args.experiment is None and group.is_root:
+        print(f"experiment: the built-in demo ({DEFAULT_EXPERIMENT}); pass --experiment to fine-tune another model")
+    exp = load_experiment(args.experiment, for_finetuning=True)
+    device = pick_device(exp.device)
+    clip = load_clip(exp.zeroshot, device)
+    zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=open_head_cache(exp.cache_dir),
+                              identity=zeroshot_identity(exp.zeroshot))
+    source = args.train if args.train.startswith("world:") else str(Path(args.train).resolve())
+    # An index only (paths and labels): images are decoded batch by batch while training, never held all at once.
+    train = load_eval_set(DatasetSpec("train", source, limit=args.limit, preset=args.train_preset), exp.classnames,
+                          seed=args.seed)
+    counts = _class_counts(train.labels.tolist(), exp.classnames, args.limit if group.is_root else None)
+    # World sets' pixels are in memory already: worker processes would only copy them.
+    workers = 0 if train.in_memory else (default_workers() if args.workers is None else args.workers)
+    config = FinetuneConfig(mode=args.mode, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                            warmup=args.warmup, bn=args.bn, seed=args.seed)
+    torch.manual_seed(args.seed)
+    result = finetune(zeroshot, LabelledImages(train, clip.preprocess), config, device, progress=group.is_root,
+                      loader=LoaderOptions(workers=workers), group=group)
+    if not group.is_root:  # every rank holds the same weights; rank 0 reports and writes them
+        return 0
+    if result.skipped:
+        _warn_undecodable(train, result.skipped, clip.preprocess)
+    recipe = {"train": args.train, "images": len(train), "limit": args.limit, "class_counts": counts,
+              "undecodable": len(result.skipped), "world_size": group.world_size,
+              "batch_per_process": args.batch_size // group.world_size, "backend": group.backend}
+    out = save_finetuned(args.out, result, classifier_metadata(clip, exp.classnames, recipe=recipe))
+    ranks = f"; {group.world_size} processes" if group.distributed else ""
+    print(f"wrote {out} ({args.mode}, {len(train) - len(result.skipped)} images, {result.seconds:.0f} s; "
+          f"warmup {result.config.warmup} steps{ranks})")
+    if result.final_loss is not None:
+        print(f"final loss {result.final_loss:.4f} (mean of the last epoch); training accuracy "
+              f"{100 * result.train_accuracy:.1f}% (last epoch's batches, while training)")
+    return 0
+
+
+def _class_counts(labels: Sequence[int], classnames: Sequence[str], limit: int | None) -> list[int]:
+    """Training images per class (in class order); printed for a --limit sample, with a warning for empty classes."""
+    counts = [0] * len(classnames)
+    for label in labels:
+        counts[label] += 1
+    if limit is not None:
+        shown = ", ".join(f"{name} {n}" for name, n in zip(classnames[:SHOWN_CLASSES], counts, strict=False))
+        if len(classnames) > SHOWN_CLASSES:
+            shown += f", ... ({len(classnames)} classes, {min(counts)} to {max(counts)} images each)"
+        print(f"training sample: {len(labels)} images (--limit {limit}, drawn with --seed); per class: {shown}")
+    empty = [name for name, n in zip(classnames, counts, strict=True) if n == 0]
+    if empty:
+        hint = ""
+        if limit is not None and limit < len(classnames):
+            hint = f"; --limit {limit} is below the number of classes, {len(classnames)}"
+        print(f"warning: no training images for {len(empty)} of {len(classnames)} classes, e.g. {empty[0]!r}: "
+              f"fine-tuning will teach the model never to predict them{hint}", file=sys.stderr)
+    return counts
+
+
+def _warn_undecodable(train: EvalSet, skipped: Sequence[int], preprocess: Callable) -> None:
+    """One warning line: how many training images could not be decoded, and one of them with the reason."""
+    from ..data.sets import load_batch
+
+    # The example is decoded once more, here, only to name its reason (workers report failures as indices).
+    _, _, failed = load_batch(train, [skipped[0]], preprocess)
+    reason = failed[0][1] if failed else "failed to load"
+    where = train.paths[skipped[0]] if train.paths else f"image #{skipped[0]}"
+    print(f"warning: {len(skipped)} training image(s) could not be decoded and were skipped, e.g. {where}: {reason}",
+          file=sys.stderr)
+
+
+def _build_demo(args: argparse.Namespace) -> int:
+    from ..demo.build import DemoConfig, build_demo
+
+    config = DemoConfig.tiny() if args.tiny else DemoConfig()
+    result = build_demo(Path(args.out_dir) if args.out_dir else None, config, reuse_pretrained=args.reuse_pretrained)
+    for name, path in {**result.assets, **result.experiments}.items():
+        print(f"{name}: {path}")
+    print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.timings.items()))
+    return 0
+

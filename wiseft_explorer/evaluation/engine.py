@@ -1,0 +1,329 @@
+"""The streaming evaluation engine: every set read once, every needed alpha evaluated on each batch, resumable.
+
+For each batch the loader delivers, theta_alpha is written into the working model (one flat-buffer lerp) for every
+alpha still needed and the batch is classified; so 21 alphas cost one decode pass, not 21. Per-image predictions
+are kept compactly in the sets' fair order, so that what has been done at any moment is a prefix of each set: a
+fair sample, and a single integer per set to save and resume from.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..core.interpolate import WeightSpace, Working
+from ..data.sampling import shard_plan
+from ..data.sets import EvalSet, set_logits
+from ..data.stream import SweepImages, batch_plan, make_loader, plan_items, release_memory, to_device
+from ..store.cache import DiskCache
+from .batching import predict_logits
+
+FIRST_BATCH = 16  # images of every set in the first round: every alpha has an estimate after it
+SAVE_SECONDS = 30.0  # the partial state is saved at least this often (WISEFT_SAVE_SECONDS overrides it)
+PROBS_MAX_CLASSES = 100  # keep every class probability for small label sets (the gallery's alpha charts)
+PROBS_MAX_VALUES = 4_000_000  # ... and only while a set's images x alphas x classes stay this small (8 MB fp16)
+
+
+class StreamStopped(RuntimeError):
+    """The process is exiting: a stream stops after its current batches (its state is saved for a resume)."""
+
+
+_stopping = threading.Event()
+_running = threading.Condition()
+_active = [0]  # streams running in this process
+
+
+@atexit.register
+def _stop_streams(timeout: float = 15.0) -> None:
+    """At exit, let running streams (e.g. the app's background sweep) stop at a batch boundary, saving their state.
+
+    Python kills daemon threads at exit wherever they are: inside a forward pass with loader workers attached, the
+    process aborted ("terminate called without an active exception", exit status 134) instead of exiting.
+    """
+    _stopping.set()
+    with _running:
+        _running.wait_for(lambda: _active[0] == 0, timeout)
+
+
+def save_seconds() -> float:
+    """How often the partial state is saved: $WISEFT_SAVE_SECONDS, else every 30 s."""
+    return float(os.environ.get("WISEFT_SAVE_SECONDS", SAVE_SECONDS))
+
+
+@dataclass
+class SetStream:
+    """One set's per-image results while it streams, in its fair order (positions), for its alphas (columns).
+
+    A stream holds the whole fair order, or with `positions` one process's part of it (a distributed sweep):
+    its rows are then those positions of the fair order, in the order it streams them.
+    """
+
+    ev: EvalSet
+    alphas: list[float]
+    # (N, A) int16 or int32 class indices; -1 where not evaluated yet or not decodable. With `ensemble`, A more
+    # columns follow: the output-space ensemble's predictions, argmax((1 - alpha) logits_0 + alpha logits_1).
+    pred: torch.Tensor
+    probs: torch.Tensor | None  # (A, N, C) float16 class probabilities when small enough, else None
+    done: int = 0  # rows processed (evaluated or failed)
+    failed: dict[int, str] = field(default_factory=dict)  # row -> why it could not be decoded
+    positions: np.ndarray | None = None  # (N,) fair-order positions of the rows; None: all of them, in order
+    ensemble: bool = False  # the output-space columns are kept (the alphas include both endpoints)
+
+    @classmethod
+    def empty(cls, ev: EvalSet, alphas: Sequence[float], num_classes: int,
+              positions: np.ndarray | None = None) -> SetStream:
+        """Nothing evaluated yet (of the whole set, or of the given positions of its fair order)."""
+        rows = len(ev) if positions is None else len(positions)
+        dtype = torch.int16 if num_classes < 2 ** 15 else torch.int32
+        # The probabilities' budget counts the whole set: every process of a distributed sweep decides alike.
+        keep = num_classes <= PROBS_MAX_CLASSES and len(ev) * len(alphas) * num_classes <= PROBS_MAX_VALUES
+        # The output-space ensemble comes almost free once both endpoints' logits of a batch are at hand.
+        ensemble = 0.0 in alphas and 1.0 in alphas
+        columns = len(alphas) * (2 if ensemble else 1)
+        return cls(ev, list(alphas), torch.full((rows, columns), -1, dtype=dtype),
+                   torch.zeros(len(alphas), rows, num_classes, dtype=torch.float16) if keep else None,
+                   positions=positions, ensemble=ensemble)
+
+    @property
+    def size(self) -> int:
+        """Rows of this stream (the set's images, or this process's part of them)."""
+        return len(self.pred)
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The set index of every row, in streaming order."""
+        return self.ev.order if self.positions is None else self.ev.order[self.positions]
+
+    def evaluated(self) -> torch.Tensor:
+        """Positions (in fair order) evaluated so far: the processed prefix minus undecodable images."""
+        positions = torch.arange(self.done)
+        if self.failed:
+            positions = positions[~torch.isin(positions, torch.tensor(sorted(self.failed)))]
+        return positions
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    """How far a streaming evaluation has got: images processed out of the total, speed and time left."""
+
+    done: int
+    total: int
+    seconds: float  # since this run started (a resumed run counts from its restart)
+    processed_now: int  # images processed by this run (for its speed)
+    first_round: bool  # every set has had its first batch: every alpha has an estimate
+
+    @property
+    def rate(self) -> float:
+        """Images per second in this run."""
+        return self.processed_now / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Estimated seconds left, or None before the speed is known."""
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
+
+    def line(self) -> str:
+        """'12,800 of 50,000 images (26%), about 3 min left'."""
+        pct = 100 * self.done / self.total if self.total else 100.0
+        text = f"{self.done:,} of {self.total:,} images ({pct:.0f}%)"
+        eta = self.eta_seconds
+        if eta is not None and self.done < self.total:
+            text += f", about {_duration(eta)} left"
+        if self.done > self.processed_now:
+            text += f" (resumed: {self.done - self.processed_now:,} were done before a restart)"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class StateStore:
+    """Where a stream's partial state is saved (atomically, in the disk cache) and found again after a crash."""
+
+    def __init__(self, cache: DiskCache, key: str, every: float | None = None, keep_final: bool = False) -> None:
+        self.cache, self.key = cache, key
+        self.every = save_seconds() if every is None else every
+        # A distributed sweep's ranks keep their finished parts until rank 0 has written the gathered results, so
+        # that a failure while gathering costs no streaming.
+        self.keep_final = keep_final
+
+    def save(self, streams: dict[str, SetStream], batches_done: int) -> None:
+        """Write what has been done so far (the processed prefix of every set)."""
+        tensors, failed = {}, {}
+        for i, (name, stream) in enumerate(streams.items()):
+            tensors[f"pred{i}"] = stream.pred[:stream.done]
+            if stream.probs is not None:
+                tensors[f"probs{i}"] = stream.probs[:, :stream.done]
+            failed[name] = {str(k): v for k, v in stream.failed.items()}
+        meta = {"batches_done": batches_done, "sets": list(streams), "failed": failed,
+                "done": [s.done for s in streams.values()], "sizes": [s.size for s in streams.values()]}
+        self.cache.put(self.key, tensors, meta)
+
+    def restore(self, streams: dict[str, SetStream]) -> int:
+        """Fill the streams from a saved state; returns the batches already done (0 when there is none)."""
+        entry = self.cache.get_entry(self.key) if self.key in self.cache else None  # a fresh start is no cache miss
+        if entry is None:
+            return 0
+        tensors, meta = entry
+        if meta.get("sets") != list(streams) or meta.get("sizes") != [s.size for s in streams.values()]:
+            return 0  # not this stream's layout: start afresh (the key makes this unexpected)
+        for i, (name, stream) in enumerate(streams.items()):
+            done = int(meta["done"][i])
+            stream.pred[:done] = tensors[f"pred{i}"]
+            if stream.probs is not None and f"probs{i}" in tensors:
+                stream.probs[:, :done] = tensors[f"probs{i}"]
+            stream.done = done
+            stream.failed = {int(k): v for k, v in meta["failed"][name].items()}
+        return int(meta["batches_done"])
+
+    def clear(self) -> None:
+        """Forget the partial state (the stream finished and its results are stored)."""
+        self.cache.discard(self.key)
+
+
+ProgressHook = Callable[[StreamProgress, dict[str, SetStream]], None]
+
+
+@dataclass
+class StreamJob:
+    """What to stream: sets (by name), the alphas each one still needs, and how to run the model."""
+
+    space: WeightSpace
+    working: Working
+    sets: dict[str, EvalSet]
+    alphas: dict[str, list[float]]
+    preprocess: Callable
+    num_classes: int
+    device: torch.device
+    precision: str = "fp32"
+    batch_size: int = 256
+    workers: int = 0
+
+
+def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: ProgressHook | None = None,
+                    max_images: int | None = None, counter=None,
+                    shard: tuple[int, int] | None = None) -> dict[str, SetStream]:
+    """Evaluate every set at its alphas in one pass over its images; resumes from `store`'s saved state.
+
+    `max_images` stops each set after that many images of its fair order (a fair sample). `on_batch` is called
+    after every batch with the progress and the streams (read them there: they change as the stream goes on).
+    `shard=(rank, world)` streams only that process's part of the batch plan (sampling.shard_plan); the progress
+    then counts that part.
+    """
+    evs = list(job.sets.values())
+    sizes = [min(len(ev), max_images) if max_images else len(ev) for ev in evs]
+    plan = batch_plan(sizes, job.batch_size, FIRST_BATCH)
+    first_round = sum(1 for size in sizes if size)
+    positions: list[np.ndarray | None] = [None] * len(evs)
+    if shard is not None:
+        plan, positions, first_round = shard_plan(plan, len(evs), *shard)
+        sizes = [len(p) for p in positions]
+    streams = {name: SetStream.empty(ev, job.alphas[name], job.num_classes, part)
+               for (name, ev), part in zip(job.sets.items(), positions, strict=True)}
+    start_batch = store.restore(streams) if store is not None else 0
+    total, resumed = sum(sizes), sum(s.done for s in streams.values())
+    names = list(streams)
+    # Generated sets are already in memory: loading them in worker processes would only add start-up time.
+    workers = job.workers if any(not ev.in_memory for ev in evs) else 0
+    dataset = SweepImages(evs, [job.preprocess] * len(evs), counter)
+    loader = make_loader(dataset, plan_items(plan[start_batch:], [s.indices for s in streams.values()]), workers,
+                         job.device)
+    started, saved_at, done = time.perf_counter(), time.perf_counter(), resumed
+    batch_number, group = start_batch, []
+    with _running:
+        _active[0] += 1
+    try:
+        for batch in loader:
+            if _stopping.is_set():
+                raise StreamStopped("the process is exiting; the sweep resumes from its saved state next time")
+            group.append(batch)
+            # Batches are classified in groups of about batch_size images (the first round as one group), alpha by
+            # alpha, so that theta_alpha is written once per group instead of once per batch: the first round of
+            # the demo's 7 sets needs 21 lerps instead of 147 (3.4 ms each).
+            ahead = batch_number + len(group)
+            if (sum(len(b["positions"]) for b in group) < job.batch_size and ahead != first_round
+                    and ahead != len(plan)):
+                continue
+            _classify(job, [(streams[names[b["set"]]], b) for b in group])
+            for batch in group:
+                stream = streams[names[batch["set"]]]
+                for position, reason in batch["failed"]:
+                    stream.failed[position] = reason
+                count = len(batch["positions"]) + len(batch["failed"])
+                stream.done += count
+                done += count
+                batch_number += 1
+                if store is not None and time.perf_counter() - saved_at >= store.every and done < total:
+                    store.save(streams, batch_number)
+                    saved_at = time.perf_counter()
+                if on_batch is not None:
+                    on_batch(StreamProgress(done, total, time.perf_counter() - started, done - resumed,
+                                            batch_number >= first_round), streams)
+            group.clear()
+            release_memory()
+        if store is not None and store.keep_final:
+            store.save(streams, batch_number)
+    except BaseException:
+        # Keep the work done so far (a Ctrl-C, a failed batch): the state only ever holds whole batches.
+        if store is not None and batch_number > start_batch and done < total:
+            store.save(streams, batch_number)
+        raise
+    finally:
+        del loader  # its workers are shut down here, not by the interpreter's exit
+        with _running:
+            _active[0] -= 1
+            _running.notify_all()
+    return streams
+
+
+def _classify(job: StreamJob, group: list[tuple[SetStream, dict]]) -> None:
+    """Predictions of a group of batches at every alpha their sets need, written into the streams."""
+    ready = [(stream, to_device(batch["images"], job.device), batch["positions"])  # once per batch, not per alpha
+             for stream, batch in group if batch["images"] is not None]
+    ends: dict[tuple[int, float], torch.Tensor] = {}  # (batch, endpoint alpha) -> raw logits, for the ensemble
+    for alpha in sorted({a for stream, _, _ in ready for a in stream.alphas}):
+        model = job.space.interpolate_into(job.working, alpha)
+        for k, (stream, images, positions) in enumerate(ready):
+            if alpha in stream.alphas:
+                raw = _predict(job, model, stream, stream.alphas.index(alpha), images, positions)
+                if stream.ensemble and alpha in (0.0, 1.0):
+                    ends[k, alpha] = raw
+    for k, (stream, _, positions) in enumerate(ready):
+        if stream.ensemble:
+            output_ensemble(stream, positions, ends[k, 0.0], ends[k, 1.0])
+
+
+def _predict(job: StreamJob, model: torch.nn.Module, stream: SetStream, column: int, images: torch.Tensor,
+             positions: torch.Tensor) -> torch.Tensor:
+    """One batch at one alpha: the predicted class (and probabilities, when kept) of every image; its raw logits."""
+    # Single-threaded pool workers even for the small first batches: on 2 shared cores, ops split over two
+    # threads ran 32 demo images at 195 images/s, the pool at 1,860 (docs/benchmarks.md).
+    raw = predict_logits(model, images, job.device, job.precision, job.batch_size, min_pool=1)
+    logits = set_logits(raw, stream.ev)
+    stream.pred[positions, column] = logits.argmax(dim=-1).to(stream.pred.dtype)
+    if stream.probs is not None:
+        stream.probs[column, positions] = logits.softmax(dim=-1).to(torch.float16)
+    return raw
+
+
+def output_ensemble(stream: SetStream, positions: torch.Tensor, logits0: torch.Tensor, logits1: torch.Tensor) -> None:
+    """The output-space ensemble's prediction at every alpha: argmax of (1 - alpha) logits_0 + alpha logits_1.
+
+    The raw logits are mixed, then scored as the set scores (restricted or grouped): masking first would mix -inf.
+    """
+    offset = len(stream.alphas)
+    for column, alpha in enumerate(stream.alphas):
+        mixed = torch.lerp(logits0.float(), logits1.float(), alpha)
+        stream.pred[positions, offset + column] = set_logits(mixed, stream.ev).argmax(dim=-1).to(stream.pred.dtype)

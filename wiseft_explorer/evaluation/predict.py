@@ -1,0 +1,156 @@
+"""Predictions for individual images: top-5 of zero-shot, theta_alpha and fine-tuned, probability along alpha."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from ..core.heads import text_scores
+from ..core.interpolate import Working
+from ..data.images import DEFAULT_MAX_BYTES, decode_many
+from ..data.sets import preprocess_images
+from ..results.curves import ALPHA_GRID
+from .batching import predict_logits
+from .runtime import ExperimentRuntime
+
+TOP_K = 5
+MODELS = ("zeroshot", "alpha", "finetuned")  # the three models every single-image view compares
+
+
+@dataclass
+class TopK:
+    """The most likely classes of one image under one model."""
+
+    classes: list[str]
+    probs: list[float]
+
+    def as_dict(self) -> dict:
+        """JSON-friendly form."""
+        return {"classes": self.classes, "probs": [round(p, 6) for p in self.probs]}
+
+
+def _topk(probs: torch.Tensor, classnames: Sequence[str], k: int = TOP_K) -> list[TopK]:
+    values, idx = probs.topk(min(k, probs.shape[1]), dim=-1)
+    return [TopK([classnames[i] for i in row_idx.tolist()], row_val.tolist()) for row_val, row_idx in zip(values, idx, strict=True)]
+
+
+def preprocess(runtime: ExperimentRuntime, pictures: Sequence[Image.Image]) -> torch.Tensor:
+    """Apply the experiment's eval transform to RGB images -> (N,3,H,W)."""
+    return preprocess_images(list(pictures), runtime.models.clip.preprocess)
+
+
+def predict_three(runtime: ExperimentRuntime, images: torch.Tensor, alpha: float,
+                  working: Working) -> dict[str, list[TopK]]:
+    """Top-5 per image for the zero-shot model, theta_alpha (in the caller's working model) and fine-tuned."""
+    pair, exp = runtime.models, runtime.experiment
+    out = {}
+    for label, model in (("zeroshot", pair.zeroshot), ("alpha", runtime.classifier_at(working, alpha)),
+                         ("finetuned", pair.finetuned)):
+        logits = predict_logits(model, images, pair.device, exp.precision, exp.batch_size)
+        out[label] = _topk(logits.softmax(-1), exp.classnames)
+    return out
+
+
+def probability_along_alpha(runtime: ExperimentRuntime, images: torch.Tensor, working: Working,
+                            alphas: Sequence[float] = ALPHA_GRID) -> torch.Tensor:
+    """Class probabilities of each image at each alpha -> (A, N, C); leaves `working` at its previous alpha."""
+    pair, exp = runtime.models, runtime.experiment
+    previous = working.alpha
+    probs = []
+    for alpha in alphas:
+        model = runtime.classifier_at(working, alpha)
+        probs.append(predict_logits(model, images, pair.device, exp.precision, exp.batch_size).softmax(-1))
+    if previous is not None:
+        runtime.classifier_at(working, previous)
+    return torch.stack(probs)
+
+
+def curve_frame(probs: torch.Tensor, classnames: Sequence[str], alphas: Sequence[float] = ALPHA_GRID,
+                top: int = 5) -> pd.DataFrame:
+    """Long table (alpha, class, probability) for one image's (A, C) probabilities, keeping its top classes."""
+    keep = probs.max(dim=0).values.topk(min(top, probs.shape[1])).indices.tolist()
+    rows = [{"alpha": float(a), "class": classnames[c], "probability": float(probs[i, c])}
+            for i, a in enumerate(alphas) for c in keep]
+    return pd.DataFrame(rows)
+
+
+def zero_shot_with_extra(runtime: ExperimentRuntime, images: torch.Tensor,
+                         extra: Sequence[str]) -> list[TopK]:
+    """Zero-shot top-5 over the experiment's classes plus user-typed extra class names."""
+    pair, exp = runtime.models, runtime.experiment
+    names = list(exp.classnames) + [e for e in dict.fromkeys(x.strip() for x in extra) if e and e not in exp.classnames]
+    with torch.inference_mode():
+        features = pair.zeroshot.features(images.to(pair.device)).float()
+    logits = text_scores(pair.clip.model, pair.clip.tokenizer, names, list(exp.templates), features)
+    return _topk(logits.softmax(-1).cpu(), names)
+
+
+@dataclass
+class ImageAnalysis:
+    """One image (a file, an example of a set, a drawing, a snapshot): its picture and predictions, or its error."""
+
+    name: str
+    image: Image.Image | None = None
+    error: str | None = None
+    truth: str | None = None  # the true class, when the image comes from an evaluation set
+    right: tuple[str, ...] = ()  # the class names a top-1 may be to be right (ObjectNet: its ImageNet classes)
+    top: dict[str, TopK] = field(default_factory=dict)  # "zeroshot" / "alpha" / "finetuned" -> top-5
+    curve: pd.DataFrame | None = None  # (alpha, class, probability) of the top classes
+    extra: TopK | None = None  # zero-shot over the experiment's classes plus the user's extra names
+
+
+def analyse_images(runtime: ExperimentRuntime, working: Working, items: Sequence[ImageAnalysis], alpha: float,
+                   extra: Sequence[str] = ()) -> list[ImageAnalysis]:
+    """Fill in the predictions of every item that has a picture, as one batch (items with an error are kept)."""
+    good = [item for item in items if item.image is not None and item.error is None]
+    if not good:
+        return list(items)
+    images = preprocess(runtime, [item.image for item in good])
+    top = predict_three(runtime, images, alpha, working)
+    # (A, N, C), the same at every alpha: computed once per image set and shared by every session that shows it.
+    digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
+    probs = runtime.shared_tensor(("probability_along_alpha", ALPHA_GRID, digest),
+                                  lambda: probability_along_alpha(runtime, images, working, ALPHA_GRID))
+    extras = zero_shot_with_extra(runtime, images, extra) if any(e.strip() for e in extra) else None
+    for i, item in enumerate(good):
+        item.top = {label: top[label][i] for label in MODELS}
+        item.curve = curve_frame(probs[:, i], runtime.experiment.classnames, ALPHA_GRID)
+        item.extra = extras[i] if extras else None
+    return list(items)
+
+
+def analyse_files(runtime: ExperimentRuntime, working: Working, files: Sequence[tuple[str, bytes]], alpha: float,
+                  extra: Sequence[str] = ()) -> list[ImageAnalysis]:
+    """Decode every (name, bytes) file (a bad one becomes an error naming it) and predict the good ones."""
+    decoded = decode_many(files, max_bytes=DEFAULT_MAX_BYTES)
+    items = [ImageAnalysis(d.name, d.image, None if d.ok else d.error.reason) for d in decoded]
+    return analyse_images(runtime, working, items, alpha, extra)
+
+
+def set_example(runtime: ExperimentRuntime, set_name: str, index: int) -> ImageAnalysis:
+    """Image `index` of an evaluation set, named with its set and true class, ready for analyse_images."""
+    ev = runtime.eval_set(set_name)
+    label, names = int(ev.labels[index]), runtime.experiment.classnames
+    right = tuple(names[c] for c in ev.right_classes(label))
+    return ImageAnalysis(f"{set_name} #{index}", ev.picture(index), truth=ev.class_names(names)[label], right=right)
+
+
+def example_indices(runtime: ExperimentRuntime, set_name: str, count: int) -> list[int]:
+    """The first `count` images of a set's fair order: one of every class first, so examples cover the classes."""
+    return [int(i) for i in runtime.eval_set(set_name).order[:count]]
+
+
+def drawing_picture(rgba: np.ndarray | None) -> Image.Image | None:
+    """A drawing canvas's RGBA pixels (H, W, 4) flattened onto white; None while nothing has been drawn."""
+    if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4:
+        return None
+    alpha = rgba[..., 3:4].astype(np.float32) / 255
+    rgb = np.clip((rgba[..., :3].astype(np.float32) * alpha + 255 * (1 - alpha)).round(), 0, 255).astype(np.uint8)
+    # A blank canvas is transparent, or white where a background colour is painted in.
+    return Image.fromarray(rgb, "RGB") if (rgb < 250).any() else None

@@ -1,0 +1,15 @@
+"""What the pages draw: plotly figures, the gallery's filters, the paper's reference points and the lesson.
+
+Public names load lazily on first access (see `wiseft_explorer._lazy`)."""
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "gallery": (
+        "FILTERS", "apply_filter", "filter_counts", "gallery_frame", "grid_alpha", "neighbours",
+        "probabilities_over_grid"
+    ),
+    "lesson": ("LessonStep", "lesson_steps", "step_index"),
+    "plots": ("CURRENT",),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

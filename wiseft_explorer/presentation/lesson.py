@@ -1,0 +1,126 @@
+"""A lesson in six steps, written from the experiment's own numbers: what a lecturer clicks through to tell WiSE-FT.
+
+Every sentence that states a number takes it from the curves on screen (never from hard-coded figures), so the
+lesson works on the built-in demo and on any experiment of the user's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..results.curves import PAPER_ALPHA, Curves, choose_alphas
+
+VIEWS = ("id_vs_shift", "accuracy_vs_alpha", "canvas")
+
+
+@dataclass(frozen=True)
+class LessonStep:
+    """One step: its URL slug, title, the alpha it sets, which view it shows and what it says (markdown)."""
+
+    slug: str
+    title: str
+    alpha: float
+    view: str  # one of VIEWS
+    text: str
+    broken_examples: bool = False  # show images fine-tuning broke (zero-shot right, fine-tuned wrong)
+    ensemble: bool = False  # draw the output-space ensemble beside the weight-space path
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _pts(value: float) -> str:
+    return f"{100 * value:+.1f} points"
+
+
+def lesson_steps(curves: Curves, endpoint: str | None = None) -> list[LessonStep]:
+    """The six steps for an experiment's curves (of its chosen fine-tuned endpoint)."""
+    zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
+    id_set, shifts = curves.id_set, curves.shift_sets
+    ft_name = f"fine-tuning ({endpoint})" if endpoint else "fine-tuning"
+    steps = [_zero_shot(curves, zs, id_set, shifts)]
+    lost = {s: ft[s] - zs[s] for s in shifts}
+    worst = min(lost, key=lost.get) if lost else None
+    text = (f"Fine-tuning on the ID training data moves {id_set} from {_pct(zs[id_set])} to {_pct(ft[id_set])} "
+            f"({_pts(ft[id_set] - zs[id_set])}).")
+    if shifts:
+        text += (f" Under distribution shift it moves the average from {_pct(zs['avg_shifts'])} to "
+                 f"{_pct(ft['avg_shifts'])} ({_pts(ft['avg_shifts'] - zs['avg_shifts'])}); {worst} changes most, "
+                 f"{_pts(lost[worst])}. Below: two {worst} images the zero-shot model got right and {ft_name} broke.")
+    steps.append(LessonStep("fine-tuning", f"What {ft_name} gains, and what it loses", 1.0, "id_vs_shift", text,
+                            broken_examples=bool(shifts)))
+    mid = curves.accuracies(PAPER_ALPHA)
+    text = (f"WiSE-FT mixes the weights, θ_α = (1 − α)·θ_zero-shot + α·θ_fine-tuned, and the grey path shows every "
+            f"α. At α = {PAPER_ALPHA:g}: {id_set} {_pct(mid[id_set])} ({_pts(mid[id_set] - zs[id_set])} over "
+            f"zero-shot, {_pts(mid[id_set] - ft[id_set])} against fine-tuned)")
+    text += (f", shifts {_pct(mid['avg_shifts'])} ({_pts(mid['avg_shifts'] - ft['avg_shifts'])} over fine-tuned). "
+             if shifts else ". ")
+    text += "One model, no extra cost at inference: the mix is just another set of weights."
+    steps.append(LessonStep("weight-space-mix", "Mixing the weights", PAPER_ALPHA, "id_vs_shift", text))
+    steps.append(_choosing(curves, id_set, shifts))
+    steps.append(_output_space(curves, id_set))
+    chosen = steps[3].alpha
+    steps.append(LessonStep(
+        "try-it", "Try it yourself", chosen, "canvas",
+        f"Draw a shape: zero-shot, WiSE-FT at α = {chosen:g} (the α chosen in step 4) and the fine-tuned model "
+        "each predict it. A drawing is a distribution shift made by hand: see which model holds up."))
+    return steps
+
+
+def _zero_shot(curves: Curves, zs: dict[str, float], id_set: str, shifts: list[str]) -> LessonStep:
+    text = (f"The zero-shot model has never seen a labelled training image: it scores each class by how well the "
+            f"image matches prompts like \"a photo of a …\". It gets {_pct(zs[id_set])} of {id_set} right")
+    if shifts:
+        best = max(shifts, key=lambda s: zs[s])
+        worst = min(shifts, key=lambda s: zs[s])
+        text += (f", and {_pct(zs['avg_shifts'])} on average under the {len(shifts)} shifts: from "
+                 f"{_pct(zs[best])} on {best} to {_pct(zs[worst])} on {worst}.")
+    else:
+        text += "."
+    return LessonStep("zero-shot", "What zero-shot gets right and wrong", 0.0, "id_vs_shift",
+                      text + " The star marks it: α = 0.")
+
+
+def _choosing(curves: Curves, id_set: str, shifts: list[str]) -> LessonStep:
+    choices = choose_alphas(curves)
+    chosen, selector = choices["best_id_val"], curves.id_val or id_set
+    at = curves.accuracies(chosen)
+    text = (f"Which α? Pick it on held-out ID data, never on the shifts you want to be robust to: the best α on "
+            f"{selector} is {chosen:g}, where {id_set} scores {_pct(at[id_set])}")
+    if shifts:
+        oracle = choices["best_avg_shifts"]
+        text += (f" and the shifts {_pct(at['avg_shifts'])}. Peeking at the shifts would pick α = {oracle:g} "
+                 f"({_pct(curves.avg_shifts(oracle))}): that is the number you cannot know in practice.")
+    else:
+        text += "."
+    if not curves.id_val:
+        text += " (This experiment has no held-out ID set, so the ID test set stands in: add [id_val] to do it right.)"
+    return LessonStep("choosing-alpha", "Picking α on held-out data", chosen, "accuracy_vs_alpha", text)
+
+
+def _output_space(curves: Curves, id_set: str) -> LessonStep:
+    ensemble = curves.ensemble_curves()
+    if ensemble is None:
+        text = ("This sweep did not keep the output-space ensemble (it needs both ends of the α grid): run the full "
+                "sweep to compare mixing outputs with mixing weights.")
+    else:
+        w, o = curves.accuracies(PAPER_ALPHA), ensemble.accuracies(PAPER_ALPHA)
+        text = (f"Instead of mixing weights, one could run both models and mix their outputs, (1 − α)·logits₀ + "
+                f"α·logits₁ (dashed). At α = {PAPER_ALPHA:g} that scores {_pct(o[id_set])} on {id_set}")
+        if curves.shift_sets:
+            text += f" and {_pct(o['avg_shifts'])} on the shifts"
+        text += (f", against {_pct(w[id_set])}" + (f" and {_pct(w['avg_shifts'])}" if curves.shift_sets else "") +
+                 " for the weight-space mix. The output ensemble needs both models at inference, twice the compute "
+                 "and memory; θ_α is a single model.")
+    return LessonStep("output-space", "Weight space against output space", PAPER_ALPHA, "id_vs_shift", text,
+                      ensemble=True)
+
+
+def step_index(steps: list[LessonStep], requested: str | None) -> int:
+    """The step a URL asks for (`?step=3` or `?step=choosing-alpha`), else the first."""
+    if requested is None:
+        return 0
+    if requested.isdigit() and 1 <= int(requested) <= len(steps):
+        return int(requested) - 1
+    return next((i for i, s in enumerate(steps) if s.slug == requested), 0)

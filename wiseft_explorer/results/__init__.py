@@ -1,0 +1,16 @@
+"""Sweep results without torch: the accuracy curves along alpha, their on-disk copy and sampling errors.
+
+Public names load lazily on first access (see `wiseft_explorer._lazy`)."""
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "curves": (
+        "ALPHA_GRID", "Curves", "PAPER_ALPHA", "choose_alphas", "curves_path", "store_curves", "stored_curves"
+    ),
+    "uncertainty": (
+        "AVG_ROW", "accuracy_intervals", "compare_to_ends", "endpoint_errors", "format_comparison",
+        "paired_difference", "wilson_interval"
+    ),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,170 @@
+"""Accuracy curves over alpha (the sweep's top-1 table) and their small on-disk copy; torch-free.
+
+Everything the Explorer page draws (metric cards, both plots, the three alpha choices) needs only these numbers,
+so a warm start reads them from a JSON file before torch, open_clip or any model has loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..experiment.spec import Experiment
+from ..store.atomic import atomic_write_text
+from ..store.keys import cache_key, default_cache_dir, experiment_fingerprint, set_fingerprint
+
+ALPHA_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
+PAPER_ALPHA = 0.5
+CURVES_FOLDER = "curves"
+
+
+@dataclass
+class Curves:
+    """Top-1 accuracy of every set at every alpha of a sweep, with the roles of the sets."""
+
+    id_set: str
+    id_val: str | None
+    shift_sets: list[str]
+    alphas: list[float]
+    top1s: dict[str, dict[float, float]] = field(default_factory=dict)  # set -> alpha -> top-1 in [0, 1]
+    about: dict[str, str] = field(default_factory=dict)  # the models as the sweep saw them (names, sizes, device)
+    # set (or avg_shifts) -> alpha -> standard errors of the difference to zero-shot and to fine-tuned
+    errors: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
+    # set (or avg_shifts) -> alpha -> 95% interval of the accuracy (Wilson), for error bars and bands
+    intervals: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # set -> (images evaluated, images in set)
+    seed: int | None = None  # the seed of the sets' fair order (and of any `limit` sample)
+    # set -> alpha -> top-1 of the output-space ensemble (1 - alpha) logits_0 + alpha logits_1 (empty: not kept)
+    ensemble: dict[str, dict[float, float]] = field(default_factory=dict)
+
+    @property
+    def sets(self) -> list[str]:
+        """Every set, in the experiment's order."""
+        return list(self.top1s)
+
+    def grid_alpha(self, alpha: float) -> float | None:
+        """The alpha of the curves equal to `alpha` (within rounding), or None when alpha is off their grid."""
+        return next((a for a in self.alphas if abs(a - alpha) < 1e-9), None)
+
+    def top1(self, set_name: str, alpha: float) -> float:
+        """Top-1 accuracy of one set at one grid alpha."""
+        return self.top1s[set_name][alpha]
+
+    def avg_shifts(self, alpha: float, shifts: Sequence[str] | None = None) -> float:
+        """Mean top-1 over the shift sets (or the given ones) at alpha."""
+        names = list(shifts) if shifts is not None else self.shift_sets
+        return sum(self.top1(s, alpha) for s in names) / len(names) if names else float("nan")
+
+    def error(self, key: str, alpha: float) -> tuple[float, float] | None:
+        """Standard errors of (alpha - zero-shot, alpha - fine-tuned) for a set or avg_shifts, if the sweep had them."""
+        found = self.errors.get(key, {}).get(alpha)
+        return None if found is None else (float(found[0]), float(found[1]))
+
+    def interval(self, key: str, alpha: float) -> tuple[float, float] | None:
+        """95% interval of a set's (or avg_shifts') accuracy at alpha, if known."""
+        found = self.intervals.get(key, {}).get(alpha)
+        return None if found is None else (float(found[0]), float(found[1]))
+
+    @property
+    def images(self) -> tuple[int, int]:
+        """(images evaluated, images) summed over the sets."""
+        return (sum(n for n, _ in self.counts.values()), sum(total for _, total in self.counts.values()))
+
+    def accuracies(self, alpha: float) -> dict[str, float]:
+        """Every set's top-1 and 'avg_shifts' at one grid alpha."""
+        return {**{name: self.top1(name, alpha) for name in self.top1s}, "avg_shifts": self.avg_shifts(alpha)}
+
+    def table(self) -> pd.DataFrame:
+        """One row per alpha: each set's top-1 (fractions) and avg_shifts."""
+        rows = [{"alpha": alpha, **self.accuracies(alpha)} for alpha in sorted(self.alphas)]
+        return pd.DataFrame(rows).set_index("alpha")
+
+    def ensemble_curves(self) -> Curves | None:
+        """The output-space ensemble's accuracies as Curves of their own (same sets and alphas), if kept."""
+        if not self.ensemble:
+            return None
+        return Curves(self.id_set, self.id_val, list(self.shift_sets), list(self.alphas), dict(self.ensemble),
+                      counts=dict(self.counts), seed=self.seed)
+
+    def jsonl_rows(self) -> list[dict]:
+        """Rows with the paper code's keys: alpha, '<Set>:top1', 'avg_shifts:top1', id_set, shift_sets."""
+        return [{"alpha": float(alpha), **{f"{k}:top1": float(v) for k, v in row.items()},
+                 "id_set": self.id_set, "shift_sets": self.shift_sets, "seed": self.seed,
+                 "images": {name: n for name, (n, _) in self.counts.items()}}
+                for alpha, row in self.table().iterrows()]
+
+    def write_jsonl(self, path: str | Path) -> Path:
+        """Write the results as JSONL, atomically."""
+        return atomic_write_text(Path(path), "".join(json.dumps(r) + "\n" for r in self.jsonl_rows()))
+
+    def to_json(self) -> str:
+        """The curves as JSON (alphas as strings: JSON keys are strings)."""
+        return json.dumps({"id_set": self.id_set, "id_val": self.id_val, "shift_sets": self.shift_sets,
+                           "alphas": self.alphas,
+                           "top1": {s: {repr(a): v for a, v in by.items()} for s, by in self.top1s.items()},
+                           "errors": {s: {repr(a): list(v) for a, v in by.items()} for s, by in self.errors.items()},
+                           "intervals": {s: {repr(a): list(v) for a, v in by.items()}
+                                         for s, by in self.intervals.items()},
+                           "counts": {s: list(v) for s, v in self.counts.items()}, "seed": self.seed,
+                           "about": self.about,
+                           "ensemble": {s: {repr(a): v for a, v in by.items()} for s, by in self.ensemble.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> Curves:
+        """Parse to_json's output."""
+        data = json.loads(text)
+        top1s = {s: {float(a): float(v) for a, v in by.items()} for s, by in data["top1"].items()}
+        def pairs(key: str) -> dict[str, dict[float, tuple[float, float]]]:
+            return {s: {float(a): (float(v[0]), float(v[1])) for a, v in by.items()} for s, by in data[key].items()}
+
+        ensemble = {s: {float(a): float(v) for a, v in by.items()} for s, by in data.get("ensemble", {}).items()}
+        return cls(data["id_set"], data["id_val"], list(data["shift_sets"]), [float(a) for a in data["alphas"]],
+                   top1s, {str(k): str(v) for k, v in data.get("about", {}).items()}, pairs("errors"),
+                   pairs("intervals"), {s: (int(v[0]), int(v[1])) for s, v in data["counts"].items()}, data["seed"],
+                   ensemble)
+
+
+def choose_alphas(curves: Curves) -> dict[str, float]:
+    """The three alpha choices: best held-out ID (id-val, else ID), best average shift, and the paper's 0.5."""
+    selector = curves.id_val or curves.id_set
+    alphas = sorted(curves.alphas)
+    best_id = max(alphas, key=lambda a: (curves.top1(selector, a), -abs(a - PAPER_ALPHA)))
+    best_shift = max(alphas, key=lambda a: (curves.avg_shifts(a), -abs(a - PAPER_ALPHA)))
+    return {"best_id_val": best_id, "best_avg_shifts": best_shift, "paper_default": PAPER_ALPHA}
+
+
+def curves_path(exp: Experiment) -> Path:
+    """Where the experiment's full-grid curves are stored: named by the content of its models, prompts and sets."""
+    sets = {spec.name: set_fingerprint(spec, exp.seed) for spec in exp.eval_sets}
+    key = cache_key(kind="curves", grid=list(ALPHA_GRID), sets=json.dumps(sets, sort_keys=True),
+                    **experiment_fingerprint(exp))
+    return (exp.cache_dir or default_cache_dir()) / CURVES_FOLDER / f"{key}.json"
+
+
+def _complete(exp: Experiment, curves: Curves) -> bool:
+    """Whether the curves cover every set of the experiment at every alpha of the grid."""
+    grid = set(ALPHA_GRID)
+    return (grid <= set(curves.alphas) and {s.name for s in exp.eval_sets} <= set(curves.top1s)
+            and all(grid <= set(by) for by in curves.top1s.values()))
+
+
+def store_curves(exp: Experiment, curves: Curves) -> Path | None:
+    """Keep a complete full-grid sweep's curves for the next start (partial grids are not stored)."""
+    if not _complete(exp, curves):
+        return None
+    path = curves_path(exp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, curves.to_json())
+
+
+def stored_curves(exp: Experiment, path: Path | None = None) -> Curves | None:
+    """The experiment's stored full-grid curves (at `path`, default curves_path), or None if never stored or unusable."""
+    try:
+        curves = Curves.from_json((path or curves_path(exp)).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return curves if _complete(exp, curves) else None

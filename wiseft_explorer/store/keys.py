@@ -1,0 +1,124 @@
+"""Content fingerprints and cache keys, without torch: the app's warm start computes them before importing it."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..experiment.spec import DatasetSpec, Experiment, ModelSpec
+
+# Bump when anything that feeds cached values changes meaning (preprocessing, evaluation, entry layout):
+# every old key then misses, and old entries read back with a version mismatch are recomputed.
+CACHE_VERSION = 3  # 3: sweep entries keep the output-space ensemble's predictions
+_CHUNK = 1 << 20
+WORLD_VERSION = "world-v3"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
+
+
+def default_cache_dir() -> Path:
+    """The cache folder: $WISEFT_CACHE_DIR, else ~/.cache/wiseft-explorer."""
+    env = os.environ.get("WISEFT_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "wiseft-explorer"
+
+
+@lru_cache(maxsize=4096)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, keyed on (path, size, mtime) so an edited file is hashed again."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 hex of a file's content, streamed in chunks; memoised while its size and mtime are unchanged."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return _digest(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+def _jsonable(value: Any) -> Any:
+    """Encode the non-JSON values that appear in key parts; unknown objects are an error, never repr()."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if type(value).__module__ == "torch" and type(value).__name__ in ("dtype", "device"):
+        return str(value)  # checked by name: this module must not import torch (the app's fast path reads keys)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__type__": type(value).__name__, **dataclasses.asdict(value)}
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return value.item()
+    # repr() of an arbitrary object may include its memory address, which would make keys unstable.
+    raise TypeError(f"cache_key: cannot encode {type(value).__name__} value {value!r}")
+
+
+def cache_key(**parts: Any) -> str:
+    """The one way to make a cache key: sha256 of the stable JSON of the parts plus CACHE_VERSION."""
+    payload = json.dumps({"cache_version": CACHE_VERSION, **parts}, sort_keys=True,
+                         separators=(",", ":"), default=_jsonable, allow_nan=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _weights_digest(source: str) -> str:
+    """Content identity of a weights source: a file's digest, a local-dir:'s file digests, else the tag / hub id."""
+    if source.startswith("local-dir:"):
+        folder = Path(source.removeprefix("local-dir:"))
+        return ",".join(file_digest(p) for p in sorted(folder.iterdir()) if p.is_file())
+    return file_digest(Path(source)) if source and Path(source).is_file() else source
+
+
+def zeroshot_identity(spec: ModelSpec) -> dict[str, str]:
+    """Content identity of the zero-shot model's weights, config and tokenizer (the part of a head's key)."""
+    identity = {"model": spec.name, "zeroshot": _weights_digest(spec.pretrained or ""),
+                "config": file_digest(spec.config) if spec.config else ""}
+    if spec.name.startswith("local-dir:"):  # a folder named as the model holds weights and tokenizer config
+        identity["model_dir"] = _weights_digest(spec.name)
+    return identity
+
+
+def experiment_fingerprint(exp: Experiment) -> dict[str, str]:
+    """Content identity of both models and the prompts: the model part of every cache key."""
+    return {**zeroshot_identity(exp.zeroshot),
+            "finetuned": file_digest(exp.finetuned) if exp.finetuned else "", "head_policy": exp.head_policy,
+            "classes": "|".join(exp.classnames), "templates": "|".join(exp.templates),
+            "precision": exp.precision}
+
+
+def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
+    """Content identity of one set's images (without decoding them); `seed` picks a folder's `limit` sample.
+
+    A folder set is identified by what it holds (files relative to its root, their sizes and modification times;
+    the mapping by content), not by where it lies: a copy on a cluster's shared disk, mounted elsewhere or copied
+    with its times kept (rsync -a), has the same key, so results computed there are found here.
+    """
+    parts = [spec.source if spec.is_world else "folder", str(spec.limit), ",".join(spec.classes or ())]
+    if spec.limit and not spec.is_world:
+        parts.append(f"sample seed {seed}")
+    if spec.preset:
+        from ..experiment.presets import PRESET_VERSION
+
+        parts.append(f"preset {spec.preset} {PRESET_VERSION}")
+    if spec.is_world:
+        from ..world.sets import SPECS
+
+        world_spec = SPECS.get(spec.source.removeprefix("world:"))
+        # The set's real size matters when no limit is given: a changed default must not reuse old entries.
+        parts += [WORLD_VERSION, str(spec.limit or (world_spec.size if world_spec else ""))]
+    else:
+        root = Path(spec.source)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        parts += [f"{p.relative_to(root) if p != root else p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                  for p in files]
+        if spec.mapping:
+            parts.append(file_digest(spec.mapping))
+    return "\n".join(parts)

@@ -1,0 +1,13 @@
+"""Fine-tuning a zero-shot CLIP (end-to-end or linear classifier), alone or under torchrun.
+
+Public names load lazily on first access (see `wiseft_explorer._lazy`)."""
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "finetune": (
+        "FinetuneConfig", "FinetuneResult", "LoaderOptions", "cosine_lr", "finetune", "finetune_end_to_end",
+        "finetune_linear", "image_features", "save_finetuned"
+    ),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
