@@ -260,7 +260,7 @@ def report(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: run, print the table, write the JSON; exit 1 if a target is missed (never in --tiny mode)."""
-    parser = argparse.ArgumentParser(prog="wiseft-explorer bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (figures not meaningful)")
     parser.add_argument("--out", default="bench-results.json", help="JSON file for the figures")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: auto)")
