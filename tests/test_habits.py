@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -59,3 +60,22 @@ def test_the_hook_marks_every_test_of_a_marked_module():
     items = [Item("test_browser.py"), Item("test_stream.py"), Item("test_sweep.py")]
     pytest_collection_modifyitems(None, items)
     assert [item.markers for item in items] == [["browser"], ["slow"], []]
+
+
+def _commit_msg(tmp_path: Path, message: str) -> subprocess.CompletedProcess:
+    (tmp_path / "MSG").write_text(message)
+    return subprocess.run(["bash", str(ROOT / ".githooks" / "commit-msg"), str(tmp_path / "MSG")],
+                          capture_output=True, text=True)
+
+
+def test_commit_hook_takes_a_short_subject_with_a_body(tmp_path):
+    assert _commit_msg(tmp_path, "Keep the cache key in one place\n\nTwo modules built it differently.\n"
+                       "# a comment git strips\n").returncode == 0
+
+
+def test_commit_hook_refuses_long_subjects_and_missing_bodies(tmp_path):
+    long = _commit_msg(tmp_path, "x" * 73 + "\n\nwhy\n")
+    assert long.returncode == 1 and "73 characters" in long.stderr
+    for message in ("Subject only\n", "Subject\nno blank line\n", "Subject\n\n\n"):
+        refused = _commit_msg(tmp_path, message)
+        assert refused.returncode == 1 and "body that says why" in refused.stderr, message
