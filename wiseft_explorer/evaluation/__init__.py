@@ -8,7 +8,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "batching": ("POOL_MIN_IMAGES", "cpu_workers", "predict_logits", "worker_pool"),
     "distributed_sweep": ("run_sweep_distributed",),
-    "engine": ("StateStore", "StreamJob", "StreamProgress", "stream_evaluate"),
+    "engine": ("StreamJob", "StreamProgress", "stream_evaluate"),
     "export": ("export_bytes", "export_interpolated"),
     "jobs": ("JobStatus", "SweepJob"),
     "predict": (
@@ -18,6 +18,7 @@ _EXPORTS = {
     "registry": ("RuntimeRegistry", "default_budget"),
     "result_files": ("ResultsError", "import_results", "sweep_predictions", "write_results"),
     "runtime": ("ExperimentRuntime", "WORKING_POOL"),
+    "stream_state": ("StateStore",),
     "sweep": (
         "Predictions", "SweepResult", "cached_sweep", "evaluate_at", "plan_sweep", "run_sweep", "state_store",
         "summarise"

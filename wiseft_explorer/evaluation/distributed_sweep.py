@@ -27,8 +27,9 @@ from ..data.sampling import shard_plan
 from ..data.stream import batch_plan
 from ..results.curves import ALPHA_GRID
 from ..store.cache import DiskCache
-from .engine import FIRST_BATCH, SetStream, StreamProgress
+from .engine import FIRST_BATCH, StreamProgress
 from .runtime import ExperimentRuntime
+from .stream_state import SetStream
 from .sweep import (
     SweepResult,
     finish_sweep,

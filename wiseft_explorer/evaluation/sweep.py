@@ -17,8 +17,9 @@ from ..results.curves import ALPHA_GRID, Curves, store_curves, stored_curves
 from ..results.uncertainty import accuracy_intervals, endpoint_errors
 from ..store.cache import DiskCache
 from ..store.keys import cache_key
-from .engine import FIRST_BATCH, SetStream, StateStore, StreamJob, StreamProgress, stream_evaluate
+from .engine import FIRST_BATCH, StreamJob, StreamProgress, stream_evaluate
 from .runtime import ExperimentRuntime
+from .stream_state import SetStream, StateStore
 
 # (progress, snapshot): snapshot() builds the partial result (every alpha, on the images done so far) on demand.
 ProgressHook = Callable[[StreamProgress, Callable[[], "SweepResult"]], None]
