@@ -75,7 +75,9 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     from ..data.stream import LabelledImages, default_workers
     from ..experiment.spec import DEFAULT_EXPERIMENT, DatasetSpec, load_experiment
     from ..store.keys import zeroshot_identity
-    from ..training.finetune import FinetuneConfig, LoaderOptions, finetune, save_finetuned
+    from ..training.finetuning import finetune, save_finetuned
+    from ..training.loader import LoaderOptions
+    from ..training.recipe import FinetuneConfig
 
     if Path(args.out).suffix != ".safetensors":
         raise ValueError(f"{args.out}: the checkpoint must be a .safetensors file")

@@ -16,13 +16,8 @@ from torch import nn
 from ..core.checkpoints import OPEN_CLIP_FORMAT, load_checkpoint, save_checkpoint
 from ..core.heads import zero_shot_head
 from ..core.models import ImageClassifier, LoadedClip, classifier_metadata
-from ..training.finetune import (
-    FinetuneConfig,
-    FinetuneResult,
-    finetune_end_to_end,
-    finetune_linear,
-    save_finetuned,
-)
+from ..training.finetuning import FinetuneResult, finetune_end_to_end, finetune_linear, save_finetuned
+from ..training.recipe import FinetuneConfig
 from ..world.captions import DEMO_TEMPLATES
 from ..world.render import CLASSES
 from ..world.sets import SPECS, make_set

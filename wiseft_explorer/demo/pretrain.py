@@ -14,7 +14,7 @@ from open_clip.loss import ClipLoss
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..training.finetune import cosine_lr  # one warmup + cosine schedule for pretraining and fine-tuning
+from ..training.recipe import cosine_lr  # one warmup + cosine schedule for pretraining and fine-tuning
 from ..world.captions import caption, vocabulary_text
 from ..world.render import CLASSES
 from ..world.sets import WorldSet, make_set

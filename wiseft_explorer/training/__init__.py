@@ -5,9 +5,10 @@ Public names load lazily on first access (see `wiseft_explorer._lazy`)."""
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "finetune": (
-        "FinetuneConfig", "FinetuneResult", "LoaderOptions", "cosine_lr", "finetune", "finetune_end_to_end",
-        "finetune_linear", "image_features", "save_finetuned"
+    "finetuning": (
+        "FinetuneResult", "finetune", "finetune_end_to_end", "finetune_linear", "image_features", "save_finetuned"
     ),
+    "loader": ("LoaderOptions",),
+    "recipe": ("FinetuneConfig", "cosine_lr"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

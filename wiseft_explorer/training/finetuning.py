@@ -1,76 +1,31 @@
-"""Fine-tuning a zero-shot classifier with the paper's recipe: end-to-end (image tower + head) or linear classifier."""
+"""Fine-tuning a zero-shot classifier with the paper's recipe: end-to-end (image tower + head) or linear classifier.
+
+Both modes share one optimisation loop; the result is saved as a checkpoint of our format.
+"""
 
 from __future__ import annotations
 
 import copy
-import math
-import multiprocessing
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from ..core.checkpoints import save_checkpoint
 from ..core.distributed import Group
 from ..core.models import ImageClassifier
-from ..data.stream import collate_loaded, worker_context, worker_init
-from .distributed import RankBatches, data_parallel, gather_features, rank_indices, reduce_training
+from .distributed import data_parallel, gather_features, rank_indices, reduce_training
+from .loader import Batch, LoaderOptions, TrainData, as_dataset, loaded_batches, training_loader
+from .recipe import FinetuneConfig, as_run, cosine_lr, effective_warmup
 
-MODES = ("end-to-end", "linear")
-BN_MODES = ("frozen", "train")
 FEATURE_BATCH = 256  # images per batch of the linear mode's one feature pass
-# In-memory (images (N,3,H,W), labels (N,)) tensors, or a Dataset of (image, label) items, where an item is None
-# when its image could not be loaded (stream.LabelledImages over a folder).
-TrainData: TypeAlias = Dataset | tuple[torch.Tensor, torch.Tensor]
 ProgressCallback = Callable[[int, int, float], None]  # (step, total steps, loss)
-Batch = tuple[torch.Tensor, torch.Tensor]  # images (B,3,H,W) or features (B,D), labels (B,)
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """The fine-tuning recipe (defaults: the paper's, except lr/epochs/batch which depend on the data)."""
-
-    mode: str = "end-to-end"
-    epochs: int = 10
-    lr: float = 3e-5
-    batch_size: int = 128
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    warmup: int = 500  # steps of linear warmup before the cosine decay
-    grad_clip: float = 1.0
-    bn: str = "frozen"  # frozen: BatchNorm running statistics keep their pretrained values
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
-        if self.bn not in BN_MODES:
-            raise ValueError(f"bn must be one of {BN_MODES}, not {self.bn!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able recipe for checkpoint metadata."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class LoaderOptions:
-    """How training images are read, which is not part of the recipe: the same seed trains the same weights."""
-
-    workers: int = 0  # decoding worker processes; 0 decodes in the main process
-    context: multiprocessing.context.BaseContext | None = None  # start method; None: stream.worker_context()
-    prefetch: int = 2  # batches each worker decodes ahead
-
-    def __post_init__(self) -> None:
-        if self.workers < 0 or self.prefetch < 1:
-            raise ValueError(f"workers must be >= 0 and prefetch >= 1, not {self.workers} and {self.prefetch}")
 
 
 @dataclass
@@ -91,79 +46,6 @@ class FinetuneResult:
         return sum(self.losses[-per_epoch:]) / len(self.losses[-per_epoch:]) if self.losses else None
 
 
-def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warmup to `base`, then cosine decay to 0 at `total` steps."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def _as_dataset(data: TrainData) -> Dataset:
-    if isinstance(data, tuple):
-        images, labels = data
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        return TensorDataset(images, labels.long())
-    return data
-
-
-class _Numbered(Dataset):
-    """Items of a dataset with their indices, so that a batch can say which of its images failed to load."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[int, Any]:
-        return index, self.dataset[index]
-
-
-def collate_numbered(items: list[tuple[int, Any]]) -> tuple[Batch | None, list[int]]:
-    """A batch of the items that loaded (None when none did) and the indices of those that did not."""
-    failed = [index for index, item in items if item is None]
-    return collate_loaded([item for _, item in items]), failed
-
-
-def training_loader(data: TrainData, batch_size: int, device: torch.device | str = "cpu",
-                    options: LoaderOptions | None = None, seed: int | None = None, group: Group | None = None,
-                    indices: list[int] | None = None) -> DataLoader:
-    """A DataLoader of (Batch or None, failed indices): a seeded training pass, or with no seed the feature pass.
-
-    With a seed, every epoch is shuffled by a generator seeded with it and the last partial batch is dropped;
-    without one, every item comes once, in order. Workers decode ahead in processes from a forkserver (never plain
-    fork: the Streamlit server is multi-threaded); nothing holds the set, only the batches in flight (about
-    workers x prefetch). Workers are not persistent, so every epoch's iterator draws from the generator exactly
-    as with workers=0: the same seed gives the same order, whatever the workers. With a distributed `group`, each
-    rank reads its share of every one of those batches (`batch_size` is the global batch); `indices` limits the
-    feature pass to some items.
-    """
-    options = options or LoaderOptions()
-    workers, train = options.workers, seed is not None
-    context = (options.context or worker_context()) if workers else None
-    dataset = _Numbered(_as_dataset(data))
-    generator = torch.Generator().manual_seed(seed) if train else None
-    drop_last = train and len(dataset) > batch_size
-    sizes: dict[str, Any] = {"batch_size": batch_size, "shuffle": train, "drop_last": drop_last, "sampler": indices}
-    if train and group is not None and group.distributed:
-        # The very sampler a single process would build, drawing from the same generator: the same global batches.
-        sizes = {"batch_sampler": RankBatches(BatchSampler(RandomSampler(dataset, generator=generator), batch_size,
-                                                           drop_last), group)}
-    return DataLoader(dataset, **sizes, generator=generator, collate_fn=collate_numbered,
-                      num_workers=workers, multiprocessing_context=context,
-                      prefetch_factor=options.prefetch if workers else None, worker_init_fn=worker_init() if workers else None,
-                      pin_memory=torch.device(device).type == "cuda")  # pinned: copies to the GPU overlap compute
-
-
-def _loaded(loader: DataLoader, failed: set[int]) -> Iterator[Batch]:
-    """The loader's batches that have images; the indices of images that failed to load are added to `failed`."""
-    for batch, bad in loader:
-        failed.update(bad)
-        if batch is not None:  # a batch whose every image failed has nothing to train on
-            yield batch
-
-
 def set_train_mode(classifier: ImageClassifier, bn: str) -> None:
     """Training mode, except that BatchNorm layers stay in eval mode when bn='frozen'."""
     classifier.train()
@@ -172,11 +54,6 @@ def set_train_mode(classifier: ImageClassifier, bn: str) -> None:
         for module in classifier.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
-
-
-def effective_warmup(config: FinetuneConfig, total_steps: int) -> int:
-    """The warmup steps actually run: at most a tenth of a short run (it must not spend all its steps warming up)."""
-    return min(config.warmup, max(1, total_steps // 10))
 
 
 # (loss, logits, labels) of one training batch
@@ -240,8 +117,8 @@ def finetune_end_to_end(classifier: ImageClassifier, data: TrainData, config: Fi
         logits, labels = net(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
         return F.cross_entropy(logits, labels), logits, labels
 
-    losses, accuracy = _optimise(list(model.parameters()), lambda: _loaded(batches, failed), step_loss, config,
-                                 len(batches), "fine-tune (end-to-end)", progress, callback, group)
+    losses, accuracy = _optimise(list(model.parameters()), lambda: loaded_batches(batches, failed), step_loss,
+                                 config, len(batches), "fine-tune (end-to-end)", progress, callback, group)
     if not losses and failed:
         raise ValueError("no training image could be loaded")
     model.eval().requires_grad_(False)
@@ -261,8 +138,8 @@ def image_features(classifier: ImageClassifier, data: TrainData, device: torch.d
     feats, labels = [], []
     failed = set() if failed is None else failed
     group = group or Group()
-    indices = rank_indices(len(_as_dataset(data)), group) if group.distributed else None
-    for images, y in _loaded(training_loader(data, batch_size, device, loader, indices=indices), failed):
+    indices = rank_indices(len(as_dataset(data)), group) if group.distributed else None
+    for images, y in loaded_batches(training_loader(data, batch_size, device, loader, indices=indices), failed):
         feats.append(classifier.features(images.to(device, non_blocking=True)).float().cpu())
         labels.append(y.long())
     if group.distributed:
@@ -299,17 +176,11 @@ def finetune_linear(classifier: ImageClassifier, data: TrainData, config: Finetu
         logits, y = head(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
         return F.cross_entropy(logits, y), logits, y
 
-    losses, accuracy = _optimise(list(head.parameters()), lambda: _loaded(batches, set()), step_loss, config, len(batches),
-                       "fine-tune (linear classifier)", progress, callback)
+    losses, accuracy = _optimise(list(head.parameters()), lambda: loaded_batches(batches, set()), step_loss, config,
+                                 len(batches), "fine-tune (linear classifier)", progress, callback)
     model.requires_grad_(False)
     return FinetuneResult(model, as_run(config, "linear", len(batches)), losses, time.perf_counter() - start,
                           sorted(failed), accuracy)
-
-
-def as_run(config: FinetuneConfig, mode: str, steps_per_epoch: int) -> FinetuneConfig:
-    """The config as it was actually run: its mode, and the warmup a short run cut down (recorded in checkpoints)."""
-    warmup = effective_warmup(config, config.epochs * steps_per_epoch)
-    return FinetuneConfig(**{**config.to_dict(), "mode": mode, "warmup": warmup})
 
 
 def finetune(classifier: ImageClassifier, data: TrainData, config: FinetuneConfig,
