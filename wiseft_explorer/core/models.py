@@ -101,8 +101,8 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as err:  # torch's one-line message is quoted whole; its frames are noise
-        raise ModelLoadError(f"device {name!r} is not valid ({err}); use auto, cpu, cuda or mps") from None
+    except RuntimeError as err:
+        raise ModelLoadError(f"device {name!r} is not valid ({err}); use auto, cpu, cuda or mps") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"device {name!r} requested but CUDA is not available; use device = \"auto\" or \"cpu\"")
     return device

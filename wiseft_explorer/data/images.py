@@ -69,13 +69,15 @@ def _open(fp: BinaryIO, name: str) -> Image.Image:
             # Pillow only warns between 1x and 2x its pixel limit; treat both as a refusal.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # quoted whole: cause is noise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(name, f"refused as a possible decompression bomb ({exc}); "
-                               "downscale the image first") from None
+                               "downscale the image first") from exc
     except UnidentifiedImageError:  # Pillow's "cannot identify image file" says less than the sniffed kind
         raise ImageDecodeError(name, f"not an image ({_sniff(fp)}); expected PNG, JPEG, WebP, BMP, GIF "
                                f"or TIFF: {_FIX_FORMAT}") from None
-    except Exception as exc:  # malformed headers raise anything from SyntaxError to struct.error
+    # Deliberately broad: the bytes are untrusted and Pillow's header parsers raise anything from SyntaxError to
+    # struct.error; whatever it is, this one file is unreadable and the batch it came in goes on.
+    except Exception as exc:
         raise ImageDecodeError(name, f"truncated or corrupt image ({type(exc).__name__}: {exc}); "
                                "re-export or re-download the file") from exc
     if img.format not in SUPPORTED_FORMATS:
@@ -184,10 +186,10 @@ def decode_image(data: bytes | str | Path, name: str | None = None, max_pixels: 
         _check_pixels(img, name, max_pixels)
         try:
             img.load()  # decode now, inside the try: truncation surfaces here (LOAD_TRUNCATED_IMAGES stays off)
-        except Image.DecompressionBombError as exc:  # quoted whole: the cause is noise
+        except Image.DecompressionBombError as exc:
             raise ImageDecodeError(name, f"refused as a possible decompression bomb ({exc}); "
-                                   "downscale the image first") from None
-        except Exception as exc:
+                                   "downscale the image first") from exc
+        except Exception as exc:  # deliberately broad, as in _open: Pillow's decoders raise many types
             raise ImageDecodeError(name, f"truncated or corrupt image data ({exc}); "
                                    "re-export or re-download the file") from exc
         try:
@@ -196,7 +198,7 @@ def decode_image(data: bytes | str | Path, name: str | None = None, max_pixels: 
             oriented = img.copy()
     try:
         return to_rgb(oriented)
-    except Exception as exc:
+    except Exception as exc:  # deliberately broad: a mode Pillow cannot convert fails this file, not the batch
         raise ImageDecodeError(name, f"cannot convert {oriented.mode} pixels to RGB ({exc}); "
                                f"{_FIX_FORMAT}") from exc
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_text, remove_stale_temps
@@ -153,7 +153,7 @@ class DiskCache:
                 tensors = {name: fh.get_tensor(name) for name in names}
         except FileNotFoundError:
             raise
-        except Exception as exc:  # safetensors reports truncation and bad headers with several types
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:  # truncated or bad header, unreadable
             raise _BadEntry(f"unreadable (truncated or corrupt: {exc})") from exc
         version = header.get(_VERSION_KEY)
         if version != str(CACHE_VERSION):
@@ -162,8 +162,8 @@ class DiskCache:
             raise _BadEntry("damaged (checksum mismatch)")
         try:
             meta = json.loads(header.get(_META_KEY, "{}"))
-        except json.JSONDecodeError as exc:  # quoted whole; the parser's frames are noise
-            raise _BadEntry(f"damaged (metadata is not JSON: {exc})") from None
+        except json.JSONDecodeError as exc:
+            raise _BadEntry(f"damaged (metadata is not JSON: {exc})") from exc
         return tensors, meta
 
     def _discard(self, path: Path, reason: str) -> None:
