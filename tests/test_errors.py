@@ -128,9 +128,9 @@ def create_raises(monkeypatch):
     """Make open_clip's model creation raise what the test gives, with the tag checks (network probes) passed."""
     import open_clip
 
-    from wiseft_explorer.core import models
+    from wiseft_explorer.core import loading
 
-    monkeypatch.setattr(models, "check_tag_available", lambda name, tag: None)
+    monkeypatch.setattr(loading, "check_tag_available", lambda name, tag: None)
 
     def use(make_error):
         def create(*args, **kwargs):

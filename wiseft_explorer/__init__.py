@@ -20,8 +20,8 @@ _EXPORTS = {
     "experiment.spec": ("DEFAULT_EXPERIMENT", "DatasetSpec", "Experiment", "ExperimentError", "ModelSpec",
                         "load_experiment"),
     "core.interpolate": ("WeightSpace", "Working", "interpolate_state_dicts"),
-    "core.models": ("ImageClassifier", "LoadedClip", "ModelLoadError", "ModelPair", "load_clip", "load_models",
-                    "pick_device"),
+    "core.loading": ("load_clip", "load_models"),
+    "core.models": ("ImageClassifier", "LoadedClip", "ModelLoadError", "ModelPair", "pick_device"),
     "evaluation.runtime": ("ExperimentRuntime",),
     "evaluation.sweep": ("SweepResult", "run_sweep"),
 }

@@ -70,7 +70,8 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     import torch
 
     from ..core.heads import open_head_cache
-    from ..core.models import build_zeroshot, classifier_metadata, load_clip, pick_device
+    from ..core.loading import load_clip
+    from ..core.models import build_zeroshot, classifier_metadata, pick_device
     from ..data.sets import load_eval_set
     from ..data.stream import LabelledImages, default_workers
     from ..experiment.spec import DEFAULT_EXPERIMENT, DatasetSpec, load_experiment

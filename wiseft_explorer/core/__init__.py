@@ -18,10 +18,10 @@ _EXPORTS = {
         "zero_shot_head"
     ),
     "interpolate": ("HEAD_KEYS", "WeightSpace", "Working", "interpolate_state_dicts"),
+    "loading": ("load_clip", "load_finetuned", "load_models", "register_config"),
     "models": (
         "ImageClassifier", "LoadedClip", "ModelLoadError", "ModelPair", "autocast", "build_zeroshot",
-        "classifier_metadata", "load_clip", "load_finetuned", "load_models", "parameter_count", "pick_device",
-        "register_config"
+        "classifier_metadata", "parameter_count", "pick_device"
     ),
     "tags": ("is_download_failure",),
 }

@@ -1,15 +1,14 @@
-"""Models: open_clip loading (safely), the classifier (image tower + linear head), device and precision."""
+"""Models: the classifier (image tower + linear head), the loaded CLIP and the pair, device and precision.
+
+Loading them from files, tags or the Hub is `loading`'s work."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import json
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import open_clip
@@ -17,25 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..experiment.spec import Experiment, ModelSpec
 from ..store.cache import DiskCache
-from ..store.keys import file_digest, zeroshot_identity
-from .checkpoints import (
-    CLASSIFIER_FORMAT,
-    CheckpointError,
-    align_head_classes,
-    check_checkpoint_file,
-    check_compatible,
-    load_checkpoint,
-    load_full_state,
-    paper_state_to_classifier,
-    split_open_clip_state,
-)
-from .heads import HeadProgress, cached_zero_shot_head, open_head_cache
-from .tags import TagUnavailable, check_tag_available, is_download_failure, weights_follow_creation
-
-_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
-                 "open_clip_pytorch_model.bin", "pytorch_model.bin", "open_clip_pytorch_model.pth")
+from .checkpoints import CLASSIFIER_FORMAT
+from .heads import HeadProgress, cached_zero_shot_head
 
 
 class ModelLoadError(RuntimeError):
@@ -116,99 +99,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def register_config(path: Path, name: str) -> None:
-    """Register a custom open_clip model config (its file stem must be the model name)."""
-    if not path.is_file():
-        raise ModelLoadError(f"model config not found: {path}; fix zeroshot.config")
-    if path.stem != name:
-        raise ModelLoadError(f"model config {path.name} registers model '{path.stem}', but zeroshot.model is "
-                             f"'{name}': rename one so they match")
-    if name not in open_clip.list_models():
-        open_clip.add_model_config(path)
-
-
-def load_clip(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedClip:
-    """Load the zero-shot CLIP: an open_clip tag, a local file, hf-hub: id or local-dir:, never unpickling."""
-    if spec.config is not None:
-        register_config(spec.config, spec.name)
-    pretrained = spec.pretrained or ""
-    if spec.name.startswith("local-dir:"):
-        # open_clip would load the folder's weights itself, with a full-unpickle fallback: use our safe loader.
-        loaded = _load_from_dir(Path(spec.name.removeprefix("local-dir:")), spec.name)
-    elif pretrained.startswith("local-dir:"):
-        loaded = _load_from_dir(Path(pretrained.removeprefix("local-dir:")), spec.name)
-    elif pretrained.startswith("hf-hub:") or spec.name.startswith("hf-hub:"):
-        loaded = _load_from_hub(pretrained if pretrained.startswith("hf-hub:") else spec.name)
-    elif pretrained and Path(pretrained).is_file():
-        loaded = _create(spec.name, weights_follow=True)
-        state, _ = load_checkpoint(pretrained)
-        load_full_state(loaded.model, state, Path(pretrained).name)
-    else:
-        loaded = _create(spec.name, pretrained or None)
-    loaded.model.to(device).eval().requires_grad_(False)
-    return loaded
-
-
-def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None,
-            weights_follow: bool = False) -> LoadedClip:
-    if not name.startswith("local-dir:") and name not in open_clip.list_models():
-        raise ModelLoadError(f"unknown open_clip model '{name}'; see open_clip.list_models(), or give "
-                             "zeroshot.config for a custom architecture")
-    if tag:
-        try:
-            check_tag_available(name, tag)
-        except TagUnavailable as err:
-            raise ModelLoadError(str(err)) from err
-    try:
-        with weights_follow_creation() if weights_follow else contextlib.nullcontext():
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag)
-    except (RuntimeError, OSError) as err:
-        if not tag or not is_download_failure(err):
-            raise  # not a fetch failure (a bad config, a bug, out of memory): its own message says more
-        raise ModelLoadError(f"could not get pretrained weights '{tag}' for '{name}' ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0] if str(err) else 'no detail'}); download the checkpoint "
-                             "elsewhere and set zeroshot.pretrained to its file") from err
-    return LoadedClip(model, preprocess, open_clip.get_tokenizer(tokenizer_name or name), name)
-
-
-def _load_from_dir(folder: Path, name: str) -> LoadedClip:
-    """Build from a folder's open_clip_config.json, then load its weights through our safe loader."""
-    config = folder / "open_clip_config.json"
-    if not config.is_file():
-        raise ModelLoadError(f"local-dir:{folder} has no open_clip_config.json; save the model with "
-                             "open_clip's push_to_hf_hub layout or use a checkpoint file")
-    weights = next((folder / n for n in _WEIGHT_NAMES if (folder / n).is_file()), None)
-    if weights is None:
-        raise ModelLoadError(f"local-dir:{folder} has no weights file (expected one of {', '.join(_WEIGHT_NAMES)})")
-    # Give open_clip a folder with only the config, so it builds the model and transforms but never loads weights.
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(config, Path(tmp) / config.name)
-        loaded = _create(f"local-dir:{tmp}", tokenizer_name=f"local-dir:{folder}", weights_follow=True)
-    loaded.name = name
-    state, _ = load_checkpoint(weights)
-    load_full_state(loaded.model, state, weights.name)
-    return loaded
-
-
-def _load_from_hub(hub_id: str) -> LoadedClip:
-    """Fetch config and weights from the Hugging Face Hub, then load them like a local folder."""
-    from open_clip.pretrained import download_pretrained_from_hf
-
-    repo = hub_id.removeprefix("hf-hub:")
-    try:
-        config = Path(download_pretrained_from_hf(repo, filename="open_clip_config.json"))
-        weights = Path(download_pretrained_from_hf(repo))
-    except OSError as err:  # open_clip turns every hub failure (offline, 404, auth) into FileNotFoundError
-        raise ModelLoadError(f"could not fetch {hub_id} from the Hugging Face Hub ({type(err).__name__}). Offline? "
-                             "Download the repository elsewhere and use pretrained = \"local-dir:/path\"") from err
-    # The folder only pairs the two cached files for _load_from_dir; everything is read by the time it returns.
-    with tempfile.TemporaryDirectory(prefix="wiseft-hub-") as tmp:
-        folder = Path(tmp)
-        shutil.copy(config, folder / "open_clip_config.json")
-        (folder / weights.name).symlink_to(weights)
-        return _load_from_dir(folder, hub_id)
-
-
 def build_zeroshot(clip: LoadedClip, classnames: list[str] | tuple[str, ...], templates: list[str] | tuple[str, ...],
                    device: torch.device | str = "cpu", *, cache: DiskCache | None = None,
                    identity: Mapping[str, str] | None = None, progress: HeadProgress | None = None) -> ImageClassifier:
@@ -217,76 +107,6 @@ def build_zeroshot(clip: LoadedClip, classnames: list[str] | tuple[str, ...], te
     head = cached_zero_shot_head(clip.model, clip.tokenizer, classnames, templates, identity or {},
                                  cache if identity else None, device, progress)
     return ImageClassifier(copy.deepcopy(clip.model.visual), head).to(device).eval().requires_grad_(False)
-
-
-def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp: Experiment, *,
-                   cache: DiskCache | None = None, progress: HeadProgress | None = None) -> tuple[ImageClassifier, dict]:
-    """Load the fine-tuned classifier: our format, a plain open_clip state dict, or a converted paper checkpoint."""
-    tensors, metadata = load_checkpoint(path)
-    reference = zeroshot.state_dict()
-    fmt = metadata.get("format")
-    if fmt == CLASSIFIER_FORMAT or "head.weight" in tensors:
-        state = dict(tensors)
-        if metadata.get("model") not in (None, clip.name):
-            raise CheckpointError(f"{path.name} was fine-tuned from '{metadata['model']}', but the zero-shot model "
-                                  f"is '{clip.name}': use a matching pair")
-        if metadata.get("image_tower") == "zeroshot":  # linear-classifier checkpoints store only the head
-            state.update({k: v for k, v in reference.items() if k.startswith("visual.")})
-    elif any(k.startswith("image_encoder.model.visual.") for k in tensors):
-        state = paper_state_to_classifier(tensors)
-    elif any(k.startswith("visual.") for k in tensors):
-        state = _open_clip_state_to_classifier(tensors, zeroshot, clip, exp, path, cache, progress)
-    else:
-        raise CheckpointError(f"{path.name}: no image-tower weights found (expected keys 'visual.*' and "
-                              "'head.weight'): is this a fine-tuned CLIP checkpoint?")
-    note = align_head_classes(state, metadata.get("classnames"), exp.classnames, path.name)
-    if note:
-        metadata = {**metadata, "notes": [note]}
-    head = state.get("head.weight")
-    if head is not None and head.shape[0] != len(exp.classnames):
-        raise CheckpointError(f"{path.name}: its head has {head.shape[0]} classes but the experiment names "
-                              f"{len(exp.classnames)}; use the class list it was fine-tuned with")
-    check_compatible(reference, state, f"fine-tuned checkpoint {path.name}")
-    model = copy.deepcopy(zeroshot)
-    model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()}, strict=True)
-    return model.eval().requires_grad_(False), metadata
-
-
-def _open_clip_state_to_classifier(tensors: dict, zeroshot: ImageClassifier, clip: LoadedClip, exp: Experiment,
-                                   path: Path, cache: DiskCache | None = None,
-                                   progress: HeadProgress | None = None) -> dict[str, torch.Tensor]:
-    """A full fine-tuned open_clip model: its own text tower builds the head; image-tower-only: zero-shot head."""
-    visual, rest = split_open_clip_state(tensors)
-    state = dict(visual)
-    if any(k.startswith(("token_embedding", "text.", "transformer.")) for k in rest):
-        full = copy.deepcopy(clip.model).cpu()
-        load_full_state(full, dict(tensors), path.name)
-        # The checkpoint holds every weight; the zero-shot identity stands for the architecture and tokenizer.
-        identity = {**zeroshot_identity(exp.zeroshot), "finetuned": file_digest(path)}
-        head = cached_zero_shot_head(full, clip.tokenizer, exp.classnames, exp.templates, identity, cache, "cpu",
-                                     progress)
-        state.update(head.state_dict(prefix="head."))
-    else:
-        state.update({k: v for k, v in zeroshot.state_dict().items() if k.startswith("head.")})
-    return state
-
-
-def load_models(exp: Experiment, progress: HeadProgress | None = None) -> ModelPair:
-    """Load both models of an experiment on its device; text heads come from the disk cache when built before."""
-    device = pick_device(exp.device)
-    # Cheap problems first: the CLIP load and zero-shot head below take seconds to minutes.
-    if exp.finetuned is None:
-        raise ModelLoadError(f"{exp.name}: no [finetuned] checkpoint yet; make one with `wiseft-explorer finetune "
-                             "--experiment FILE --train TRAIN_FOLDER --out ft.safetensors` and add it to the "
-                             "experiment's [finetuned] table")
-    check_checkpoint_file(exp.finetuned)
-    clip = load_clip(exp.zeroshot, device)
-    cache = open_head_cache(exp.cache_dir)
-    # progress sees each head that is built (not found in the cache) from its first chunk to (C, C).
-    zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=cache,
-                              identity=zeroshot_identity(exp.zeroshot), progress=progress)
-    finetuned, metadata = load_finetuned(exp.finetuned, zeroshot, clip, exp, cache=cache, progress=progress)
-    return ModelPair(clip, zeroshot, finetuned.to(device), device, exp.precision, metadata)
 
 
 def parameter_count(module: nn.Module) -> int:

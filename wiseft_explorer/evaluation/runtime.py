@@ -13,7 +13,8 @@ import torch
 
 from ..core.heads import HeadProgress
 from ..core.interpolate import WeightSpace, Working
-from ..core.models import ImageClassifier, ModelPair, load_models, parameter_count
+from ..core.loading import load_models
+from ..core.models import ImageClassifier, ModelPair, parameter_count
 from ..data.sets import EvalSet, load_eval_set
 from ..data.stream import default_workers
 from ..experiment.spec import DatasetSpec, Experiment, load_experiment
