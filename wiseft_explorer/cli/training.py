@@ -90,12 +90,9 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     if args.experiment is None and group.is_root:
         print(f"experiment: the built-in demo ({DEFAULT_EXPERIMENT}); pass --experiment to fine-tune another model")
     exp = load_experiment(args.experiment, for_finetuning=True)
-    device = pick_device(exp.device)
-    clip = load_clip(exp.zeroshot, device)
-    zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=open_head_cache(exp.cache_dir),
-                              identity=zeroshot_identity(exp.zeroshot))
     source = args.train if args.train.startswith("world:") else str(Path(args.train).resolve())
     # An index only (paths and labels): images are decoded batch by batch while training, never held all at once.
+    # Read before the models load: a missing folder or an unknown class is reported in seconds, not after CLIP.
     train = load_eval_set(DatasetSpec("train", source, limit=args.limit, preset=args.train_preset), exp.classnames,
                           seed=args.seed)
     counts = _class_counts(train.labels.tolist(), exp.classnames, args.limit if group.is_root else None)
@@ -103,6 +100,10 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     workers = 0 if train.in_memory else (default_workers() if args.workers is None else args.workers)
     config = FinetuneConfig(mode=args.mode, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                             warmup=args.warmup, bn=args.bn, seed=args.seed)
+    device = pick_device(exp.device)
+    clip = load_clip(exp.zeroshot, device)
+    zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=open_head_cache(exp.cache_dir),
+                              identity=zeroshot_identity(exp.zeroshot))
     torch.manual_seed(args.seed)
     result = finetune(zeroshot, LabelledImages(train, clip.preprocess), config, device, progress=group.is_root,
                       loader=LoaderOptions(workers=workers), group=group)
