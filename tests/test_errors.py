@@ -237,6 +237,19 @@ def test_a_missing_model_config_is_named_before_the_clip_load(tiny, tmp_path, no
         load_models(_tiny_experiment(tiny, zeroshot=spec))
 
 
+def test_a_missing_training_folder_is_found_before_the_clip_load(tiny, tmp_path, no_clip, capsys):
+    code = cli.main(["finetune", "--experiment", str(tiny.toml), "--train", str(tmp_path / "no-such-folder"),
+                     "--out", str(tmp_path / "ft.safetensors")])
+    assert code != 0 and "no-such-folder" in capsys.readouterr().err
+
+
+def test_a_training_class_the_experiment_lacks_is_found_before_the_clip_load(tiny, tmp_path, no_clip, capsys):
+    (tmp_path / "train" / "not-a-class-of-the-experiment").mkdir(parents=True)
+    code = cli.main(["finetune", "--experiment", str(tiny.toml), "--train", str(tmp_path / "train"),
+                     "--out", str(tmp_path / "ft.safetensors")])
+    assert code != 0 and "not-a-class-of-the-experiment" in capsys.readouterr().err
+
+
 def test_the_tiny_experiment_still_loads(tiny):
     from wiseft_explorer.core import load_models
 
