@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
 from wiseft_explorer.experiment import load_experiment
 from wiseft_explorer.results import (
     ALPHA_GRID,
+    AVG_ROW,
     Curves,
     choose_alphas,
     curves_path,
@@ -106,3 +108,14 @@ def test_warm_start_draws_from_stored_curves_without_the_sweep(swept, monkeypatc
     values = {m.label: m.value for m in at.metric}
     assert values["ID at α = 0.35"] == f"{100 * result.top1('ID', 0.35):.1f}%"
     assert any("zero-shot" in md.value for md in at.sidebar.markdown)  # model facts still load after the body
+
+
+def test_the_shift_average_and_the_grid_have_one_home():
+    top1 = {"ID": {0.0: 0.5, 0.5: 0.7}, "A": {0.0: 0.2, 0.5: 0.4}, "B": {0.0: 0.4, 0.5: 0.3}}
+    curves = Curves("ID", None, ["A", "B"], [0.0, 0.5], top1)
+    assert curves.avg_shifts(0.5) == pytest.approx(0.35)
+    assert curves.accuracies(0.5) == pytest.approx({"ID": 0.7, "A": 0.4, "B": 0.3, AVG_ROW: 0.35})
+    live = {"ID": 0.6, "A": 0.1, "B": 0.2}  # e.g. evaluated live at an off-grid alpha
+    assert curves.with_average(live) == pytest.approx({**live, AVG_ROW: 0.15})
+    assert math.isnan(Curves("ID", None, [], [0.0], {"ID": {0.0: 0.5}}).accuracies(0.0)[AVG_ROW])
+    assert curves.grid_alpha(0.5 + 1e-7) == 0.5 and curves.grid_alpha(0.5 - 1e-5) is None

@@ -37,7 +37,7 @@ def test_the_output_space_curve_starts_and_ends_at_the_endpoints_and_mixes_logit
     result = run_sweep(runtime, ALPHA_GRID)
     pair = runtime.models
     for name in runtime.set_names:
-        ensemble, weights = result.ensemble[name], result.predictions[name]
+        ensemble, weights = result.ensemble_predictions[name], result.predictions[name]
         assert sorted(ensemble) == sorted(ALPHA_GRID)
         for end in (0.0, 1.0):  # exactly the endpoints' own predictions
             assert torch.equal(ensemble[end].pred, weights[end].pred) and ensemble[end].top1 == weights[end].top1
@@ -50,17 +50,17 @@ def test_the_output_space_curve_starts_and_ends_at_the_endpoints_and_mixes_logit
             assert torch.equal(ensemble[alpha].pred.long(), expected), (name, alpha)
             assert ensemble[alpha].top1 == float((expected == ev.labels).float().mean())
     # Somewhere between the ends the two kinds of mixing disagree, or there would be nothing to show.
-    assert any(not torch.equal(result.ensemble[n][a].pred, result.predictions[n][a].pred)
+    assert any(not torch.equal(result.ensemble_predictions[n][a].pred, result.predictions[n][a].pred)
                for n in runtime.set_names for a in ALPHA_GRID)
     # Kept in the cache and in the stored curves: a relaunch draws the ensemble without a model.
     again = cached_sweep(ExperimentRuntime(runtime.experiment))
-    assert {n: {a: p.top1 for a, p in by.items()} for n, by in again.ensemble.items()} == \
-        {n: {a: p.top1 for a, p in by.items()} for n, by in result.ensemble.items()}
+    assert {n: {a: p.top1 for a, p in by.items()} for n, by in again.ensemble_predictions.items()} == \
+        {n: {a: p.top1 for a, p in by.items()} for n, by in result.ensemble_predictions.items()}
     curves = Curves.from_json(result.curves().to_json())
-    assert curves.ensemble_curves().top1("ID", 0.5) == result.ensemble["ID"][0.5].top1
+    assert curves.ensemble_curves().top1("ID", 0.5) == result.ensemble_predictions["ID"][0.5].top1
 
 
 def test_a_sweep_without_both_endpoints_keeps_no_ensemble(tiny, tmp_path):
     runtime = ExperimentRuntime(dataclasses.replace(load_experiment(tiny.toml), cache_dir=tmp_path / "cache"))
     result = run_sweep(runtime, [0.0, 0.4])
-    assert all(not by for by in result.ensemble.values()) and result.curves().ensemble_curves() is None
+    assert result.ensemble_predictions == {} and result.ensemble == {} and result.curves().ensemble_curves() is None

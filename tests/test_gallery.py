@@ -10,7 +10,6 @@ from wiseft_explorer.presentation import (
     apply_filter,
     filter_counts,
     gallery_frame,
-    grid_alpha,
     neighbours,
     probabilities_over_grid,
 )
@@ -30,7 +29,7 @@ def _result() -> SweepResult:
         probs = torch.nn.functional.one_hot(pred, 2).float() * 0.8 + 0.1
         preds[alpha] = Predictions(float((pred == LABELS).float().mean()), pred, pred == LABELS,
                                    torch.arange(len(pred)), len(pred), probs)
-    return SweepResult("ID", None, [], sorted(PREDS), {"ID": preds})
+    return SweepResult("ID", None, [], sorted(PREDS), predictions={"ID": preds})
 
 
 def test_frame_reads_grid_predictions():
@@ -58,7 +57,7 @@ def test_changed_near_alpha_only_looks_at_neighbours():
 
 def test_off_grid_alpha_needs_live_predictions():
     result = _result()
-    assert grid_alpha(result, 0.3) is None and grid_alpha(result, 0.25000001) == 0.25
+    assert result.grid_alpha(0.3) is None and result.grid_alpha(0.25000001) == 0.25
     with pytest.raises(ValueError, match="not on the sweep grid"):
         gallery_frame(result, "ID", 0.3, LABELS, CLASSES)
     live = Predictions(1.0, LABELS.clone(), torch.ones(5, dtype=torch.bool), torch.arange(5), 5)

@@ -35,7 +35,7 @@ def test_job_streams_every_alpha_at_once_and_ends_with_the_direct_sweep(tiny, tm
     first = partials[0]
     assert first.alphas == list(ALPHA_GRID)
     assert all(set(by) == set(ALPHA_GRID) for by in first.predictions.values())
-    assert all(0 < n < total for n, total in first.counts().values())
+    assert all(0 < n < total for n, total in first.counts.values())
     sizes = [s.images[0] for s in partials]
     assert sizes == sorted(sizes) and sizes[-1] < total
     assert "images" in seen[0].message and f"of {total} images" in seen[0].message

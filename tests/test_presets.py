@@ -289,7 +289,7 @@ def test_preset_sets_stream_to_the_in_memory_reference(tiny, tmp_path, family):
         assert torch.equal(got.pred.long(), expected.pred) and got.top1 == expected.top1, (name, alpha)
         if ev.class_indices is not None:
             assert set(got.pred.tolist()) <= set(ev.class_indices.tolist())
-    assert set(result.counts()) == set(runtime.set_names)
+    assert set(result.counts) == set(runtime.set_names)
 
 
 def test_a_preset_experiment_survives_the_models_page_form_and_toml(tmp_path):

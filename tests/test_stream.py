@@ -80,7 +80,7 @@ def test_limit_draws_a_seeded_sample_covering_every_class(tiny, tmp_path):
     assert other.eval_set("ID").paths != ev.paths  # another seed, another sample, recorded in the set's key
     assert other.set_fingerprint("ID") != runtime.set_fingerprint("ID")
     result = run_sweep(runtime, [0.0, 1.0])
-    assert result.seed == 0 and result.counts() == {"ID": (6, 6)}
+    assert result.seed == 0 and result.counts == {"ID": (6, 6)}
 
 
 @pytest.mark.parametrize("workers", [0, 1])

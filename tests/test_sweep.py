@@ -22,7 +22,8 @@ from wiseft_explorer.evaluation import (
     run_sweep,
     summarise,
 )
-from wiseft_explorer.results import ALPHA_GRID, PAPER_ALPHA, choose_alphas
+from wiseft_explorer.evaluation.sweep_result import entry_predictions, entry_tensors, scored
+from wiseft_explorer.results import ALPHA_GRID, PAPER_ALPHA, Curves, choose_alphas
 from wiseft_explorer.store import CacheWarning, DiskCache
 
 ALPHAS = [0.0, 0.5, 1.0]
@@ -69,7 +70,7 @@ def test_first_sweep_computes_every_entry_and_reports_progress(study):
     assert [p.first_round for p in study.progress][:3] == [False, False, True]
     assert study.progress[-1].line().startswith("40 of 40 images (100%)")
     assert study.result.alphas == ALPHAS and study.result.shift_sets == ["Dark", "Sub"]
-    assert study.result.complete and study.result.counts() == {"ID": (18, 18), "Dark": (10, 10), "Sub": (12, 12)}
+    assert study.result.complete and study.result.counts == {"ID": (18, 18), "Dark": (10, 10), "Sub": (12, 12)}
 
 
 def test_second_sweep_computes_nothing(study, monkeypatch):
@@ -175,8 +176,8 @@ def fake_result(id_val: str | None, tops: dict[str, list[float]], alphas: list[f
         return Predictions(top1, torch.zeros(1, dtype=torch.long), torch.ones(1, dtype=torch.bool),
                            torch.zeros(1, dtype=torch.long), 1)
     shifts = [n for n in tops if n not in ("ID", id_val)]
-    return SweepResult("ID", id_val, shifts, alphas,
-                       {name: {a: preds(v) for a, v in zip(alphas, values, strict=True)} for name, values in tops.items()})
+    return SweepResult("ID", id_val, shifts, alphas, predictions={
+        name: {a: preds(v) for a, v in zip(alphas, values, strict=True)} for name, values in tops.items()})
 
 
 def test_choose_alphas():
@@ -196,3 +197,39 @@ def test_choose_alphas():
 
 def test_alpha_grid():
     assert len(ALPHA_GRID) == 21 and ALPHA_GRID[0] == 0.0 and ALPHA_GRID[-1] == 1.0 and 0.05 in ALPHA_GRID
+
+
+def test_a_sweep_result_is_its_curves_kept_in_step_with_its_predictions():
+    result = fake_result(None, {"ID": [], "A": [], "B": []}, [])
+    result.alphas = [0.0, 0.5, 1.0]
+    assert isinstance(result, Curves) and result.top1s == {"ID": {}, "A": {}, "B": {}} and result.counts == {}
+    one = fake_result(None, {"ID": [0.1, 0.2, 0.3], "A": [0.5, 0.6, 0.4], "B": [0.3, 0.2, 0.1]}, result.alphas)
+    result.record({"B": one.predictions["B"], "A": one.predictions["A"]}, {"A": one.predictions["B"]})
+    assert list(result.top1s) == ["ID", "A", "B"] and list(result.counts) == ["A", "B"]  # the sets' order stays
+    assert result.top1("A", 0.5) == 0.6 and result.ensemble == {}  # an ensemble of only some sets is not shown
+    result.record({"ID": one.predictions["ID"]}, {"ID": one.predictions["A"], "B": one.predictions["ID"]})
+    assert result.accuracies(0.5) == pytest.approx({"ID": 0.2, "A": 0.6, "B": 0.2, "avg_shifts": 0.4})
+    assert result.counts == {"ID": (1, 1), "A": (1, 1), "B": (1, 1)} and result.images == (3, 3)
+    assert list(result.ensemble) == ["ID", "A", "B"] and result.ensemble_curves().top1("A", 1.0) == 0.1
+    assert set(result.errors) == set(result.intervals) == {"ID", "A", "B", "avg_shifts"}
+    curves = result.curves()
+    assert type(curves) is Curves and curves.to_json() == result.to_json()
+    curves.top1s["ID"][0.5] = 1.0
+    assert result.top1("ID", 0.5) == 0.2  # a copy
+
+
+def test_a_cache_entry_reads_back_as_the_predictions_it_was_made_of():
+    labels = torch.tensor([0, 1, 1])
+    alphas = [1.0, 0.0]
+    by_alpha = {a: scored(torch.tensor(row, dtype=torch.int16), labels, torch.tensor([0, 2, 5]), 7,
+                          torch.rand(3, 2).half())
+                for a, row in zip(alphas, ([0, 1, 0], [1, 1, 1]), strict=True)}
+    tensors = entry_tensors(by_alpha, labels)
+    back, ensemble = entry_predictions(tensors, [by_alpha[a].top1 for a in sorted(alphas)], 7, alphas)
+    assert ensemble == {} and sorted(back) == sorted(alphas)
+    for alpha, p in by_alpha.items():
+        q = back[alpha]
+        assert (q.top1, q.total, q.n) == (p.top1, 7, 3)
+        assert all(torch.equal(getattr(q, k), getattr(p, k)) for k in ("pred", "correct", "index", "probs"))
+    _, ensemble = entry_predictions(entry_tensors(by_alpha, labels, by_alpha), [0.0, 0.0], 7, alphas)
+    assert ensemble[1.0].top1 == pytest.approx(2 / 3) and torch.equal(ensemble[0.0].correct, by_alpha[0.0].correct)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
 import torch
 from libkit import shared_runtime
 
-from wiseft_explorer.evaluation import run_sweep
+from wiseft_explorer.evaluation import SweepResult, run_sweep
 from wiseft_explorer.results import (
     AVG_ROW,
     Curves,
@@ -97,14 +96,13 @@ def test_curves_carry_the_errors_through_json(swept):
         assert low <= curves.accuracies(0.5)[key] <= high
 
 
-def test_no_paired_errors_when_the_ends_saw_other_images(swept):
+def test_no_paired_errors_while_a_set_lacks_an_end(swept):
     result, _ = swept
-    stripped = copy.deepcopy(result)
-    zs = stripped.predictions["ID"][0.0]
-    zs.pred, zs.correct, zs.index = zs.pred[:5], zs.correct[:5], zs.index[:5]  # e.g. a sample of another size
-    assert endpoint_errors(stripped) == {}
-    with pytest.raises(ValueError, match="not evaluated on the same images"):
-        compare_to_ends(stripped, 0.5)
+    partial = SweepResult(result.id_set, result.id_val, result.shift_sets, result.alphas,
+                          predictions={**result.predictions, "ID": {0.5: result.predictions["ID"][0.5]}})
+    assert partial.errors == endpoint_errors(partial) == {} and result.errors != {}
+    with pytest.raises(ValueError, match="no predictions at alpha 0.5 or at an end"):
+        compare_to_ends(partial, 0.5)
 
 
 def test_wilson_interval():

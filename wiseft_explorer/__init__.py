@@ -23,7 +23,8 @@ _EXPORTS = {
     "core.loading": ("load_clip", "load_models"),
     "core.models": ("ImageClassifier", "LoadedClip", "ModelLoadError", "ModelPair", "pick_device"),
     "evaluation.runtime": ("ExperimentRuntime",),
-    "evaluation.sweep": ("SweepResult", "run_sweep"),
+    "evaluation.sweep": ("run_sweep",),
+    "evaluation.sweep_result": ("SweepResult",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 

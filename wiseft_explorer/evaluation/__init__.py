@@ -19,9 +19,7 @@ _EXPORTS = {
     "result_files": ("ResultsError", "import_results", "sweep_predictions", "write_results"),
     "runtime": ("ExperimentRuntime", "WORKING_POOL"),
     "stream_state": ("StateStore",),
-    "sweep": (
-        "Predictions", "SweepResult", "cached_sweep", "evaluate_at", "plan_sweep", "run_sweep", "state_store",
-        "summarise"
-    ),
+    "sweep": ("cached_sweep", "evaluate_at", "plan_sweep", "run_sweep", "state_store"),
+    "sweep_result": ("Predictions", "SweepResult", "summarise"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

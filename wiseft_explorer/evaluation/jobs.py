@@ -11,7 +11,8 @@ from ..results.curves import ALPHA_GRID
 from ..store.cache import DiskCache
 from .engine import StreamProgress
 from .runtime import ExperimentRuntime
-from .sweep import SweepResult, run_sweep
+from .sweep import run_sweep
+from .sweep_result import SweepResult
 
 SNAPSHOT_SECONDS = 1.0  # how often readers get a new partial result while the sets stream
 

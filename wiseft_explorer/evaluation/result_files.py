@@ -22,7 +22,8 @@ from ..results.curves import ALPHA_GRID, store_curves
 from ..store.atomic import atomic_path
 from ..store.cache import DiskCache
 from .runtime import ExperimentRuntime
-from .sweep import Predictions, SweepResult, cached_sweep, entry_key, entry_tensors
+from .sweep import cached_sweep, entry_key
+from .sweep_result import Predictions, SweepResult, entry_predictions, entry_tensors
 
 FORMAT = "wiseft-sweep-per-image/1"
 SUFFIX = ".per-image.safetensors"
@@ -62,7 +63,7 @@ def write_results(runtime: ExperimentRuntime, result: SweepResult, jsonl: str | 
     for i, (name, by_alpha) in enumerate(result.predictions.items()):
         first = next(iter(by_alpha.values()))
         labels = runtime.eval_set(name).labels[first.index]
-        tensors.update({f"{i}.{k}": v for k, v in entry_tensors(by_alpha, labels, result.ensemble.get(name)).items()})
+        tensors.update({f"{i}.{k}": v for k, v in entry_tensors(by_alpha, labels, result.ensemble_predictions.get(name)).items()})
         sets.append({"name": name, "total": first.total, "top1": [by_alpha[a].top1 for a in sorted(by_alpha)],
                      "identity": set_identity(runtime, name)})
     meta = {"format": FORMAT, "experiment": runtime.experiment.name, "alphas": json.dumps(sorted(result.alphas)),
@@ -135,8 +136,7 @@ def import_results(runtime: ExperimentRuntime, jsonl: str | Path, cache: DiskCac
     cache = cache or DiskCache(runtime.experiment.cache_dir)
     origins = [{**p, "imported": str(jsonl)} for p in json.loads(meta["provenance"])]
     for i, entry in enumerate(sets):
-        part = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == str(i)}
-        cache.put(entry_key(runtime, entry["name"], alphas, None), part,
+        cache.put(entry_key(runtime, entry["name"], alphas, None), _part(tensors, i),
                   {"top1": entry["top1"], "total": entry["total"], "set": entry["name"], "alphas": alphas,
                    "provenance": origins[0] if origins else {"imported": str(jsonl)}})
     result = cached_sweep(runtime, ALPHA_GRID, cache)
@@ -154,9 +154,10 @@ def sweep_predictions(path: str | Path) -> dict[str, dict[float, Predictions]]:
     tensors, meta = _read(Path(path))
     alphas, out = json.loads(meta["alphas"]), {}
     for i, entry in enumerate(json.loads(meta["sets"])):
-        index, pred, labels = tensors[f"{i}.index"], tensors[f"{i}.pred"], tensors[f"{i}.labels"]
-        probs = tensors.get(f"{i}.probs")
-        out[entry["name"]] = {a: Predictions(entry["top1"][c], pred[:, c], pred[:, c].long() == labels, index,
-                                             entry["total"], None if probs is None else probs[c])
-                              for c, a in enumerate(alphas)}
+        out[entry["name"]], _ = entry_predictions(_part(tensors, i), entry["top1"], entry["total"], alphas)
     return out
+
+
+def _part(tensors: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+    """Set number i's tensors of a per-image file, named as in a cache entry (entry_tensors)."""
+    return {k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == str(i)}

@@ -5,10 +5,7 @@ Public names load lazily on first access (see `wiseft_explorer._lazy`)."""
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "gallery": (
-        "FILTERS", "apply_filter", "filter_counts", "gallery_frame", "grid_alpha", "neighbours",
-        "probabilities_over_grid"
-    ),
+    "gallery": ("FILTERS", "apply_filter", "filter_counts", "gallery_frame", "neighbours", "probabilities_over_grid"),
     "lesson": ("LessonStep", "lesson_steps", "step_index"),
     "plots": ("CURRENT",),
 }

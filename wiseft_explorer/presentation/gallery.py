@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from ..evaluation.sweep import Predictions, SweepResult
+from ..evaluation.sweep_result import Predictions, SweepResult
+from ..results.curves import ALPHA_TOL
 
 FILTERS: dict[str, str] = {
     "all": "All images",
@@ -16,19 +17,13 @@ FILTERS: dict[str, str] = {
     "rescued": "Rescued by WiSE-FT (right at α, wrong at zero-shot or fine-tuned)",
     "changed": "Changed near α (prediction flips within one grid step of α)",
 }
-_TOL = 1e-6
-
-
-def grid_alpha(result: SweepResult, alpha: float) -> float | None:
-    """The grid alpha equal to `alpha` (within rounding), or None when alpha is off the grid."""
-    return next((a for a in result.alphas if abs(a - alpha) < _TOL), None)
 
 
 def neighbours(result: SweepResult, alpha: float) -> list[float]:
     """Grid alphas within one grid step of alpha (at least the two nearest, e.g. when extrapolating)."""
     grid = sorted(result.alphas)
     step = min((b - a for a, b in zip(grid, grid[1:], strict=False)), default=1.0)
-    near = [a for a in grid if abs(a - alpha) <= step + _TOL]
+    near = [a for a in grid if abs(a - alpha) <= step + ALPHA_TOL]
     return near if len(near) >= 2 else sorted(sorted(grid, key=lambda a: abs(a - alpha))[:2])
 
 
@@ -45,7 +40,7 @@ def gallery_frame(result: SweepResult, set_name: str, alpha: float, labels: torc
     a sample). While a sweep streams, only the images evaluated so far (at every alpha involved) have rows.
     """
     preds = result.predictions[set_name]
-    on_grid = grid_alpha(result, alpha)
+    on_grid = result.grid_alpha(alpha)
     if on_grid is not None:
         at = preds[on_grid]
     elif live is not None:

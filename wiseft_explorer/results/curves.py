@@ -7,7 +7,7 @@ so a warm start reads them from a JSON file before torch, open_clip or any model
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,8 @@ from ..store.keys import cache_key, default_cache_dir, experiment_fingerprint, s
 
 ALPHA_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
 PAPER_ALPHA = 0.5
+ALPHA_TOL = 1e-6  # an alpha this close to a grid alpha is that grid alpha (typed or parsed values carry rounding)
+AVG_ROW = "avg_shifts"  # the shift average's row and column, beside the sets'
 CURVES_FOLDER = "curves"
 
 
@@ -47,17 +49,16 @@ class Curves:
         return list(self.top1s)
 
     def grid_alpha(self, alpha: float) -> float | None:
-        """The alpha of the curves equal to `alpha` (within rounding), or None when alpha is off their grid."""
-        return next((a for a in self.alphas if abs(a - alpha) < 1e-9), None)
+        """The alpha of the curves equal to `alpha` (within ALPHA_TOL), or None when alpha is off their grid."""
+        return next((a for a in self.alphas if abs(a - alpha) < ALPHA_TOL), None)
 
     def top1(self, set_name: str, alpha: float) -> float:
         """Top-1 accuracy of one set at one grid alpha."""
         return self.top1s[set_name][alpha]
 
-    def avg_shifts(self, alpha: float, shifts: Sequence[str] | None = None) -> float:
-        """Mean top-1 over the shift sets (or the given ones) at alpha."""
-        names = list(shifts) if shifts is not None else self.shift_sets
-        return sum(self.top1(s, alpha) for s in names) / len(names) if names else float("nan")
+    def avg_shifts(self, alpha: float) -> float:
+        """Mean top-1 over the shift sets at alpha."""
+        return shift_average({s: self.top1(s, alpha) for s in self.shift_sets}, self.shift_sets)
 
     def error(self, key: str, alpha: float) -> tuple[float, float] | None:
         """Standard errors of (alpha - zero-shot, alpha - fine-tuned) for a set or avg_shifts, if the sweep had them."""
@@ -76,7 +77,11 @@ class Curves:
 
     def accuracies(self, alpha: float) -> dict[str, float]:
         """Every set's top-1 and 'avg_shifts' at one grid alpha."""
-        return {**{name: self.top1(name, alpha) for name in self.top1s}, "avg_shifts": self.avg_shifts(alpha)}
+        return self.with_average({name: self.top1(name, alpha) for name in self.top1s})
+
+    def with_average(self, top1: Mapping[str, float]) -> dict[str, float]:
+        """Sets' top-1 at one alpha (e.g. evaluated live off the grid) and their 'avg_shifts' over these shift sets."""
+        return {**top1, AVG_ROW: shift_average(top1, self.shift_sets)}
 
     def table(self) -> pd.DataFrame:
         """One row per alpha: each set's top-1 (fractions) and avg_shifts."""
@@ -121,11 +126,16 @@ class Curves:
         def pairs(key: str) -> dict[str, dict[float, tuple[float, float]]]:
             return {s: {float(a): (float(v[0]), float(v[1])) for a, v in by.items()} for s, by in data[key].items()}
 
-        ensemble = {s: {float(a): float(v) for a, v in by.items()} for s, by in data.get("ensemble", {}).items()}
+        ensemble = {s: {float(a): float(v) for a, v in by.items()} for s, by in data["ensemble"].items()}
         return cls(data["id_set"], data["id_val"], list(data["shift_sets"]), [float(a) for a in data["alphas"]],
-                   top1s, {str(k): str(v) for k, v in data.get("about", {}).items()}, pairs("errors"),
+                   top1s, {str(k): str(v) for k, v in data["about"].items()}, pairs("errors"),
                    pairs("intervals"), {s: (int(v[0]), int(v[1])) for s, v in data["counts"].items()}, data["seed"],
                    ensemble)
+
+
+def shift_average(top1: Mapping[str, float], shifts: Sequence[str]) -> float:
+    """The paper's avg_shifts: mean top-1 over the shift sets (NaN without any)."""
+    return sum(top1[s] for s in shifts) / len(shifts) if shifts else float("nan")
 
 
 def choose_alphas(curves: Curves) -> dict[str, float]:

@@ -9,7 +9,8 @@ from typing import Protocol
 import pandas as pd
 import torch
 
-AVG_ROW = "avg_shifts"
+from .curves import AVG_ROW, shift_average
+
 ENDS = (0.0, 1.0)
 Z95 = 1.959964  # two-sided 95% normal quantile
 
@@ -63,7 +64,7 @@ def accuracy_intervals(result: Swept) -> dict[str, dict[float, tuple[float, floa
             if not all(alpha in out[s] for s in shifts):
                 continue
             # Disjoint sets: the half-widths add in quadrature, and the mean divides them by k.
-            mean = sum(result.predictions[s][alpha].top1 for s in shifts) / len(shifts)
+            mean = shift_average({s: result.predictions[s][alpha].top1 for s in shifts}, shifts)
             half = math.sqrt(sum(((out[s][alpha][1] - out[s][alpha][0]) / 2) ** 2 for s in shifts)) / len(shifts)
             out[AVG_ROW][alpha] = (max(0.0, mean - half), min(1.0, mean + half))
     return out
@@ -83,13 +84,15 @@ def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor) -> tuple
 
 
 def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, tuple[float, float, int]]] | None:
-    """Per set: (difference, standard error, n) against each end, or None without per-image correctness."""
+    """Per set: (difference, standard error, n) against each end, or None when a set lacks alpha or an end.
+
+    A set's alphas come from one stream or one cache entry, so they always saw the same images."""
     out = {}
     for name, by_alpha in result.predictions.items():
         here = by_alpha.get(alpha)
         ends = [by_alpha.get(end) for end in ENDS]
-        if here is None or any(e is None or e.n != here.n for e in ends):
-            return None  # an end is missing, or was evaluated on other images (a cached entry of another sample)
+        if here is None or any(e is None for e in ends):
+            return None
         out[name] = {end: (*paired_difference(here.correct, e.correct), len(here.correct))
                      for end, e in zip(ENDS, ends, strict=True)}
     return out
@@ -126,7 +129,7 @@ def compare_to_ends(result: Swept, alpha: float = 0.5) -> pd.DataFrame:
         raise ValueError(f"the sweep has no alpha {missing[0]}; compare needs 0, {alpha} and 1 in the grid")
     pairs = _pairs(result, alpha)
     if pairs is None:
-        raise ValueError(f"alpha {alpha} and the two ends were not evaluated on the same images")
+        raise ValueError(f"a set has no predictions at alpha {alpha} or at an end yet")
     _with_average(pairs, result.shift_sets)
     rows = {name: {"n": by_end[0.0][2], "vs_zeroshot": by_end[0.0][0], "vs_zeroshot_se": by_end[0.0][1],
                    "vs_finetuned": by_end[1.0][0], "vs_finetuned_se": by_end[1.0][1]} for name, by_end in pairs.items()}

@@ -7,7 +7,7 @@ import streamlit as st
 from ..data.sets import load_batch
 from ..evaluation.predict import curve_frame, probability_along_alpha
 from ..evaluation.runtime import ExperimentRuntime
-from ..evaluation.sweep import SweepResult
+from ..evaluation.sweep_result import SweepResult
 from ..presentation import plots
 from ..presentation.gallery import (
     FILTERS,

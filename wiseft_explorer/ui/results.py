@@ -13,9 +13,9 @@ from streamlit.delta_generator import DeltaGenerator
 from ..evaluation.engine import StreamProgress
 from ..evaluation.jobs import JobStatus, SweepJob
 from ..evaluation.runtime import ExperimentRuntime
-from ..evaluation.sweep import Predictions, SweepResult, cached_sweep, evaluate_at, run_sweep
+from ..evaluation.sweep import cached_sweep, evaluate_at, run_sweep
+from ..evaluation.sweep_result import Predictions, SweepResult
 from ..experiment.spec import Experiment
-from ..presentation.gallery import grid_alpha
 from ..results.curves import ALPHA_GRID, Curves
 from ..store.keys import cache_key
 
@@ -181,24 +181,19 @@ def live_predictions(runtime: ExperimentRuntime, alpha: float) -> dict[str, Pred
 
 def accuracies_at(runtime: ExperimentRuntime, result: SweepResult, alpha: float) -> dict[str, float]:
     """Top-1 of every set and the shift average at alpha: from the sweep on the grid, live otherwise."""
-    on_grid = grid_alpha(result, alpha)
+    on_grid = result.grid_alpha(alpha)
     if on_grid is not None:
-        acc = {name: result.top1(name, on_grid) for name in result.predictions}
-    else:
-        live = live_predictions(runtime, alpha)
-        acc = {name: p.top1 for name, p in live.items()}
-        sampled = [p for p in live.values() if p.n < p.total]
-        if sampled:  # large sets: an off-grid alpha is estimated on a fair sample, so say so
-            st.caption(f"α = {alpha:g} is off the grid: estimated live on a fair sample of up to "
-                       f"{LIVE_MAX_IMAGES:,} images per set ({sum(p.n for p in live.values()):,} of "
-                       f"{sum(p.total for p in live.values()):,}); grid values use every image.")
-    shifts = result.shift_sets
-    acc["avg_shifts"] = sum(acc[s] for s in shifts) / len(shifts) if shifts else float("nan")
-    return acc
+        return result.accuracies(on_grid)
+    live = live_predictions(runtime, alpha)
+    if any(p.n < p.total for p in live.values()):  # large sets: an off-grid alpha is estimated on a fair sample
+        st.caption(f"α = {alpha:g} is off the grid: estimated live on a fair sample of up to "
+                   f"{LIVE_MAX_IMAGES:,} images per set ({sum(p.n for p in live.values()):,} of "
+                   f"{sum(p.total for p in live.values()):,}); grid values use every image.")
+    return result.with_average({name: p.top1 for name, p in live.items()})
 
 
 def set_predictions(runtime: ExperimentRuntime, result: SweepResult, set_name: str, alpha: float) -> Predictions | None:
     """Live predictions of one set at an alpha the sweep lacks (None when the sweep has it)."""
-    if grid_alpha(result, alpha) is not None:
+    if result.grid_alpha(alpha) is not None:
         return None
     return live_predictions(runtime, alpha)[set_name]
