@@ -10,7 +10,7 @@ _EXPORTS = {
     "distributed_sweep": ("run_sweep_distributed",),
     "engine": ("StreamJob", "StreamProgress", "stream_evaluate"),
     "export": ("export_bytes", "export_interpolated"),
-    "jobs": ("JobStatus", "SweepJob"),
+    "jobs": ("FinishedJob", "JobStatus", "SweepJob", "SweepJobs", "sweep_key"),
     "predict": (
         "ImageAnalysis", "TopK", "analyse_files", "analyse_images", "curve_frame", "drawing_picture",
         "example_indices", "predict_three", "preprocess", "probability_along_alpha", "set_example"

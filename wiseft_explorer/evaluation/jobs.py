@@ -1,17 +1,21 @@
-"""Background sweeps: the streaming alpha sweep in a worker thread, exposing progress and partial results."""
+"""Background sweeps: the streaming alpha sweep in a worker thread, exposing progress and partial results, and the
+per-process registry that gives every experiment one such sweep, however many sessions watch it."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..results.curves import ALPHA_GRID
 from ..store.cache import DiskCache
+from ..store.keys import cache_key
 from .engine import StreamProgress
 from .runtime import ExperimentRuntime
-from .sweep import run_sweep
+from .sweep import cached_sweep, run_sweep
 from .sweep_result import SweepResult
 
 SNAPSHOT_SECONDS = 1.0  # how often readers get a new partial result while the sets stream
@@ -95,3 +99,56 @@ class SweepJob:
         """Block until the sweep is finished (or the timeout passes); returns the status."""
         self._thread.join(timeout)
         return self.status()
+
+
+class FinishedJob:
+    """A job stand-in for a complete sweep: found in the disk cache (a warm start starts no thread) or imported."""
+
+    def __init__(self, result: SweepResult) -> None:
+        self._status = JobStatus(1, 1, "from cache", result, True, None)
+
+    def status(self) -> JobStatus:
+        """Always finished, with the result."""
+        return self._status
+
+
+_SWEEP_KEYS: weakref.WeakKeyDictionary[ExperimentRuntime, str] = weakref.WeakKeyDictionary()
+
+
+def sweep_key(runtime: ExperimentRuntime) -> str:
+    """Identity of an experiment's sweep: its models, prompts and every set's content.
+
+    Computed once per shared runtime: the app's progress fragment asks every second, and a folder set's fingerprint
+    stats every file in it (the runtime also decodes each set only once, so the answer cannot change under it).
+    """
+    key = _SWEEP_KEYS.get(runtime)
+    if key is None:
+        sets = {name: runtime.set_fingerprint(name) for name in runtime.set_names}
+        key = _SWEEP_KEYS[runtime] = cache_key(kind="app-sweep", **runtime.fingerprint,
+                                               sets=json.dumps(sets, sort_keys=True))
+    return key
+
+
+class SweepJobs:
+    """The sweeps of one process: one full-grid job per experiment (by sweep_key), shared by all its readers."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, SweepJob | FinishedJob] = {}
+        self._lock = threading.Lock()
+
+    def job(self, runtime: ExperimentRuntime) -> SweepJob | FinishedJob:
+        """The experiment's sweep: read from the disk cache if complete, else started in the background; a failed
+        job is replaced by a new one on the next call."""
+        key = sweep_key(runtime)
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None or job.status().error is not None:
+                cached = cached_sweep(runtime, ALPHA_GRID)
+                job = self._jobs[key] = FinishedJob(cached) if cached is not None else SweepJob(runtime).start()
+        return job
+
+    def adopt(self, runtime: ExperimentRuntime, result: SweepResult) -> None:
+        """Serve a complete sweep (e.g. an imported one) from now on, in place of any job computing it here."""
+        key = sweep_key(runtime)
+        with self._lock:
+            self._jobs[key] = FinishedJob(result)

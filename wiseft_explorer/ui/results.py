@@ -1,23 +1,19 @@
-"""Sweep results for the pages: one background sweep per experiment (coarse alpha first), progress, live off-grid alpha."""
+"""Sweep results for the pages: the experiment's shared background sweep, its progress, live off-grid alpha."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-import weakref
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from ..evaluation.engine import StreamProgress
-from ..evaluation.jobs import JobStatus, SweepJob
+from ..evaluation.jobs import FinishedJob, JobStatus, SweepJob, SweepJobs
 from ..evaluation.runtime import ExperimentRuntime
-from ..evaluation.sweep import cached_sweep, evaluate_at, run_sweep
+from ..evaluation.sweep import evaluate_at, run_sweep
 from ..evaluation.sweep_result import Predictions, SweepResult
 from ..experiment.spec import Experiment
 from ..results.curves import ALPHA_GRID, Curves
-from ..store.keys import cache_key
 
 # While the sets stream, the page is redrawn with sharper estimates at most this often; between redraws only the
 # small progress fragment reruns (a full redraw costs the browser and the server a second of CPU or more).
@@ -31,48 +27,14 @@ _DRAWN_KEY = "wiseft_drawn_at"
 
 
 @st.cache_resource
-def _jobs() -> tuple[dict[str, SweepJob | _Finished], threading.Lock]:
+def _jobs() -> SweepJobs:
     """Sweep jobs shared by all sessions: one computation per experiment, however many people are watching."""
-    return {}, threading.Lock()
+    return SweepJobs()
 
 
-_STORE_KEYS: weakref.WeakKeyDictionary[ExperimentRuntime, str] = weakref.WeakKeyDictionary()
-
-
-def _store_key(runtime: ExperimentRuntime) -> str:
-    """Identity of an experiment's sweep: its models, prompts and every set's content.
-
-    Computed once per shared runtime: the progress fragment asks every second, and a folder set's fingerprint
-    stats every file in it (the runtime also decodes each set only once, so the answer cannot change under it).
-    """
-    key = _STORE_KEYS.get(runtime)
-    if key is None:
-        sets = {name: runtime.set_fingerprint(name) for name in runtime.set_names}
-        key = _STORE_KEYS[runtime] = cache_key(kind="app-sweep", **runtime.fingerprint,
-                                               sets=json.dumps(sets, sort_keys=True))
-    return key
-
-
-class _Finished:
-    """A job stand-in for a sweep found complete in the disk cache (a warm start starts no thread)."""
-
-    def __init__(self, result: SweepResult) -> None:
-        self._status = JobStatus(1, 1, "from cache", result, True, None)
-
-    def status(self) -> JobStatus:
-        return self._status
-
-
-def sweep_job(runtime: ExperimentRuntime) -> SweepJob | _Finished:
+def sweep_job(runtime: ExperimentRuntime) -> SweepJob | FinishedJob:
     """The experiment's shared sweep: read from the disk cache if complete, else computed in the background."""
-    jobs, lock = _jobs()
-    key = _store_key(runtime)
-    with lock:
-        job = jobs.get(key)
-        if job is None or job.status().error is not None:  # a failed job is retried on the next visit
-            cached = cached_sweep(runtime, ALPHA_GRID)
-            job = jobs[key] = _Finished(cached) if cached is not None else SweepJob(runtime).start()
-    return job
+    return _jobs().job(runtime)
 
 
 def other_endpoints(experiment: Experiment) -> dict[str, Curves]:
@@ -110,9 +72,7 @@ def endpoints_progress(experiment: Experiment, shown: int) -> None:
 
 def adopt(runtime: ExperimentRuntime, result: SweepResult) -> None:
     """Serve an imported (complete) sweep to every session from now on, in place of any job computing it here."""
-    jobs, lock = _jobs()
-    with lock:
-        jobs[_store_key(runtime)] = _Finished(result)
+    _jobs().adopt(runtime, result)
 
 
 def ensure_sweep(runtime: ExperimentRuntime, alpha: float | None = None,
