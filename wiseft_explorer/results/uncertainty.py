@@ -16,7 +16,7 @@ Z95 = 1.959964  # two-sided 95% normal quantile
 
 
 class Scored(Protocol):
-    """One set at one alpha: its accuracy and which images were right (sweep.Predictions is one)."""
+    """One set at one alpha: its accuracy and which images were right (sweep_result.Predictions is one)."""
 
     @property
     def top1(self) -> float: ...
@@ -29,7 +29,7 @@ class Scored(Protocol):
 
 
 class Swept(Protocol):
-    """What the error estimates read from a sweep (sweep.SweepResult is one; the sweep imports this module)."""
+    """What the error estimates read from a sweep (sweep_result.SweepResult is one, and imports this module)."""
 
     @property
     def predictions(self) -> Mapping[str, Mapping[float, Scored]]: ...
