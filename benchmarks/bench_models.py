@@ -94,8 +94,7 @@ def write_models(root: Path, name: str, config: dict, classnames: list[str], tem
 
 def standin_experiment(root: Path, tiny: bool) -> Path:
     """A demo-like experiment (world sets, 10 classes, 32 px) with random weights, for when the demo is missing."""
-    from wiseft_explorer.world.captions import DEMO_TEMPLATES
-    from wiseft_explorer.world.render import CLASSES
+    from wiseft_explorer.world import CLASSES, DEMO_TEMPLATES
 
     name = "wiseft-bench-rn"
     config = _TINY_RN if tiny or not _DEMO_CONFIG.is_file() else json.loads(_DEMO_CONFIG.read_text())

@@ -11,8 +11,7 @@ from wiseft_explorer.core import WeightSpace, load_checkpoint, load_models
 from wiseft_explorer.data import load_batch, load_eval_set
 from wiseft_explorer.demo import DEMO_MODEL_CONFIG, DemoConfig, build_demo, vocabulary_token_ids
 from wiseft_explorer.experiment import load_experiment
-from wiseft_explorer.world.render import CLASSES
-from wiseft_explorer.world.sets import SHIFT_NAMES
+from wiseft_explorer.world import CLASSES, SHIFT_NAMES
 
 
 @pytest.fixture(scope="module")

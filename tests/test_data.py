@@ -70,7 +70,7 @@ def test_world_sets_batch_preprocessing_is_bit_identical_to_the_per_image_transf
 
     from wiseft_explorer.data import preprocess_images
     from wiseft_explorer.data.sets import _batch_preprocess
-    from wiseft_explorer.world.sets import make_set
+    from wiseft_explorer.world import make_set
 
     raw = make_set("cartoon", seed=0, n=40).images  # 32 x 32
     same_size = image_transform(32, is_train=False)

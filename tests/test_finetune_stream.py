@@ -18,7 +18,7 @@ from wiseft_explorer.data import LabelledImages
 from wiseft_explorer.data import sets as data
 from wiseft_explorer.experiment import DatasetSpec, ModelSpec
 from wiseft_explorer.training import FinetuneConfig, LoaderOptions, finetune, image_features
-from wiseft_explorer.world.render import CLASSES as WORLD_CLASSES
+from wiseft_explorer.world import CLASSES as WORLD_CLASSES
 
 QUICK = {"epochs": 2, "lr": 1e-3, "batch_size": 4, "warmup": 2, "seed": 3}
 

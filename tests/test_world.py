@@ -8,18 +8,27 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from wiseft_explorer.world import render
+from wiseft_explorer.world import (
+    BACKGROUNDS,
+    CLASSES,
+    COLOUR_NAMES,
+    SET_NAMES,
+    SPECS,
+    STYLES,
+    caption,
+    cue_rate,
+    make_set,
+    render,
+    sample_attributes,
+)
 from wiseft_explorer.world.captions import (
     BACKGROUND_WORDS,
     POSITION_PHRASES,
     ROTATED_WORDS,
     SIZE_WORDS,
     STYLE_PHRASES,
-    caption,
 )
 from wiseft_explorer.world.grid import sample_grid
-from wiseft_explorer.world.render import BACKGROUNDS, CLASSES, COLOUR_NAMES, STYLES
-from wiseft_explorer.world.sets import SET_NAMES, SPECS, cue_rate, make_set, sample_attributes
 
 
 @pytest.mark.parametrize("name", [*SET_NAMES, "pretrain"])
@@ -124,7 +133,7 @@ def test_sample_grid_has_one_row_per_set():
 
 
 def test_lazy_images_render_exactly_the_pixels_of_make_set():
-    from wiseft_explorer.world.sets import LazyImages, set_labels
+    from wiseft_explorer.world import LazyImages, set_labels
 
     world = make_set("sketch", n=40)
     assert np.array_equal(set_labels("sketch", n=40), world.labels)
