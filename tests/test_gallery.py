@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wiseft_explorer.evaluation import Predictions, SweepResult
+from wiseft_explorer.evaluation import Predictions, SweepResult, probabilities_over_grid
 from wiseft_explorer.presentation import (
     apply_filter,
     filter_counts,
     gallery_frame,
     neighbours,
-    probabilities_over_grid,
 )
 
 CLASSES = ["cat", "dog"]
@@ -89,3 +88,21 @@ def test_probabilities_over_grid():
         preds.index, preds.probs = preds.index[2:], preds.probs[2:]
     assert torch.equal(probabilities_over_grid(shuffled, "ID", 2), probs)
     assert probabilities_over_grid(shuffled, "ID", 0) is None
+
+
+def test_an_image_curve_without_stored_probabilities_is_computed_like_the_sweeps(tiny):
+    import dataclasses
+
+    from libkit import shared_runtime
+
+    from wiseft_explorer.evaluation import image_probabilities, run_sweep
+
+    runtime = shared_runtime(tiny)
+    result = run_sweep(runtime, [0.0, 0.5, 1.0])
+    stored = image_probabilities(runtime, result, "ID", 3)
+    assert stored.shape == (3, len(runtime.experiment.classnames))
+    for by_alpha in result.predictions.values():  # as a sweep over a large label set keeps them: no probabilities
+        for alpha, preds in by_alpha.items():
+            by_alpha[alpha] = dataclasses.replace(preds, probs=None)
+    live = image_probabilities(runtime, result, "ID", 3)
+    assert torch.allclose(live, stored, atol=2e-3)  # stored as float16

@@ -13,7 +13,8 @@ _EXPORTS = {
     "jobs": ("FinishedJob", "JobStatus", "SweepJob", "SweepJobs", "sweep_key"),
     "predict": (
         "ImageAnalysis", "TopK", "analyse_files", "analyse_images", "curve_frame", "drawing_picture",
-        "example_indices", "predict_three", "preprocess", "probability_along_alpha", "set_example"
+        "example_indices", "image_probabilities", "predict_three", "preprocess", "probabilities_over_grid",
+        "probability_along_alpha", "set_example"
     ),
     "registry": ("RuntimeRegistry", "default_budget"),
     "result_files": ("ResultsError", "import_results", "sweep_predictions", "write_results"),

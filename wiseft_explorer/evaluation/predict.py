@@ -13,11 +13,12 @@ from PIL import Image
 
 from ..core.heads import text_scores
 from ..core.interpolate import Working
-from ..data.images import DEFAULT_MAX_BYTES, decode_many
-from ..data.sets import preprocess_images
+from ..data.images import DEFAULT_MAX_BYTES, ImageDecodeError, decode_many
+from ..data.sets import load_batch, preprocess_images
 from ..results.curves import ALPHA_GRID
 from .batching import predict_logits
 from .runtime import ExperimentRuntime
+from .sweep_result import SweepResult
 
 TOP_K = 5
 MODELS = ("zeroshot", "alpha", "finetuned")  # the three models every single-image view compares
@@ -69,6 +70,33 @@ def probability_along_alpha(runtime: ExperimentRuntime, images: torch.Tensor, wo
     if previous is not None:
         runtime.classifier_at(working, previous)
     return torch.stack(probs)
+
+
+def probabilities_over_grid(result: SweepResult, set_name: str, index: int) -> torch.Tensor | None:
+    """Class probabilities (A, C) of one image over the sweep's grid, or None if the sweep did not keep them."""
+    rows = []
+    for alpha in sorted(result.alphas):
+        preds = result.predictions[set_name][alpha]
+        hit = (preds.index == index).nonzero()
+        if preds.probs is None or len(hit) == 0:
+            return None
+        rows.append(preds.probs[int(hit[0, 0])].float())
+    return torch.stack(rows)
+
+
+def image_probabilities(runtime: ExperimentRuntime, result: SweepResult, set_name: str, index: int) -> torch.Tensor:
+    """Class probabilities (A, C) of one eval image over the sweep's grid: as the sweep kept them, else computed now.
+
+    Large label sets keep no probabilities in the sweep (memory); then this image alone goes through theta_alpha.
+    """
+    probs = probabilities_over_grid(result, set_name, index)
+    if probs is not None:
+        return probs
+    image, _, failed = load_batch(runtime.eval_set(set_name), [index], runtime.preprocess)
+    if failed:
+        raise ImageDecodeError(f"image #{index} of {set_name}", failed[0][1])
+    with runtime.borrow_working() as working:
+        return probability_along_alpha(runtime, image, working, sorted(result.alphas))[:, 0]
 
 
 def curve_frame(probs: torch.Tensor, classnames: Sequence[str], alphas: Sequence[float] = ALPHA_GRID,

@@ -5,8 +5,8 @@ Public names load lazily on first access (see `wiseft_explorer._lazy`)."""
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "gallery": ("FILTERS", "apply_filter", "filter_counts", "gallery_frame", "neighbours", "probabilities_over_grid"),
-    "lesson": ("LessonStep", "lesson_steps", "step_index"),
+    "gallery": ("FILTERS", "apply_filter", "filter_counts", "gallery_frame", "neighbours"),
+    "lesson": ("LessonStep", "lesson_steps", "step_index", "worst_shift"),
     "plots": ("CURRENT",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -92,15 +92,3 @@ def apply_filter(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 def filter_counts(frame: pd.DataFrame) -> dict[str, int]:
     """How many images each filter keeps (shown next to the filter names)."""
     return {name: len(apply_filter(frame, name)) for name in FILTERS}
-
-
-def probabilities_over_grid(result: SweepResult, set_name: str, index: int) -> torch.Tensor | None:
-    """Class probabilities (A, C) of one image over the sweep's grid, or None if the sweep did not keep them."""
-    rows = []
-    for alpha in sorted(result.alphas):
-        preds = result.predictions[set_name][alpha]
-        hit = (preds.index == index).nonzero()
-        if preds.probs is None or len(hit) == 0:
-            return None
-        rows.append(preds.probs[int(hit[0, 0])].float())
-    return torch.stack(rows)

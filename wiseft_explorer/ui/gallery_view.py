@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..data.sets import load_batch
-from ..evaluation.predict import curve_frame, probability_along_alpha
+from ..data.images import ImageDecodeError
+from ..evaluation.predict import curve_frame, image_probabilities
 from ..evaluation.runtime import ExperimentRuntime
 from ..evaluation.sweep_result import SweepResult
 from ..presentation import plots
@@ -14,7 +14,6 @@ from ..presentation.gallery import (
     apply_filter,
     filter_counts,
     gallery_frame,
-    probabilities_over_grid,
 )
 from . import results, state
 
@@ -45,15 +44,12 @@ def image_detail(runtime: ExperimentRuntime, result: SweepResult, set_name: str,
     index = st.selectbox("Image to inspect", indices, key="gallery_pick", format_func=lambda i: f"#{i}")
     ev = runtime.eval_set(set_name)
     names = ev.class_names(runtime.experiment.classnames)
-    probs = probabilities_over_grid(result, set_name, index)
+    try:
+        probs = image_probabilities(runtime, result, set_name, index)
+    except ImageDecodeError as err:
+        st.warning(f"Image #{index} could not be decoded: {err.reason}")
+        return
     alphas = sorted(result.alphas)
-    if probs is None:  # large label sets keep no probabilities in the sweep: this image's curve is computed live
-        image, _, failed = load_batch(ev, [index], runtime.preprocess)
-        if failed:
-            st.warning(f"Image #{index} could not be decoded: {failed[0][1]}")
-            return
-        with runtime.borrow_working() as working:
-            probs = probability_along_alpha(runtime, image, working, alphas)[:, 0]
     left, right = st.columns([1, 3])
     left.image(ev.picture(index, size=192), caption=f"#{index}: {names[int(ev.labels[index])]}")
     right.plotly_chart(plots.probability_vs_alpha(curve_frame(probs, names, alphas), alpha,
