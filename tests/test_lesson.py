@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from test_app import ROOT, make_app_experiment
 
 from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
-from wiseft_explorer.presentation import lesson_steps, step_index
+from wiseft_explorer.presentation import lesson_steps, step_index, worst_shift
 from wiseft_explorer.results import ALPHA_GRID, Curves
 
 
@@ -55,6 +55,13 @@ def test_every_step_takes_its_numbers_from_the_curves():
     # ensemble at 0.5: every accuracy minus 0.02 * 0.25 = 0.5 points
     assert "scores 74.5% on ID and 59.5% on the shifts, against 75.0% and 60.0%" in output.text
     assert try_it.alpha == choose.alpha and try_it.view == "canvas"
+
+
+def test_the_worst_shift_is_the_one_fine_tuning_hurt_most():
+    curves = _curves()
+    curves.top1s["Cartoon"][1.0] = 0.3  # now -40 points, against Sketch's -10
+    assert worst_shift(curves) == "Cartoon"
+    assert worst_shift(_curves(shifts=False)) is None
 
 
 def test_the_lesson_works_on_an_experiment_without_shifts_held_out_set_or_ensemble():

@@ -34,6 +34,12 @@ def _pts(value: float) -> str:
     return f"{100 * value:+.1f} points"
 
 
+def worst_shift(curves: Curves) -> str | None:
+    """The shift set fine-tuning hurt most (largest drop from alpha 0 to 1), or None without shift sets."""
+    zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
+    return min(curves.shift_sets, key=lambda s: ft[s] - zs[s]) if curves.shift_sets else None
+
+
 def lesson_steps(curves: Curves, endpoint: str | None = None) -> list[LessonStep]:
     """The six steps for an experiment's curves (of its chosen fine-tuned endpoint)."""
     zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
@@ -41,7 +47,7 @@ def lesson_steps(curves: Curves, endpoint: str | None = None) -> list[LessonStep
     ft_name = f"fine-tuning ({endpoint})" if endpoint else "fine-tuning"
     steps = [_zero_shot(curves, zs, id_set, shifts)]
     lost = {s: ft[s] - zs[s] for s in shifts}
-    worst = min(lost, key=lost.get) if lost else None
+    worst = worst_shift(curves)
     text = (f"Fine-tuning on the ID training data moves {id_set} from {_pct(zs[id_set])} to {_pct(ft[id_set])} "
             f"({_pts(ft[id_set] - zs[id_set])}).")
     if shifts:

@@ -8,7 +8,7 @@ from ..evaluation.predict import analyse_images
 from ..evaluation.runtime import ExperimentRuntime
 from ..presentation import plots
 from ..presentation.gallery import apply_filter, gallery_frame
-from ..presentation.lesson import LessonStep, lesson_steps, step_index
+from ..presentation.lesson import LessonStep, lesson_steps, step_index, worst_shift
 from ..results.curves import Curves, choose_alphas
 from . import results, state, upload
 
@@ -46,10 +46,9 @@ def _plot(step: LessonStep, curves: Curves, endpoint: str | None) -> None:
 def _broken(runtime: ExperimentRuntime, curves: Curves) -> None:
     """Two images of the shift fine-tuning hurt most that zero-shot got right and the fine-tuned model gets wrong."""
     result, _ = results.ensure_sweep(runtime)
-    if result is None or not curves.shift_sets:
+    worst = worst_shift(curves)
+    if result is None or worst is None:
         return
-    zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
-    worst = min(curves.shift_sets, key=lambda s: ft[s] - zs[s])
     ev = runtime.eval_set(worst)
     names = ev.class_names(runtime.experiment.classnames)
     broken = apply_filter(gallery_frame(result, worst, 1.0, ev.labels, names), "broken").head(EXAMPLES)
