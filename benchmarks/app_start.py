@@ -1,6 +1,6 @@
 """Time the Explorer page in a real browser: cold start (empty cache) and warm start (cache filled), on the demo.
 
-    python benchmarks/app_start.py [--cold 2] [--warm 3] [--experiment experiments/demo.toml]
+    python benchmarks/app_start.py [--cold 2] [--warm 3] [--experiment FILE (default: the built-in demo)]
 
 Each start launches a new `streamlit run app.py` server (as a user would), waits for /_stcore/health, opens the
 page in Debian chromium through Playwright and times, from the page request: the α slider, the first metric card
@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+from wiseft_explorer.experiment import DEFAULT_EXPERIMENT
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", type=int, default=2, help="cold starts (each with an empty cache)")
     parser.add_argument("--warm", type=int, default=3, help="warm starts (new server, filled cache)")
-    parser.add_argument("--experiment", type=Path, default=ROOT / "experiments" / "demo.toml")
+    parser.add_argument("--experiment", type=Path, default=DEFAULT_EXPERIMENT)
     parser.add_argument("--reference", type=int, default=3,
                         help="starts of a bare two-plot Streamlit page: the browser's floor on this machine")
     args = parser.parse_args(argv)

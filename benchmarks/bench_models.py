@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from wiseft_explorer.core import ImageClassifier
-from wiseft_explorer.experiment import DEFAULT_EXPERIMENT, REPO_ROOT, Experiment, load_experiment
+from wiseft_explorer.experiment import DEFAULT_EXPERIMENT, DEMO_ASSETS, Experiment, load_experiment
 
 # Benchmark-only architectures (random weights): a small ViT stands in for ViT-B/32 in --tiny mode, and a tiny
 # ResNet for the demo model in --tiny mode (the demo's own config is used when only its checkpoints are missing).
@@ -23,7 +23,7 @@ _TINY_VIT = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "wid
              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 _TINY_RN = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16},
             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-_DEMO_CONFIG = REPO_ROOT / "assets" / "demo" / "wiseft-demo-rn.json"
+_DEMO_CONFIG = DEMO_ASSETS / "wiseft-demo-rn.json"
 CLASSNAMES = ["circle", "square", "triangle", "star", "ring", "cross", "stripe", "dot", "wave", "grid"]
 # The streaming benchmark's model: 224 px like ViT-B/32, so images are decoded, resized and cropped exactly as for
 # a real CLIP model, but 4 layers of width 256 instead of 12 of 768 (4 M image-tower parameters, about 5 core-ms
@@ -114,7 +114,7 @@ def standin_experiment(root: Path, tiny: bool) -> Path:
 
 def demo_experiment(root: Path, tiny: bool, device: str | None) -> tuple[Experiment, str]:
     """The built-in demo experiment if its files exist (never in --tiny mode), else a stand-in; with a note."""
-    note, why = "experiments/demo.toml", "--tiny"
+    note, why = "the built-in demo", "--tiny"
     exp = None
     if not tiny:
         try:

@@ -1,7 +1,7 @@
 """A classroom on one server: many sessions of a real `streamlit run app.py`, each at its own α, at once.
 
     python benchmarks/classroom.py [--sessions 30] [--browsers 2] [--rounds 5] [--think 2 6] [--burst]
-                                   [--experiment experiments/demo.toml]
+                                   [--experiment FILE (default: the built-in demo)]
 
 Each student opens the Upload page with its own `?alpha=`, picks an example image of the first set ("Predict") and
 then changes α `--rounds` times through the exact-α box, thinking 2–6 s between changes (`--burst`: everyone at
@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import streamlit_client as sc  # noqa: E402
+
+from wiseft_explorer.experiment import DEFAULT_EXPERIMENT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -277,7 +279,7 @@ def classroom(experiment: Path, cache: Path, sessions: int = 30, browsers: int =
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the classroom and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--experiment", type=Path, default=ROOT / "experiments" / "demo.toml")
+    parser.add_argument("--experiment", type=Path, default=DEFAULT_EXPERIMENT)
     parser.add_argument("--sessions", type=int, default=30, help="websocket students")
     parser.add_argument("--browsers", type=int, default=2, help="chromium students alongside")
     parser.add_argument("--rounds", type=int, default=5, help="α changes per student")

@@ -82,7 +82,7 @@ def png_bytes(cls: str = "red square", seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("page", ["app.py", "pages/1_Gallery.py", "pages/2_Upload.py", "pages/3_Models.py"])
+@pytest.mark.parametrize("page", ["app.py", "wiseft_explorer/ui/app/1_Gallery.py", "wiseft_explorer/ui/app/2_Upload.py", "wiseft_explorer/ui/app/3_Models.py"])
 def test_every_page_runs_without_exception(app_env, page):
     at = _run(page)
     assert not at.exception, [e.value for e in at.exception]
@@ -147,7 +147,7 @@ def test_missing_experiment_shows_message(tmp_path, monkeypatch):
 
 
 def test_upload_png_gets_top5_for_three_models_and_bad_file_errors(app_env):
-    at = _run("pages/2_Upload.py")
+    at = _run("wiseft_explorer/ui/app/2_Upload.py")
     at.file_uploader(key="uploads").set_value([("good.png", png_bytes(), "image/png"),
                                                ("notes.png", b"this is not an image", "image/png")]).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -161,7 +161,7 @@ def test_upload_png_gets_top5_for_three_models_and_bad_file_errors(app_env):
 
 
 def test_upload_extra_class_names(app_env):
-    at = _run("pages/2_Upload.py")
+    at = _run("wiseft_explorer/ui/app/2_Upload.py")
     at.text_input(key="extra_classes").set_value("a teapot").run()
     at.file_uploader(key="uploads").set_value(("good.png", png_bytes(), "image/png")).run()
     assert not at.exception
@@ -170,7 +170,7 @@ def test_upload_extra_class_names(app_env):
 
 
 def test_upload_examples_are_one_click_away_and_show_their_true_class(app_env):
-    at = _run("pages/2_Upload.py")
+    at = _run("wiseft_explorer/ui/app/2_Upload.py")
     at.radio(key="upload_source").set_value("examples").run()
     assert not at.exception and any("Click an image" in i.value for i in at.info)
     at.selectbox(key="example_set").set_value("Dark").run()
@@ -200,7 +200,7 @@ def test_upload_drawing_goes_straight_to_the_three_models(app_env, monkeypatch):
     fake = types.ModuleType("streamlit_drawable_canvas")
     fake.st_canvas = lambda **kw: calls.append(kw) or Drawn()
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
-    at = _run("pages/2_Upload.py")
+    at = _run("wiseft_explorer/ui/app/2_Upload.py")
     at.radio(key="upload_source").set_value("draw").run()
     assert not at.exception, [e.value for e in at.exception]
     assert calls and calls[-1]["return_image_data"] and calls[-1]["drawing_mode"] == "freedraw"
@@ -208,7 +208,7 @@ def test_upload_drawing_goes_straight_to_the_three_models(app_env, monkeypatch):
 
 
 def test_upload_camera_snapshot_is_predicted(app_env):
-    at = _run("pages/2_Upload.py")
+    at = _run("wiseft_explorer/ui/app/2_Upload.py")
     at.radio(key="upload_source").set_value("camera").run()
     assert any("snapshot" in i.value for i in at.info)
     buf = io.BytesIO()
@@ -236,7 +236,7 @@ def test_a_drawing_is_flattened_onto_white_and_a_blank_canvas_is_nothing():
 @pytest.mark.parametrize("choice", ["fixed", "broken", "rescued", "changed", "all"])
 def test_gallery_filters_show_only_matching_images(app_env, choice):
     runtime, result = _library_table(app_env)
-    at = _run("pages/1_Gallery.py", alpha="0.9")
+    at = _run("wiseft_explorer/ui/app/1_Gallery.py", alpha="0.9")
     at.radio(key="gallery_filter").set_value(choice).run()
     assert not at.exception
     ev = runtime.eval_set("ID")
@@ -255,10 +255,9 @@ def _submit(at: AppTest) -> AppTest:
 
 
 def test_models_page_refuses_an_empty_form(app_env, tmp_path, monkeypatch):
-    from wiseft_explorer.ui import builder
 
-    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
-    at = _submit(_run("pages/3_Models.py"))
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(tmp_path))
+    at = _submit(_run("wiseft_explorer/ui/app/3_Models.py"))
     assert any("Not saved" in e.value for e in at.error)
     assert not at.exception and not list(tmp_path.glob("*.toml"))
 
@@ -278,11 +277,10 @@ def _fill_tiny(at: AppTest, folder: Path, shift_source: Path) -> None:
 
 def test_models_page_builds_a_real_experiment(app_env, tmp_path, monkeypatch):
     from wiseft_explorer.experiment import load_experiment
-    from wiseft_explorer.ui import builder
 
-    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(tmp_path))
     folder = app_env.parent
-    at = _run("pages/3_Models.py")
+    at = _run("wiseft_explorer/ui/app/3_Models.py")
     _fill_tiny(at, folder, folder / "shift")
     _submit(at)
     # The shift folder has 2 of the 3 classes and no subset: not saved, with a button that restricts it.
@@ -303,14 +301,13 @@ def test_models_page_builds_a_real_experiment(app_env, tmp_path, monkeypatch):
 
 
 def test_models_page_checks_folders_before_saving_and_never_shows_a_traceback(app_env, tmp_path, monkeypatch):
-    from wiseft_explorer.ui import builder
 
-    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(tmp_path))
     folder = app_env.parent
     bad = tmp_path / "bad-shift"
     (bad / "unknown class").mkdir(parents=True)
     (bad / "unknown class" / "x.png").write_bytes(png_bytes())
-    at = _run("pages/3_Models.py")
+    at = _run("wiseft_explorer/ui/app/3_Models.py")
     _fill_tiny(at, folder, bad)
     _submit(at)
     assert not at.exception
@@ -323,10 +320,9 @@ def test_models_page_checks_folders_before_saving_and_never_shows_a_traceback(ap
 
 def test_models_page_opens_an_existing_experiment_to_edit(app_env, tmp_path, monkeypatch):
     from wiseft_explorer.experiment import load_experiment
-    from wiseft_explorer.ui import builder
 
-    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
-    at = _run("pages/3_Models.py")
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(tmp_path))
+    at = _run("wiseft_explorer/ui/app/3_Models.py")
     at.selectbox(key="builder_open").set_value(app_env)
     at.button(key="builder_load").click().run()
     assert not at.exception
@@ -343,11 +339,10 @@ def test_models_page_offers_the_paper_presets_instead_of_class_lists(app_env, tm
     from fake_datasets import fake_imagenet_layout
 
     from wiseft_explorer.experiment import class_list, load_experiment
-    from wiseft_explorer.ui import builder
 
-    monkeypatch.setattr(builder, "EXPERIMENTS_DIR", tmp_path)
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(tmp_path))
     val, r_root = fake_imagenet_layout(tmp_path / "val", "imagenet"), fake_imagenet_layout(tmp_path / "r", "imagenet-r")
-    at = _run("pages/3_Models.py")
+    at = _run("wiseft_explorer/ui/app/3_Models.py")
     assert at.selectbox(key="b_s0_preset").options == ["my own folder", "ImageNet", "ImageNet-V2", "ImageNet-Sketch",
                                                        "ImageNet-R", "ImageNet-A", "ObjectNet", "CIFAR-10",
                                                        "CIFAR-10 train", "CIFAR-10.1", "CIFAR-10.2"]

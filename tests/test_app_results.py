@@ -62,7 +62,7 @@ def test_the_app_opens_a_cluster_sweep_and_shows_it_without_loading_a_model(else
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "2 processes (gloo, cpu)" in sidebar and "imported from" in sidebar  # where it came from, and when
     assert any("Imported" in s.value for s in at.sidebar.success)
-    gallery = AppTest.from_file(str(ROOT / "pages" / "1_Gallery.py"), default_timeout=TIMEOUT)
+    gallery = AppTest.from_file(str(ROOT / "wiseft_explorer" / "ui" / "app" / "1_Gallery.py"), default_timeout=TIMEOUT)
     gallery.query_params["alpha"] = "0.5"
     gallery.run()
     assert not gallery.exception and not gallery.error, [e.value for e in [*gallery.exception, *gallery.error]]

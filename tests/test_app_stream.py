@@ -80,7 +80,7 @@ def test_gallery_decodes_only_the_thumbnails_of_its_page(streaming_toml, monkeyp
     original = data_module.decode_image
     monkeypatch.setattr(data_module, "decode_image", lambda path, *a, **k: (decoded.append(str(path)),
                                                                            original(path, *a, **k))[1])
-    at = AppTest.from_file(str(ROOT / "pages" / "1_Gallery.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "wiseft_explorer" / "ui" / "app" / "1_Gallery.py"), default_timeout=TIMEOUT)
     at.query_params["alpha"] = "0.5"
     at.run()
     assert not at.exception, [e.value for e in at.exception]

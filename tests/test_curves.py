@@ -81,7 +81,7 @@ def test_changed_checkpoint_changes_the_curves_file(swept):
 def test_reading_curves_does_not_import_torch(swept):
     toml, _ = swept
     code = ("import sys\n"
-            "from wiseft_explorer.experiment.spec import load_experiment\n"
+            "from wiseft_explorer.experiment.parse import load_experiment\n"
             "from wiseft_explorer.results.curves import stored_curves\n"
             "import wiseft_explorer.ui.explorer, wiseft_explorer.ui.state, wiseft_explorer.ui.sidebar, wiseft_explorer.presentation.plots\n"
             f"curves = stored_curves(load_experiment({str(toml)!r}))\n"

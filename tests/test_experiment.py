@@ -13,6 +13,7 @@ from open_clip.zero_shot_metadata import (
 )
 
 from wiseft_explorer.experiment import (
+    BUILTIN_EXPERIMENTS,
     DEFAULT_EXPERIMENT,
     ExperimentError,
     builtin_templates,
@@ -241,7 +242,7 @@ def test_default_experiment_is_the_demo():
 
 def test_the_larger_sample_demo_is_the_demo_with_bigger_sets():
     # demo.toml is written by build-demo; the hand-written larger-sample twin must not drift from it.
-    folder = Path(__file__).resolve().parent.parent / "experiments"
+    folder = BUILTIN_EXPERIMENTS
     demo, precise = load_experiment(folder / "demo.toml"), load_experiment(folder / "demo-precise.toml")
     for field in ("zeroshot", "finetuned", "classnames", "templates", "head_policy", "precision"):
         assert getattr(precise, field) == getattr(demo, field), field

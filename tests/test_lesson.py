@@ -81,7 +81,7 @@ def test_the_lesson_page_clicks_through_its_steps_with_their_alpha_and_link(monk
     monkeypatch.setenv("WISEFT_EXPERIMENT", str(app_toml))
     curves = run_sweep(ExperimentRuntime.from_path(app_toml)).curves()
     steps = lesson_steps(curves, "fine-tuned")
-    at = AppTest.from_file(str(ROOT / "pages" / "4_Lesson.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "wiseft_explorer" / "ui" / "app" / "4_Lesson.py"), default_timeout=300)
     at.query_params["step"] = "2"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -107,7 +107,7 @@ def test_the_last_step_predicts_a_drawing(monkeypatch, app_toml):
     fake.st_canvas = lambda **kw: Drawn()
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
     monkeypatch.setenv("WISEFT_EXPERIMENT", str(app_toml))
-    at = AppTest.from_file(str(ROOT / "pages" / "4_Lesson.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "wiseft_explorer" / "ui" / "app" / "4_Lesson.py"), default_timeout=300)
     at.query_params["step"] = "try-it"
     at.run()
     assert not at.exception, [e.value for e in at.exception]

@@ -199,7 +199,7 @@ def test_a_shared_link_carries_the_experiment(tiny, monkeypatch, tmp_path):
     folder = tmp_path / "experiments"
     folder.mkdir()
     toml = write_experiment(folder, tiny, name="mine.toml", shifts=[])
-    monkeypatch.setattr(state, "EXPERIMENTS_DIR", folder)
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(folder))
     monkeypatch.setenv("WISEFT_EXPERIMENT", str(tiny.toml))  # the default is another experiment
     app = str(Path(__file__).parent.parent / "app.py")
     at = AppTest.from_file(app, default_timeout=120)

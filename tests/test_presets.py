@@ -32,6 +32,7 @@ from wiseft_explorer.data import (
 )
 from wiseft_explorer.evaluation import summarise
 from wiseft_explorer.experiment import (
+    BUILTIN_EXPERIMENTS,
     CIFAR10_CLASSES,
     DatasetSpec,
     ExperimentError,
@@ -336,7 +337,7 @@ def test_the_example_experiments_read_fake_copies_of_the_real_datasets(tmp_path,
 
     toml = tmp_path / "experiments" / f"{example}.toml"
     toml.parent.mkdir()
-    shutil.copy(REPO / "experiments" / f"{example}.toml.example", toml)
+    shutil.copy(BUILTIN_EXPERIMENTS / f"{example}.toml.example", toml)
     (tmp_path / "experiments" / "checkpoints").mkdir()
     (tmp_path / "experiments" / "checkpoints" / "vit_b32_openai.safetensors").write_bytes(b"")
     data = tmp_path / "experiments" / "data"

@@ -17,8 +17,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _EXPORTS = {
     "core.checkpoints": ("CheckpointError", "convert_trusted_pickle", "load_checkpoint", "save_checkpoint"),
     "results.curves": ("ALPHA_GRID", "PAPER_ALPHA", "Curves", "choose_alphas"),
-    "experiment.spec": ("DEFAULT_EXPERIMENT", "DatasetSpec", "Experiment", "ExperimentError", "ModelSpec",
-                        "load_experiment"),
+    "experiment.locations": ("DEFAULT_EXPERIMENT",),
+    "experiment.parse": ("load_experiment",),
+    "experiment.spec": ("DatasetSpec", "Experiment", "ExperimentError", "ModelSpec"),
     "core.interpolate": ("WeightSpace", "Working", "interpolate_state_dicts"),
     "core.loading": ("load_clip", "load_models"),
     "core.models": ("ImageClassifier", "LoadedClip", "ModelLoadError", "ModelPair", "pick_device"),

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..experiment.spec import DEFAULT_EXPERIMENT
+from ..experiment.locations import DEFAULT_EXPERIMENT
 
 if TYPE_CHECKING:
     from tqdm import tqdm as Bar
@@ -22,7 +22,7 @@ def _runtime(args: argparse.Namespace, endpoint: str | None = None):
     import dataclasses
 
     from ..evaluation.runtime import ExperimentRuntime
-    from ..experiment.spec import load_experiment
+    from ..experiment.parse import load_experiment
 
     exp = load_experiment(args.experiment).with_endpoint(endpoint or getattr(args, "endpoint", None))
     if getattr(args, "workers", None) is not None:
@@ -53,7 +53,7 @@ class _HeadBar:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """The sweep of the --endpoint, or of every fine-tuned endpoint in turn when the experiment has several."""
     from ..experiment.forms import slug
-    from ..experiment.spec import load_experiment
+    from ..experiment.parse import load_experiment
 
     exp = load_experiment(args.experiment)
     names = [args.endpoint] if args.endpoint or len(exp.endpoints) < 2 else exp.endpoint_names
@@ -251,15 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--trust-pickle", action="store_true", help="unpickle INPUT (runs code inside it: trusted files only)")
     p.set_defaults(func=cmd_convert)
+    from . import serve
     from . import training as train_cli
 
     train_cli.add_parsers(sub, common)
+    serve.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run one subcommand; known errors print one line and exit 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "app":  # only `app` passes options on (to Streamlit)
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.streamlit_args = unknown if args.command == "app" else []
     try:
         code = args.func(args)
         for note in args.runtime.model_notes() if getattr(args, "runtime", None) else []:

@@ -48,7 +48,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
                         "world: sets, already in memory, always use 0)")
     p.set_defaults(func=_finetune)
     p = sub.add_parser("build-demo", help="pretrain, zero-shot head, fine-tune: rebuild the built-in demo")
-    p.add_argument("--out-dir", default=None, help="where to write the assets (default: assets/demo)")
+    p.add_argument("--out-dir", default=None, help="where to write the assets (default: the package's assets/demo)")
     p.add_argument("--tiny", action="store_true", help="a seconds-long configuration (tests)")
     p.add_argument("--reuse-pretrained", action="store_true",
                    help="keep an existing zero-shot checkpoint whose recorded recipe and seed match (skips pretraining)")
@@ -58,7 +58,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 def _finetune(args: argparse.Namespace) -> int:
     """Fine-tune (under torchrun: on every rank, with DistributedDataParallel; rank 0 writes the checkpoint)."""
     from ..core.distributed import process_group
-    from ..experiment.spec import load_experiment
+    from ..experiment.parse import load_experiment
 
     # Joined before anything loads: with NCCL, "cuda" must already mean this rank's GPU.
     device = load_experiment(args.experiment, for_finetuning=True).device if args.experiment else "auto"
@@ -74,7 +74,9 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     from ..core.models import build_zeroshot, classifier_metadata, pick_device
     from ..data.sets import load_eval_set
     from ..data.stream import LabelledImages, default_workers
-    from ..experiment.spec import DEFAULT_EXPERIMENT, DatasetSpec, load_experiment
+    from ..experiment.locations import DEFAULT_EXPERIMENT
+    from ..experiment.parse import load_experiment
+    from ..experiment.spec import DatasetSpec
     from ..store.keys import zeroshot_identity
     from ..training.finetuning import finetune, save_finetuned
     from ..training.loader import LoaderOptions

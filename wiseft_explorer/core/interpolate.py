@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..experiment.spec import HEAD_POLICIES
 from .models import ImageClassifier
 
 HEAD_KEYS = ("head.weight", "head.bias")
@@ -56,8 +57,8 @@ class WeightSpace:
     """The line through zero-shot and fine-tuned weights; read-only, shareable across sessions."""
 
     def __init__(self, zeroshot: ImageClassifier, finetuned: ImageClassifier, head_policy: str = "interpolate") -> None:
-        if head_policy not in ("interpolate", "zeroshot", "finetuned"):
-            raise ValueError(f"head_policy must be interpolate, zeroshot or finetuned, got {head_policy!r}")
+        if head_policy not in HEAD_POLICIES:
+            raise ValueError(f"head_policy must be one of {', '.join(HEAD_POLICIES)}, got {head_policy!r}")
         names0 = [k for k, _ in _float_entries(zeroshot)]
         if names0 != [k for k, _ in _float_entries(finetuned)]:
             raise ValueError("zero-shot and fine-tuned classifiers have different parameter layouts")

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..experiment.parse import load_mapping
 from ..experiment.presets import PresetError, PresetImages, preset_of
-from ..experiment.spec import DatasetSpec, ExperimentError, load_mapping
+from ..experiment.spec import DatasetSpec, ExperimentError
 from .folders import loose_name, scan_image_folder
 from .images import ImageDecodeError, decode_image
 from .sampling import DEFAULT_SEED, fair_order, fair_sample

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..experiment.spec import DatasetSpec, Experiment, ExperimentError, load_mapping
+from ..experiment.parse import load_mapping
+from ..experiment.spec import DatasetSpec, Experiment, ExperimentError
 from .folders import ImageFolderError, scan_image_folder
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from ..core.checkpoints import OPEN_CLIP_FORMAT, load_checkpoint, save_checkpoint
 from ..core.heads import zero_shot_head
 from ..core.models import ImageClassifier, LoadedClip, classifier_metadata
+from ..experiment.locations import BUILTIN_EXPERIMENTS, DEMO_ASSETS
 from ..training.finetuning import FinetuneResult, finetune_end_to_end, finetune_linear, save_finetuned
 from ..training.recipe import FinetuneConfig
 from ..world.captions import DEMO_TEMPLATES
@@ -31,9 +32,6 @@ from .pretrain import (
 )
 
 DEMO_MODEL = "wiseft-demo-rn"
-_ROOT = Path(__file__).resolve().parent.parent.parent
-DEFAULT_ASSETS = _ROOT / "assets" / "demo"
-DEFAULT_EXPERIMENTS = _ROOT / "experiments"
 # The demo's architecture: open_clip's ModifiedResNet (fast on CPU at 32 px) and a small text transformer.
 DEMO_MODEL_CONFIG: dict = {
     "embed_dim": 128,
@@ -175,11 +173,12 @@ def build_demo(out_dir: str | Path | None = None, config: DemoConfig | None = No
                reuse_pretrained: bool = False) -> DemoResult:
     """Build every demo asset into `out_dir` and the two experiment files into `experiments_dir`.
 
-    Defaults: the repository's assets/demo and experiments/; with another `out_dir`, experiments go next to it.
+    Defaults: the package's assets/demo and assets/experiments; with another `out_dir`, experiments go there too.
     """
     config = config or DemoConfig()
     if out_dir is None:
-        out_dir, experiments_dir = DEFAULT_ASSETS, experiments_dir or DEFAULT_EXPERIMENTS
+        # The package's own assets: from a checkout, the files git ships and `pip install` copies.
+        out_dir, experiments_dir = DEMO_ASSETS, experiments_dir or BUILTIN_EXPERIMENTS
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     experiments_dir = Path(experiments_dir) if experiments_dir is not None else out_dir

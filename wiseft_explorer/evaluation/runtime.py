@@ -17,7 +17,8 @@ from ..core.loading import load_models
 from ..core.models import ImageClassifier, ModelPair, parameter_count
 from ..data.sets import EvalSet, load_eval_set
 from ..data.stream import default_workers
-from ..experiment.spec import DatasetSpec, Experiment, load_experiment
+from ..experiment.parse import load_experiment
+from ..experiment.spec import DatasetSpec, Experiment
 from ..store.keys import experiment_fingerprint, set_fingerprint
 
 WORKING_POOL = 2  # working models per runtime, shared by every session (see borrow_working)

@@ -12,9 +12,13 @@ _EXPORTS = {
     ),
     "labelsets": ("CIFAR10_CLASSES", "class_list", "template_list"),
     "presets": ("PRESETS", "PRESET_VERSION", "PresetError", "PresetImages", "preset_of"),
+    "locations": (
+        "BUILTIN_EXPERIMENTS", "DEFAULT_EXPERIMENT", "DEMO_ASSETS", "ENV_EXPERIMENTS_DIR", "experiment_folders",
+        "experiment_label", "listed_experiments", "named_experiment", "user_experiments_dir"
+    ),
+    "parse": ("builtin_templates", "load_experiment", "load_mapping", "parse_experiment"),
     "spec": (
-        "DEFAULT_EXPERIMENT", "DatasetSpec", "EXPERIMENTS_DIR", "Experiment", "ExperimentError", "ModelSpec",
-        "REPO_ROOT", "builtin_templates", "load_experiment", "load_mapping", "parse_experiment"
+        "HEAD_POLICIES", "DatasetSpec", "Endpoint", "Experiment", "ExperimentError", "ModelSpec", "PRECISIONS"
     ),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

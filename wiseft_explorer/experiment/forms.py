@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .labelsets import CLASS_LISTS, TEMPLATE_SETS, list_name
+from .parse import parse_experiment
 from .presets import PRESETS
-from .spec import Experiment, parse_experiment
+from .spec import Experiment
 
 Form = dict[str, Any]
 

@@ -19,8 +19,11 @@ from ..experiment.forms import (
     preset_choices,
     slug,
 )
+from ..experiment.locations import user_experiments_dir
+from ..experiment.parse import load_experiment
 from ..experiment.presets import PRESETS
-from ..experiment.spec import EXPERIMENTS_DIR, REPO_ROOT, ExperimentError, load_experiment
+from ..experiment.spec import HEAD_POLICIES, ExperimentError
+from ..store.atomic import atomic_write_text
 from . import results, state
 from .errors import shown_errors
 
@@ -113,7 +116,7 @@ def _form() -> Form | None:
             _set_fields(st.container(border=True), f"s{i}", f"shift {i + 1}", shift=True)
         c1, c2 = st.columns(2)
         c1.selectbox("device", ["auto", "cpu", "cuda", "mps"], key=KEY + "device")
-        c2.selectbox("head policy", ["interpolate", "zeroshot", "finetuned"], key=KEY + "head_policy")
+        c2.selectbox("head policy", HEAD_POLICIES, key=KEY + "head_policy")
         st.checkbox("overwrite an existing file of the same name", key=KEY + "overwrite")
         st.checkbox("score folders that cover only some classes against every class", key=KEY + "all_classes")
         if not st.form_submit_button("Validate and save"):
@@ -123,9 +126,12 @@ def _form() -> Form | None:
 
 
 def save_experiment(form: Form, folder: Path | None = None) -> tuple[Path | None, list[SetCheck]]:
-    """Validate the fields and every folder, then write <folder>/<name>.toml; (None, checks) when a check fails."""
-    folder = folder or EXPERIMENTS_DIR
-    exp = form_experiment(form, REPO_ROOT)  # relative paths start at the project folder
+    """Validate the fields and every folder, then write <folder>/<name>.toml; (None, checks) when a check fails.
+
+    `folder` defaults to the user's experiments folder; relative paths in the form start where the app started.
+    """
+    folder = folder or user_experiments_dir()
+    exp = form_experiment(form, Path.cwd())
     checks = check_experiment(exp)
     if any(c.error for c in checks) or (any(c.needs_subset for c in checks) and not form.get("all_classes")):
         return None, checks
@@ -133,7 +139,7 @@ def save_experiment(form: Form, folder: Path | None = None) -> tuple[Path | None
     if path.exists() and not form.get("overwrite"):
         raise ExperimentError(f"{path.name} already exists; tick 'overwrite' or choose another experiment name")
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(experiment_to_toml(exp), encoding="utf-8")
+    atomic_write_text(path, experiment_to_toml(exp))
     return path, checks
 
 
@@ -170,7 +176,7 @@ def builder_section() -> None:
     if form is not None:
         with shown_errors("Not saved"):
             path, checks = save_experiment(form)
-            st.session_state[_CHECKS] = (checks, len(form_experiment(form, REPO_ROOT).classnames))
+            st.session_state[_CHECKS] = (checks, len(form_experiment(form, Path.cwd()).classnames))
             if path is None:
                 st.error("Not saved: fix the folders below first.")
             else:

@@ -1,12 +1,15 @@
-"""The Explorer page body: metric cards, the ID-vs-shift plot, accuracy vs alpha, and the lecture explainer."""
+"""The Explorer page: warm or cold start, metric cards, the ID-vs-shift plot, accuracy vs alpha, the explainer."""
 
 from __future__ import annotations
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from ..experiment.spec import Experiment
 from ..presentation import paper, plots
 from ..results.curves import Curves, choose_alphas
+from . import sidebar, state
+from .errors import shown_errors
 
 EXPLAINER = """
 **Two models, one line between them.** A *zero-shot* model (α = 0) was pretrained on image–caption pairs and
@@ -142,3 +145,64 @@ def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete:
     with st.expander("Results table (top-1 %)"):
         # A static table: 21 rows need no data grid, and the grid's script would slow the page's first paint.
         st.table((curves.table() * 100).round(2))
+
+
+def explorer_page() -> None:
+    """The landing page: stored curves at once when they answer (warm start), else the sweep as it streams."""
+    st.set_page_config(page_title="WiSE-FT Explorer", page_icon=":material/explore:", layout="wide")
+    sidebar.sidebar_top()
+    st.title("WiSE-FT Explorer")
+    st.caption("Robust fine-tuning of zero-shot models: interpolate the weights of a zero-shot and a fine-tuned CLIP.")
+    explainer()
+    experiment = state.load_experiment_file()
+    if experiment is None:
+        st.stop()
+    alpha = state.alpha_controls()
+    # One slot for the sweep's notes in every kind of run, so the cards below keep their place in the page when a
+    # note comes or goes (a moved element is drawn twice while Streamlit replaces the page).
+    notice = st.empty()
+    curves = state.warm_curves(experiment, alpha)
+    if curves is not None:
+        _warm_start(experiment, curves, alpha, notice)
+    else:
+        _cold_start(experiment, alpha, notice)
+
+
+def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: DeltaGenerator) -> None:
+    """The stored curves answer a grid alpha: the page is drawn before torch or a model loads."""
+    others = state.other_endpoint_curves(experiment)
+    explorer_body(curves, alpha, curves.accuracies(curves.grid_alpha(alpha)), complete=True, notice=notice,
+                  endpoint=experiment.endpoint, others=others)
+    if curves.about:  # what the models are, as stored with the curves: no need to load them for this page
+        sidebar.list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])
+    else:
+        sidebar.model_details()
+    if len(others) < len(experiment.endpoints) - 1:  # only after the page is drawn: this imports torch
+        from . import results
+
+        results.other_endpoints(experiment)  # starts the missing endpoints' sweeps in the background
+        results.endpoints_progress(experiment, len(others))
+
+
+def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator) -> None:
+    """No stored curves for this alpha: load the models, start (or join) the sweep and draw what it has so far."""
+    from . import results  # the sweep side: imports torch and loads the models
+
+    runtime = state.load_runtime()
+    if runtime is None:
+        st.stop()
+    with shown_errors("The Explorer cannot show this experiment"):
+        results.sweep_job(runtime)  # start computing before anything else is drawn
+        sidebar.runtime_details(runtime)
+        result, complete = results.ensure_sweep(runtime, alpha, notice)
+        if result is None:
+            st.stop()
+        sidebar.results_origin(result.provenance)
+        # Other endpoints' sweeps start once this one is complete: the chosen path fills in first.
+        others = results.other_endpoints(experiment) if complete else state.other_endpoint_curves(experiment)
+        explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete, notice,
+                      experiment.endpoint, others)
+        if complete and len(others) < len(experiment.endpoints) - 1:
+            results.endpoints_progress(experiment, len(others))
+        if not complete:
+            results.sweep_progress(runtime, result.images[0])

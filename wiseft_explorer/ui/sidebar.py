@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..experiment.spec import REPO_ROOT
+from ..experiment.locations import ENV_EXPERIMENTS_DIR, experiment_label, user_experiments_dir
 from . import state
 
 if TYPE_CHECKING:
@@ -17,21 +17,15 @@ _OTHER = "Another file (path)…"
 _IMPORTED_KEY = "wiseft_imported"  # the note shown once after an import (the page reruns to draw the results)
 
 
-def _label(path: Path) -> str:
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
 def experiment_picker() -> None:
-    """Choose the experiment: any TOML under experiments/ or a path typed by the user."""
+    """Choose the experiment: a built-in one, any TOML in the user's experiments folder, or a typed path."""
     files = state.experiment_files()
-    labels = [_label(p) for p in files] + [_OTHER]
+    labels = [experiment_label(p) for p in files] + [_OTHER]
     current = state.experiment_path()
     index = files.index(current) if current in files else 0
     choice = st.sidebar.selectbox("Experiment", labels, index=index, key="experiment_choice",
-                                  help="Default: the built-in demo (experiments/demo.toml).")
+                                  help="Default: the built-in demo. Your own experiment files are listed from "
+                                       f"`{user_experiments_dir()}` (set {ENV_EXPERIMENTS_DIR} to use another folder).")
     if choice == _OTHER:
         typed = st.sidebar.text_input("Experiment TOML path", key="experiment_path_input",
                                       placeholder="/path/to/experiment.toml")
@@ -68,7 +62,8 @@ def sidebar_top() -> None:
 
 def endpoint_picker() -> None:
     """Choose the fine-tuned endpoint the slider, the Gallery and Upload use (experiments with several)."""
-    from ..experiment.spec import ExperimentError, load_experiment
+    from ..experiment.parse import load_experiment
+    from ..experiment.spec import ExperimentError
 
     try:
         experiment = load_experiment(state.experiment_path())

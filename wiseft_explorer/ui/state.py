@@ -9,13 +9,9 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..experiment.spec import (
-    DEFAULT_EXPERIMENT,
-    EXPERIMENTS_DIR,
-    Experiment,
-    ExperimentError,
-    load_experiment,
-)
+from ..experiment.locations import DEFAULT_EXPERIMENT, is_listed, listed_experiments, named_experiment
+from ..experiment.parse import load_experiment
+from ..experiment.spec import Experiment, ExperimentError
 from ..results.curves import ALPHA_GRID, PAPER_ALPHA, Curves, curves_path, stored_curves
 
 if TYPE_CHECKING:  # the runtime side imports torch: loaded only once a page needs models (see load_runtime)
@@ -32,28 +28,27 @@ BUILD_HINT = "python -m wiseft_explorer build-demo"
 
 
 def default_experiment() -> Path:
-    """$WISEFT_EXPERIMENT if set, else experiments/demo.toml."""
+    """$WISEFT_EXPERIMENT if set, else the built-in demo."""
     env = os.environ.get(ENV_EXPERIMENT)
     return Path(env).expanduser().resolve() if env else DEFAULT_EXPERIMENT
 
 
 def _from_url() -> Path | None:
-    """The experiment a shared link names (`?experiment=demo-linear.toml`, inside experiments/), or None."""
+    """The experiment a shared link names (`?experiment=demo-linear.toml`, a built-in or user file), or None."""
     raw = st.query_params.get("experiment")
     if raw is None:
         return None
-    path = (EXPERIMENTS_DIR / raw).resolve()
-    # Only files of the experiments folder: a link must not make the server open any path it is given.
-    if path.suffix == ".toml" and path.is_file() and path.parent == EXPERIMENTS_DIR.resolve():
-        return path
-    st.warning(f"Ignoring `?experiment={raw}` in the URL: it names no experiment file in the experiments folder "
-               f"(`{EXPERIMENTS_DIR}`); showing the default one.")
-    return None
+    # Only files of the experiment folders: a link must not make the server open any path it is given.
+    path = named_experiment(raw)
+    if path is None:
+        st.warning(f"Ignoring `?experiment={raw}` in the URL: it names no built-in experiment and no file of "
+                   "your experiments folder; showing the default one.")
+    return path
 
 
 def _to_url(path: Path) -> None:
-    """Put the session's experiment into the URL when a link can name it (a file of the experiments folder)."""
-    if path.parent == EXPERIMENTS_DIR.resolve() and path.suffix == ".toml":
+    """Put the session's experiment into the URL when a link can name it (a file of the experiment folders)."""
+    if is_listed(path) and named_experiment(path.name) == path.resolve():
         st.query_params["experiment"] = path.name
     elif "experiment" in st.query_params:
         del st.query_params["experiment"]
@@ -76,9 +71,8 @@ def set_experiment(path: str | Path) -> None:
 
 
 def experiment_files() -> list[Path]:
-    """Every TOML under experiments/, plus the default and the current choice."""
-    found = sorted(EXPERIMENTS_DIR.glob("*.toml")) if EXPERIMENTS_DIR.is_dir() else []
-    return list(dict.fromkeys([default_experiment(), *found, experiment_path()]))
+    """The default, every built-in and user experiment file, and the current choice."""
+    return list(dict.fromkeys([default_experiment(), *listed_experiments(), experiment_path()]))
 
 
 @st.cache_resource

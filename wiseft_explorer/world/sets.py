@@ -43,7 +43,7 @@ SPECS: dict[str, SetSpec] = {
     "train": SetSpec(**_ID, size=12000, description="ID fine-tuning set: photos, colour cue"),
     "id-val": SetSpec(**_ID, description="held-out ID split for choosing alpha"),
     # 700 ID test images keep the app's cold start at 3,700 images per alpha; a WiSE-FT-vs-fine-tuned difference on
-    # them still carries about 1.4 points of sampling error (experiments/demo-precise.toml renders 3,000).
+    # them still carries about 1.4 points of sampling error (the built-in demo-precise.toml renders 3,000).
     "id-test": SetSpec(**_ID, size=700, description="held-out ID test split"),
     "resample": SetSpec(
         **{**_ID, "cue": 0.3}, max_angle=25.0, offset=(0.08, 0.15),

@@ -1,0 +1,90 @@
+"""Where experiment files live (built-in package data, the user's folder) and how the app is started."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from wiseft_explorer.experiment import (
+    BUILTIN_EXPERIMENTS,
+    DEFAULT_EXPERIMENT,
+    DEMO_ASSETS,
+    ExperimentError,
+    experiment_folders,
+    experiment_label,
+    listed_experiments,
+    load_experiment,
+    named_experiment,
+    user_experiments_dir,
+)
+
+PACKAGE = Path(__file__).resolve().parent.parent / "wiseft_explorer"
+
+
+def test_the_demo_ships_inside_the_package():
+    assert BUILTIN_EXPERIMENTS.parent.parent == PACKAGE and DEMO_ASSETS.parent.parent == PACKAGE
+    assert DEFAULT_EXPERIMENT.parent == BUILTIN_EXPERIMENTS
+    assert {p.name for p in DEMO_ASSETS.glob("*.safetensors")} == {
+        "zeroshot.safetensors", "finetuned-e2e.safetensors", "finetuned-linear.safetensors"}
+    # the built-in experiments point at the shipped checkpoints through relative paths, valid wherever it installs
+    exp = load_experiment(DEFAULT_EXPERIMENT)
+    assert exp.zeroshot.config.parent == DEMO_ASSETS.resolve()
+    assert {e.checkpoint.parent for e in exp.endpoints} == {DEMO_ASSETS.resolve()}
+
+
+def test_the_package_data_rule_covers_every_shipped_file():
+    # pyproject's package-data is what a non-editable install copies; a new asset kind must be added there too.
+    text = (PACKAGE.parent / "pyproject.toml").read_text()
+    assert '"assets/demo/*"' in text and '"assets/experiments/*"' in text
+    assert not [p for p in (PACKAGE / "assets").iterdir() if p.name not in {"demo", "experiments"}]
+
+
+def test_user_experiments_go_to_the_current_folder_unless_configured(tmp_path, monkeypatch):
+    monkeypatch.delenv("WISEFT_EXPERIMENTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert user_experiments_dir() == (tmp_path / "experiments").resolve()
+    elsewhere = tmp_path / "mine"
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(elsewhere))
+    assert user_experiments_dir() == elsewhere.resolve()
+    assert experiment_folders() == (BUILTIN_EXPERIMENTS.resolve(), elsewhere.resolve())
+
+
+def test_listed_and_named_experiments_are_the_two_folders_and_nothing_else(tmp_path, monkeypatch):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    demo_text = DEFAULT_EXPERIMENT.read_text().replace("../demo/", str(DEMO_ASSETS) + "/")
+    (folder / "own.toml").write_text(demo_text)
+    (tmp_path / "outside.toml").write_text(demo_text)
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(folder))
+    listed = listed_experiments()
+    assert listed[0].parent == BUILTIN_EXPERIMENTS and listed[-1] == (folder / "own.toml").resolve()
+    assert named_experiment("demo-linear.toml") == (BUILTIN_EXPERIMENTS / "demo-linear.toml").resolve()
+    assert named_experiment("own.toml") == (folder / "own.toml").resolve()
+    for bad in ("../outside.toml", str(tmp_path / "outside.toml"), "nope.toml", "demo.toml.example"):
+        assert named_experiment(bad) is None, bad
+    assert experiment_label(DEFAULT_EXPERIMENT) == "built-in: demo.toml"
+
+
+def test_a_bare_name_loads_a_built_in_or_user_experiment_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(tmp_path / "none"))
+    assert load_experiment("demo-precise.toml").path == (BUILTIN_EXPERIMENTS / "demo-precise.toml").resolve()
+    with pytest.raises(ExperimentError, match="demo-linear.toml, demo-precise.toml, demo.toml"):
+        load_experiment("missing.toml")
+    with pytest.raises(ExperimentError, match="experiment file not found"):
+        load_experiment(tmp_path / "sub" / "demo.toml")  # a path with a folder is taken as it is
+
+
+def test_the_app_command_runs_streamlit_on_the_packaged_app(monkeypatch):
+    from wiseft_explorer.cli import commands, serve
+    from wiseft_explorer.ui.app import APP_SCRIPT
+
+    calls = []
+    monkeypatch.setattr(serve.subprocess, "call", lambda argv: calls.append(argv) or 0)
+    assert commands.main(["app", "--server.port", "8502"]) == 0
+    assert calls == [[sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.port", "8502"]]
+    assert APP_SCRIPT.is_file() and APP_SCRIPT.parent.parent == PACKAGE / "ui"
+    assert {p.name for p in APP_SCRIPT.parent.glob("[0-9]_*.py")} == {
+        "1_Gallery.py", "2_Upload.py", "3_Models.py", "4_Lesson.py"}
