@@ -120,7 +120,7 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     ranks = f"; {group.world_size} processes" if group.distributed else ""
     print(f"wrote {out} ({args.mode}, {len(train) - len(result.skipped)} images, {result.seconds:.0f} s; "
           f"warmup {result.config.warmup} steps{ranks})")
-    if result.final_loss is not None:
+    if result.final_loss is not None and result.train_accuracy is not None:  # both come from the same batches
         print(f"final loss {result.final_loss:.4f} (mean of the last epoch); training accuracy "
               f"{100 * result.train_accuracy:.1f}% (last epoch's batches, while training)")
     return 0

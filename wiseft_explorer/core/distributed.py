@@ -178,6 +178,7 @@ def gather_bytes(group: Group, payload: bytes) -> list[bytes] | None:
         dist.gather(mine, parts, dst=0)
     if not group.is_root:
         return None
+    assert parts is not None  # rank 0 made the receiving buffers above
     return [part[:n].cpu().numpy().tobytes() for part, n in zip(parts, lengths, strict=True)]
 
 
@@ -185,12 +186,17 @@ def broadcast_bytes(group: Group, payload: bytes | None) -> bytes:
     """Rank 0's payload on every rank (the others pass None)."""
     if not group.distributed:
         return payload or b""
+    mine = b""  # what the other ranks pass is never sent
+    if group.is_root:
+        if payload is None:
+            raise ValueError("broadcast_bytes: rank 0 must pass the payload the other ranks wait for")
+        mine = payload
     with _collective(group, "receiving rank 0's decision"):
-        n = torch.tensor([len(payload) if group.is_root else 0], dtype=torch.int64, device=group.device)
+        n = torch.tensor([len(mine)], dtype=torch.int64, device=group.device)
         dist.broadcast(n, src=0)
         data = torch.zeros(int(n.item()), dtype=torch.uint8)
-        if group.is_root and payload:
-            data[:] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+        if mine:
+            data[:] = torch.frombuffer(bytearray(mine), dtype=torch.uint8)
         data = data.to(group.device)
         dist.broadcast(data, src=0)
     return data.cpu().numpy().tobytes()

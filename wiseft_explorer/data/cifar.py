@@ -96,6 +96,7 @@ def convert_cifar102(pickled: Path, out: Path) -> Path:
     if not isinstance(table, dict) or not {"images", "labels"} <= set(table):
         raise ValueError(f"{pickled}: expected CIFAR-10.2's dict with 'images' and 'labels'")
     checked = _checked("cifar10.2", pickled, np.asarray(table["images"]), np.asarray(table["labels"]))
+    assert checked.pixels is not None  # _checked always returns the pixels it validated
     out = Path(out)
     with atomic_path(out) as tmp, open(tmp, "xb") as fh:  # a file object: np.savez would add .npz to a name
         np.savez(fh, images=checked.pixels, labels=checked.labels)

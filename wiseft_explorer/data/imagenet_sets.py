@@ -36,6 +36,8 @@ def subset_wnids(key: str) -> tuple[str, ...]:
     """The 200 WordNet ids of ImageNet-R ('imagenet-r') or ImageNet-A ('imagenet-a'), as timm ships them."""
     name = {"imagenet-r": "imagenet_r_synsets.txt", "imagenet-a": "imagenet_a_synsets.txt"}[key]
     data = pkgutil.get_data("timm.data", f"_info/{name}")
+    if data is None:  # a loader without get_data (a missing file raises instead)
+        raise FileNotFoundError(f"cannot read timm.data/_info/{name}: timm's loader does not give package data")
     return tuple(line.strip() for line in data.decode("utf-8").splitlines() if line.strip())
 
 

@@ -64,6 +64,7 @@ class EvalSet:
         """The classes a prediction may name to be right for `label` (ObjectNet: every class of its group)."""
         if self.groups is None:
             return (label,)
+        assert self.class_indices is not None  # a grouped set's labels are its class_indices (load_preset_set)
         k = self.class_indices.tolist().index(label)
         return tuple(self.groups[k])
 
@@ -77,6 +78,7 @@ class EvalSet:
         if self.raw is not None:
             img = Image.fromarray(self.raw[index])
         else:
+            assert self.paths is not None  # a set without pixels in memory is a folder set, which has paths
             img = cut_border(decode_image(Path(self.paths[index])), self.border)
         if size:  # letterboxed into size x size: the aspect ratio is kept (a circle stays round)
             img = ImageOps.pad(img, (size, size), Image.Resampling.NEAREST if max(img.size) < size else Image.Resampling.BICUBIC,
@@ -206,9 +208,9 @@ def read_preset(key: str, source: Path) -> PresetImages:
 
 def load_preset_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:
     """A set read by its preset (ImageNet and its shifts, CIFAR-10 and its new test sets); `limit` samples fairly."""
-    to_exp = preset_classes(spec.preset, classnames)
+    to_exp = preset_classes(spec.preset_key, classnames)
     try:
-        found = read_preset(spec.preset, Path(spec.source))
+        found = read_preset(spec.preset_key, Path(spec.source))
     except PresetError as err:
         raise ExperimentError(f"{spec.name}: {err}") from err
     labels = to_exp[found.labels]
@@ -252,11 +254,11 @@ def load_batch(ev: EvalSet, indices: Sequence[int], preprocess: Callable,
     tensors, loaded, failed = [], [], []
     for i in indices:
         try:
-            picture = decode_image(Path(ev.paths[i]))
+            picture = ev.picture(i)  # decoded from its file, the border cut
         except ImageDecodeError as err:
             failed.append((i, err.reason))
             continue
-        tensors.append(preprocess(cut_border(picture, ev.border)))
+        tensors.append(preprocess(picture))
         loaded.append(i)
     return (torch.stack(tensors) if tensors else None), loaded, failed
 

@@ -142,10 +142,10 @@ class LabelledImages(Dataset):
         return len(self.ev)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        images, loaded, _ = load_batch(self.ev, [index], self.preprocess)
+        images, _, _ = load_batch(self.ev, [index], self.preprocess)
         if self.counter is not None:
             self.counter.add(1)
-        return (images[0], self.ev.labels[index]) if loaded else None
+        return (images[0], self.ev.labels[index]) if images is not None else None  # None: the image did not load
 
 
 def collate_loaded(items: list[tuple[torch.Tensor, torch.Tensor] | None]) -> tuple[torch.Tensor, torch.Tensor] | None:

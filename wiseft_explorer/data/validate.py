@@ -36,8 +36,8 @@ def check_preset(spec: DatasetSpec, classnames: tuple[str, ...]) -> SetCheck:
 
     check = SetCheck(spec.name)
     try:
-        to_exp = preset_classes(spec.preset, classnames)
-        found = read_preset(spec.preset, Path(spec.source))
+        to_exp = preset_classes(spec.preset_key, classnames)
+        found = read_preset(spec.preset_key, Path(spec.source))
     except (PresetError, ExperimentError, OSError) as err:
         check.error = str(err).splitlines()[0]
         return check

@@ -63,6 +63,7 @@ def run_sweep_distributed(runtime: ExperimentRuntime, group: Group, alphas: Sequ
         error = None
         if group.is_root:
             try:
+                assert result is not None and parts is not None  # rank 0 planned the sweep and gathered the parts
                 whole = assemble(runtime, needed, parts, group.world_size, max_images)
                 if not torch.equal(counts(whole), totals):
                     raise DistributedError("the gathered per-image results disagree with the all-reduced counts")
@@ -78,7 +79,7 @@ def run_sweep_distributed(runtime: ExperimentRuntime, group: Group, alphas: Sequ
             raise DistributedError(f"rank 0 could not write the results ({outcome.decode()}); the saved states "
                                    "are kept, so the same command resumes")
         store.clear()  # rank 0 has written every set: this rank's part is no longer needed
-    elif group.is_root:
+    elif result is not None:  # rank 0, the only one that planned the sweep
         finish_sweep(runtime, result, None, max_images)
     return result if group.is_root else None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,10 +120,10 @@ def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: P
     sizes = [min(len(ev), max_images) if max_images else len(ev) for ev in evs]
     plan = batch_plan(sizes, job.batch_size, FIRST_BATCH)
     first_round = sum(1 for size in sizes if size)
-    positions: list[np.ndarray | None] = [None] * len(evs)
+    positions: Sequence[np.ndarray | None] = [None] * len(evs)  # None: the whole set
     if shard is not None:
-        plan, positions, first_round = shard_plan(plan, len(evs), *shard)
-        sizes = [len(p) for p in positions]
+        plan, mine, first_round = shard_plan(plan, len(evs), *shard)
+        sizes, positions = [len(p) for p in mine], mine
     streams = {name: SetStream.empty(ev, job.alphas[name], job.num_classes, part)
                for (name, ev), part in zip(job.sets.items(), positions, strict=True)}
     start_batch = store.restore(streams) if store is not None else 0

@@ -20,6 +20,7 @@ def export_interpolated(runtime: ExperimentRuntime, alpha: float, out: str | Pat
     if out.suffix != ".safetensors":
         raise ValueError(f"{out.name}: exports are .safetensors files; name the output *.safetensors")
     exp, pair = runtime.experiment, runtime.models
+    assert exp.finetuned is not None  # load_models refuses an experiment without a fine-tuned checkpoint
     state = runtime.space.state_at(alpha)
     provenance = {"alpha": alpha, "head_policy": exp.head_policy, "zeroshot": exp.zeroshot.pretrained,
                   "finetuned": str(exp.finetuned.name), "experiment": exp.name}

@@ -44,7 +44,8 @@ class SweepJob:
 
     def __init__(self, runtime: ExperimentRuntime, alphas: tuple[float, ...] = ALPHA_GRID,
                  cache: DiskCache | None = None) -> None:
-        self.runtime, self.alphas, self.cache = runtime, alphas, cache
+        self.runtime: ExperimentRuntime | None = runtime  # None once the sweep has ended
+        self.alphas, self.cache = alphas, cache
         self._lock = threading.Lock()
         self._done, self._total, self._message = 0, 0, "starting"
         self._progress: StreamProgress | None = None
@@ -77,8 +78,10 @@ class SweepJob:
                 self._result = result
 
     def _run(self) -> None:
+        runtime = self.runtime
+        assert runtime is not None  # the thread runs once, and only this method drops the runtime, at its end
         try:
-            result = run_sweep(self.runtime, self.alphas, cache=self.cache, on_progress=self._on_progress)
+            result = run_sweep(runtime, self.alphas, cache=self.cache, on_progress=self._on_progress)
         except Exception as err:  # reported to every reader instead of dying silently in the thread
             with self._lock:
                 self._error, self._finished, self.runtime = err, True, None

@@ -136,17 +136,17 @@ class ImageAnalysis:
 def analyse_images(runtime: ExperimentRuntime, working: Working, items: Sequence[ImageAnalysis], alpha: float,
                    extra: Sequence[str] = ()) -> list[ImageAnalysis]:
     """Fill in the predictions of every item that has a picture, as one batch (items with an error are kept)."""
-    good = [item for item in items if item.image is not None and item.error is None]
+    good = [(item, item.image) for item in items if item.image is not None and item.error is None]
     if not good:
         return list(items)
-    images = preprocess(runtime, [item.image for item in good])
+    images = preprocess(runtime, [image for _, image in good])
     top = predict_three(runtime, images, alpha, working)
     # (A, N, C), the same at every alpha: computed once per image set and shared by every session that shows it.
     digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
     probs = runtime.shared_tensor(("probability_along_alpha", ALPHA_GRID, digest),
                                   lambda: probability_along_alpha(runtime, images, working, ALPHA_GRID))
     extras = zero_shot_with_extra(runtime, images, extra) if any(e.strip() for e in extra) else None
-    for i, item in enumerate(good):
+    for i, (item, _) in enumerate(good):
         item.top = {label: top[label][i] for label in MODELS}
         item.curve = curve_frame(probs[:, i], runtime.experiment.classnames, ALPHA_GRID)
         item.extra = extras[i] if extras else None
@@ -157,7 +157,7 @@ def analyse_files(runtime: ExperimentRuntime, working: Working, files: Sequence[
                   extra: Sequence[str] = ()) -> list[ImageAnalysis]:
     """Decode every (name, bytes) file (a bad one becomes an error naming it) and predict the good ones."""
     decoded = decode_many(files, max_bytes=DEFAULT_MAX_BYTES)
-    items = [ImageAnalysis(d.name, d.image, None if d.ok else d.error.reason) for d in decoded]
+    items = [ImageAnalysis(d.name, d.image, None if d.error is None else d.error.reason) for d in decoded]
     return analyse_images(runtime, working, items, alpha, extra)
 
 

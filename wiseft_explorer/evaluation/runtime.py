@@ -215,6 +215,7 @@ class ExperimentRuntime:
     def describe(self) -> dict[str, str]:
         """Names, sizes and device of the loaded models, as the app's sidebar lists them (loads the models)."""
         pair, exp = self.models, self.experiment
+        assert exp.finetuned is not None  # load_models refuses an experiment without a fine-tuned checkpoint
         # Two different counts, labelled: the classifier that is interpolated, and the CLIP it came from.
         return {"zero-shot": f"{exp.zeroshot.name} (classifier: image tower + head "
                              f"{parameter_count(pair.zeroshot) / 1e6:.2f} M params; whole CLIP with its text tower "

@@ -93,7 +93,9 @@ def report_failed(runtime: ExperimentRuntime, streams: dict[str, SetStream]) -> 
     """Record and warn about the images that could not be decoded while the sets streamed."""
     for name, stream in streams.items():
         if stream.failed:
-            runtime.note_skipped(name, [(stream.ev.paths[int(stream.indices[p])], why)
+            paths = stream.ev.paths
+            assert paths is not None  # only folder sets have images that fail to decode
+            runtime.note_skipped(name, [(paths[int(stream.indices[p])], why)
                                         for p, why in sorted(stream.failed.items())])
             warnings.warn(f"{name}: skipped {len(stream.failed)} unreadable file(s) while streaming, e.g. "
                           f"{next(iter(stream.failed.values()))}", DataWarning, stacklevel=4)

@@ -40,6 +40,13 @@ class DatasetSpec:
         """True for a set of the built-in demo world."""
         return self.source.startswith("world:")
 
+    @property
+    def preset_key(self) -> str:
+        """The preset this set is read by; an error for a set that names none."""
+        if self.preset is None:
+            raise ExperimentError(f"{self.name}: not a preset set (it names no `preset`)")
+        return self.preset
+
 
 @dataclass(frozen=True)
 class Endpoint:

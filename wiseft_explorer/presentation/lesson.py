@@ -51,6 +51,7 @@ def lesson_steps(curves: Curves, endpoint: str | None = None) -> list[LessonStep
     text = (f"Fine-tuning on the ID training data moves {id_set} from {_pct(zs[id_set])} to {_pct(ft[id_set])} "
             f"({_pts(ft[id_set] - zs[id_set])}).")
     if shifts:
+        assert worst is not None  # worst_shift names one whenever there are shift sets
         text += (f" Under distribution shift it moves the average from {_pct(zs['avg_shifts'])} to "
                  f"{_pct(ft['avg_shifts'])} ({_pts(ft['avg_shifts'] - zs['avg_shifts'])}); {worst} changes most, "
                  f"{_pts(lost[worst])}. Below: two {worst} images the zero-shot model got right and {ft_name} broke.")

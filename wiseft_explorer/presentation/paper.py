@@ -59,4 +59,5 @@ def points_for(model: str) -> list[ReferencePoint]:
 
 def wiseft_line(model: str) -> list[ReferencePoint]:
     """The end-to-end WiSE-FT points of one architecture (zero-shot ... fine-tuned), ordered by alpha."""
-    return sorted((p for p in points_for(model) if p.alpha is not None), key=lambda p: p.alpha)
+    with_alpha = [(p.alpha, p) for p in points_for(model) if p.alpha is not None]
+    return [p for _, p in sorted(with_alpha, key=lambda pair: pair[0])]

@@ -64,10 +64,11 @@ Intervals = Mapping[str, Mapping[float, tuple[float, float]]]  # set -> alpha ->
 
 def _bars(values: Sequence[float], bounds: Sequence[tuple[float, float] | None], scale: str) -> dict | None:
     """Asymmetric plotly error bars for values whose 95% intervals are given (in the axis' scale)."""
-    if not bounds or any(b is None for b in bounds):
+    known = [b for b in bounds if b is not None]
+    if not bounds or len(known) < len(bounds):
         return None
-    plus = [scale_value(hi, scale) - scale_value(v, scale) for v, (_, hi) in zip(values, bounds, strict=True)]
-    minus = [scale_value(v, scale) - scale_value(lo, scale) for v, (lo, _) in zip(values, bounds, strict=True)]
+    plus = [scale_value(hi, scale) - scale_value(v, scale) for v, (_, hi) in zip(values, known, strict=True)]
+    minus = [scale_value(v, scale) - scale_value(lo, scale) for v, (lo, _) in zip(values, known, strict=True)]
     return {"type": "data", "symmetric": False, "array": plus, "arrayminus": minus, "thickness": 1, "width": 2,
             "color": "#aaaaaa"}
 

@@ -90,8 +90,8 @@ def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, tuple[float, fl
     out = {}
     for name, by_alpha in result.predictions.items():
         here = by_alpha.get(alpha)
-        ends = [by_alpha.get(end) for end in ENDS]
-        if here is None or any(e is None for e in ends):
+        ends = [by_alpha[end] for end in ENDS if end in by_alpha]
+        if here is None or len(ends) < len(ENDS):
             return None
         out[name] = {end: (*paired_difference(here.correct, e.correct), len(here.correct))
                      for end, e in zip(ENDS, ends, strict=True)}

@@ -71,7 +71,7 @@ def gather_features(group: Group, indices: Sequence[int], feats: torch.Tensor, l
                          "failed": torch.tensor(sorted(failed), dtype=torch.int64)})
     parts = gather_bytes(group, mine)
     whole = None
-    if group.is_root:
+    if parts is not None:  # rank 0, the one gather_bytes hands every rank's part
         pieces = [piece for piece in map(load_tensors, parts) if len(piece["index"])]  # a rank may have had none
         index = torch.cat([p["index"] for p in pieces])
         order = index.argsort()

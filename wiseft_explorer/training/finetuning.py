@@ -142,7 +142,7 @@ def image_features(classifier: ImageClassifier, data: TrainData, device: torch.d
     for images, y in loaded_batches(training_loader(data, batch_size, device, loader, indices=indices), failed):
         feats.append(classifier.features(images.to(device, non_blocking=True)).float().cpu())
         labels.append(y.long())
-    if group.distributed:
+    if indices is not None:  # a distributed group: this rank computed its part only
         mine = (torch.cat(feats), torch.cat(labels)) if feats else (torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
         gathered, labels_all, failed_all = gather_features(group, indices, *mine, failed)
         failed.update(failed_all)

@@ -171,7 +171,9 @@ def explorer_page() -> None:
 def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: DeltaGenerator) -> None:
     """The stored curves answer a grid alpha: the page is drawn before torch or a model loads."""
     others = state.other_endpoint_curves(experiment)
-    explorer_body(curves, alpha, curves.accuracies(curves.grid_alpha(alpha)), complete=True, notice=notice,
+    grid_alpha = curves.grid_alpha(alpha)
+    assert grid_alpha is not None  # state.warm_curves gives only curves whose grid holds alpha
+    explorer_body(curves, alpha, curves.accuracies(grid_alpha), complete=True, notice=notice,
                   endpoint=experiment.endpoint, others=others)
     if curves.about:  # what the models are, as stored with the curves: no need to load them for this page
         sidebar.list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])

@@ -73,6 +73,7 @@ def endpoint_picker() -> None:
     if len(names) < 2:
         return
     current = state.endpoint_choice(experiment)
+    assert current is not None  # with two or more endpoints one is always chosen
     choice = st.sidebar.selectbox("Fine-tuned endpoint", names, index=names.index(current), key="endpoint_choice",
                                   help="Each endpoint is a WiSE-FT path of its own in the plots; the α slider, the "
                                        "Gallery and Upload use the one chosen here.")

@@ -37,6 +37,7 @@ def show_analysis(item: ImageAnalysis, alpha: float, key: str) -> None:
     if item.error:
         st.error(f"**{item.name}**: {item.error}")
         return
+    assert item.image is not None  # every analysis without an error has its picture (analyse_files, set_example)
     with st.container(border=True):
         st.markdown(f"**{item.name}**" + (f" · true class: **{item.truth}**" if item.truth else ""))
         cols = st.columns([1, 2, 2, 2])

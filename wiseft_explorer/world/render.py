@@ -162,6 +162,13 @@ def background(kind: str, rng: np.random.Generator, side: int, c1: np.ndarray, c
     return c1 + t[..., None] * (c2 - c1)
 
 
+def _rgb(attrs: Attributes) -> tuple[int, int, int]:
+    """The shape's fill colour; every style but sketch draws one."""
+    if attrs.colour is None:
+        raise ValueError(f"a {attrs.style} image needs a colour (only sketches are drawn without one)")
+    return COLOURS[attrs.colour]
+
+
 def _photo(attrs: Attributes, rng: np.random.Generator, side: int, mask: np.ndarray) -> np.ndarray:
     low_contrast = attrs.background in ("plain", "gradient")
     c1 = _muted(rng, (0.05, 0.4), (0.45, 0.9))
@@ -174,7 +181,7 @@ def _photo(attrs: Attributes, rng: np.random.Generator, side: int, mask: np.ndar
     phi = rng.uniform(0, 2 * math.pi)
     ramp = ((x - side / 2) * math.cos(phi) + (y - side / 2) * math.sin(phi)) / side
     texture = _smooth_noise(rng.normal(0, 0.07, (6, 6)), side)
-    base = np.array(COLOURS[attrs.colour], np.float32) + rng.normal(0, 12, 3).astype(np.float32)
+    base = np.array(_rgb(attrs), np.float32) + rng.normal(0, 12, 3).astype(np.float32)
     shade = (1.0 + 0.6 * ramp + texture)[..., None]
     fg = base * shade + 40.0 * np.clip(ramp, 0, None)[..., None]  # a highlight on the lit side
     m = mask[..., None]
@@ -211,7 +218,7 @@ def _cartoon(attrs: Attributes, rng: np.random.Generator, side: int, mask: np.nd
     c1 = _muted(rng, (0.25, 0.6), (0.9, 1.0))
     kind = attrs.background if attrs.background in ("plain", "stripes", "dots", "checks") else "plain"
     img = background(kind, rng, side, c1, c1 * 0.85 + 38)
-    r, g, b = (np.array(COLOURS[attrs.colour]) / 255.0).tolist()
+    r, g, b = (np.array(_rgb(attrs)) / 255.0).tolist()
     h, _, v = colorsys.rgb_to_hsv(r, g, b)
     # Flat, saturated and bright: cartoons exaggerate colour (black stays black).
     fill = np.array(colorsys.hsv_to_rgb(h, 0.0 if attrs.colour == "black" else 0.9, max(v, 0.15)), np.float32)
