@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -82,9 +83,31 @@ def test_the_app_command_runs_streamlit_on_the_packaged_app(monkeypatch):
     from wiseft_explorer.ui.app import APP_SCRIPT
 
     calls = []
-    monkeypatch.setattr(serve.subprocess, "call", lambda argv: calls.append(argv) or 0)
-    assert commands.main(["app", "--server.port", "8502"]) == 0
-    assert calls == [[sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.port", "8502"]]
+
+    def server(path: str, argv: list[str]) -> None:  # stands in for the server: exec (POSIX) or a child process
+        calls.append((path, argv))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(serve.os, "execv", server)
+    monkeypatch.setattr(serve.subprocess, "call", lambda argv: server(argv[0], argv))
+    with pytest.raises(SystemExit):
+        commands.main(["app", "--server.port", "8502", "--runner.postScriptGC", "true"])
+    [(path, argv)] = calls
+    assert path == sys.executable
+    assert argv[:5] == [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT)]
+    settings = argv[5:-4]  # the app's own settings, then the user's flags, which Streamlit lets win (the last one)
+    assert dict(zip(settings[::2], settings[1::2], strict=True)) == {
+        "--browser.gatherUsageStats": "false", "--server.fileWatcherType": "none", "--server.runOnSave": "false",
+        "--client.toolbarMode": "minimal", "--runner.postScriptGC": "false"}
+    assert argv[-4:] == ["--server.port", "8502", "--runner.postScriptGC", "true"]
     assert APP_SCRIPT.is_file() and APP_SCRIPT.parent.parent == PACKAGE / "ui"
     assert {p.name for p in APP_SCRIPT.parent.glob("[0-9]_*.py")} == {
         "1_Gallery.py", "2_Upload.py", "3_Models.py", "4_Lesson.py"}
+
+
+def test_the_checkout_config_holds_the_packaged_app_settings():
+    """`streamlit run app.py` in a checkout reads .streamlit/config.toml: the same settings `wiseft-explorer app` passes."""
+    from wiseft_explorer.ui.app import SERVER_CONFIG
+
+    checkout = PACKAGE.parent / ".streamlit" / "config.toml"
+    assert tomllib.loads(checkout.read_text()) == tomllib.loads(SERVER_CONFIG.read_text())

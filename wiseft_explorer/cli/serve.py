@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
+
+
+def server_flags(config: Path) -> list[str]:
+    """A Streamlit config file's settings as `streamlit run` flags (`--runner.postScriptGC false`, ...)."""
+    with config.open("rb") as f:
+        sections = tomllib.load(f)
+    return [arg for section, options in sections.items() for name, value in options.items()
+            for arg in (f"--{section}.{name}", str(value).lower() if isinstance(value, bool) else str(value))]
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    """Run `streamlit run` on the package's app script, passing any further arguments to Streamlit."""
-    from ..ui.app import APP_SCRIPT  # a path only: neither Streamlit nor torch loads in this process
+    """Run `streamlit run` on the package's app script with its settings, then any further arguments."""
+    # Paths only: neither Streamlit nor torch loads in this process.
+    from ..ui.app import APP_SCRIPT, SERVER_CONFIG
 
     extra = [a for a in args.streamlit_args if a != "--"]
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), *extra])
+    # Streamlit reads its config only from ./.streamlit and ~/.streamlit, so from another folder the app's own
+    # settings (no GC after every rerun, no file watcher) would be lost; the user's flags come last and win.
+    argv = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), *server_flags(SERVER_CONFIG), *extra]
+    if os.name == "posix":
+        # The server takes this process's place, so a Ctrl+C, a kill or a service manager's stop reaches it: a
+        # child would outlive a killed parent and keep serving.
+        os.execv(sys.executable, argv)
+    return subprocess.call(argv)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

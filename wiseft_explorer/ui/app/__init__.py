@@ -5,3 +5,4 @@
 from pathlib import Path
 
 APP_SCRIPT = Path(__file__).resolve().parent / "main.py"
+SERVER_CONFIG = APP_SCRIPT.parent / "config.toml"  # the app's Streamlit settings (cli/serve.py passes them as flags)
