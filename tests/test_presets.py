@@ -118,7 +118,7 @@ def test_objectnet_groups_labels_and_the_max_projection(tmp_path):
     # Folders sorted: alarm_clock, banana, chair; the unmapped folder is not part of the set.
     assert ev.groups == ((409, 530), (954,), (423, 559, 765)) and ev.class_indices.tolist() == [409, 954, 423]
     assert len(ev) == 6 and sorted(ev.labels.tolist()) == [409, 409, 423, 423, 954, 954]
-    assert not any("air_freshener" in p for p in ev.paths) and ev.border == 2
+    assert not any("air_freshener" in p for p in ev.paths) and ev.border == 0  # the paper's code cuts nothing
     shown = ev.class_names(IMAGENET)
     assert (shown[409], shown[954], shown[423]) == ("Alarm clock", "Banana", "Chair")
     assert shown[530] == IMAGENET[530]  # the gallery names the set's labels the set's way
@@ -137,8 +137,20 @@ def test_objectnet_groups_labels_and_the_max_projection(tmp_path):
     assert preds.pred.tolist() == [423, 409, 954] and preds.correct.tolist() == [True, False, True]
 
 
-def test_objectnet_cuts_a_two_pixel_border_before_preprocessing(tmp_path):
-    ev = load_eval_set(_set("objectnet", fake_objectnet(tmp_path)), IMAGENET)
+def test_objectnet_keeps_its_frame_as_the_paper_does_and_cuts_it_on_request(tmp_path):
+    base = fake_objectnet(tmp_path)
+    # The paper's code: ObjectNetBase composes its crop into self.preprocess only after ImageNet.__init__ has built
+    # the test set with the plain transform, so its ObjectNet images keep their frame. Written out: the file as
+    # torchvision's pil_loader gives it, whole.
+    plain = load_eval_set(_set("objectnet", base), IMAGENET)
+    images, loaded, failed = load_batch(plain, [0, 1], T.ToTensor())
+    assert images.shape == (2, 3, 12, 12) and not failed
+    for row, index in enumerate(loaded):
+        with open(plain.paths[index], "rb") as fh:
+            whole = np.array(Image.open(fh).convert("RGB"))
+        assert (whole[0] == (255, 0, 0)).all() and torch.equal(images[row], T.ToTensor()(whole))
+    # crop_border = true: ObjectNet's advice, 2 pixels off every side (the paper's unused `crop`).
+    ev = load_eval_set(_set("objectnet", base, crop_border=True), IMAGENET)
     images, loaded, failed = load_batch(ev, [0, 1], T.ToTensor())
     assert images.shape == (2, 3, 8, 8) and not failed  # 12 x 12 minus 2 pixels on every side
     for row, index in enumerate(loaded):

@@ -12,9 +12,10 @@ _EXPORTS = {
         "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "ImageDecodeError", "SUPPORTED_FORMATS", "UPLOAD_TYPES",
         "decode_image", "decode_many", "probe_image"
     ),
+    "preset_sets": ("DataWarning",),
     "sampling": ("fair_order", "fair_sample", "shard_plan"),
     "sets": (
-        "DataWarning", "EvalSet", "load_batch", "load_eval_set", "preprocess_images", "preprocess_set",
+        "EvalSet", "load_batch", "load_eval_set", "preprocess_images", "preprocess_set",
         "project_logits", "restrict_logits", "set_logits"
     ),
     "stream": (

@@ -14,6 +14,7 @@ from .images import (
     UPLOAD_TYPES,
     ImageDecodeError,
     decode_image,
+    probe_as_benchmark,
     probe_image,
 )
 
@@ -50,6 +51,13 @@ class FolderScan:
                 self.skipped.append((path, exc.reason))
             else:
                 yield path, image, label
+
+
+def _benchmark_suffixes() -> frozenset[str]:
+    """The file extensions torchvision's ImageFolder loads (the paper's datasets are read by it)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return frozenset(IMG_EXTENSIONS)
 
 
 def loose_name(name: str) -> str:
@@ -92,8 +100,11 @@ def scan_image_folder(root: Path, classnames: Sequence[str] | None = None,
                       ) -> FolderScan:
     """Scan root/<class>/**/<image> (torchvision ImageFolder layout); header-check files, skip bad ones.
 
-    `folder_index` (dataset presets) gives each folder's class index directly; folders it does not list are left out.
+    `folder_index` (dataset presets) gives each folder's class index directly; folders it does not list are left
+    out, and the files are those torchvision's ImageFolder takes (its extensions, other files ignored as it ignores
+    them), header-checked as its loader opens them: no size limit, any format Pillow reads.
     """
+    benchmark = folder_index is not None
     root = Path(root)
     if not root.is_dir():
         raise ImageFolderError(f"{root}: image folder not found; check the `source` path in the experiment")
@@ -107,15 +118,17 @@ def scan_image_folder(root: Path, classnames: Sequence[str] | None = None,
     else:
         names, index = _resolve_classes(folders, classnames, mapping, root)
     scan = FolderScan(root=root, classnames=names, max_pixels=max_pixels, max_bytes=max_bytes)
-    scan.skipped.extend((p, "not inside a class folder") for p in sorted(root.iterdir())
-                        if p.is_file() and not p.name.startswith("."))
+    if not benchmark:
+        scan.skipped.extend((p, "not inside a class folder") for p in sorted(root.iterdir())
+                            if p.is_file() and not p.name.startswith("."))
+    suffixes = _benchmark_suffixes() if benchmark else _IMAGE_SUFFIXES
     candidates: dict[str, list[Path]] = {}
     for folder in folders:
         files = sorted(p for p in (root / folder).rglob("*")
                        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
-        candidates[folder] = [p for p in files if p.suffix.lower() in _IMAGE_SUFFIXES]
+        candidates[folder] = [p for p in files if p.suffix.lower() in suffixes]
         scan.skipped.extend((p, f"not an image file (supported: {', '.join(UPLOAD_TYPES)})")
-                            for p in files if p.suffix.lower() not in _IMAGE_SUFFIXES)
+                            for p in files if p.suffix.lower() not in suffixes and not benchmark)
     empty = [folder for folder, images in candidates.items() if not images]
     if empty:  # checked before any decoding so a layout mistake fails fast
         raise ImageFolderError(f"{root}: class folder(s) {', '.join(repr(f) for f in empty)} contain no images "
@@ -123,7 +136,10 @@ def scan_image_folder(root: Path, classnames: Sequence[str] | None = None,
     for folder, images in candidates.items():
         for path in images:
             try:
-                probe_image(path, str(path.relative_to(root)), max_pixels, max_bytes)
+                if benchmark:
+                    probe_as_benchmark(path)
+                else:
+                    probe_image(path, str(path.relative_to(root)), max_pixels, max_bytes)
             except ImageDecodeError as exc:
                 scan.skipped.append((path, exc.reason))
             else:

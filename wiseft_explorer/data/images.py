@@ -203,6 +203,40 @@ def decode_image(data: bytes | str | Path, name: str | None = None, max_pixels: 
                                f"{_FIX_FORMAT}") from exc
 
 
+def _open_as_benchmark(path: Path) -> tuple[BinaryIO, Image.Image]:
+    """Open a file as torchvision's loader does: any format Pillow reads, only Pillow's own bomb error refuses it."""
+    try:
+        fp = path.open("rb")
+    except OSError as exc:
+        raise ImageDecodeError(str(path), f"cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        return fp, Image.open(fp)
+    except Exception as exc:  # deliberately broad, as in _open: the file is unreadable whatever Pillow raised
+        fp.close()
+        raise ImageDecodeError(str(path), f"Pillow cannot open it ({type(exc).__name__}: {exc})") from exc
+
+
+def probe_as_benchmark(path: str | Path) -> tuple[str, tuple[int, int]]:
+    """Check a dataset image's header as torchvision would open it (no size limit, any format): (format, size)."""
+    fp, img = _open_as_benchmark(Path(path))
+    with fp, img:
+        return str(img.format), img.size
+
+
+def read_as_benchmark(path: str | Path) -> Image.Image:
+    """A dataset image exactly as torchvision's `pil_loader` gives it: `Image.open(f).convert("RGB")`.
+
+    No EXIF rotation, transparency dropped rather than composited on white, high-bit-depth grey clamped as Pillow
+    converts it, and no size limit beyond Pillow's own decompression-bomb error: the benchmark's numbers.
+    """
+    fp, img = _open_as_benchmark(Path(path))
+    with fp, img:
+        try:
+            return img.convert("RGB")
+        except Exception as exc:  # deliberately broad: truncated data and odd modes fail this file only
+            raise ImageDecodeError(str(path), f"cannot decode it ({type(exc).__name__}: {exc})") from exc
+
+
 def decode_many(items: Iterable[tuple[str, bytes]], max_pixels: int = DEFAULT_MAX_PIXELS,
                 max_bytes: int = DEFAULT_MAX_BYTES) -> list[DecodeResult]:
     """Decode a batch of (name, bytes); a bad file becomes an error result and never stops the batch."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,15 +13,12 @@ import torch
 from PIL import Image, ImageOps
 
 from ..experiment.parse import load_mapping
-from ..experiment.presets import PresetError, PresetImages, preset_of
+from ..experiment.presets import PresetError
 from ..experiment.spec import DatasetSpec, ExperimentError
-from .folders import loose_name, scan_image_folder
-from .images import ImageDecodeError, decode_image
+from .folders import scan_image_folder
+from .images import ImageDecodeError, decode_image, read_as_benchmark
+from .preset_sets import preset_classes, read_preset, report_skipped
 from .sampling import DEFAULT_SEED, fair_order, fair_sample
-
-
-class DataWarning(UserWarning):
-    """Something in a dataset was skipped (an unreadable file); the set is still usable."""
 
 
 @dataclass
@@ -43,6 +39,8 @@ class EvalSet:
     # ObjectNet: label k's logit is the max over groups[k]'s classes, written at class_indices[k] (its label)
     groups: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
     border: int = 0  # pixels cut from every side of an image before preprocessing (ObjectNet's frame)
+    benchmark: bool = False  # a preset set: files read as torchvision's pil_loader reads them (images.py)
+    skip_unreadable: bool = True  # False: an unreadable file fails the sweep, naming it (presets' default)
     label_names: dict[int, str] | None = field(default=None, repr=False)  # a set's own names for some labels
 
     def __len__(self) -> int:
@@ -79,7 +77,8 @@ class EvalSet:
             img = Image.fromarray(self.raw[index])
         else:
             assert self.paths is not None  # a set without pixels in memory is a folder set, which has paths
-            img = cut_border(decode_image(Path(self.paths[index])), self.border)
+            path = Path(self.paths[index])
+            img = cut_border(read_as_benchmark(path) if self.benchmark else decode_image(path), self.border)
         if size:  # letterboxed into size x size: the aspect ratio is kept (a circle stays round)
             img = ImageOps.pad(img, (size, size), Image.Resampling.NEAREST if max(img.size) < size else Image.Resampling.BICUBIC,
                                color=(255, 255, 255))
@@ -167,43 +166,9 @@ def load_folder_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DE
     labels = np.array([label for _, label in samples], dtype=np.int64)
     # Scan order is class order, so a plain prefix would hold the first classes only.
     chosen = fair_sample(labels, spec.limit, seed)
-    skipped = [(str(path), reason) for path, reason in scan.skipped]
-    if skipped:
-        warnings.warn(f"{spec.name}: skipped {len(skipped)} unreadable file(s), e.g. {skipped[0][0]}: "
-                      f"{skipped[0][1]}", DataWarning, stacklevel=2)
+    skipped = report_skipped(spec, [(str(path), reason) for path, reason in scan.skipped])
     return EvalSet(spec.name, torch.from_numpy(labels[chosen]), subset,
                    paths=[str(samples[i][0]) for i in chosen], skipped=skipped, seed=seed)
-
-
-def preset_classes(key: str, classnames: Sequence[str]) -> np.ndarray:
-    """Where each class of a preset's class list is among the experiment's classes (ImageNet: by index order)."""
-    from ..experiment.labelsets import class_list
-
-    preset = preset_of(key)
-    expected = class_list(preset.classes)
-    if preset.classes == "imagenet":  # by position: an experiment may word the 1,000 classes its own way
-        if len(classnames) != len(expected):
-            raise ExperimentError(f"preset {key!r} labels images by ImageNet's 1,000 class indices, but the "
-                                  f"experiment has {len(classnames)} classes; use [classes] names = \"imagenet\"")
-        return np.arange(len(expected))
-    loose = [loose_name(c) for c in classnames]  # the same loose match as class folders get
-    missing = [c for c in expected if c not in loose]
-    if missing:
-        raise ExperimentError(f"preset {key!r} needs the class {missing[0]!r} among the experiment's classes; use "
-                              f"[classes] names = \"{preset.classes}\"")
-    return np.array([loose.index(c) for c in expected])
-
-
-def read_preset(key: str, source: Path) -> PresetImages:
-    """Read a preset's labels and image locations from its folder (the layout is checked, nothing is decoded)."""
-    from . import cifar, imagenet_sets
-
-    readers: dict[str, Callable[[Path], PresetImages]] = {
-        "objectnet": imagenet_sets.read_objectnet, "cifar10": cifar.read_cifar10,
-        "cifar10-train": lambda path: cifar.read_cifar10(path, "cifar10-train"),
-        "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102}
-    reader = readers.get(key)
-    return reader(source) if reader else imagenet_sets.read_class_folders(key, source)
 
 
 def load_preset_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:
@@ -215,15 +180,14 @@ def load_preset_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DE
         raise ExperimentError(f"{spec.name}: {err}") from err
     labels = to_exp[found.labels]
     chosen = fair_sample(labels, spec.limit, seed)
-    if found.skipped:
-        warnings.warn(f"{spec.name}: skipped {len(found.skipped)} unreadable file(s), e.g. {found.skipped[0][0]}: "
-                      f"{found.skipped[0][1]}", DataWarning, stacklevel=2)
+    report_skipped(spec, found.skipped)
     subset = None if found.class_indices is None else torch.from_numpy(to_exp[found.class_indices])
     groups = None if found.groups is None else tuple(tuple(int(to_exp[c]) for c in g) for g in found.groups)
     return EvalSet(spec.name, torch.from_numpy(labels[chosen]), subset,
                    raw=found.pixels[chosen] if found.pixels is not None else None,
                    paths=[found.paths[i] for i in chosen] if found.paths is not None else None,
-                   skipped=found.skipped, seed=seed, groups=groups, border=found.border,
+                   skipped=found.skipped, seed=seed, groups=groups, border=found.border if spec.crop_border else 0,
+                   benchmark=True, skip_unreadable=spec.skip_unreadable,
                    label_names=None if found.label_names is None else
                    {int(to_exp[c]): name for c, name in found.label_names.items()})
 

@@ -32,7 +32,7 @@ class SetCheck:
 def check_preset(spec: DatasetSpec, classnames: tuple[str, ...]) -> SetCheck:
     """Read a preset set's layout and labels (headers only) against the experiment's classes."""
     from ..experiment.presets import PresetError
-    from .sets import preset_classes, read_preset
+    from .preset_sets import preset_classes, read_preset, unreadable_message
 
     check = SetCheck(spec.name)
     try:
@@ -42,6 +42,8 @@ def check_preset(spec: DatasetSpec, classnames: tuple[str, ...]) -> SetCheck:
         check.error = str(err).splitlines()[0]
         return check
     check.images, check.skipped = len(found.labels), len(found.skipped)
+    if found.skipped and not spec.skip_unreadable:
+        check.error = unreadable_message(spec.name, *found.skipped[0], len(found.skipped))
     check.covered = [classnames[int(to_exp[i])] for i in sorted(set(found.labels.tolist()))]
     return check
 

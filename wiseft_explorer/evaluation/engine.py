@@ -17,9 +17,11 @@ import numpy as np
 import torch
 
 from ..core.interpolate import WeightSpace, Working
+from ..data.preset_sets import unreadable_message
 from ..data.sampling import shard_plan
 from ..data.sets import EvalSet, set_logits
 from ..data.stream import SweepImages, batch_plan, make_loader, plan_items, release_memory, to_device
+from ..experiment.spec import ExperimentError
 from .batching import predict_logits
 from .stream_state import SetStream, StateStore
 
@@ -106,6 +108,15 @@ class StreamJob:
     workers: int = 0
 
 
+def refuse_unreadable(stream: SetStream, failed: list[tuple[int, str]]) -> None:
+    """A set that must read every file (a preset's, without skip_unreadable) stops at the first it cannot read."""
+    if failed and not stream.ev.skip_unreadable:
+        position, reason = failed[0]
+        paths = stream.ev.paths
+        where = paths[int(stream.indices[position])] if paths is not None else f"image #{position}"
+        raise ExperimentError(unreadable_message(stream.ev.name, where, reason, len(failed)))
+
+
 def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: ProgressHook | None = None,
                     max_images: int | None = None, counter=None,
                     shard: tuple[int, int] | None = None) -> dict[str, SetStream]:
@@ -143,6 +154,7 @@ def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: P
             if _stopping.is_set():
                 raise StreamStopped("the process is exiting; the sweep resumes from its saved state next time")
             group.append(batch)
+            refuse_unreadable(streams[names[batch["set"]]], batch["failed"])
             # Batches are classified in groups of about batch_size images (the first round as one group), alpha by
             # alpha, so that theta_alpha is written once per group instead of once per batch: the first round of
             # the demo's 7 sets needs 21 lerps instead of 147 (3.4 ms each).

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from ..core.distributed import Group, provenance, provenance_line
 from ..core.interpolate import Working
-from ..data.sets import DataWarning
+from ..data.preset_sets import DataWarning
 from ..results.curves import ALPHA_GRID, store_curves, stored_curves
 from ..store.cache import DiskCache
 from ..store.keys import cache_key

@@ -9,7 +9,7 @@ from typing import Any
 
 from .labelsets import CLASS_LISTS, TEMPLATE_SETS, class_list, template_list
 from .locations import DEFAULT_EXPERIMENT, listed_experiments, named_experiment
-from .presets import PRESETS, preset_of
+from .presets import PRESETS, preset_of, preset_options
 from .spec import HEAD_POLICIES, PRECISIONS, DatasetSpec, Endpoint, Experiment, ExperimentError, ModelSpec
 
 _TOP_KEYS = {"name", "device", "precision", "head_policy", "batch_size", "cache_dir", "workers", "seed",
@@ -18,7 +18,7 @@ _SECTION_KEYS = {
     "zeroshot": {"model", "pretrained", "config"},
     "finetuned": {"checkpoint", "name"},
     "classes": {"names", "file", "templates"},
-    "dataset": {"name", "source", "classes", "mapping", "limit", "preset"},
+    "dataset": {"name", "source", "classes", "mapping", "limit", "preset", "skip_unreadable", "crop_border"},
 }
 
 
@@ -125,7 +125,7 @@ def _dataset(table: Any, base: Path, where: str, default_name: str, classnames: 
         raise ExperimentError(f"{where}.limit: expected a positive number of images, got {limit}")
     return DatasetSpec(name=_typed(table, "name", str, where, default=default_name), source=source,
                        classes=subset, mapping=_existing(base, mapping, f"{where}.mapping") if mapping else None,
-                       limit=limit, preset=preset)
+                       limit=limit, preset=preset, **preset_options(table, preset, where))
 
 
 def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_finetuning: bool = False) -> Experiment:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .spec import ExperimentError
+
 if TYPE_CHECKING:  # the catalogue is read on the app's fast path: no numpy import there
     import numpy as np
 
@@ -49,7 +51,8 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
     Preset("cifar10.2", "CIFAR-10.2", "cifar10", "cifar10",
            "a folder holding cifar102_test.npz (made from cifar102_test.npy by `convert --trust-pickle`)"),
 )}
-PRESET_VERSION = "presets-v1"  # part of a preset set's cache key: bump when a reader's labels or pixels change
+# Part of a preset set's cache key: bump when a reader's labels or pixels change (v2: torchvision's loader).
+PRESET_VERSION = "presets-v2"
 
 
 class PresetError(ValueError):
@@ -58,6 +61,22 @@ class PresetError(ValueError):
     def __init__(self, key: str, source: Path | str, problem: str) -> None:
         preset = PRESETS[key]
         super().__init__(f"{preset.title} ({key}) at {source}: {problem}. Expected layout: {preset.layout}")
+
+
+def preset_options(table: dict, preset: str | None, where: str) -> dict[str, bool]:
+    """A set's `skip_unreadable` (presets) and `crop_border` (ObjectNet) switches, checked against its preset."""
+    options = {}
+    for key, allowed in (("skip_unreadable", preset is not None), ("crop_border", preset == "objectnet")):
+        if key not in table:
+            continue
+        if not isinstance(table[key], bool):
+            raise ExperimentError(f"{where}.{key}: expected true or false, got {table[key]!r}")
+        if not allowed:
+            raise ExperimentError(f"{where}.{key}: only for " + ("a preset set (a folder set always skips "
+                                  "unreadable files and says so)" if key == "skip_unreadable" else
+                                  "preset = \"objectnet\" (the only dataset with a frame to cut)") + "; remove it")
+        options[key] = table[key]
+    return options
 
 
 def preset_of(key: str) -> Preset:

@@ -34,6 +34,10 @@ class DatasetSpec:
     mapping: Path | None = None
     limit: int | None = None
     preset: str | None = None  # a key of presets.PRESETS: the set's layout, labels and scoring come from it
+    # A preset set reads images as torchvision's loader does, and an unreadable file fails the sweep unless this is
+    # set: then it is left out of the set, counted and shown.
+    skip_unreadable: bool = False
+    crop_border: bool = False  # ObjectNet: cut its red frame before preprocessing (the paper's code does not)
 
     @property
     def is_world(self) -> bool:

@@ -107,7 +107,8 @@ def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
     if spec.preset:
         from ..experiment.presets import PRESET_VERSION
 
-        parts.append(f"preset {spec.preset} {PRESET_VERSION}")
+        parts.append(f"preset {spec.preset} {PRESET_VERSION} crop_border={spec.crop_border} "
+                     f"skip_unreadable={spec.skip_unreadable}")
     if spec.is_world:
         from ..world.sets import SPECS
 
