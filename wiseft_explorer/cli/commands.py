@@ -105,6 +105,7 @@ def _sweep_endpoint(args: argparse.Namespace, endpoint: str | None, out_suffix: 
         return 0
     for line in runtime.data_warnings():
         print(f"warning: {line}", file=sys.stderr)
+    print(f"preprocessing: {runtime.preprocessing()}", file=sys.stderr)
     table = result.table() * 100
     print(table.round(1).to_string())
     if len(alphas) > 1:
@@ -176,6 +177,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             "finetuned": {"checkpoint": str(exp.finetuned),
                           "classifier_parameters": parameter_count(pair.finetuned),
                           "recipe": pair.finetuned_metadata.get("recipe")},
+            "preprocessing": runtime.preprocessing(),
             "head_policy": exp.head_policy, "classes": len(exp.classnames), "templates": len(exp.templates),
             "id_set": exp.id_set.name, "id_val": exp.id_val.name if exp.id_val else None,
             "shift_sets": [s.name for s in exp.shifts], "interpolated_weights": runtime.space.num_weights}

@@ -12,6 +12,7 @@ from pathlib import Path
 import open_clip
 import torch
 
+from ..experiment.preprocessing import preprocess_source
 from ..experiment.spec import Experiment, ModelSpec
 from ..store.cache import DiskCache
 from ..store.keys import file_digest, zeroshot_identity
@@ -63,8 +64,40 @@ def load_clip(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedClip
         load_full_state(loaded.model, state, Path(pretrained).name)
     else:
         loaded = _create(spec.name, pretrained or None)
+    apply_preprocess(loaded, spec)
     loaded.model.to(device).eval().requires_grad_(False)
     return loaded
+
+
+def apply_preprocess(loaded: LoadedClip, spec: ModelSpec) -> None:
+    """Give the model the preprocessing the experiment names (a tag's config, then explicit values), and say it."""
+    from open_clip.model import set_model_preprocess_cfg
+    from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+
+    cfg = dict(getattr(loaded.model.visual, "preprocess_cfg", None) or {})
+    pp = spec.preprocess
+    if pp is not None:
+        if pp.tag:
+            model = pp.tag_model or spec.name
+            known = open_clip.list_pretrained_tags_by_model(model)
+            if pp.tag not in known:
+                raise ModelLoadError(f"zeroshot.preprocess.tag: '{pp.tag}' is not an open_clip pretrained tag of "
+                                     f"{model} (its tags: {', '.join(known) or 'none'}); name one of those, or the "
+                                     "model it belongs to with zeroshot.preprocess.model")
+            cfg = merge_preprocess_dict(cfg, open_clip.get_pretrained_cfg(model, pp.tag))  # metadata: no download
+        cfg = merge_preprocess_dict(cfg, pp.overrides())
+        set_model_preprocess_cfg(loaded.model, cfg)  # what open_clip's training transform is built from too
+        loaded.preprocess = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+    loaded.preprocess_note = f"{preprocess_values(cfg)} (from {preprocess_source(spec)})"
+
+
+def preprocess_values(cfg: dict) -> str:
+    """An open_clip preprocessing config in one line: size, resize, interpolation, mean and std."""
+    if not cfg:
+        return "unknown"
+    mean, std = (", ".join(f"{v:.4g}" for v in cfg[k]) for k in ("mean", "std"))
+    return (f"{cfg['size']} px, resize {cfg['resize_mode']}, {cfg['interpolation']}, mean ({mean}), "
+            f"std ({std})")
 
 
 def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None,

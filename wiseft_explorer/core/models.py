@@ -55,6 +55,7 @@ class LoadedClip:
     preprocess: Any
     tokenizer: Any
     name: str
+    preprocess_note: str = ""  # the eval transform in use and where it comes from (loading.apply_preprocess)
 
 
 @dataclass

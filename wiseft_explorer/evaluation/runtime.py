@@ -18,6 +18,7 @@ from ..core.models import ImageClassifier, ModelPair, parameter_count
 from ..data.sets import EvalSet, load_eval_set
 from ..data.stream import default_workers
 from ..experiment.parse import load_experiment
+from ..experiment.preprocessing import preprocess_source
 from ..experiment.spec import DatasetSpec, Experiment
 from ..store.keys import experiment_fingerprint, set_fingerprint
 
@@ -223,7 +224,14 @@ class ExperimentRuntime:
                 "fine-tuned": f"{exp.finetuned.name} (classifier: image tower + head "
                               f"{parameter_count(pair.finetuned) / 1e6:.2f} M params)",
                 "device": str(pair.device), "classes": str(len(exp.classnames)),
-                "interpolated weights": f"{self.space.num_weights / 1e6:.2f} M", "head policy": exp.head_policy}
+                "interpolated weights": f"{self.space.num_weights / 1e6:.2f} M", "head policy": exp.head_policy,
+                "preprocessing": self.preprocessing()}
+
+    def preprocessing(self) -> str:
+        """The eval transform in use and where it comes from (its source only, while the models are not loaded)."""
+        if self.models_loaded:
+            return self.models.clip.preprocess_note
+        return f"from {preprocess_source(self.experiment.zeroshot)}"
 
     @cached_property
     def fingerprint(self) -> dict[str, str]:

@@ -9,13 +9,14 @@ from typing import Any
 
 from .labelsets import CLASS_LISTS, TEMPLATE_SETS, class_list, template_list
 from .locations import DEFAULT_EXPERIMENT, listed_experiments, named_experiment
+from .preprocessing import looks_like_path, parse_preprocess
 from .presets import PRESETS, preset_of, preset_options
 from .spec import HEAD_POLICIES, PRECISIONS, DatasetSpec, Endpoint, Experiment, ExperimentError, ModelSpec
 
 _TOP_KEYS = {"name", "device", "precision", "head_policy", "batch_size", "cache_dir", "workers", "seed",
              "zeroshot", "finetuned", "classes", "id", "id_val", "shifts"}
 _SECTION_KEYS = {
-    "zeroshot": {"model", "pretrained", "config"},
+    "zeroshot": {"model", "pretrained", "config", "preprocess"},
     "finetuned": {"checkpoint", "name"},
     "classes": {"names", "file", "templates"},
     "dataset": {"name", "source", "classes", "mapping", "limit", "preset", "skip_unreadable", "crop_border"},
@@ -53,8 +54,7 @@ def _resolve_pretrained(base: Path, value: str | None, where: str) -> str | None
         return "local-dir:" + str(_existing(base, value.removeprefix("local-dir:"), where))
     if value.startswith("hf-hub:"):
         return value
-    looks_like_path = "/" in value or "\\" in value or Path(value).suffix in {".safetensors", ".pt", ".pth", ".bin"}
-    return str(_existing(base, value, where)) if looks_like_path else value
+    return str(_existing(base, value, where)) if looks_like_path(value) else value
 
 
 def _classnames(table: dict, base: Path) -> tuple[str, ...]:
@@ -145,7 +145,8 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_fi
         raise ExperimentError("zeroshot.model: missing (an open_clip model name such as 'ViT-B-32')")
     config = _typed(zs, "config", str, "zeroshot")
     spec = ModelSpec(model, _resolve_pretrained(base, _typed(zs, "pretrained", str, "zeroshot"), "zeroshot.pretrained"),
-                     _existing(base, config, "zeroshot.config") if config else None)
+                     _existing(base, config, "zeroshot.config") if config else None,
+                     parse_preprocess(zs.get("preprocess")))
     endpoints = _endpoints(data.get("finetuned", {}), base, path, for_finetuning)
     _check_keys(classes_table, _SECTION_KEYS["classes"], "classes")
     classnames = _classnames(classes_table, base)

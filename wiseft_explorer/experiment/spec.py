@@ -16,12 +16,32 @@ class ExperimentError(ValueError):
 
 
 @dataclass(frozen=True)
+class PreprocessSpec:
+    """The image preprocessing an experiment names ([zeroshot.preprocess]): a tag's config, then explicit values."""
+
+    tag: str | None = None  # an open_clip pretrained tag whose preprocessing config to take
+    tag_model: str | None = None  # the open_clip model that tag belongs to (None: zeroshot.model)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    size: int | None = None
+    interpolation: str | None = None  # "bicubic" or "bilinear"
+    resize_mode: str | None = None  # "shortest", "longest" or "squash"
+
+    def overrides(self) -> dict[str, object]:
+        """The explicit values, in open_clip's PreprocessCfg names (those given only)."""
+        values = {"mean": self.mean, "std": self.std, "size": self.size, "interpolation": self.interpolation,
+                  "resize_mode": self.resize_mode}
+        return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Where the zero-shot CLIP comes from: open_clip name + tag, file, hf-hub: id or local-dir:."""
 
     name: str
     pretrained: str | None = None
     config: Path | None = None
+    preprocess: PreprocessSpec | None = None  # None: what the weights' source brings (a file: open_clip's defaults)
 
 
 @dataclass(frozen=True)

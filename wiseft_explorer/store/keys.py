@@ -91,7 +91,12 @@ def experiment_fingerprint(exp: Experiment) -> dict[str, str]:
     return {**zeroshot_identity(exp.zeroshot),
             "finetuned": file_digest(exp.finetuned) if exp.finetuned else "", "head_policy": exp.head_policy,
             "classes": "|".join(exp.classnames), "templates": "|".join(exp.templates),
-            "precision": exp.precision}
+            "precision": exp.precision, "preprocess": _preprocess_identity(exp.zeroshot)}
+
+
+def _preprocess_identity(spec: ModelSpec) -> str:
+    """The preprocessing the experiment names (its absence: what the weights' source brings, keyed with them)."""
+    return json.dumps(dataclasses.asdict(spec.preprocess), sort_keys=True) if spec.preprocess else ""
 
 
 def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
