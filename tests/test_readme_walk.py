@@ -116,3 +116,11 @@ def test_the_models_page_reads_typed_paths_from_where_the_app_started_and_saves_
     assert exp.zeroshot.pretrained == str(tiny.zeroshot.resolve()) and exp.finetuned == tiny.finetuned.resolve()
     assert exp.id_set.source == str(tiny.id_dir.resolve())
     assert str(tiny.root) in relative_paths_note(tiny.root)
+
+
+def test_make_example_refuses_a_folder_that_holds_files(tmp_path):
+    from wiseft_explorer.cli import main
+
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert main(["make-example", str(tmp_path)]) == 2  # one line naming the fix, nothing overwritten
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
