@@ -350,9 +350,10 @@ def test_the_example_experiments_read_fake_copies_of_the_real_datasets(tmp_path,
     toml = tmp_path / "experiments" / f"{example}.toml"
     toml.parent.mkdir()
     shutil.copy(BUILTIN_EXPERIMENTS / f"{example}.toml.example", toml)
-    (tmp_path / "experiments" / "checkpoints").mkdir()
-    (tmp_path / "experiments" / "checkpoints" / "vit_b32_openai.safetensors").write_bytes(b"")
-    data = tmp_path / "experiments" / "data"
+    # The project layout the example's comments describe: experiments/, checkpoints/ and data/ side by side.
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "vit_b32_openai.safetensors").write_bytes(b"")
+    data = tmp_path / "data"
     if example.startswith("imagenet"):
         for key, folder in [("imagenet", "imagenet/val"), ("imagenet-v2", "imagenetv2-matched-frequency-format-val"),
                             ("imagenet-r", "imagenet-r"), ("imagenet-sketch", "sketch"), ("imagenet-a", "imagenet-a")]:

@@ -6,10 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import open_clip
 import torch
-from PIL import Image
 
 from wiseft_explorer.core import (
     ImageClassifier,
@@ -18,17 +16,19 @@ from wiseft_explorer.core import (
     load_clip,
     save_checkpoint,
 )
+from wiseft_explorer.demo import (  # the tiny model and pictures of `make-example`
+    CLASSES,
+    TEMPLATES,
+    TINY_CONFIG,
+    TINY_NAME,
+    picture,
+    write_config,
+    write_folder,
+)
 from wiseft_explorer.experiment import ModelSpec
 
-TINY_NAME = "wiseft-tiny-rn"
-TINY_CONFIG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-CLASSES = ["red square", "green circle", "blue stripes"]
-TEMPLATES = ["a photo of a {}.", "a picture of a {}."]
-COLOURS = {"red square": (220, 40, 40), "green circle": (40, 200, 60), "blue stripes": (40, 60, 220)}
+__all__ = ["CLASSES", "TEMPLATES", "TINY_CONFIG", "TINY_NAME", "TinyExperiment", "fake_finetune", "make_tiny", "picture",
+           "write_config", "write_folder"]
 
 
 @dataclass
@@ -42,32 +42,6 @@ class TinyExperiment:
     finetuned: Path
     id_dir: Path
     shift_dir: Path
-
-
-def picture(cls: str, rng: np.random.Generator, size: int = 32, shifted: bool = False) -> Image.Image:
-    """A coloured test image for a class (shifted: darker, noisier)."""
-    base = np.array(COLOURS[cls], dtype=np.float32) * (0.6 if shifted else 1.0)
-    arr = base + rng.normal(0, 40 if shifted else 15, (size, size, 3))
-    if cls == "blue stripes":
-        arr[::4] *= 0.3
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-
-
-def write_folder(root: Path, n_per_class: int, seed: int, shifted: bool = False, classes=CLASSES) -> Path:
-    """ImageFolder layout: root/<class>/<i>.png."""
-    rng = np.random.default_rng(seed)
-    for cls in classes:
-        (root / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(n_per_class):
-            picture(cls, rng, shifted=shifted).save(root / cls / f"{i}.png")
-    return root
-
-
-def write_config(folder: Path) -> Path:
-    """The tiny model config, named after the model (open_clip registers configs by file stem)."""
-    path = folder / f"{TINY_NAME}.json"
-    path.write_text(json.dumps(TINY_CONFIG))
-    return path
 
 
 def make_tiny(root: Path, seed: int = 0, n_id: int = 6, n_shift: int = 5) -> TinyExperiment:

@@ -1,4 +1,5 @@
-"""`python -m wiseft_explorer` / `wiseft-explorer`: sweep, predict, export, info, convert, finetune, build-demo."""
+"""`python -m wiseft_explorer` / `wiseft-explorer`: sweep, predict, export, info, convert, finetune, build-demo,
+make-example, app."""
 
 from __future__ import annotations
 
@@ -253,10 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--trust-pickle", action="store_true", help="unpickle INPUT (runs code inside it: trusted files only)")
     p.set_defaults(func=cmd_convert)
-    from . import serve
+    from . import example, serve
     from . import training as train_cli
 
     train_cli.add_parsers(sub, common)
+    example.add_parser(sub)
     serve.add_parser(sub)
     return parser
 

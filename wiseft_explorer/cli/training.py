@@ -117,6 +117,8 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
               "undecodable": len(result.skipped), "world_size": group.world_size,
               "batch_per_process": args.batch_size // group.world_size, "backend": group.backend}
     out = save_finetuned(args.out, result, classifier_metadata(clip, exp.classnames, recipe=recipe))
+    if args.experiment is not None:
+        _note_other_checkpoint(exp, out)
     ranks = f"; {group.world_size} processes" if group.distributed else ""
     print(f"wrote {out} ({args.mode}, {len(train) - len(result.skipped)} images, {result.seconds:.0f} s; "
           f"warmup {result.config.warmup} steps{ranks})")
@@ -124,6 +126,16 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
         print(f"final loss {result.final_loss:.4f} (mean of the last epoch); training accuracy "
               f"{100 * result.train_accuracy:.1f}% (last epoch's batches, while training)")
     return 0
+
+
+def _note_other_checkpoint(exp, out: Path) -> None:
+    """Say so when the experiment reads its fine-tuned checkpoint from another file than the one just written."""
+    written = out.resolve()
+    if not exp.endpoints or any(endpoint.checkpoint == written for endpoint in exp.endpoints):
+        return
+    print(f"note: {exp.path.name if exp.path else 'the experiment'} reads its fine-tuned checkpoint from "
+          f"{exp.endpoints[0].checkpoint}, not from {written}; point its [finetuned] checkpoint at this file "
+          "(relative paths in an experiment file start at its folder, --out at the current folder)", file=sys.stderr)
 
 
 def _class_counts(labels: Sequence[int], classnames: Sequence[str], limit: int | None) -> list[int]:

@@ -95,6 +95,12 @@ def form_experiment(form: Form, base: Path) -> Experiment:
     return parse_experiment(experiment_table(form), base)
 
 
+def relative_paths_note(start: Path) -> str:
+    """Where the form's relative paths start (typed paths: where the app started; the README's one rule)."""
+    return (f"Relative paths typed here start at the folder the app was started from, `{start}`; the saved file "
+            "holds absolute paths.")
+
+
 def form_of(exp: Experiment) -> Form:
     """An experiment's values as form fields (to edit an existing file on the page)."""
     form: Form = {"name": exp.name, "model": exp.zeroshot.name, "pretrained": exp.zeroshot.pretrained or "",

@@ -17,6 +17,7 @@ from ..experiment.forms import (
     form_experiment,
     form_of,
     preset_choices,
+    relative_paths_note,
     slug,
 )
 from ..experiment.locations import user_experiments_dir
@@ -171,6 +172,7 @@ def _prefix_of(name: str) -> str | None:
 def builder_section() -> None:
     """Open or fill the form -> checked folders -> a saved TOML, then (optionally) the sweep with progress."""
     st.subheader("Configure a real experiment")
+    st.caption(relative_paths_note(Path.cwd()))
     _open_existing()
     form = _form()
     if form is not None:
