@@ -126,6 +126,35 @@ def experiment_fingerprint(exp: Experiment) -> dict[str, str]:
             "precision": exp.precision}
 
 
+def _stamp(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+
+
+def _local_files(source: str) -> list[Path]:
+    """The files a weights source names here: a file, a local-dir: folder's files; none for a tag or hub id."""
+    if source.startswith("local-dir:"):
+        folder = Path(source.removeprefix("local-dir:"))
+        return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return [Path(source)] if source and not source.startswith("hf-hub:") and Path(source).is_file() else []
+
+
+def files_version(exp: Experiment) -> str:
+    """How an experiment's files stand now, by size, mtime_ns and inode (stats only, nothing read): the experiment
+    file, the zero-shot weights and config, every fine-tuned checkpoint.
+
+    What a server keeps per experiment (its runtime, warm curves, model facts) is keyed on it, so a checkpoint
+    rewritten at the same path (`finetune --out` again) is seen at the next rerun, not at the next restart; the
+    content keys made from the new runtime (its fingerprint's digests) then name the new weights."""
+    zs = exp.zeroshot
+    files = [exp.path, *_local_files(zs.pretrained or ""), *_local_files(zs.name), zs.config, exp.finetuned,
+             *(e.checkpoint for e in exp.endpoints)]
+    return "|".join(_stamp(Path(f)) for f in files if f is not None)
+
+
 def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
     """Content identity of one set's images (without decoding them); `seed` picks a folder's `limit` sample.
 
