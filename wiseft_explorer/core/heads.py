@@ -58,9 +58,10 @@ def head_cache_key(identity: Mapping[str, str], classnames: Sequence[str], templ
                    device: torch.device | str = "cpu") -> str:
     """Cache key of a head: the weights' identity, class names and templates (in order), device type."""
     # Device type: GPU kernels round differently, and a cached head must equal the one built where it runs.
-    # open_clip's version: it owns the tokenizers and the builder.
+    # open_clip's version: it owns the tokenizers and the builder; torch's: its kernels compute the embeddings.
     return cache_key(kind="zeroshot-head", layout=_HEAD_LAYOUT, weights=dict(identity), classnames=list(classnames),
-                     templates=list(templates), device=torch.device(device).type, open_clip=open_clip.__version__)
+                     templates=list(templates), device=torch.device(device).type, open_clip=open_clip.__version__,
+                     torch=torch.__version__)
 
 
 def open_head_cache(cache_dir: str | Path | None = None) -> DiskCache | None:

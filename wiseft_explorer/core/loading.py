@@ -15,7 +15,7 @@ import torch
 from ..experiment.preprocessing import preprocess_source
 from ..experiment.spec import Experiment, ModelSpec
 from ..store.cache import DiskCache
-from ..store.keys import file_digest, zeroshot_identity
+from ..store.keys import file_digest, hub_revision, zeroshot_identity
 from .checkpoints import (
     CLASSIFIER_FORMAT,
     CheckpointError,
@@ -142,13 +142,18 @@ def _load_from_dir(folder: Path, name: str) -> LoadedClip:
 
 
 def _load_from_hub(hub_id: str) -> LoadedClip:
-    """Fetch config and weights from the Hugging Face Hub, then load them like a local folder."""
+    """Fetch config and weights from the Hugging Face Hub, then load them like a local folder.
+
+    Both files come from one commit, the one the cache keys name (store.keys.hub_revision): the commit fetched
+    before, else the default branch's, resolved by the first download. A newer commit is fetched only once the
+    model is deleted from the Hugging Face cache."""
     from open_clip.pretrained import download_pretrained_from_hf
 
     repo = hub_id.removeprefix("hf-hub:")
     try:
-        config = Path(download_pretrained_from_hf(repo, filename="open_clip_config.json"))
-        weights = Path(download_pretrained_from_hf(repo))
+        pinned = hub_revision(hub_id)
+        config = Path(download_pretrained_from_hf(repo, filename="open_clip_config.json", revision=pinned))
+        weights = Path(download_pretrained_from_hf(repo, revision=pinned or hub_revision(hub_id)))
     except OSError as err:  # open_clip turns every hub failure (offline, 404, auth) into FileNotFoundError
         raise ModelLoadError(f"could not fetch {hub_id} from the Hugging Face Hub ({type(err).__name__}). Offline? "
                              "Download the repository elsewhere and use pretrained = \"local-dir:/path\"") from err

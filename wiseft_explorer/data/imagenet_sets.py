@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..experiment.presets import PRESETS, PresetError, PresetImages
+from ..experiment.presets import PRESETS, PresetError, PresetImages, objectnet_folders
 from .folders import ImageFolderError, scan_image_folder
 
 SHOWN = 3  # folder names quoted in a layout error
@@ -121,10 +121,7 @@ def objectnet_groups(mappings: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 def read_objectnet(root: Path) -> PresetImages:
     """ObjectNet's 113 ImageNet-overlapping classes: images of the other classes are not part of the set."""
-    if (root / "images").is_dir():
-        images, mappings = root / "images", root / "mappings"
-    else:  # `source` may also point at objectnet-1.0/images itself
-        images, mappings = root, root.parent / "mappings"
+    images, mappings = objectnet_folders(root)  # `source` may also point at objectnet-1.0/images itself
     if not mappings.is_dir():
         raise PresetError("objectnet", root, "no mappings/ folder next to images/ (it ships inside objectnet-1.0)")
     absent = [name for name in OBJECTNET_MAPPINGS if not (mappings / name).is_file()]

@@ -20,7 +20,7 @@ _EXPORTS = {
     "result_files": ("ResultsError", "import_results", "sweep_predictions", "write_results"),
     "runtime": ("ExperimentRuntime", "WORKING_POOL"),
     "stream_state": ("StateStore",),
-    "sweep": ("cached_sweep", "evaluate_at", "plan_sweep", "run_sweep", "state_store"),
+    "sweep": ("cached_sweep", "entry_key", "evaluate_at", "plan_sweep", "run_sweep", "state_store"),
     "sweep_result": ("Predictions", "SweepResult", "summarise"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..results.curves import ALPHA_GRID
 from ..store.cache import DiskCache
-from ..store.keys import cache_key
+from ..store.keys import cache_key, software_versions
 from .engine import StreamProgress
 from .runtime import ExperimentRuntime
 from .sweep import cached_sweep, run_sweep
@@ -128,7 +128,8 @@ def sweep_key(runtime: ExperimentRuntime) -> str:
     if key is None:
         sets = {name: runtime.set_fingerprint(name) for name in runtime.set_names}
         key = _SWEEP_KEYS[runtime] = cache_key(kind="app-sweep", **runtime.fingerprint,
-                                               sets=json.dumps(sets, sort_keys=True))
+                                               sets=json.dumps(sets, sort_keys=True),
+                                               versions=software_versions())
     return key
 
 

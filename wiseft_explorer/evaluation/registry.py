@@ -31,15 +31,16 @@ def default_budget() -> int:
 
 
 class RuntimeRegistry:
-    """Runtimes by (experiment file, version); `trim` evicts the least recently used beyond the budget."""
+    """Runtimes by (experiment file, version of its files, endpoint); `trim` evicts the least recently used beyond the
+    budget. The version is store.keys.files_version in the app: a rewritten checkpoint gets a new runtime."""
 
     def __init__(self, budget: int | None = None) -> None:
         self.budget = default_budget() if budget is None else budget
-        self._runtimes: OrderedDict[tuple[str, int, str | None], ExperimentRuntime] = OrderedDict()
+        self._runtimes: OrderedDict[tuple[str, int | str, str | None], ExperimentRuntime] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
 
-    def get(self, path: str, version: int, endpoint: str | None = None) -> ExperimentRuntime:
+    def get(self, path: str, version: int | str, endpoint: str | None = None) -> ExperimentRuntime:
         """The shared runtime of an experiment file at one version and fine-tuned endpoint (nothing loaded yet)."""
         key = (path, version, endpoint)
         with self._lock:

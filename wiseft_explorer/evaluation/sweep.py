@@ -10,7 +10,7 @@ from ..core.interpolate import Working
 from ..data.preset_sets import DataWarning
 from ..results.curves import ALPHA_GRID, store_curves, stored_curves
 from ..store.cache import DiskCache
-from ..store.keys import cache_key
+from ..store.keys import cache_key, software_versions
 from .engine import FIRST_BATCH, StreamJob, StreamProgress, stream_evaluate
 from .runtime import ExperimentRuntime
 from .stream_state import SetStream, StateStore
@@ -34,9 +34,12 @@ def _store(runtime: ExperimentRuntime, result: SweepResult) -> None:
 
 
 def entry_key(runtime: ExperimentRuntime, name: str, alphas: Sequence[float], max_images: int | None) -> str:
-    """One cache entry per set and alpha list: a sweep reads and writes a handful of files, not sets x alphas."""
+    """One cache entry per set and alpha list: a sweep reads and writes a handful of files, not sets x alphas.
+
+    A `max_images` sample is the first images of the set's fair order, which the experiment's seed draws."""
     return cache_key(kind="sweep-set", alphas=[round(a, 6) for a in alphas], set=runtime.set_fingerprint(name),
-                     images=max_images, **runtime.fingerprint)
+                     images=max_images, sample_seed=runtime.experiment.seed if max_images else None,
+                     versions=software_versions(), **runtime.fingerprint)
 
 
 def _read_entries(cache: DiskCache, result: SweepResult, keys: dict[str, str], all_or_none: bool = False
@@ -74,7 +77,7 @@ def state_store(runtime: ExperimentRuntime, needed: dict[str, list[float]], cach
     extra = {} if shard is None else {"rank": shard[0], "world": shard[1]}
     key = cache_key(kind="sweep-state", sets={n: runtime.set_fingerprint(n) for n in needed}, alphas=needed,
                     seed=exp.seed, batch=exp.batch_size, first=FIRST_BATCH, images=max_images,
-                    **runtime.fingerprint, **extra)
+                    versions=software_versions(), **runtime.fingerprint, **extra)
     return StateStore(cache, key)
 
 

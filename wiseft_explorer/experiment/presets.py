@@ -79,6 +79,14 @@ def preset_options(table: dict, preset: str | None, where: str) -> dict[str, boo
     return options
 
 
+def objectnet_folders(source: Path) -> tuple[Path, Path]:
+    """ObjectNet's (images/, mappings/) for a `source` naming objectnet-1.0/ or its images/ folder (mappings/ is
+    then the sibling that labels them)."""
+    if (source / "images").is_dir():
+        return source / "images", source / "mappings"
+    return source, source.parent / "mappings"
+
+
 def preset_of(key: str) -> Preset:
     """The preset called `key`, or a KeyError that lists the known ones."""
     if key not in PRESETS:

@@ -15,7 +15,13 @@ import pandas as pd
 
 from ..experiment.spec import Experiment
 from ..store.atomic import atomic_write_text
-from ..store.keys import cache_key, default_cache_dir, experiment_fingerprint, set_fingerprint
+from ..store.keys import (
+    cache_key,
+    default_cache_dir,
+    experiment_fingerprint,
+    set_fingerprint,
+    software_versions,
+)
 
 ALPHA_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
 PAPER_ALPHA = 0.5
@@ -151,7 +157,7 @@ def curves_path(exp: Experiment) -> Path:
     """Where the experiment's full-grid curves are stored: named by the content of its models, prompts and sets."""
     sets = {spec.name: set_fingerprint(spec, exp.seed) for spec in exp.eval_sets}
     key = cache_key(kind="curves", grid=list(ALPHA_GRID), sets=json.dumps(sets, sort_keys=True),
-                    **experiment_fingerprint(exp))
+                    versions=software_versions(), **experiment_fingerprint(exp))
     return (exp.cache_dir or default_cache_dir()) / CURVES_FOLDER / f"{key}.json"
 
 

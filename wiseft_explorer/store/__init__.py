@@ -9,7 +9,7 @@ _EXPORTS = {
     "cache": ("CacheWarning", "DiskCache", "tensor_checksum"),
     "keys": (
         "CACHE_VERSION", "cache_key", "default_cache_dir", "experiment_fingerprint", "file_digest",
-        "set_fingerprint", "zeroshot_identity"
+        "files_version", "hub_revision", "set_fingerprint", "software_versions", "zeroshot_identity"
     ),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import importlib.metadata
 import json
 import os
+import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,8 +18,13 @@ if TYPE_CHECKING:
 
 # Bump when anything that feeds cached values changes meaning (preprocessing, evaluation, entry layout):
 # every old key then misses, and old entries read back with a version mismatch are recomputed.
-CACHE_VERSION = 3  # 3: sweep entries keep the output-space ensemble's predictions
+CACHE_VERSION = 4  # 4: sweep keys name the libraries' versions, a hub model's commit, a sample's seed
 _CHUNK = 1 << 20
+# The libraries whose versions change a sweep's numbers: kernels, the models and tokenizers, resizing and decoding.
+_NUMERIC_LIBRARIES = ("torch", "torchvision", "open_clip_torch", "pillow")
+# An hf-hub: model never fetched here has no known commit: its keys are this process's own, so that nothing it
+# computes is ever read back as another commit's (the next start, with the commit fetched, computes them again).
+_UNRESOLVED = f"unresolved-{uuid.uuid4().hex}"
 WORLD_VERSION = "world-v3"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
 
 
@@ -28,8 +35,8 @@ def default_cache_dir() -> Path:
 
 
 @lru_cache(maxsize=4096)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, keyed on (path, size, mtime) so an edited file is hashed again."""
+def _digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """sha256 of a file, keyed on (path, size, mtime, inode) so an edited or replaced file is hashed again."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -41,7 +48,20 @@ def file_digest(path: str | Path) -> str:
     """sha256 hex of a file's content, streamed in chunks; memoised while its size and mtime are unchanged."""
     resolved = Path(path).resolve()
     stat = resolved.stat()
-    return _digest(str(resolved), stat.st_size, stat.st_mtime_ns)
+    return _digest(str(resolved), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@lru_cache(maxsize=1)
+def software_versions() -> dict[str, str]:
+    """The installed versions of the libraries that compute cached numbers, read without importing them (the warm
+    start reads keys before torch loads); part of every key of a computed result."""
+    versions = {}
+    for name in _NUMERIC_LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
 
 
 def _jsonable(value: Any) -> Any:
@@ -69,8 +89,20 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def hub_revision(source: str) -> str | None:
+    """The commit an `hf-hub:` model resolves to here: the one the local Hugging Face cache holds for its default
+    branch (what loading it reads, see core.loading), or None when it was never fetched."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source.removeprefix("hf-hub:"), "open_clip_config.json")
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
 def _weights_digest(source: str) -> str:
-    """Content identity of a weights source: a file's digest, a local-dir:'s file digests, else the tag / hub id."""
+    """Content identity of a weights source: a file's digest, a local-dir:'s file digests, a hub model's commit,
+    else the tag."""
+    if source.startswith("hf-hub:"):
+        return f"{source}@{hub_revision(source) or _UNRESOLVED}"
     if source.startswith("local-dir:"):
         folder = Path(source.removeprefix("local-dir:"))
         return ",".join(file_digest(p) for p in sorted(folder.iterdir()) if p.is_file())
@@ -81,7 +113,7 @@ def zeroshot_identity(spec: ModelSpec) -> dict[str, str]:
     """Content identity of the zero-shot model's weights, config and tokenizer (the part of a head's key)."""
     identity = {"model": spec.name, "zeroshot": _weights_digest(spec.pretrained or ""),
                 "config": file_digest(spec.config) if spec.config else ""}
-    if spec.name.startswith("local-dir:"):  # a folder named as the model holds weights and tokenizer config
+    if spec.name.startswith(("local-dir:", "hf-hub:")):  # a folder or repo named as the model holds the weights
         identity["model_dir"] = _weights_digest(spec.name)
     return identity
 
@@ -97,6 +129,35 @@ def experiment_fingerprint(exp: Experiment) -> dict[str, str]:
 def _preprocess_identity(spec: ModelSpec) -> str:
     """The preprocessing the experiment names (its absence: what the weights' source brings, keyed with them)."""
     return json.dumps(dataclasses.asdict(spec.preprocess), sort_keys=True) if spec.preprocess else ""
+
+
+def _stamp(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+
+
+def _local_files(source: str) -> list[Path]:
+    """The files a weights source names here: a file, a local-dir: folder's files; none for a tag or hub id."""
+    if source.startswith("local-dir:"):
+        folder = Path(source.removeprefix("local-dir:"))
+        return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return [Path(source)] if source and not source.startswith("hf-hub:") and Path(source).is_file() else []
+
+
+def files_version(exp: Experiment) -> str:
+    """How an experiment's files stand now, by size, mtime_ns and inode (stats only, nothing read): the experiment
+    file, the zero-shot weights and config, every fine-tuned checkpoint.
+
+    What a server keeps per experiment (its runtime, warm curves, model facts) is keyed on it, so a checkpoint
+    rewritten at the same path (`finetune --out` again) is seen at the next rerun, not at the next restart; the
+    content keys made from the new runtime (its fingerprint's digests) then name the new weights."""
+    zs = exp.zeroshot
+    files = [exp.path, *_local_files(zs.pretrained or ""), *_local_files(zs.name), zs.config, exp.finetuned,
+             *(e.checkpoint for e in exp.endpoints)]
+    return "|".join(_stamp(Path(f)) for f in files if f is not None)
 
 
 def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
@@ -127,4 +188,17 @@ def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
                   for p in files]
         if spec.mapping:
             parts.append(file_digest(spec.mapping))
+        parts += _outside_files(spec, root)
     return "\n".join(parts)
+
+
+def _outside_files(spec: DatasetSpec, root: Path) -> list[str]:
+    """Digests of the files a set's reader reads outside its `source` folder: ObjectNet's sibling mappings/."""
+    if spec.preset != "objectnet" or root.is_file():
+        return []
+    from ..experiment.presets import objectnet_folders
+
+    mappings = objectnet_folders(root)[1]
+    if mappings.parent == root or not mappings.is_dir():
+        return []
+    return [f"mappings/{p.name}:{file_digest(p)}" for p in sorted(mappings.iterdir()) if p.is_file()]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from ..experiment.locations import ENV_EXPERIMENTS_DIR, experiment_label, user_experiments_dir
+from ..store.keys import files_version
 from . import state
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def experiment_picker() -> None:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _model_facts(path: str, mtime_ns: int, endpoint: str | None, _runtime: ExperimentRuntime) -> dict[str, str]:
+def _model_facts(path: str, version: str, endpoint: str | None, _runtime: ExperimentRuntime) -> dict[str, str]:
     """Names and sizes (cached: counting parameters walks every tensor)."""
     return _runtime.describe()
 
@@ -152,8 +153,7 @@ def model_details() -> ExperimentRuntime | None:
 def runtime_details(runtime: ExperimentRuntime) -> None:
     """List a loaded runtime's models, sets and data warnings in the sidebar."""
     exp = runtime.experiment
-    list_facts(exp.name, _model_facts(str(exp.path), exp.path.stat().st_mtime_ns if exp.path else 0, exp.endpoint,
-                                      runtime), runtime.set_names)
+    list_facts(exp.name, _model_facts(str(exp.path), files_version(exp), exp.endpoint, runtime), runtime.set_names)
     for line in runtime.model_notes():
         st.sidebar.info(line)
     for line in runtime.data_warnings():

@@ -13,6 +13,7 @@ from ..experiment.locations import DEFAULT_EXPERIMENT, is_listed, listed_experim
 from ..experiment.parse import load_experiment
 from ..experiment.spec import Experiment, ExperimentError
 from ..results.curves import ALPHA_GRID, PAPER_ALPHA, Curves, curves_path, stored_curves
+from ..store.keys import files_version
 
 if TYPE_CHECKING:  # the runtime side imports torch: loaded only once a page needs models (see load_runtime)
     from ..evaluation.registry import RuntimeRegistry
@@ -129,16 +130,17 @@ def load_experiment_file(path: Path | None = None) -> Experiment | None:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _curves_file(path: str, mtime_ns: int, endpoint: str | None) -> Path:
-    """Where an experiment file's curves are stored: once per file version, since a folder set's content key stats
-    every file in it (the shared runtime is keyed the same way, so both see a set as it was when first loaded)."""
+def _curves_file(path: str, version: str, endpoint: str | None) -> Path:
+    """Where an experiment's curves are stored: once per version of its files (store.keys.files_version), since a
+    folder set's content key stats every file in it (the shared runtime is keyed the same way, so both see a set as
+    it was when first loaded, and both follow a rewritten checkpoint)."""
     return curves_path(load_experiment(path).with_endpoint(endpoint))
 
 
 def finished_curves(experiment: Experiment) -> Curves | None:
     """The experiment's stored full-grid curves (a finished sweep: computed here, elsewhere or imported), or None."""
     path = experiment.path
-    where = _curves_file(str(path), path.stat().st_mtime_ns, experiment.endpoint) if path else None
+    where = _curves_file(str(path), files_version(experiment), experiment.endpoint) if path else None
     return stored_curves(experiment, where)
 
 
@@ -169,9 +171,9 @@ def load_runtime(path: Path | None = None, *, load_models: bool = True,
         return None
     try:
         registry = _registry()
-        # One runtime per experiment file version and fine-tuned endpoint.
-        runtime = registry.get(str(path), path.stat().st_mtime_ns,
-                               endpoint or endpoint_choice(load_experiment(path)))
+        # One runtime per version of the experiment's files (its checkpoints too) and fine-tuned endpoint.
+        experiment = load_experiment(path)
+        runtime = registry.get(str(path), files_version(experiment), endpoint or endpoint_choice(experiment))
         if load_models and not runtime.models_loaded:  # load now: a broken checkpoint is reported here, not mid-page
             _load_models(runtime)
             registry.trim(keep=runtime)  # least recently used experiments go when the budget is exceeded
