@@ -80,10 +80,11 @@ def _as_paper_classes(module: nn.Module, code: dict[str, ModuleType]) -> nn.Modu
     return module
 
 
-def paper_checkpoint(clip_model: nn.Module, classifier: nn.Module, path: Path) -> Path:
+def paper_checkpoint(clip_model: nn.Module, classifier: nn.Module, path: Path, save=None) -> Path:
     """A paper ImageClassifier, pickle.dump'ed, holding any open_clip model's image tower and `classifier`'s head.
 
-    The open_clip classes are relabelled as clip.model's (the paper's CLIP defines the same towers)."""
+    The open_clip classes are relabelled as clip.model's (the paper's CLIP defines the same towers). `save(module,
+    path)` replaces the paper's torch_save (e.g. torch.save)."""
     with paper_code() as code:
         model = copy.deepcopy(clip_model).cpu()
         model.visual.load_state_dict(classifier.visual.state_dict())
@@ -91,4 +92,5 @@ def paper_checkpoint(clip_model: nn.Module, classifier: nn.Module, path: Path) -
         modeling = code["modeling"]
         encoder = modeling.ImageEncoder(model, preprocessing(code), preprocessing(code))
         head = modeling.ClassificationHead(True, classifier.head.weight.detach(), classifier.head.bias.detach())
-        return torch_save(modeling.ImageClassifier(encoder, head), path)
+        (save or torch_save)(modeling.ImageClassifier(encoder, head), path)
+        return path

@@ -72,12 +72,14 @@ def _load_zeroshot_file(loaded: LoadedClip, path: Path) -> None:
     """Weights from a file: a full open_clip state dict, or a zero-shot *classifier* (image tower + head, and the
     text tower only if it kept one, like the paper's converted zeroshot.pt), whose head is then used as stored."""
     state, metadata = load_checkpoint(path)
-    check_activation(metadata.get("activation"), loaded.model, path.name, loaded.name)
+    image_only = all(k.startswith(("visual.", "head.")) for k in state)  # then only the image tower's counts
+    check_activation(metadata.get("activation"), loaded.model.visual if image_only else loaded.model, path.name,
+                     loaded.name)
     if "head.weight" not in state:
         load_full_state(loaded.model, state, path.name)
         return
     head = {k.removeprefix("head."): state.pop(k) for k in [k for k in state if k.startswith("head.")]}
-    if all(k.startswith("visual.") for k in state):
+    if image_only:
         load_full_state(loaded.model.visual, classifier_visual(state), path.name)
     else:
         load_full_state(loaded.model, state, path.name)
@@ -156,7 +158,7 @@ def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp:
         if metadata.get("model") not in (None, clip.name):
             raise CheckpointError(f"{path.name} was fine-tuned from '{metadata['model']}', but the zero-shot model "
                                   f"is '{clip.name}': use a matching pair")
-        check_activation(metadata.get("activation"), clip.model, path.name, clip.name)
+        check_activation(metadata.get("activation"), clip.model.visual, path.name, clip.name)
         other = check_zeroshot_digest(metadata.get("zeroshot_digest"), classifier_visual(reference), path.name,
                                       clip.source, exp.allow_other_zeroshot)
         if other:
