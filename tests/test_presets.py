@@ -352,7 +352,8 @@ def test_the_example_experiments_read_fake_copies_of_the_real_datasets(tmp_path,
     shutil.copy(BUILTIN_EXPERIMENTS / f"{example}.toml.example", toml)
     # The project layout the example's comments describe: experiments/, checkpoints/ and data/ side by side.
     (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "vit_b32_openai.safetensors").write_bytes(b"")
+    for name in ("vit_b32_openai.safetensors", "zeroshot.safetensors"):
+        (tmp_path / "checkpoints" / name).write_bytes(b"")
     data = tmp_path / "data"
     if example.startswith("imagenet"):
         for key, folder in [("imagenet", "imagenet/val"), ("imagenet-v2", "imagenetv2-matched-frequency-format-val"),
@@ -375,7 +376,8 @@ def test_the_example_experiments_read_fake_copies_of_the_real_datasets(tmp_path,
         assert names == ["ImageNet", "ImageNet-V2", "ImageNet-R", "ImageNet-Sketch", "ObjectNet", "ImageNet-A"]
         assert [c.images for c in checks] == [1000, 1000, 200, 1000, 6, 200]
     else:
-        assert names == ["CIFAR-10", "CIFAR-10.1", "CIFAR-10.2"] and exp.templates == template_list("cifar10")
+        # The paper's code has no CIFAR prompts: its openai_imagenet_template (issue #24, item 10).
+        assert names == ["CIFAR-10", "CIFAR-10.1", "CIFAR-10.2"] and exp.templates == template_list("openai")
 
 
 def test_an_objectnet_example_is_right_for_any_imagenet_class_of_its_group(tiny, tmp_path):

@@ -15,7 +15,8 @@ from ._lazy import lazy_exports
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS = {
-    "core.checkpoints": ("CheckpointError", "convert_trusted_pickle", "load_checkpoint", "save_checkpoint"),
+    "core.checkpoints": ("CheckpointError", "load_checkpoint", "save_checkpoint"),
+    "core.paper_pickle": ("convert_trusted_pickle",),
     "results.curves": ("ALPHA_GRID", "PAPER_ALPHA", "Curves", "choose_alphas"),
     "experiment.locations": ("DEFAULT_EXPERIMENT",),
     "experiment.parse": ("load_experiment",),

@@ -7,7 +7,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "checkpoints": (
         "CLASSIFIER_FORMAT", "CheckpointError", "OPEN_CLIP_FORMAT", "check_compatible",
-        "convert_trusted_pickle", "load_checkpoint", "save_checkpoint"
+        "load_checkpoint", "save_checkpoint"
     ),
     "distributed": (
         "DistributedError", "Group", "all_reduce_sum", "broadcast_bytes", "gather_bytes", "process_group",
@@ -18,11 +18,13 @@ _EXPORTS = {
         "zero_shot_head"
     ),
     "interpolate": ("HEAD_KEYS", "WeightSpace", "Working", "interpolate_state_dicts"),
+    "lineage": ("activation_of", "visual_digest"),
     "loading": ("load_clip", "load_finetuned", "load_models", "register_config"),
     "models": (
         "ImageClassifier", "LoadedClip", "ModelLoadError", "ModelPair", "autocast", "build_zeroshot",
         "classifier_metadata", "parameter_count", "pick_device"
     ),
+    "paper_pickle": ("PickleReadError", "convert_trusted_pickle", "read_trusted_pickle"),
     "tags": ("is_download_failure",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -124,10 +124,11 @@ def _load_weights_only(path: Path) -> dict[str, torch.Tensor]:
             f"{str(err).splitlines()[0][:160]}). Files that need a full unpickle can run arbitrary code, so they "
             f"are never loaded. If you trust it (e.g. a checkpoint saved by the WiSE-FT paper code), convert it: "
             f"wiseft-explorer convert --trust-pickle {path.name} OUT.safetensors") from err
-    return _as_state_dict(obj, path.name)
+    return as_state_dict(obj, path.name)
 
 
-def _as_state_dict(obj: Any, name: str) -> dict[str, torch.Tensor]:
+def as_state_dict(obj: Any, name: str) -> dict[str, torch.Tensor]:
+    """A state dict from a loaded object: {"state_dict": ...} unwrapped, DDP's "module." prefix dropped."""
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -173,31 +174,22 @@ def split_open_clip_state(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, t
 
 
 def paper_state_to_classifier(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a WiSE-FT paper-code ImageClassifier state dict to our layout (visual.*, head.*)."""
+    """Rename a WiSE-FT paper-code ImageClassifier state dict to our layout (visual.*, head.*, text tower if kept).
+
+    The paper's zero-shot file has no text transformer (src/wise_ft.py deletes it); its token embedding and final
+    layer norm alone are no text tower, so they are kept only with the transformer."""
+    prefix = "image_encoder.model."
+    keep_text = any(k.startswith(prefix + "transformer.") for k in state)
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.startswith("image_encoder.model.visual."):
-            out["visual." + key.removeprefix("image_encoder.model.visual.")] = value
+        if key.startswith(prefix + "visual.") or (keep_text and key.startswith(prefix)):
+            out[key.removeprefix(prefix)] = value
         elif key.startswith("classification_head."):
             out["head." + key.removeprefix("classification_head.")] = value
     if "head.weight" not in out or not any(k.startswith("visual.") for k in out):
         raise CheckpointError("the pickled object is not a WiSE-FT paper classifier (no image_encoder.model.visual.* "
                               "and classification_head.* weights)")
     return out
-
-
-def convert_trusted_pickle(src: str | Path, dst: str | Path) -> Path:
-    """Convert a pickled checkpoint the user trusts into safetensors (this DOES unpickle: trusted files only)."""
-    src, dst = Path(src), Path(dst)
-    obj = torch.load(src, map_location="cpu", weights_only=False)  # explicit user opt-in (--trust-pickle)
-    state = obj.state_dict() if isinstance(obj, torch.nn.Module) else _as_state_dict(obj, src.name)
-    if any(k.startswith("image_encoder.model.visual.") for k in state):
-        state = paper_state_to_classifier(state)
-        metadata = {"format": CLASSIFIER_FORMAT, "converted_from": src.name}
-    else:
-        metadata = {"format": OPEN_CLIP_FORMAT, "converted_from": src.name}
-    check_finite(state, src.name)
-    return save_checkpoint(dst, state, metadata)
 
 
 def align_head_classes(state: dict[str, torch.Tensor], trained: list[str] | None, wanted: list[str] | tuple[str, ...],

@@ -28,6 +28,7 @@ from .checkpoints import (
     split_open_clip_state,
 )
 from .heads import HeadProgress, cached_zero_shot_head, open_head_cache
+from .lineage import check_activation, check_zeroshot_digest, classifier_visual, tag_quick_gelu
 from .models import ImageClassifier, LoadedClip, ModelLoadError, ModelPair, build_zeroshot, pick_device
 from .tags import TagUnavailable, check_tag_available, is_download_failure, weights_follow_creation
 
@@ -60,11 +61,11 @@ def load_clip(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedClip
         loaded = _load_from_hub(pretrained if pretrained.startswith("hf-hub:") else spec.name)
     elif pretrained and Path(pretrained).is_file():
         loaded = _create(spec.name, weights_follow=True)
-        state, _ = load_checkpoint(pretrained)
-        load_full_state(loaded.model, state, Path(pretrained).name)
+        _load_zeroshot_file(loaded, Path(pretrained))
     else:
         loaded = _create(spec.name, pretrained or None)
     apply_preprocess(loaded, spec)
+    loaded.source = loaded.source or (Path(pretrained).name if pretrained else spec.name)
     loaded.model.to(device).eval().requires_grad_(False)
     return loaded
 
@@ -100,6 +101,24 @@ def preprocess_values(cfg: dict) -> str:
             f"std ({std})")
 
 
+def _load_zeroshot_file(loaded: LoadedClip, path: Path) -> None:
+    """Weights from a file: a full open_clip state dict, or a zero-shot *classifier* (image tower + head, and the
+    text tower only if it kept one, like the paper's converted zeroshot.pt), whose head is then used as stored."""
+    state, metadata = load_checkpoint(path)
+    image_only = all(k.startswith(("visual.", "head.")) for k in state)  # then only the image tower's counts
+    check_activation(metadata.get("activation"), loaded.model.visual if image_only else loaded.model, path.name,
+                     loaded.name)
+    if "head.weight" not in state:
+        load_full_state(loaded.model, state, path.name)
+        return
+    head = {k.removeprefix("head."): state.pop(k) for k in [k for k in state if k.startswith("head.")]}
+    if image_only:
+        load_full_state(loaded.model.visual, classifier_visual(state), path.name)
+    else:
+        load_full_state(loaded.model, state, path.name)
+    loaded.stored_head = head
+
+
 def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None,
             weights_follow: bool = False) -> LoadedClip:
     if not name.startswith("local-dir:") and name not in open_clip.list_models():
@@ -112,7 +131,8 @@ def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None
             raise ModelLoadError(str(err)) from err
     try:
         with weights_follow_creation() if weights_follow else contextlib.nullcontext():
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=tag, force_quick_gelu=tag is not None and tag_quick_gelu(name, tag))
     except (RuntimeError, OSError) as err:
         if not tag or not is_download_failure(err):
             raise  # not a fetch failure (a bad config, a bug, out of memory): its own message says more
@@ -176,6 +196,11 @@ def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp:
         if metadata.get("model") not in (None, clip.name):
             raise CheckpointError(f"{path.name} was fine-tuned from '{metadata['model']}', but the zero-shot model "
                                   f"is '{clip.name}': use a matching pair")
+        check_activation(metadata.get("activation"), clip.model.visual, path.name, clip.name)
+        other = check_zeroshot_digest(metadata.get("zeroshot_digest"), classifier_visual(reference), path.name,
+                                      clip.source, exp.allow_other_zeroshot)
+        if other:
+            metadata = {**metadata, "notes": [other]}
         if metadata.get("image_tower") == "zeroshot":  # linear-classifier checkpoints store only the head
             state.update({k: v for k, v in reference.items() if k.startswith("visual.")})
     elif any(k.startswith("image_encoder.model.visual.") for k in tensors):
@@ -187,7 +212,7 @@ def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp:
                               "'head.weight'): is this a fine-tuned CLIP checkpoint?")
     note = align_head_classes(state, metadata.get("classnames"), exp.classnames, path.name)
     if note:
-        metadata = {**metadata, "notes": [note]}
+        metadata = {**metadata, "notes": [*metadata.get("notes", []), note]}
     head = state.get("head.weight")
     if head is not None and head.shape[0] != len(exp.classnames):
         raise CheckpointError(f"{path.name}: its head has {head.shape[0]} classes but the experiment names "

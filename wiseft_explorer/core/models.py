@@ -19,6 +19,7 @@ from torch import nn
 from ..store.cache import DiskCache
 from .checkpoints import CLASSIFIER_FORMAT
 from .heads import HeadProgress, cached_zero_shot_head
+from .lineage import activation_of, visual_digest
 
 
 class ModelLoadError(RuntimeError):
@@ -56,6 +57,9 @@ class LoadedClip:
     tokenizer: Any
     name: str
     preprocess_note: str = ""  # the eval transform in use and where it comes from (loading.apply_preprocess)
+    # A zero-shot *classifier* file (e.g. the paper's zeroshot.pt, converted) brings its head: {"weight", "bias"}.
+    stored_head: dict[str, torch.Tensor] | None = None
+    source: str = ""  # where the weights came from, for messages (a file name or tag)
 
 
 @dataclass
@@ -72,7 +76,9 @@ class ModelPair:
     @property
     def notes(self) -> list[str]:
         """Things done to make the pair fit the experiment that the user should know (e.g. head rows reordered)."""
-        return list(self.finetuned_metadata.get("notes", []))
+        stored = [f"zero-shot head: the one stored in {self.clip.source} ({self.zeroshot.num_classes} classes); the "
+                  "experiment's prompt templates are not used"] if self.clip.stored_head is not None else []
+        return stored + list(self.finetuned_metadata.get("notes", []))
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -103,11 +109,29 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 def build_zeroshot(clip: LoadedClip, classnames: list[str] | tuple[str, ...], templates: list[str] | tuple[str, ...],
                    device: torch.device | str = "cpu", *, cache: DiskCache | None = None,
                    identity: Mapping[str, str] | None = None, progress: HeadProgress | None = None) -> ImageClassifier:
-    """The zero-shot classifier: a copy of the image tower + the text-derived head (cached when given both)."""
+    """The zero-shot classifier: a copy of the image tower + the text-derived head (cached when given both).
+
+    A zero-shot classifier file's stored head is used as stored (the templates are then unused)."""
+    if clip.stored_head is not None:
+        return ImageClassifier(copy.deepcopy(clip.model.visual), _stored_head(clip, classnames)).to(device).eval() \
+            .requires_grad_(False)
     # Without the weights' identity a key could not tell two models apart: build, never cache.
     head = cached_zero_shot_head(clip.model, clip.tokenizer, classnames, templates, identity or {},
                                  cache if identity else None, device, progress)
     return ImageClassifier(copy.deepcopy(clip.model.visual), head).to(device).eval().requires_grad_(False)
+
+
+def _stored_head(clip: LoadedClip, classnames: list[str] | tuple[str, ...]) -> nn.Linear:
+    assert clip.stored_head is not None
+    weight = clip.stored_head["weight"].float()
+    if weight.shape[0] != len(classnames):
+        raise ModelLoadError(f"{clip.source}: its zero-shot head scores {weight.shape[0]} classes, but the experiment "
+                             f"names {len(classnames)}; give [classes] the class list the head was built for")
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(clip.stored_head.get("bias", torch.zeros(weight.shape[0])).float())
+    return head
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -116,7 +140,9 @@ def parameter_count(module: nn.Module) -> int:
 
 
 def classifier_metadata(clip: LoadedClip, classnames: list[str] | tuple[str, ...], **extra: Any) -> dict[str, Any]:
-    """Metadata for a classifier checkpoint of our format."""
+    """Metadata for a classifier checkpoint of our format, with its lineage: the activation its model uses and
+    the digest of the zero-shot image tower (θ₀) it comes from."""
     return {"format": CLASSIFIER_FORMAT, "model": clip.name,
             "model_config": json.loads(json.dumps(open_clip.get_model_config(clip.name) or {})),
-            "classnames": list(classnames), **extra}
+            "classnames": list(classnames), "activation": activation_of(clip.model),
+            "zeroshot_digest": visual_digest(clip.model.visual.state_dict()), **extra}

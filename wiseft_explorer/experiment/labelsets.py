@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 CLASS_LISTS = ("imagenet", "cifar10")
-TEMPLATE_SETS = ("openai", "simple", "cifar10")
+TEMPLATE_SETS = ("openai", "paper-simple", "simple", "cifar10")
+# Where each prompt set comes from. The paper's code ships only `openai_imagenet_template` and `simple_template`
+# (besides two WILDS sets): the paper-reproduction examples use those.
+TEMPLATE_SOURCES = {
+    "openai": "the paper's openai_imagenet_template: the 80 ImageNet prompts of OpenAI's CLIP (open_clip ships the "
+              "same list)",
+    "paper-simple": "the paper's simple_template: the one prompt 'a photo of a {}.'",
+    "simple": "open_clip's SIMPLE_IMAGENET_TEMPLATES: 7 ImageNet prompts (not in the paper's code)",
+    "cifar10": "the 18 CIFAR-10 prompts of OpenAI's CLIP repository (data/prompts.md); not in the paper's code, so "
+               "no paper checkpoint's head was built from them",
+}
+_PAPER_SIMPLE = ("a photo of a {}.",)
 
 # CIFAR-10's classes in its label order (the binary release's batches.meta.txt, CIFAR-10.1 and CIFAR-10.2 agree).
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
-# The 18 prompts OpenAI's CLIP evaluation uses for CIFAR-10 (a fact of the published protocol, kept as data).
+# The 18 prompts OpenAI's CLIP repository lists for CIFAR-10 (data/prompts.md), kept as data.
 _CIFAR10_TEMPLATES = tuple(
     f"a {quality}photo of {article} {size}{{}}."
     for article in ("a", "the")
@@ -31,9 +42,11 @@ def class_list(name: str) -> tuple[str, ...]:
 
 
 def template_list(name: str) -> tuple[str, ...]:
-    """A named prompt set as '{}' format strings: open_clip's 80 OpenAI or simple ImageNet prompts, or CIFAR-10's."""
+    """A named prompt set as '{}' format strings (TEMPLATE_SOURCES says where each comes from)."""
     if name == "cifar10":
         return _CIFAR10_TEMPLATES
+    if name == "paper-simple":
+        return _PAPER_SIMPLE
     from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
 
     if name not in ("openai", "simple"):

@@ -14,7 +14,7 @@ from .presets import PRESETS, preset_of, preset_options
 from .spec import HEAD_POLICIES, PRECISIONS, DatasetSpec, Endpoint, Experiment, ExperimentError, ModelSpec
 
 _TOP_KEYS = {"name", "device", "precision", "head_policy", "batch_size", "cache_dir", "workers", "seed",
-             "zeroshot", "finetuned", "classes", "id", "id_val", "shifts"}
+             "allow_other_zeroshot", "zeroshot", "finetuned", "classes", "id", "id_val", "shifts"}
 _SECTION_KEYS = {
     "zeroshot": {"model", "pretrained", "config", "preprocess"},
     "finetuned": {"checkpoint", "name"},
@@ -90,7 +90,7 @@ def _templates(table: dict) -> tuple[str, ...]:
 
 
 def builtin_templates(kind: str) -> tuple[str, ...]:
-    """A built-in prompt set ('openai', 'simple' or 'cifar10') as '{}' format strings."""
+    """A built-in prompt set (one of labelsets.TEMPLATE_SETS) as '{}' format strings."""
     return template_list(kind)
 
 
@@ -170,6 +170,7 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_fi
         seed=_typed(data, "seed", int, "experiment", default=0),
         endpoints=endpoints,
         endpoint=endpoints[0].name if endpoints else None,
+        allow_other_zeroshot=_typed(data, "allow_other_zeroshot", bool, "experiment", default=False),
     )
     names = [s.name for s in exp.eval_sets]
     if len(set(names)) != len(names):

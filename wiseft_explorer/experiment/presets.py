@@ -23,7 +23,7 @@ class Preset:
     key: str
     title: str
     classes: str  # the named class list (labelsets.CLASS_LISTS) its labels index into
-    templates: str  # the prompt set the paper uses with it
+    templates: str  # a prompt set of the paper's code (it has none for CIFAR: its ImageNet set serves)
     layout: str  # the folder layout `source` must point at, shown in every layout error
 
 
@@ -41,14 +41,14 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
     Preset("objectnet", "ObjectNet", "imagenet", "openai",
            "objectnet-1.0/ holding images/<folder>/*.png and mappings/ (objectnet_to_imagenet_1k.json, "
            "folder_to_objectnet_label.json, pytorch_to_imagenet_2012_id.json, imagenet_to_label_2012_v2)"),
-    Preset("cifar10", "CIFAR-10", "cifar10", "cifar10",
+    Preset("cifar10", "CIFAR-10", "cifar10", "openai",
            "cifar-10-batches-bin/ holding test_batch.bin (the binary release, cifar-10-binary.tar.gz)"),
-    Preset("cifar10-train", "CIFAR-10 train", "cifar10", "cifar10",
+    Preset("cifar10-train", "CIFAR-10 train", "cifar10", "openai",
            "cifar-10-batches-bin/ holding data_batch_1.bin ... data_batch_5.bin (for fine-tuning, or a held-out "
            "sample of it as [id_val])"),
-    Preset("cifar10.1", "CIFAR-10.1", "cifar10", "cifar10",
+    Preset("cifar10.1", "CIFAR-10.1", "cifar10", "openai",
            "a folder holding cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy"),
-    Preset("cifar10.2", "CIFAR-10.2", "cifar10", "cifar10",
+    Preset("cifar10.2", "CIFAR-10.2", "cifar10", "openai",
            "a folder holding cifar102_test.npz (made from cifar102_test.npy by `convert --trust-pickle`)"),
 )}
 # Part of a preset set's cache key: bump when a reader's labels or pixels change (v2: torchvision's loader).

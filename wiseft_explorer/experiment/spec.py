@@ -103,6 +103,8 @@ class Experiment:
     # Every fine-tuned endpoint ([[finetuned]] tables, or the one [finetuned]); `finetuned` is the chosen one's file.
     endpoints: tuple[Endpoint, ...] = ()
     endpoint: str | None = None  # the chosen endpoint's name
+    # Pair a fine-tuned checkpoint with zero-shot weights other than those it records it was fine-tuned from.
+    allow_other_zeroshot: bool = False
 
     @property
     def endpoint_names(self) -> list[str]:
