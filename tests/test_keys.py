@@ -26,3 +26,18 @@ def test_a_folder_set_is_keyed_by_what_it_holds_wherever_it_lies(tmp_path):
     os.utime(copy / "dog" / "2.png", ns=(1, 1))  # same size, other time: it may have changed, so another key
     assert set_fingerprint(DatasetSpec("elsewhere", str(copy))) != key
     assert set_fingerprint(DatasetSpec("w", "world:sketch")) != set_fingerprint(DatasetSpec("w", "world:cartoon"))
+
+
+def test_a_fingerprint_difference_names_whole_classes_not_cut_strings():
+    from wiseft_explorer.store import fingerprint_difference
+
+    theirs = "|".join(["red square", "green circle", "blue stripes", "yellow stars"])
+    ours = "|".join(["red square", "green circle", "blue stripes here"])
+    text = fingerprint_difference("classes", theirs, ours)
+    assert text == "classes differ: 'blue stripes', 'yellow stars' only there; 'blue stripes here' only here"
+    many = fingerprint_difference("classes", "|".join(f"c{i}" for i in range(8)), "c0")
+    assert many == "classes differ: 'c1', 'c2', 'c3' and 4 more only there"
+    swapped = fingerprint_difference("templates", "a {}.|the {}.", "the {}.|a {}.")
+    assert swapped == "the same templates in another order (template 1 is 'a {}.' there, 'the {}.' here)"
+    assert fingerprint_difference("finetuned", "a" * 64, "b" * 64) == "the finetuned content differs (another file or version)"
+    assert fingerprint_difference("precision", "fp16", "fp32") == "precision is 'fp16' there, 'fp32' here"

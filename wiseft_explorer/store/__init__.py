@@ -8,7 +8,7 @@ _EXPORTS = {
     "atomic": ("atomic_path", "atomic_write_bytes", "atomic_write_text", "remove_stale_temps"),
     "cache": ("CacheWarning", "DiskCache", "tensor_checksum"),
     "keys": (
-        "CACHE_VERSION", "cache_key", "default_cache_dir", "experiment_fingerprint", "file_digest",
+        "CACHE_VERSION", "cache_key", "default_cache_dir", "experiment_fingerprint", "file_digest", "fingerprint_difference",
         "set_fingerprint", "zeroshot_identity"
     ),
 }
