@@ -150,8 +150,7 @@ def test_lazy_images_render_exactly_the_pixels_of_make_set():
 def test_the_models_page_counts_world_sets_as_the_sweep_does():
     """The demo's world sets are checked as indexed for the sweep: every image and class, a subset honoured."""
     from wiseft_explorer.data import check_experiment, load_eval_set
-    from wiseft_explorer.experiment import load_experiment
-    from wiseft_explorer.experiment.locations import DEFAULT_EXPERIMENT
+    from wiseft_explorer.experiment import DEFAULT_EXPERIMENT, load_experiment
 
     exp = load_experiment(DEFAULT_EXPERIMENT)
     checks = check_experiment(exp)
