@@ -45,7 +45,7 @@ def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
     for row in cards.metric_cards(curves, alpha, acc):
         for col, card in zip(st.columns(len(row)), row, strict=True):
             col.metric(card.label, card.value, delta=card.delta, delta_description=card.delta_description,
-                       border=True, help=card.help)
+                       border=True, help=card.help, height="stretch")  # one height per row, delta or not
 
 
 @st.fragment
