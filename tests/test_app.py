@@ -134,6 +134,7 @@ def test_off_grid_alpha_evaluates_live(app_env):
     assert _metric_values(at)["ID at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
     # The slider cannot show 1.3: the page says where alpha really is.
     assert any("α = 1.3 lies above the slider's range" in m.value for m in at.markdown)
+    assert not any("First start" in i.value for i in at.info)  # the sweep is done: no first-start note stays
     at.number_input(key="alpha_number").set_value(0.35)
     at.button(key="alpha_submit").click().run()
     assert not any("slider's range" in m.value or "between the grid" in m.value for m in at.markdown)

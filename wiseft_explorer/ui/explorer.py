@@ -170,7 +170,8 @@ def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: De
 
 def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator) -> None:
     """No stored curves for this alpha: load the models, start (or join) the sweep and draw what it has so far."""
-    notice.info(cards.COLD_START, icon=":material/hourglass_top:")  # at once: torch and the models take seconds
+    if state.finished_curves(experiment) is None:  # at once: torch and the models take seconds to load
+        notice.info(cards.COLD_START, icon=":material/hourglass_top:")
     from . import results  # the sweep side: imports torch and loads the models
 
     runtime = state.load_runtime()
@@ -182,6 +183,8 @@ def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator) ->
         result, complete = results.ensure_sweep(runtime, alpha, notice)
         if result is None:
             st.stop()
+        if complete:
+            notice.empty()  # no first-start note over a finished sweep (an off-grid alpha also comes this way)
         sidebar.results_origin(result.provenance)
         # Other endpoints' sweeps start once this one is complete: the chosen path fills in first.
         others = results.other_endpoints(experiment) if complete else state.other_endpoint_curves(experiment)
