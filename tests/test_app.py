@@ -108,14 +108,18 @@ def test_alpha_changes_metrics_and_marker(app_env):
         lines = [s for s in _figure(at, "acc_vs_alpha")["layout"]["shapes"] if s.get("name") == CURRENT]
         assert lines[0]["x0"] == pytest.approx(alpha)
         assert at.query_params["alpha"] == f"{alpha:g}"
-    zs = table.loc[0.0, "ID"]
-    delta = next(m.delta for m in at.metric if m.label.startswith("ID at"))
-    # On a grid alpha the delta carries its paired standard error from the sweep.
+    zs, ft = table.loc[0.0, "ID"], table.loc[1.0, "ID"]
+    # Each accuracy once: the model at alpha, zero-shot and fine-tuned; the end cards carry alpha's difference to
+    # them, with its paired standard error from the sweep on a grid alpha.
+    values, deltas = _metric_values(at), {m.label: m.delta for m in at.metric}
+    assert values["ID, zero-shot (α = 0)"] == f"{100 * zs:.1f}%" and values["ID, fine-tuned (α = 1)"] == f"{100 * ft:.1f}%"
     se_zs, se_ft = result.curves().error("ID", 0.35)
-    assert se_zs > 0
-    assert delta == f"{100 * (table.loc[0.35, 'ID'] - zs):+.1f} pts ± {100 * se_zs:.1f}"
-    vs_ft = next(m.delta for m in at.metric if m.label.startswith("ID vs fine-tuned"))
-    assert vs_ft.endswith(f"± {100 * se_ft:.1f}")
+    assert se_zs > 0 and deltas["ID at α = 0.35"] in (None, "")
+    assert deltas["ID, zero-shot (α = 0)"] == f"{100 * (table.loc[0.35, 'ID'] - zs):+.1f} pts ± {100 * se_zs:.1f}"
+    assert deltas["ID, fine-tuned (α = 1)"] == f"{100 * (table.loc[0.35, 'ID'] - ft):+.1f} pts ± {100 * se_ft:.1f}"
+    # The results table: one decimal, alpha as on the grid.
+    shown = at.table[0].value
+    assert shown.index[7] == "0.35" and shown.loc["0.35", "ID"] == f"{100 * table.loc[0.35, 'ID']:.1f}"
 
 
 def test_off_grid_alpha_evaluates_live(app_env):
@@ -128,6 +132,12 @@ def test_off_grid_alpha_evaluates_live(app_env):
     at.button(key="alpha_submit").click().run()
     assert not at.exception
     assert _metric_values(at)["ID at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
+    # The slider cannot show 1.3: the page says where alpha really is.
+    assert any("α = 1.3 lies above the slider's range" in m.value for m in at.markdown)
+    assert not any("First start" in i.value for i in at.info)  # the sweep is done: no first-start note stays
+    at.number_input(key="alpha_number").set_value(0.35)
+    at.button(key="alpha_submit").click().run()
+    assert not any("slider's range" in m.value or "between the grid" in m.value for m in at.markdown)
 
 
 def test_url_alpha_is_honoured(app_env):

@@ -78,3 +78,14 @@ def test_results_of_other_images_are_refused_with_the_set_named(elsewhere, tmp_p
     shutil.copy(next((other / "extra" / "red square").iterdir()), other / "id" / "red square" / "extra.png")
     with pytest.raises(ResultsError, match="set 'ID': the images here are not those"):
         import_results(ExperimentRuntime.from_path(other / toml.name), jsonl)
+
+
+def test_results_of_other_prompts_name_the_whole_prompts_that_differ(elsewhere, tmp_path):
+    toml, jsonl = elsewhere
+    other = Path(shutil.copytree(toml.parent, tmp_path / "other", ignore=shutil.ignore_patterns("cache")))
+    text = (other / toml.name).read_text()
+    (other / toml.name).write_text(text.replace('"a picture of a {}."', '"a blurry picture of a {}."'))
+    with pytest.raises(ResultsError) as info:
+        import_results(ExperimentRuntime.from_path(other / toml.name), jsonl)
+    assert str(info.value).endswith("templates differ: 'a picture of a {}.' only there; "
+                                    "'a blurry picture of a {}.' only here")

@@ -83,6 +83,13 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         expect(page.locator(".legendtext", has_text="WiSE-FT path: far").first).to_be_visible(timeout=WAIT_MS)
         texts = page.eval_on_selector_all(".legendtext", "els => els.map(e => e.textContent)")
         assert {"WiSE-FT path: centroid", "WiSE-FT path: far", "output ensemble: centroid"} <= set(texts), texts
+        # An off-grid alpha typed into the exact box: no hint over the typed value, and the page says where it is.
+        exact = page.get_by_test_id("stNumberInputField").first
+        exact.fill("0.37")
+        assert not page.get_by_test_id("InputInstructions").first.is_visible()
+        exact.press("Enter")
+        expect(page.get_by_text("lies between the grid values 0.35 and 0.40")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator('[data-testid="stMetricLabel"]').first).to_have_text("ID at α = 0.37", timeout=WAIT_MS)
         wait_idle(page)  # plotly has finished its transition
         page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
 
@@ -150,7 +157,7 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
                 page.get_by_role("button", name="Next →").click()
         expect(page.locator("canvas.upper-canvas").first).to_be_visible(timeout=WAIT_MS)
         page.screenshot(path=str(ARTIFACTS / "lesson.png"), full_page=True)
-        for width, height in ((1280, 720), (1920, 1080)):  # a projector and a wide screen
+        for width, height in ((1280, 720), (1280, 800), (1920, 1080)):  # projectors, a laptop, a wide screen
             sized = browser.new_page(viewport={"width": width, "height": height})
             for name, path in (("explorer", ""), ("gallery", "/Gallery"), ("upload", "/Upload"),
                                ("models", "/Models"), ("lesson", "/Lesson?step=5")):
@@ -163,7 +170,7 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
             sized.close()
         browser.close()
     for name in ("explorer", "gallery", "upload", "upload-drawing", "models", "lesson", "explorer-1280x720",
-                 "lesson-1920x1080"):
+                 "explorer-1280x800", "models-1280x800", "lesson-1920x1080"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
 
 

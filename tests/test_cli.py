@@ -158,3 +158,13 @@ def test_a_full_sweep_compares_alpha_with_both_ends(cli):
     assert abs(shown - delta) <= 0.11
     # The single-alpha sweep has no ends to compare with.
     assert "minus each end" not in cli.runs["sweep"].stdout
+
+
+def test_each_command_lists_only_the_options_that_apply_to_it():
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    helps = {name: parser.format_help() for name, parser in sub.items()}
+    assert not {"--experiment", "--alpha", "--endpoint"} & set(helps["convert"].split())
+    assert "--alpha" not in helps["info"] and "--endpoint" in helps["info"]
+    for name in ("predict", "export", "info"):
+        assert "sweep" not in helps[name].split("--endpoint", 1)[1], name
+    assert "every one" in helps["sweep"].split("--endpoint", 1)[1]

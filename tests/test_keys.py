@@ -121,3 +121,18 @@ def test_an_objectnet_set_named_by_its_images_is_keyed_by_the_sibling_mappings(t
     key = set_fingerprint(spec)
     mapping.write_text('{"alarm_clock": "Clock"}')  # other labels for the same images
     assert set_fingerprint(spec) != key
+
+
+def test_a_fingerprint_difference_names_whole_classes_not_cut_strings():
+    from wiseft_explorer.store import fingerprint_difference
+
+    theirs = "|".join(["red square", "green circle", "blue stripes", "yellow stars"])
+    ours = "|".join(["red square", "green circle", "blue stripes here"])
+    text = fingerprint_difference("classes", theirs, ours)
+    assert text == "classes differ: 'blue stripes', 'yellow stars' only there; 'blue stripes here' only here"
+    many = fingerprint_difference("classes", "|".join(f"c{i}" for i in range(8)), "c0")
+    assert many == "classes differ: 'c1', 'c2', 'c3' and 4 more only there"
+    swapped = fingerprint_difference("templates", "a {}.|the {}.", "the {}.|a {}.")
+    assert swapped == "the same templates in another order (template 1 is 'a {}.' there, 'the {}.' here)"
+    assert fingerprint_difference("finetuned", "a" * 64, "b" * 64) == "the finetuned content differs (another file or version)"
+    assert fingerprint_difference("precision", "fp16", "fp32") == "precision is 'fp16' there, 'fp32' here"

@@ -11,7 +11,14 @@ from streamlit.testing.v1 import AppTest
 from test_app import ROOT, make_app_experiment
 
 from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
-from wiseft_explorer.presentation import lesson_steps, step_index, worst_shift
+from wiseft_explorer.presentation import (
+    broken_caption,
+    lesson_steps,
+    step_index,
+    step_note,
+    with_article,
+    worst_shift,
+)
 from wiseft_explorer.results import ALPHA_GRID, Curves
 
 
@@ -77,6 +84,20 @@ def test_a_step_is_found_by_number_or_name():
         [0, 0, 3, 5, 0, 4, 0]
 
 
+def test_a_link_to_a_step_that_does_not_exist_says_so():
+    steps = lesson_steps(_curves())
+    assert [step_note(steps, r) for r in (None, "1", "zero-shot", "4", "output-space")] == [None] * 5
+    note = step_note(steps, "9")
+    assert note.startswith("There is no step `9`: this lesson has steps 1 to 6") and "Showing step 1." in note
+    assert "choosing-alpha" in note and step_note(steps, "nonsense") is not None
+
+
+def test_generated_sentences_choose_their_article():
+    assert [with_article(w) for w in ("arrow", "square", "hexagon", "unicycle", "hourglass", "European robin")] == \
+        ["an arrow", "a square", "a hexagon", "a unicycle", "an hourglass", "a European robin"]
+    assert broken_caption("Sketch", 12, "arrow") == "Sketch #12: an arrow"
+
+
 def test_the_lesson_page_clicks_through_its_steps_with_their_alpha_and_link(monkeypatch, app_toml):
     monkeypatch.setenv("WISEFT_EXPERIMENT", str(app_toml))
     curves = run_sweep(ExperimentRuntime.from_path(app_toml)).curves()
@@ -96,6 +117,14 @@ def test_the_lesson_page_clicks_through_its_steps_with_their_alpha_and_link(monk
     assert at.button(key="lesson_next").disabled
     at.button(key="lesson_back").click().run()
     assert any(s.value == f"5. {steps[4].title}" for s in at.subheader)
+    assert not at.warning  # only a link to a missing step is warned about
+    lost = AppTest.from_file(str(ROOT / "wiseft_explorer" / "ui" / "app" / "4_Lesson.py"), default_timeout=300)
+    lost.query_params["step"] = "9"
+    lost.run()
+    assert [w.value for w in lost.warning] == [step_note(steps, "9")]
+    assert any(s.value == f"1. {steps[0].title}" for s in lost.subheader)
+    lost.button(key="lesson_next").click().run()
+    assert not lost.warning
 
 
 def test_the_last_step_predicts_a_drawing(monkeypatch, app_toml):

@@ -96,3 +96,17 @@ def test_probability_vs_alpha_draws_one_line_per_class():
     fig = plots.probability_vs_alpha(frame, 0.4, true_class="b")
     assert [t.name for t in fig.data] == ["a", "b (true)"]
     assert plots.current_alpha_of(fig) == 0.4
+
+
+def test_no_curve_shares_the_current_alphas_red():
+    """The current alpha's red marks alpha alone: no class line of the Upload chart, no set's curve is drawn in it."""
+    classes = [f"class {i}" for i in range(12)]
+    frame = pd.DataFrame({"alpha": [0, 1] * 12, "class": [c for c in classes for _ in (0, 1)],
+                          "probability": [0.5] * 24})
+    upload = plots.probability_vs_alpha(frame, 0.4, true_class="class 3")
+    assert all(t.line.color != plots.CURRENT_COLOR for t in upload.data)
+    assert [s.line.color for s in upload.layout.shapes] == [plots.CURRENT_COLOR]
+    table = pd.concat([_table()] + [_table()["ID"].rename(f"S{i}") for i in range(10)], axis=1)
+    curves = plots.accuracy_vs_alpha(table, ["ID", "Sketch", *(f"S{i}" for i in range(10))], 0.75,
+                                     {"best_id_val": 1.0, "best_avg_shifts": 0.5, "paper_default": 0.5})
+    assert all(t.line.color != plots.CURRENT_COLOR for t in curves.data if t.line is not None)

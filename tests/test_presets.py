@@ -102,8 +102,10 @@ def test_imagenet_layout_errors_name_the_problem_and_the_layout(tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
     (flat / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"x")
-    with pytest.raises(ExperimentError, match="no class folders .found 1 files"):
+    with pytest.raises(ExperimentError, match="no class folders .found 1 files") as info:
         load_eval_set(_set("imagenet", flat), IMAGENET)
+    assert "ILSVRC2012_validation_ground_truth.txt" in str(info.value) and "ImageNet('DIR', split='val')" in str(
+        info.value) and "\n" not in str(info.value)
     r_root = fake_imagenet_layout(tmp_path / "r", "imagenet-r")
     write_class_folders(r_root, ["n01440764"])  # tench is not an ImageNet-R class
     with pytest.raises(ExperimentError, match="'n01440764' are not ImageNet-R class folders"):

@@ -145,3 +145,22 @@ def test_lazy_images_render_exactly_the_pixels_of_make_set():
     np.testing.assert_array_equal(lazy[np.arange(40)], world.images)
     subset = LazyImages("sketch", np.array([3, 9]))  # a class subset keeps some of the set's images
     np.testing.assert_array_equal(subset[[1, 0]], world.images[[9, 3]])
+
+
+def test_the_models_page_counts_world_sets_as_the_sweep_does():
+    """The demo's world sets are checked as indexed for the sweep: every image and class, a subset honoured."""
+    from wiseft_explorer.data import check_experiment, load_eval_set
+    from wiseft_explorer.experiment import DEFAULT_EXPERIMENT, load_experiment
+
+    exp = load_experiment(DEFAULT_EXPERIMENT)
+    checks = check_experiment(exp)
+    for spec, check in zip(exp.eval_sets, checks, strict=True):
+        ev = load_eval_set(spec, exp.classnames)
+        assert check.error is None and check.images == len(ev) > 0
+        assert len(check.covered) == len(exp.classnames)
+        assert check.summary(len(exp.classnames)) == f"{spec.name}: {len(ev):,} images of 10 of 10 classes"
+    narrow = replace(exp.shifts[0], classes=("circle", "arrow"))
+    check = check_experiment(replace(exp, shifts=(narrow,)))[2]
+    assert check.covered == ["circle", "arrow"] and check.images == len(load_eval_set(narrow, exp.classnames))
+    broken = replace(exp.shifts[0], source="world:nowhere")
+    assert "unknown world set" in check_experiment(replace(exp, shifts=(broken,)))[2].error

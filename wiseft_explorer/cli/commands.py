@@ -182,8 +182,6 @@ def cmd_info(args: argparse.Namespace) -> int:
             "head_policy": exp.head_policy, "classes": len(exp.classnames), "templates": len(exp.templates),
             "id_set": exp.id_set.name, "id_val": exp.id_val.name if exp.id_val else None,
             "shift_sets": [s.name for s in exp.shifts], "interpolated_weights": runtime.space.num_weights}
-    if args.alpha is not None:
-        info["alpha"] = args.alpha
     print(json.dumps(info, indent=2))
     return 0
 
@@ -221,18 +219,23 @@ def _alpha(text: str) -> float:
     return value
 
 
+def _endpoint_option(parser: argparse.ArgumentParser, default: str = "default: the first") -> None:
+    parser.add_argument("--endpoint", default=None,
+                        help=f"the fine-tuned endpoint, by name, of an experiment with several ({default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = argparse.ArgumentParser(prog="wiseft-explorer", description="Robust fine-tuning (WiSE-FT) explorer.")
     sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--experiment", default=str(DEFAULT_EXPERIMENT), help="experiment TOML (default: demo)")
+    # The options of the commands that read an experiment: --experiment and --endpoint (info), and --alpha too.
+    experiment = argparse.ArgumentParser(add_help=False)
+    experiment.add_argument("--experiment", default=str(DEFAULT_EXPERIMENT), help="experiment TOML (default: demo)")
+    common = argparse.ArgumentParser(add_help=False, parents=[experiment])
     common.add_argument("--alpha", type=_alpha, default=None, help="mixing coefficient (any float; <0 or >1 extrapolates)")
-    common.add_argument("--endpoint", default=None,
-                        help="the fine-tuned endpoint, by name, of an experiment with several (default: the first; "
-                             "sweep: every one)")
 
     p = sub.add_parser("sweep", parents=[common], help="accuracy of every set over the alpha grid (cached)")
+    _endpoint_option(p, "default: every one, in turn")
     p.add_argument("--out", help="also write the results as JSONL (and its per-image file next to it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--compare-at", type=_alpha, default=0.5,
@@ -242,15 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("predict", parents=[common], help="top-5 of zero-shot, alpha and fine-tuned for images")
     p.add_argument("images", nargs="+", help="image files")
+    _endpoint_option(p)
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("export", parents=[common], help="write the interpolated model at --alpha")
     p.add_argument("--out", required=True, help="output .safetensors file")
     p.add_argument("--format", choices=("classifier", "open_clip"), default="classifier",
                    help="classifier (image tower + head) or a full open_clip state dict")
+    _endpoint_option(p)
     p.set_defaults(func=cmd_export)
-    p = sub.add_parser("info", parents=[common], help="models, parameter counts, device")
+    p = sub.add_parser("info", parents=[experiment], help="models, parameter counts, device")
+    _endpoint_option(p)
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("convert", parents=[common], help="convert a trusted pickled checkpoint to safetensors, or CIFAR-10.2's .npy to .npz")
+    p = sub.add_parser("convert", help="convert a trusted pickled checkpoint to safetensors, or CIFAR-10.2's .npy to .npz")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--trust-pickle", action="store_true",

@@ -46,6 +46,13 @@ def _quote(names: list[str]) -> str:
     return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
+# ImageNet's validation images come flat; the devkit says which class each one is.
+IMAGENET_VAL_SORT = (": the devkit's data/ILSVRC2012_validation_ground_truth.txt gives each image's class, and "
+                     "torchvision sorts them from the two archives (ILSVRC2012_img_val.tar and "
+                     "ILSVRC2012_devkit_t12.tar.gz in DIR): `python -c \"from torchvision.datasets import ImageNet; "
+                     "ImageNet('DIR', split='val')\"` writes DIR/val/<wnid>/, the folder to use")
+
+
 def _class_folders(key: str, root: Path) -> list[str]:
     """The visible sub-folders of a preset's root; a missing root or a flat folder of images is an error."""
     if not root.is_dir():
@@ -53,8 +60,9 @@ def _class_folders(key: str, root: Path) -> list[str]:
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         loose = sum(1 for p in root.iterdir() if p.is_file())
+        how = IMAGENET_VAL_SORT if key == "imagenet" else ""
         raise PresetError(key, root, f"no class folders (found {loose} files directly inside); sort the images "
-                                     "into one folder per class first")
+                                     f"into one folder per class first{how}")
     return folders
 
 

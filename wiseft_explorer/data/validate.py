@@ -48,11 +48,26 @@ def check_preset(spec: DatasetSpec, classnames: tuple[str, ...]) -> SetCheck:
     return check
 
 
-def check_set(spec: DatasetSpec, classnames: tuple[str, ...]) -> SetCheck:
-    """Scan one folder set's headers against the class names (world sets always pass)."""
+def check_world(spec: DatasetSpec, classnames: tuple[str, ...]) -> SetCheck:
+    """A world set indexed as the sweep indexes it (labels only, nothing rendered): its images and classes."""
+    from .sets import load_world_set
+
     check = SetCheck(spec.name)
-    if spec.is_world:
+    try:
+        ev = load_world_set(spec, classnames)
+    except ExperimentError as err:
+        check.error = str(err).splitlines()[0]
         return check
+    check.images = len(ev)
+    check.covered = [classnames[i] for i in sorted(set(ev.labels.tolist()))]
+    return check
+
+
+def check_set(spec: DatasetSpec, classnames: tuple[str, ...]) -> SetCheck:
+    """Scan one folder set's headers against the class names (world sets: counted as the sweep counts them)."""
+    if spec.is_world:
+        return check_world(spec, classnames)
+    check = SetCheck(spec.name)
     if spec.preset:  # a preset scores its own classes (R, A, ObjectNet): never a subset question
         return check_preset(spec, classnames)
     try:

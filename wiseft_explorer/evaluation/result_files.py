@@ -21,6 +21,7 @@ from ..core.distributed import provenance_line
 from ..results.curves import ALPHA_GRID, store_curves
 from ..store.atomic import atomic_path
 from ..store.cache import DiskCache
+from ..store.keys import fingerprint_difference
 from .runtime import ExperimentRuntime
 from .sweep import cached_sweep, entry_key
 from .sweep_result import Predictions, SweepResult, entry_predictions, entry_tensors
@@ -92,10 +93,9 @@ def _check_models(runtime: ExperimentRuntime, theirs: dict[str, str]) -> None:
     ours = runtime.fingerprint
     differ = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
     if differ:
-        k = differ[0]
         raise ResultsError(f"these results were computed with other models or prompts than "
-                           f"{runtime.experiment.name!r}: {k} is {str(theirs.get(k))[:24]!r} there, "
-                           f"{str(ours.get(k))[:24]!r} here ({len(differ)} difference(s))")
+                           f"{runtime.experiment.name!r}: " +
+                           "; ".join(fingerprint_difference(k, theirs.get(k), ours.get(k)) for k in differ))
 
 
 def _check_jsonl(jsonl: Path, sets: list[dict], alphas: list[float]) -> None:

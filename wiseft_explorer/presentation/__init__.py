@@ -6,7 +6,9 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {
     "gallery": ("FILTERS", "apply_filter", "filter_counts", "gallery_frame", "neighbours"),
-    "lesson": ("LessonStep", "lesson_steps", "step_index", "worst_shift"),
+    "cards": ("Card", "alpha_position", "metric_cards", "results_table", "same_model_note"),
+    "lesson": ("LessonStep", "broken_caption", "lesson_steps", "step_index", "step_note", "with_article",
+               "worst_shift"),
     "plots": ("CURRENT",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

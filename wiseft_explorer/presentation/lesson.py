@@ -34,6 +34,26 @@ def _pts(value: float) -> str:
     return f"{100 * value:+.1f} points"
 
 
+# Words whose first letter misleads: a vowel sounded as "y"/"w" ("a unicycle") or a silent h ("an hourglass").
+_A_BEFORE = ("uni", "use", "usu", "uto", "eu", "one", "once", "ewe")
+_AN_BEFORE = ("hour", "honest", "honour", "honor", "heir")
+
+
+def with_article(noun: str) -> str:
+    """The noun with its indefinite article, "a square" / "an arrow" (class names in generated sentences).
+
+    The world's pretraining captions keep their own first-letter rule: changing it would change the demo's data.
+    """
+    word = noun.strip().lower()
+    vowel = word[:1] in "aeiou" and not word.startswith(_A_BEFORE)
+    return f"{'an' if vowel or word.startswith(_AN_BEFORE) else 'a'} {noun.strip()}"
+
+
+def broken_caption(set_name: str, index: int, true_class: str) -> str:
+    """The caption of an image fine-tuning broke: its set, its index and what it shows."""
+    return f"{set_name} #{index}: {with_article(true_class)}"
+
+
 def worst_shift(curves: Curves) -> str | None:
     """The shift set fine-tuning hurt most (largest drop from alpha 0 to 1), or None without shift sets."""
     zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
@@ -122,6 +142,15 @@ def _output_space(curves: Curves, id_set: str) -> LessonStep:
                  "and memory; θ_α is a single model.")
     return LessonStep("output-space", "Weight space against output space", PAPER_ALPHA, "id_vs_shift", text,
                       ensemble=True)
+
+
+def step_note(steps: list[LessonStep], requested: str | None) -> str | None:
+    """What to say when a link asks for a step that does not exist (`?step=9`): that step 1 is shown instead."""
+    if requested is None or step_index(steps, requested) != 0 or requested in ("1", steps[0].slug):
+        return None
+    names = ", ".join(s.slug for s in steps)
+    return (f"There is no step `{requested}`: this lesson has steps 1 to {len(steps)} (or by name: {names}). "
+            "Showing step 1.")
 
 
 def step_index(steps: list[LessonStep], requested: str | None) -> int:

@@ -21,7 +21,8 @@ CURRENT = "current α"  # trace name of the highlighted alpha (tests and the bro
 CHOICE_LABELS = {"best_id_val": "best ID-val α", "best_avg_shifts": "best avg-shift α", "paper_default": "paper default α"}
 _EPS = 1e-3  # accuracies of exactly 0 or 1 have no logit/probit; clip them just inside
 _TICKS = (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9)
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+CURRENT_COLOR = "#d62728"  # the current alpha's red, in every figure; no curve is drawn in it
+_PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7b4173")
 
 
 def scale_value(p: float, scale: str) -> float:
@@ -166,7 +167,7 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                              hovertext=[f"current α = {alpha:g}<br>ID: {100 * current[0]:.1f}%<br>"
                                         f"{shift_label}: {100 * current[1]:.1f}%"], hoverinfo="text",
                              marker={"size": 20, "color": "rgba(214,39,40,0.25)",
-                                     "line": {"color": "#d62728", "width": 3}}))
+                                     "line": {"color": CURRENT_COLOR, "width": 3}}))
     extra_x, extra_y = _extra_paths(fig, paths, id_col, shift_col, scale, shift_label)
     xs_all, ys_all = xs + [cx] + extra_x, ys + [cy] + extra_y
     for model in dict.fromkeys(p.model for p in reference):
@@ -233,15 +234,15 @@ def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
         by_alpha.setdefault(float(value), []).append(CHOICE_LABELS.get(key, key))
     # Every label gets its own row above the plot area: inside it they covered the curves and each other.
     rows = [(value, " · ".join(labels), "#555") for value, labels in sorted(by_alpha.items())]
-    rows.append((alpha, f"current α = {alpha:g}", "#d62728"))
+    rows.append((alpha, f"current α = {alpha:g}", CURRENT_COLOR))
     for k, (value, text, color) in enumerate(rows):
-        if color != "#d62728":
+        if color != CURRENT_COLOR:
             fig.add_vline(x=value, line={"color": "#888", "dash": "dot", "width": 1})
         # Labels near an edge hang inwards from their line so they stay inside the figure.
         fig.add_annotation(x=value, y=1.0, yref="paper", yanchor="bottom", yshift=2 + ROW_PX * k, text=text,
                            showarrow=False, xanchor="right" if value >= 0.75 else "left" if value <= 0.25 else "center",
                            font={"size": 11, "color": color}, bgcolor="rgba(255,255,255,0.85)")
-    fig.add_vline(x=alpha, line={"color": "#d62728", "width": 3}, name=CURRENT)
+    fig.add_vline(x=alpha, line={"color": CURRENT_COLOR, "width": 3}, name=CURRENT)
     lo, hi = min(alphas + [alpha]), max(alphas + [alpha])
     fig.update_layout(xaxis={"title": "α (0 = zero-shot, 1 = fine-tuned)", "range": [lo - 0.03, hi + 0.03]},
                       yaxis={"title": "top-1 accuracy", "ticksuffix": "%"},
@@ -274,7 +275,8 @@ def probability_vs_alpha(frame: pd.DataFrame, alpha: float | None = None, true_c
                                                          "color": _PALETTE[i % len(_PALETTE)]},
                                  hovertemplate=f"{name}<br>α = %{{x:.2f}}<br>p = %{{y:.3f}}<extra></extra>"))
     if alpha is not None:
-        fig.add_vline(x=alpha, line={"color": "#d62728", "width": 2}, name=CURRENT)
+        fig.add_vline(x=alpha, line={"color": CURRENT_COLOR, "width": 2, "dash": "dash"}, name=CURRENT,
+                      annotation_text=f"α = {alpha:g}", annotation_font_color=CURRENT_COLOR)
     fig.update_layout(xaxis={"title": "α"}, yaxis={"title": "probability", "range": [0, 1.02]}, height=300,
                       margin={"t": 20, "l": 10, "r": 10, "b": 10}, legend={"font": {"size": 10}})
     return fig

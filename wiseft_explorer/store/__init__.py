@@ -9,7 +9,8 @@ _EXPORTS = {
     "cache": ("CacheWarning", "DiskCache", "tensor_checksum"),
     "keys": (
         "CACHE_VERSION", "cache_key", "default_cache_dir", "experiment_fingerprint", "file_digest",
-        "files_version", "hub_revision", "set_fingerprint", "software_versions", "zeroshot_identity"
+        "files_version", "fingerprint_difference", "hub_revision", "set_fingerprint", "software_versions",
+        "zeroshot_identity"
     ),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -160,6 +160,37 @@ def files_version(exp: Experiment) -> str:
     return "|".join(_stamp(Path(f)) for f in files if f is not None)
 
 
+_LISTS = {"classes": "class", "templates": "template"}  # fingerprint parts that are lists joined by "|"
+_SHOWN = 3  # differing list items named in a message
+
+
+def _items(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_SHOWN])
+    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def fingerprint_difference(key: str, theirs: str | None, ours: str | None) -> str:
+    """One fingerprint part that differs, in words: whole list items (never cut names), or that a content differs."""
+    if key in _LISTS:
+        there, here = (theirs or "").split("|"), (ours or "").split("|")
+        only_there = [n for n in there if n not in here]
+        only_here = [n for n in here if n not in there]
+        word = _LISTS[key]
+        if not only_there and not only_here:
+            at = next((i for i, (a, b) in enumerate(zip(there, here, strict=False)) if a != b), None)
+            if at is None:  # the same names, one of them twice on one side
+                return f"{len(there)} {key} there, {len(here)} here"
+            return f"the same {key} in another order ({word} {at + 1} is {there[at]!r} there, {here[at]!r} here)"
+        parts = [f"{_items(only_there)} only there" if only_there else "",
+                 f"{_items(only_here)} only here" if only_here else ""]
+        return f"{key} differ: " + "; ".join(p for p in parts if p)
+    if theirs is None or ours is None:
+        return f"{key} is recorded {'here' if theirs is None else 'there'} only"
+    if len(theirs) > 40 or len(ours) > 40:  # content digests: which part differs is what helps
+        return f"the {key} content differs (another file or version)"
+    return f"{key} is {theirs!r} there, {ours!r} here"
+
+
 def set_fingerprint(spec: DatasetSpec, seed: int = 0) -> str:
     """Content identity of one set's images (without decoding them); `seed` picks a folder's `limit` sample.
 

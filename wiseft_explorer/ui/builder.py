@@ -71,16 +71,20 @@ def _set_fields(container, prefix: str, label: str, shift: bool) -> None:
     with container:
         cols = st.columns([2, 2, 3, 2, 1] if shift else [2, 3, 2, 1])
         if shift:
-            cols[0].text_input("name", key=f"{KEY}{prefix}_name", placeholder="(the preset's name)")
+            cols[0].text_input("name", key=f"{KEY}{prefix}_name", placeholder="preset's title",
+                               help="The set's name on the pages; empty: the preset's title (or shift-N).")
             cols = cols[1:]
         cols[0].selectbox("dataset preset", preset_choices(), key=f"{KEY}{prefix}_preset", help=_PRESET_HELP,
                           format_func=lambda k: PRESETS[k].title if k else "my own folder")
-        cols[1].text_input(f"{label} folder", key=f"{KEY}{prefix}_source",
-                           placeholder="/data/imagenet-r (own folder: folder/<class>/<image>)")
-        cols[2].text_input("mapping file (optional)", key=f"{KEY}{prefix}_mapping",
-                           help="JSON object: folder name -> class name (e.g. WordNet ids -> names). Not with a preset.")
-        cols[3].number_input("limit (0 = all)", 0, step=100, key=f"{KEY}{prefix}_limit",
-                             help="A seeded sample of this many images, every class in proportion.")
+        cols[1].text_input(f"{label} folder", key=f"{KEY}{prefix}_source", placeholder="/data/imagenet-r",
+                           help="Your own folder: one subfolder per class, `folder/<class>/<image>`. A preset: "
+                                "the dataset's folder as downloaded (see the preset's help).")
+        cols[2].text_input("mapping file", key=f"{KEY}{prefix}_mapping", placeholder="optional",
+                           help="Optional. JSON object: folder name -> class name (e.g. WordNet ids -> names). "
+                                "Not with a preset.")
+        cols[3].number_input("limit", 0, step=100, key=f"{KEY}{prefix}_limit",
+                             help="0 = every image. Else a seeded sample of this many images, every class in "
+                                  "proportion.")
         if shift:
             st.text_area("class subset (optional; names, comma or one per line)", key=f"{KEY}{prefix}_classes",
                          height=68, help="Logits are restricted to these classes before the argmax, as the paper "
@@ -91,15 +95,20 @@ def _form() -> Form | None:
     """The form; its fields when 'Validate and save' was pressed, else None."""
     for name, value in default_form().items():
         st.session_state.setdefault(KEY + name, value)
-    st.number_input("shift sets", 0, MAX_SHIFTS, key=KEY + "nshifts")
+    st.columns([1, 3])[0].number_input(
+        "number of shift sets", 0, MAX_SHIFTS, key=KEY + "nshifts",
+        help="How many distribution-shift test sets the form below has boxes for (at most "
+             f"{MAX_SHIFTS}); each is scored by the same models as the ID test set. 0: ID only.")
     with st.form("builder"):
         st.markdown("**Zero-shot model** (open_clip)")
         c1, c2, c3 = st.columns(3)
         c1.text_input("Experiment name", key=KEY + "name")
         c2.text_input("open_clip model name", key=KEY + "model", placeholder="ViT-B-32")
         c3.text_input("pretrained tag or checkpoint path", key=KEY + "pretrained",
-                      placeholder="laion2b_s34b_b79k or /path/open_clip_model.safetensors",
-                      help="A tag must already be in the local cache when the machine is offline.")
+                      placeholder="laion2b_s34b_b79k or a file",
+                      help="An open_clip pretrained tag (e.g. laion2b_s34b_b79k) or the path of an open_clip "
+                           "checkpoint (.safetensors). A tag must already be in the local cache when the machine "
+                           "is offline.")
         c1, c2 = st.columns(2)
         c1.text_input("custom model config JSON (optional)", key=KEY + "config")
         c2.text_input("fine-tuned checkpoint path (.safetensors)", key=KEY + "finetuned")

@@ -6,7 +6,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from ..experiment.spec import Experiment
-from ..presentation import paper, plots
+from ..presentation import cards, paper, plots
 from ..results.curves import Curves, choose_alphas
 from . import sidebar, state
 from .errors import shown_errors
@@ -40,33 +40,12 @@ def explainer() -> None:
         st.markdown(EXPLAINER)
 
 
-SE_HELP = ("± is the standard error of the difference: both models are scored on the same images, so only the "
-           "images they disagree on count. A difference within about twice it could be sampling luck.")
-
-
-def _pts(value: float, error: float | None = None) -> str:
-    return f"{100 * value:+.1f} pts" + ("" if error is None else f" ± {100 * error:.1f}")
-
-
 def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
-    """ID and average-shift accuracy at alpha, with deltas (and their sampling errors) against both ends."""
-    zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
-    grid = curves.grid_alpha(alpha)
-    cols = st.columns(4)
-    shifts = ", ".join(curves.shift_sets)
-    # Short titles (the cards are a quarter of the page wide); which sets they mean is in the help.
-    cards = [(curves.id_set, "ID", f"Top-1 accuracy on the in-distribution test set **{curves.id_set}**."),
-             ("avg_shifts", "Shifts", f"Mean top-1 accuracy over the {len(curves.shift_sets)} shift sets: {shifts}.")]
-    for i, (key, title, what) in enumerate(cards):
-        errors = curves.error(key, grid) if grid is not None else None
-        se_zs, se_ft = errors if errors else (None, None)
-        note = f" {SE_HELP}" if errors else ""
-        cols[2 * i].metric(f"{title} at α = {alpha:g}", f"{100 * acc[key]:.1f}%",
-                           delta=_pts(acc[key] - zs[key], se_zs), delta_description="vs α = 0", border=True,
-                           help=f"{what} At α = 0 (zero-shot): {100 * zs[key]:.1f}%.{note}")
-        cols[2 * i + 1].metric(f"{title} vs fine-tuned", f"{100 * acc[key]:.1f}%",
-                               delta=_pts(acc[key] - ft[key], se_ft), delta_description="vs α = 1",
-                               border=True, help=f"{what} At α = 1 (fine-tuned): {100 * ft[key]:.1f}%.{note}")
+    """The model at alpha, zero-shot and fine-tuned, for ID and the shift average (cards.metric_cards)."""
+    for row in cards.metric_cards(curves, alpha, acc):
+        for col, card in zip(st.columns(len(row)), row, strict=True):
+            col.metric(card.label, card.value, delta=card.delta, delta_description=card.delta_description,
+                       border=True, help=card.help, height="stretch")  # one height per row, delta or not
 
 
 @st.fragment
@@ -116,6 +95,9 @@ def ensemble_note(curves: Curves, alpha: float) -> None:
                f"the shifts, against {100 * weights[curves.id_set]:.1f}% and {100 * weights['avg_shifts']:.1f}% for "
                "WiSE-FT's weight-space mix. It needs both models at inference (twice the compute and memory); "
                "θ_α is one model.")
+    same = cards.same_model_note(curves)
+    if same:
+        st.caption(same)
 
 
 def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete: bool,
@@ -144,7 +126,7 @@ def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete:
         ensemble_note(curves, alpha)
     with st.expander("Results table (top-1 %)"):
         # A static table: 21 rows need no data grid, and the grid's script would slow the page's first paint.
-        st.table((curves.table() * 100).round(2))
+        st.table(cards.results_table(curves))
 
 
 def explorer_page() -> None:
@@ -188,6 +170,8 @@ def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: De
 
 def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator) -> None:
     """No stored curves for this alpha: load the models, start (or join) the sweep and draw what it has so far."""
+    if state.finished_curves(experiment) is None:  # at once: torch and the models take seconds to load
+        notice.info(cards.COLD_START, icon=":material/hourglass_top:")
     from . import results  # the sweep side: imports torch and loads the models
 
     runtime = state.load_runtime()
@@ -199,6 +183,8 @@ def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator) ->
         result, complete = results.ensure_sweep(runtime, alpha, notice)
         if result is None:
             st.stop()
+        if complete:
+            notice.empty()  # no first-start note over a finished sweep (an off-grid alpha also comes this way)
         sidebar.results_origin(result.provenance)
         # Other endpoints' sweeps start once this one is complete: the chosen path fills in first.
         others = results.other_endpoints(experiment) if complete else state.other_endpoint_curves(experiment)

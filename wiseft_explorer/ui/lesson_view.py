@@ -8,25 +8,29 @@ from ..evaluation.predict import analyse_images
 from ..evaluation.runtime import ExperimentRuntime
 from ..presentation import plots
 from ..presentation.gallery import apply_filter, gallery_frame
-from ..presentation.lesson import LessonStep, lesson_steps, step_index, worst_shift
+from ..presentation.lesson import LessonStep, broken_caption, lesson_steps, step_index, step_note, worst_shift
 from ..results.curves import Curves, choose_alphas
 from . import results, state, upload
 
 _STEP_KEY = "lesson_step"
+_NOTE_KEY = "lesson_step_note"  # what a link with an unknown step gets told, until the next step
 EXAMPLES = 2  # images shown that fine-tuning broke
 
 
 def _go(index: int, steps: list[LessonStep]) -> None:
     """Move to a step: its alpha becomes the session's, its number goes into the URL (a slide can link to it)."""
     st.session_state[_STEP_KEY] = index
+    st.session_state.pop(_NOTE_KEY, None)  # a link's unknown step is said until the lecturer moves on
     st.query_params["step"] = str(index + 1)
     state.set_alpha(steps[index].alpha)
 
 
 def _current(steps: list[LessonStep]) -> int:
     if _STEP_KEY not in st.session_state:
-        index = step_index(steps, st.query_params.get("step"))
+        requested = st.query_params.get("step")
+        index = step_index(steps, requested)
         _go(index, steps)
+        st.session_state[_NOTE_KEY] = step_note(steps, requested)
     return int(st.session_state[_STEP_KEY])
 
 
@@ -56,7 +60,7 @@ def _broken(runtime: ExperimentRuntime, curves: Curves) -> None:
         st.caption(f"No {worst} image was right at α = 0 and wrong at α = 1.")
         return
     for col, row in zip(st.columns(EXAMPLES), broken.itertuples(), strict=False):
-        col.image(ev.picture(row.index, size=160), caption=f"{worst} #{row.index}: a {row.true}")
+        col.image(ev.picture(row.index, size=160), caption=broken_caption(worst, row.index, row.true))
         col.markdown(f"zero-shot: **{row.zeroshot}** ✓  \nfine-tuned: **{row.finetuned}** ✗")
 
 
@@ -86,6 +90,9 @@ def lesson_page(curves: Curves, runtime: ExperimentRuntime | None, endpoint: str
     steps = lesson_steps(curves, endpoint)
     index = _current(steps)
     step = steps[index]
+    note = st.session_state.get(_NOTE_KEY)
+    if note:
+        st.warning(note)
     st.progress((index + 1) / len(steps), text=f"Step {index + 1} of {len(steps)}: **{step.title}** · α = {step.alpha:g}")
     st.subheader(f"{index + 1}. {step.title}")
     st.markdown(step.text)

@@ -12,6 +12,7 @@ import streamlit as st
 from ..experiment.locations import DEFAULT_EXPERIMENT, is_listed, listed_experiments, named_experiment
 from ..experiment.parse import load_experiment
 from ..experiment.spec import Experiment, ExperimentError
+from ..presentation.cards import alpha_position
 from ..results.curves import ALPHA_GRID, PAPER_ALPHA, Curves, curves_path, stored_curves
 from ..store.keys import files_version
 
@@ -26,6 +27,7 @@ ENDPOINT_KEY = "wiseft_endpoint"  # the fine-tuned endpoint this session looks a
 SYNCED_KEY = "wiseft_alpha_synced"  # the alpha the slider and number input were last set to
 ALPHA_MIN, ALPHA_MAX = -1.0, 2.0  # extrapolation range of the number input
 BUILD_HINT = "python -m wiseft_explorer build-demo"
+EXACT_BOX = "exact_alpha_box"  # the container of the exact-alpha form (its CSS class is st-key-<key>)
 
 
 def default_experiment() -> Path:
@@ -245,9 +247,15 @@ def alpha_controls() -> float:
     left.slider("α: 0 = zero-shot, 1 = fine-tuned", 0.0, 1.0, step=0.05, key="alpha_slider",
                 on_change=lambda: set_alpha(st.session_state["alpha_slider"]),
                 help="Mixing coefficient of the weight-space ensemble θ_α = (1 − α)·θ_zero-shot + α·θ_fine-tuned.")
+    position = alpha_position(alpha)
+    if position:  # the slider holds grid values in 0..1 only: say where alpha really is
+        left.markdown(f":red[**{position}**]")
     # A form: its number is sent only on submit (Enter or the button). Outside a form the browser would send its
-    # not-yet-updated number with every slider rerun, and that stale value would drag alpha back.
-    with right.form("exact_alpha", border=False):
+    # not-yet-updated number with every slider rerun, and that stale value would drag alpha back. Its "Press Enter
+    # to submit form" hint is hidden: in a quarter-width box it covered the typed value (Enter and the button say it).
+    box = right.container(key=EXACT_BOX)
+    box.html(f"<style>.st-key-{EXACT_BOX} [data-testid='InputInstructions'] {{display: none}}</style>")
+    with box.form("exact_alpha", border=False):
         st.number_input("exact α", ALPHA_MIN, ALPHA_MAX, step=0.01, format="%.3f", key="alpha_number",
                         help="Any α, including off-grid values and extrapolation (< 0 or > 1); Enter applies it.")
         st.form_submit_button("Set α", key="alpha_submit",

@@ -1,0 +1,110 @@
+"""The Explorer's words and numbers: metric cards, the results table, where alpha is, what a cold start is doing.
+
+Each accuracy appears once, on the card of its model; each delta says which two models it compares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..results.curves import ALPHA_GRID, ALPHA_TOL, AVG_ROW, Curves
+
+SE_HELP = ("± is the standard error of the difference: both models are scored on the same images, so only the "
+           "images they disagree on count. A difference within about twice it could be sampling luck.")
+ENDS = ((0.0, "zero-shot"), (1.0, "fine-tuned"))
+GRID_DECIMALS = 2  # the slider's grid is 0.05 apart: two decimals show every grid alpha as it is
+
+
+@dataclass(frozen=True)
+class Card:
+    """One metric card: a title, its big number and, for an end model, how alpha compares with it."""
+
+    label: str
+    value: str
+    help: str
+    delta: str | None = None  # "+3.2 pts ± 0.8": alpha minus this card's model
+    delta_description: str | None = None  # against what the delta is measured
+
+
+def points(value: float, error: float | None = None) -> str:
+    """A difference of accuracies in percentage points, with its standard error when known."""
+    return f"{100 * value:+.1f} pts" + ("" if error is None else f" ± {100 * error:.1f}")
+
+
+def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> list[list[Card]]:
+    """Rows of cards, ID then the shift average: the model at alpha, then zero-shot and fine-tuned, each accuracy
+    once; the end cards carry alpha's difference to them (with its standard error when the sweep has it)."""
+    grid = curves.grid_alpha(alpha)
+    shifts = ", ".join(curves.shift_sets)
+    rows = [(curves.id_set, "ID", f"Top-1 accuracy on the in-distribution test set **{curves.id_set}**.")]
+    if curves.shift_sets:
+        rows.append((AVG_ROW, "Shifts",
+                     f"Mean top-1 accuracy over the {len(curves.shift_sets)} shift sets: {shifts}."))
+    cards = []
+    for key, title, what in rows:
+        errors = curves.error(key, grid) if grid is not None else None
+        row = [Card(f"{title} at α = {alpha:g}", f"{100 * acc[key]:.1f}%", f"{what} The model θ_α at α = {alpha:g}.")]
+        for k, (end, name) in enumerate(ENDS):
+            value = curves.accuracies(end)[key]
+            row.append(Card(f"{title}, {name} (α = {end:g})", f"{100 * value:.1f}%",
+                            f"{what} The {name} model, α = {end:g}. Its delta is α = {alpha:g} minus it." +
+                            (f" {SE_HELP}" if errors else ""),
+                            points(acc[key] - value, errors[k] if errors else None), f"α = {alpha:g} vs this"))
+        cards.append(row)
+    return cards
+
+
+def results_table(curves: Curves) -> pd.DataFrame:
+    """The results table as shown: accuracies in % with one decimal, alpha as on the grid ("0.05"), as text."""
+    table = curves.table() * 100
+    shown = table.map(lambda v: f"{v:.1f}")
+    shown.index = [grid_text(a) for a in table.index]
+    shown.index.name = "α"
+    return shown
+
+
+def grid_text(alpha: float) -> str:
+    """A grid alpha as the slider writes it (two decimals)."""
+    return f"{alpha:.{GRID_DECIMALS}f}"
+
+
+def alpha_position(alpha: float) -> str | None:
+    """Where alpha lies when the grid slider cannot show it (off its grid or outside 0..1), else None."""
+    if any(abs(alpha - a) < ALPHA_TOL for a in ALPHA_GRID):
+        return None
+    if alpha < ALPHA_GRID[0] or alpha > ALPHA_GRID[-1]:
+        side, end = ("below", "zero-shot") if alpha < ALPHA_GRID[0] else ("above", "fine-tuned")
+        edge = ALPHA_GRID[0] if alpha < ALPHA_GRID[0] else ALPHA_GRID[-1]
+        return (f"α = {alpha:g} lies {side} the slider's range: extrapolated {abs(alpha - edge):g} beyond the "
+                f"{end} model (α = {edge:g}). The slider rests at {grid_text(edge)}.")
+    low = max(a for a in ALPHA_GRID if a < alpha)
+    high = min(a for a in ALPHA_GRID if a > alpha)
+    nearest = low if alpha - low <= high - alpha else high
+    return (f"α = {alpha:g} lies between the grid values {grid_text(low)} and {grid_text(high)}: the slider rests "
+            f"at the nearest, {grid_text(nearest)}; every number below is at α = {alpha:g}.")
+
+
+COLD_START = ("First start of this experiment: loading the models, then evaluating the first images of every set at "
+              "every α. The curves appear in a few seconds and sharpen while the rest streams in; later starts draw "
+              "the stored curves at once.")
+
+
+def same_model_note(curves: Curves) -> str | None:
+    """Why the weight-space and output-space curves coincide, when they do (every set, every alpha).
+
+    With only a linear head fine-tuned, both models share the image tower f and θ_α's logits are
+    f·((1 − α)·W₀ + α·W₁)ᵀ = (1 − α)·logits₀ + α·logits₁: the output ensemble and θ_α are one model.
+    """
+    ensemble = curves.ensemble_curves()
+    if ensemble is None:
+        return None
+    for name, by_alpha in curves.top1s.items():
+        n = curves.counts.get(name, (0, 0))[0]
+        tolerance = 0.5 / n if n else 1e-9  # less than one image apart: the same predictions up to rounding
+        if any(abs(by_alpha[a] - ensemble.top1s.get(name, {}).get(a, -1.0)) > tolerance for a in by_alpha):
+            return None
+    return ("The dashed output ensemble lies on the WiSE-FT path: when only the linear head was fine-tuned, both "
+            "models share the image tower, so mixing the heads' weights is exactly mixing their outputs — the same "
+            "model. The two part ways for an end-to-end fine-tuned model.")
