@@ -74,7 +74,7 @@ def _sweep_endpoint(args: argparse.Namespace, endpoint: str | None, out_suffix: 
     from ..evaluation.distributed_sweep import run_sweep_distributed
     from ..evaluation.engine import StreamProgress
     from ..evaluation.sweep import run_sweep
-    from ..results.curves import ALPHA_GRID, choose_alphas
+    from ..results.curves import ALPHA_GRID, alpha_choices, choose_alphas
 
     runtime = _runtime(args, endpoint)
     alphas = [args.alpha] if args.alpha is not None else list(ALPHA_GRID)
@@ -109,6 +109,8 @@ def _sweep_endpoint(args: argparse.Namespace, endpoint: str | None, out_suffix: 
     print(table.round(1).to_string())
     if len(alphas) > 1:
         print("alpha choices:", json.dumps(choose_alphas(result.curves())))
+        for choice in alpha_choices(result.curves()):
+            print(f"  {choice.caption()}")
     ensemble = result.curves().ensemble_curves()
     if ensemble is not None and len(alphas) > 1:
         print("output-space ensemble, (1 - α)·logits_0 + α·logits_1 (needs both models at inference; θ_α needs one):")

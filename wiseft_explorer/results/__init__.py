@@ -6,8 +6,8 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {
     "curves": (
-        "ALPHA_GRID", "AVG_ROW", "Curves", "PAPER_ALPHA", "choose_alphas", "curves_path", "store_curves",
-        "stored_curves"
+        "ALPHA_GRID", "AVG_ROW", "AlphaChoice", "CHOICE_LABELS", "Curves", "PAPER_ALPHA", "alpha_choices",
+        "choose_alphas", "curves_path", "store_curves", "stored_curves"
     ),
     "uncertainty": (
         "accuracy_intervals", "compare_to_ends", "endpoint_errors", "format_comparison", "paired_difference",
