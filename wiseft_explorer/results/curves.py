@@ -7,6 +7,7 @@ so a warm start reads them from a JSON file before torch, open_clip or any model
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,9 @@ ALPHA_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
 PAPER_ALPHA = 0.5
 ALPHA_TOL = 1e-6  # an alpha this close to a grid alpha is that grid alpha (typed or parsed values carry rounding)
 AVG_ROW = "avg_shifts"  # the shift average's row and column, beside the sets'
+# A paired standard error is reported once this many images disagree: with fewer it is unreliable (0 when none
+# disagree yet, as in a first round of 16 images), and the error is left out (NaN) rather than shown as "± 0.0".
+MIN_DISAGREEING = 10
 CURVES_FOLDER = "curves"
 
 
@@ -34,7 +38,8 @@ class Curves:
     alphas: list[float]
     top1s: dict[str, dict[float, float]] = field(default_factory=dict)  # set -> alpha -> top-1 in [0, 1]
     about: dict[str, str] = field(default_factory=dict)  # the models as the sweep saw them (names, sizes, device)
-    # set (or avg_shifts) -> alpha -> standard errors of the difference to zero-shot and to fine-tuned
+    # set (or avg_shifts) -> alpha -> standard errors of the difference to zero-shot and to fine-tuned (NaN: too
+    # few images disagree for one)
     errors: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
     # set (or avg_shifts) -> alpha -> 95% interval of the accuracy (Wilson), for error bars and bands
     intervals: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
@@ -60,10 +65,16 @@ class Curves:
         """Mean top-1 over the shift sets at alpha."""
         return shift_average({s: self.top1(s, alpha) for s in self.shift_sets}, self.shift_sets)
 
-    def error(self, key: str, alpha: float) -> tuple[float, float] | None:
-        """Standard errors of (alpha - zero-shot, alpha - fine-tuned) for a set or avg_shifts, if the sweep had them."""
+    def error(self, key: str, alpha: float) -> tuple[float | None, float | None] | None:
+        """Standard errors of (alpha - zero-shot, alpha - fine-tuned) for a set or avg_shifts, if the sweep had them.
+
+        Each is None while fewer than MIN_DISAGREEING images disagree (then no error is shown); None for both: None.
+        """
         found = self.errors.get(key, {}).get(alpha)
-        return None if found is None else (float(found[0]), float(found[1]))
+        if found is None:
+            return None
+        zs, ft = (None if math.isnan(se) else float(se) for se in found)
+        return None if zs is None and ft is None else (zs, ft)
 
     def interval(self, key: str, alpha: float) -> tuple[float, float] | None:
         """95% interval of a set's (or avg_shifts') accuracy at alpha, if known."""

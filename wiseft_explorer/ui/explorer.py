@@ -7,7 +7,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from ..experiment.spec import Experiment
 from ..presentation import paper, plots
-from ..results.curves import Curves, alpha_choices
+from ..results.curves import MIN_DISAGREEING, Curves, alpha_choices
 from . import sidebar, state
 from .errors import shown_errors
 
@@ -41,7 +41,8 @@ def explainer() -> None:
 
 
 SE_HELP = ("± is the standard error of the difference: both models are scored on the same images, so only the "
-           "images they disagree on count. A difference within about twice it could be sampling luck.")
+           "images they disagree on count. A difference within about twice it could be sampling luck. It is shown "
+           f"once {MIN_DISAGREEING} images disagree: before that it would say nothing (± 0.0 when none do yet).")
 
 
 def _pts(value: float, error: float | None = None) -> str:
