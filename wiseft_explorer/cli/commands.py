@@ -155,12 +155,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the interpolated model at --alpha."""
-    from ..evaluation.export import export_interpolated
+    from ..evaluation.export import export_interpolated, head_path
 
     if args.alpha is None:
         raise ValueError("export needs --alpha (e.g. --alpha 0.5)")
     out = export_interpolated(_runtime(args), args.alpha, args.out, args.format)
     print(f"wrote {out} (alpha={args.alpha}, format={args.format})")
+    if args.format == "open_clip":
+        print(f"wrote {head_path(out)}: theta_alpha's head, which the open_clip file leaves out (its text tower is "
+              "the zero-shot one)")
     return 0
 
 
@@ -244,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", parents=[common], help="write the interpolated model at --alpha")
     p.add_argument("--out", required=True, help="output .safetensors file")
     p.add_argument("--format", choices=("classifier", "open_clip"), default="classifier",
-                   help="classifier (image tower + head) or a full open_clip state dict")
+                   help="classifier: the classifier theta_alpha (image tower + head). open_clip: a full state dict "
+                        "open_clip loads as is, which is NOT the classifier: theta_alpha's image tower with the "
+                        "zero-shot text tower; theta_alpha's head is written beside it (clip.safetensors -> "
+                        "clip.head.safetensors)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("info", parents=[common], help="models, parameter counts, device")
     p.set_defaults(func=cmd_info)
