@@ -9,7 +9,13 @@ from libkit import set_images, shared_runtime, write_experiment
 from tiny import TINY_NAME
 
 from wiseft_explorer.core import CLASSIFIER_FORMAT, OPEN_CLIP_FORMAT, load_checkpoint
-from wiseft_explorer.evaluation import ExperimentRuntime, export_interpolated, predict_logits
+from wiseft_explorer.evaluation import (
+    ExperimentRuntime,
+    export_bytes,
+    export_interpolated,
+    head_path,
+    predict_logits,
+)
 
 ALPHA = 0.3
 
@@ -43,6 +49,21 @@ def test_open_clip_export_loads_with_open_clip_as_is(tiny, tmp_path):
         torch.testing.assert_close(model.encode_image(images), working.visual(images), atol=1e-6, rtol=0)
         assert torch.equal(model.encode_text(tokens), clip.encode_text(tokens))  # text tower untouched
         assert not torch.allclose(model.encode_image(images), clip.encode_image(images))
+    # The file alone is not the classifier theta_alpha: its head is in the sibling file, and with it open_clip's
+    # model gives theta_alpha's logits.
+    assert head_path(out).name == "wise-openclip.head.safetensors" and not any("head" in k for k in model.state_dict())
+    head, meta = load_checkpoint(head_path(out))
+    assert meta["format"] == "wiseft-explorer/head" and meta["classnames"] == list(runtime.experiment.classnames)
+    assert meta["alpha"] == ALPHA and set(head) == {"weight", "bias"}
+    assert torch.equal(head["weight"], working.head.weight) and torch.equal(head["bias"], working.head.bias)
+    with torch.no_grad():
+        features = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
+        torch.testing.assert_close(torch.nn.functional.linear(features, head["weight"], head["bias"]),
+                                   working(images), atol=1e-5, rtol=0)
+    downloaded = tmp_path / "download.head.safetensors"  # the app's second download: the same head
+    downloaded.write_bytes(export_bytes(runtime, ALPHA, head=True))
+    again, again_meta = load_checkpoint(downloaded)
+    assert again_meta == meta and all(torch.equal(again[k], head[k]) for k in head)
     # Our own loader reads it as a zero-shot model too.
     reloaded = ExperimentRuntime.from_path(write_experiment(tmp_path, tiny, pretrained=str(out)))
     assert torch.equal(reloaded.models.clip.model.visual.conv1.weight, working.visual.conv1.weight)

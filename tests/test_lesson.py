@@ -74,6 +74,7 @@ def test_the_worst_shift_is_the_one_fine_tuning_hurt_most():
 def test_the_lesson_works_on_an_experiment_without_shifts_held_out_set_or_ensemble():
     steps = lesson_steps(_curves(shifts=False, id_val=False, ensemble=False))
     assert len(steps) == 6 and all(s.text for s in steps)
+    assert "chosen on the test set itself" in steps[3].text and "is optimistic" in steps[3].text
     assert "no held-out ID set" in steps[3].text and "did not keep the output-space ensemble" in steps[4].text
     assert not steps[1].broken_examples
 

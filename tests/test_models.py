@@ -180,3 +180,36 @@ def test_hf_hub_id_loads_from_the_hub_cache_and_leaves_no_temp_folder(tmp_path, 
     assert_loaded(clip.model, zs_state)
     assert clip.name == "hf-hub:org/tiny"
     assert list(scratch.iterdir()) == []
+
+
+def _tied_rows(logits: torch.Tensor) -> set[int]:
+    """Rows whose largest logit is reached by two classes or more (argmax then takes the lowest index)."""
+    top = logits.max(dim=-1, keepdim=True).values
+    return {i for i, n in enumerate((logits == top).sum(dim=-1).tolist()) if n > 1}
+
+
+def test_the_head_runs_in_fp32_under_reduced_precision_autocast(tiny):
+    # A CLIP-like head: 1,000 classes whose logits on these images lie close together around 30. In bf16 such
+    # logits come in steps of 0.125, so most images' top classes tie (17 of 18 before the fix); in fp32 none do.
+    # CPU autocast stands in for the GPU's (core.models.autocast does nothing on CPU): it sends nn.Linear to bf16
+    # the same way.
+    runtime = shared_runtime(tiny)
+    visual, images = runtime.models.zeroshot.visual, set_images(runtime, "ID")
+    gen = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(TINY_CONFIG["embed_dim"], 1000)
+    with torch.no_grad():
+        centre = F.normalize(visual(images), dim=-1).mean(0)
+        head.weight.copy_(30 * F.normalize(centre + 0.03 * torch.randn(head.weight.shape, generator=gen), dim=-1))
+        head.bias.zero_()
+    model = ImageClassifier(visual, head).eval()
+    with torch.inference_mode():
+        full = model(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            reduced = model(images)
+            features = model.features(images)
+    assert full.dtype == reduced.dtype == features.dtype == torch.float32
+    assert not _tied_rows(full) and _tied_rows(reduced) <= _tied_rows(full)
+    # The tower ran in bf16 (its features differ), the head in fp32 on those features: exactly F.linear of them.
+    with torch.inference_mode():
+        assert not torch.equal(features, model.features(images))
+        assert torch.equal(reduced, F.linear(features, head.weight, head.bias))

@@ -89,6 +89,9 @@ def test_accuracy_vs_alpha_has_lines_choices_and_current_marker():
     labels = fig.layout.annotations
     assert all(a.y == 1.0 and a.yanchor == "bottom" for a in labels) and len({a.yshift for a in labels}) == 3
     assert fig.layout.margin.t >= max(a.yshift for a in labels) + plots.ROW_PX
+    # Chosen on the test set (no ID-val set): the plot says so.
+    on_test = plots.accuracy_vs_alpha(_table(), ["ID"], 0.75, {"best_id_test": 1.0, "paper_default": 0.5})
+    assert "best ID-test α (optimistic)" in [a.text for a in on_test.layout.annotations]
 
 
 def test_probability_vs_alpha_draws_one_line_per_class():

@@ -23,7 +23,7 @@ from wiseft_explorer.evaluation import (
     summarise,
 )
 from wiseft_explorer.evaluation.sweep_result import entry_predictions, entry_tensors, scored
-from wiseft_explorer.results import ALPHA_GRID, PAPER_ALPHA, Curves, choose_alphas
+from wiseft_explorer.results import ALPHA_GRID, PAPER_ALPHA, Curves, alpha_choices, choose_alphas
 from wiseft_explorer.store import CacheWarning, DiskCache
 
 ALPHAS = [0.0, 0.5, 1.0]
@@ -190,9 +190,24 @@ def test_choose_alphas():
     assert choice["paper_default"] == PAPER_ALPHA == 0.5
     no_val = fake_result(None, {"ID": [0.1, 0.2, 0.3, 0.4, 0.9], "A": [0.2, 0.2, 0.2, 0.2, 0.2]}, alphas)
     choice = choose_alphas(no_val.curves())
-    assert choice["best_id_val"] == 1.0  # falls back to the ID set
+    # Without an ID-val set the ID test set chooses: its key says so, never "best_id_val".
+    assert choice == {"best_id_test": 1.0, "best_avg_shifts": 0.5, "paper_default": 0.5}
     assert choice["best_avg_shifts"] == 0.5  # all equal: the paper's default wins the tie
     assert no_val.curves().avg_shifts(0.25) == pytest.approx(0.2)
+
+
+def test_each_alpha_choice_says_what_it_was_chosen_on():
+    alphas = [0.0, 0.5, 1.0]
+    tops = {"ID": [0.1, 0.2, 0.9], "A": [0.3, 0.4, 0.1]}
+    held_out = alpha_choices(fake_result("ID-val", {**tops, "ID-val": [0.1, 0.6, 0.5]}, alphas).curves())
+    assert [c.caption() for c in held_out] == [
+        "best ID-val α: 0.5 (chosen on ID-val)", "best avg-shift α: 0.5 (chosen on the shift sets: an oracle)",
+        "paper default α: 0.5 (fixed)"]
+    on_test = alpha_choices(fake_result(None, tops, alphas).curves())[0]
+    assert on_test.key == "best_id_test" and on_test.alpha == 1.0
+    assert on_test.caption() == ("best ID-test α (optimistic): 1 (chosen on the test set ID; add [id_val] to choose "
+                                 "on held-out data)")
+    assert "ID-val" not in on_test.caption()
 
 
 def test_alpha_grid():

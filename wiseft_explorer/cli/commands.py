@@ -75,7 +75,7 @@ def _sweep_endpoint(args: argparse.Namespace, endpoint: str | None, out_suffix: 
     from ..evaluation.distributed_sweep import run_sweep_distributed
     from ..evaluation.engine import StreamProgress
     from ..evaluation.sweep import run_sweep
-    from ..results.curves import ALPHA_GRID, choose_alphas
+    from ..results.curves import ALPHA_GRID, alpha_choices, choose_alphas
 
     runtime = _runtime(args, endpoint)
     alphas = [args.alpha] if args.alpha is not None else list(ALPHA_GRID)
@@ -111,6 +111,8 @@ def _sweep_endpoint(args: argparse.Namespace, endpoint: str | None, out_suffix: 
     print(table.round(1).to_string())
     if len(alphas) > 1:
         print("alpha choices:", json.dumps(choose_alphas(result.curves())))
+        for choice in alpha_choices(result.curves()):
+            print(f"  {choice.caption()}")
     ensemble = result.curves().ensemble_curves()
     if ensemble is not None and len(alphas) > 1:
         print("output-space ensemble, (1 - α)·logits_0 + α·logits_1 (needs both models at inference; θ_α needs one):")
@@ -155,12 +157,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the interpolated model at --alpha."""
-    from ..evaluation.export import export_interpolated
+    from ..evaluation.export import export_interpolated, head_path
 
     if args.alpha is None:
         raise ValueError("export needs --alpha (e.g. --alpha 0.5)")
     out = export_interpolated(_runtime(args), args.alpha, args.out, args.format)
     print(f"wrote {out} (alpha={args.alpha}, format={args.format})")
+    if args.format == "open_clip":
+        print(f"wrote {head_path(out)}: theta_alpha's head, which the open_clip file leaves out (its text tower is "
+              "the zero-shot one)")
     return 0
 
 
@@ -183,28 +188,6 @@ def cmd_info(args: argparse.Namespace) -> int:
             "id_set": exp.id_set.name, "id_val": exp.id_val.name if exp.id_val else None,
             "shift_sets": [s.name for s in exp.shifts], "interpolated_weights": runtime.space.num_weights}
     print(json.dumps(info, indent=2))
-    return 0
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    """Convert a pickled checkpoint (to safetensors) or CIFAR-10.2's pickled .npy (to .npz) the user trusts."""
-    from ..core.checkpoints import load_checkpoint
-    from ..core.paper_pickle import convert_trusted_pickle
-
-    if Path(args.input).suffix == ".npy":  # CIFAR-10.2 ships its test set as a pickled dict inside a .npy
-        if not args.trust_pickle:
-            raise ValueError(f"{args.input}: a .npy holding a pickled dict is only unpickled with --trust-pickle "
-                             "(for a file you trust, such as CIFAR-10.2 from its authors)")
-        from ..data.cifar import convert_cifar102
-
-        print(f"wrote {convert_cifar102(Path(args.input), Path(args.output))}")
-        return 0
-    if not args.trust_pickle:
-        load_checkpoint(args.input)  # refuses pickles with the explanation; converts plain tensor files
-        raise ValueError("convert without --trust-pickle only re-checks files; pass --trust-pickle to convert a "
-                         "pickled checkpoint you trust")
-    out = convert_trusted_pickle(args.input, args.output, zeroshot=args.zeroshot)
-    print(f"wrote {out}" + (f" (tied to the zero-shot weights of {args.zeroshot})" if args.zeroshot else ""))
     return 0
 
 
@@ -250,26 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", parents=[common], help="write the interpolated model at --alpha")
     p.add_argument("--out", required=True, help="output .safetensors file")
     p.add_argument("--format", choices=("classifier", "open_clip"), default="classifier",
-                   help="classifier (image tower + head) or a full open_clip state dict")
+                   help="classifier: the classifier theta_alpha (image tower + head). open_clip: a full state dict "
+                        "open_clip loads as is, which is NOT the classifier: theta_alpha's image tower with the "
+                        "zero-shot text tower; theta_alpha's head is written beside it (clip.safetensors -> "
+                        "clip.head.safetensors)")
     _endpoint_option(p)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("info", parents=[experiment], help="models, parameter counts, device")
     _endpoint_option(p)
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("convert", help="convert a trusted pickled checkpoint to safetensors, or CIFAR-10.2's .npy to .npz")
-    p.add_argument("input")
-    p.add_argument("output")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="unpickle INPUT, a file you trust: the WiSE-FT paper's zeroshot.pt / checkpoint_N.pt (read "
-                        "without its code), a torch.save file or a state dict")
-    p.add_argument("--zeroshot", default=None,
-                   help="the converted zero-shot checkpoint INPUT was fine-tuned from: its digest is recorded, and "
-                        "a sweep refuses to pair INPUT with other zero-shot weights")
-    p.set_defaults(func=cmd_convert)
-    from . import example, serve
+    from . import convert, example, serve
     from . import training as train_cli
 
     train_cli.add_parsers(sub, common)
+    convert.add_parser(sub)
     example.add_parser(sub)
     serve.add_parser(sub)
     return parser

@@ -35,12 +35,21 @@ class ImageClassifier(nn.Module):
         self.head = head
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised image features, (B, 3, H, W) -> (B, D)."""
-        return F.normalize(self.visual(images), dim=-1)
+        """Normalised image features in fp32, (B, 3, H, W) -> (B, D); the tower runs in any autocast around it."""
+        raw = self.visual(images)
+        with full_precision(raw.device):
+            return F.normalize(raw.float(), dim=-1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Class logits, (B, 3, H, W) -> (B, C)."""
-        return self.head(self.features(images))
+        """Class logits in fp32, (B, 3, H, W) -> (B, C).
+
+        The head is computed in fp32 even under bf16/fp16 autocast: logits of 20-35 in bf16 come in steps of 0.125
+        to 0.25, so classes tie (argmax takes the lowest index) and neighbouring alphas jitter.
+        """
+        features = self.features(images)
+        with full_precision(features.device):
+            bias = None if self.head.bias is None else self.head.bias.float()
+            return F.linear(features, self.head.weight.float(), bias)
 
     @property
     def num_classes(self) -> int:
@@ -104,6 +113,11 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on `device`: what runs inside stays in the dtype of its inputs (fp32 here)."""
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def build_zeroshot(clip: LoadedClip, classnames: list[str] | tuple[str, ...], templates: list[str] | tuple[str, ...],

@@ -9,7 +9,7 @@ _EXPORTS = {
     "batching": ("POOL_MIN_IMAGES", "cpu_workers", "predict_logits", "worker_pool"),
     "distributed_sweep": ("run_sweep_distributed",),
     "engine": ("StreamJob", "StreamProgress", "stream_evaluate"),
-    "export": ("export_bytes", "export_interpolated"),
+    "export": ("export_bytes", "export_interpolated", "head_path"),
     "jobs": ("FinishedJob", "JobStatus", "SweepJob", "SweepJobs", "sweep_key"),
     "predict": (
         "ImageAnalysis", "TopK", "analyse_files", "analyse_images", "curve_frame", "drawing_picture",

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..results.curves import ALPHA_GRID, ALPHA_TOL, AVG_ROW, Curves
+from ..results.curves import ALPHA_GRID, ALPHA_TOL, AVG_ROW, MIN_DISAGREEING, Curves
 
 SE_HELP = ("± is the standard error of the difference: both models are scored on the same images, so only the "
-           "images they disagree on count. A difference within about twice it could be sampling luck.")
+           "images they disagree on count. A difference within about twice it could be sampling luck. It is shown "
+           f"once {MIN_DISAGREEING} images disagree: before that it would say nothing (± 0.0 when none do yet).")
 ENDS = ((0.0, "zero-shot"), (1.0, "fine-tuned"))
 GRID_DECIMALS = 2  # the slider's grid is 0.05 apart: two decimals show every grid alpha as it is
 

@@ -111,10 +111,10 @@ def _zero_shot(curves: Curves, zs: dict[str, float], id_set: str, shifts: list[s
 
 def _choosing(curves: Curves, id_set: str, shifts: list[str]) -> LessonStep:
     choices = choose_alphas(curves)
-    chosen, selector = choices["best_id_val"], curves.id_val or id_set
+    chosen = choices["best_id_val"] if curves.id_val else choices["best_id_test"]
     at = curves.accuracies(chosen)
     text = (f"Which α? Pick it on held-out ID data, never on the shifts you want to be robust to: the best α on "
-            f"{selector} is {chosen:g}, where {id_set} scores {_pct(at[id_set])}")
+            f"{curves.id_val or id_set} is {chosen:g}, where {id_set} scores {_pct(at[id_set])}")
     if shifts:
         oracle = choices["best_avg_shifts"]
         text += (f" and the shifts {_pct(at['avg_shifts'])}. Peeking at the shifts would pick α = {oracle:g} "
@@ -122,7 +122,8 @@ def _choosing(curves: Curves, id_set: str, shifts: list[str]) -> LessonStep:
     else:
         text += "."
     if not curves.id_val:
-        text += " (This experiment has no held-out ID set, so the ID test set stands in: add [id_val] to do it right.)"
+        text += (" (This experiment has no held-out ID set, so α was chosen on the test set itself and its "
+                 f"{_pct(at[id_set])} is optimistic: add [id_val] to do it right.)")
     return LessonStep("choosing-alpha", "Picking α on held-out data", chosen, "accuracy_vs_alpha", text)
 
 

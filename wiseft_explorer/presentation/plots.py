@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..results.curves import CHOICE_LABELS
 from .paper import ReferencePoint
 
 if TYPE_CHECKING:
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
 SCALES = ("linear", "logit", "probit")
 CURRENT = "current α"  # trace name of the highlighted alpha (tests and the browser look it up by name)
-CHOICE_LABELS = {"best_id_val": "best ID-val α", "best_avg_shifts": "best avg-shift α", "paper_default": "paper default α"}
 _EPS = 1e-3  # accuracies of exactly 0 or 1 have no logit/probit; clip them just inside
 _TICKS = (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9)
 CURRENT_COLOR = "#d62728"  # the current alpha's red, in every figure; no curve is drawn in it

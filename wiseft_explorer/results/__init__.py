@@ -6,12 +6,12 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {
     "curves": (
-        "ALPHA_GRID", "AVG_ROW", "Curves", "PAPER_ALPHA", "choose_alphas", "curves_path", "store_curves",
-        "stored_curves"
+        "ALPHA_GRID", "AVG_ROW", "AlphaChoice", "MIN_DISAGREEING", "CHOICE_LABELS", "Curves", "PAPER_ALPHA", "alpha_choices",
+        "choose_alphas", "curves_path", "store_curves", "stored_curves"
     ),
     "uncertainty": (
-        "accuracy_intervals", "compare_to_ends", "endpoint_errors", "format_comparison", "paired_difference",
-        "wilson_interval"
+        "accuracy_intervals", "compare_to_ends", "endpoint_errors", "format_comparison", "newcombe_interval",
+        "paired_counts", "paired_difference", "wilson_interval"
     ),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -7,6 +7,7 @@ so a warm start reads them from a JSON file before torch, open_clip or any model
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ ALPHA_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
 PAPER_ALPHA = 0.5
 ALPHA_TOL = 1e-6  # an alpha this close to a grid alpha is that grid alpha (typed or parsed values carry rounding)
 AVG_ROW = "avg_shifts"  # the shift average's row and column, beside the sets'
+# A paired standard error is reported once this many images disagree: with fewer it is unreliable (0 when none
+# disagree yet, as in a first round of 16 images), and the error is left out (NaN) rather than shown as "± 0.0".
+MIN_DISAGREEING = 10
 CURVES_FOLDER = "curves"
 
 
@@ -40,7 +44,8 @@ class Curves:
     alphas: list[float]
     top1s: dict[str, dict[float, float]] = field(default_factory=dict)  # set -> alpha -> top-1 in [0, 1]
     about: dict[str, str] = field(default_factory=dict)  # the models as the sweep saw them (names, sizes, device)
-    # set (or avg_shifts) -> alpha -> standard errors of the difference to zero-shot and to fine-tuned
+    # set (or avg_shifts) -> alpha -> standard errors of the difference to zero-shot and to fine-tuned (NaN: too
+    # few images disagree for one)
     errors: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
     # set (or avg_shifts) -> alpha -> 95% interval of the accuracy (Wilson), for error bars and bands
     intervals: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
@@ -66,10 +71,16 @@ class Curves:
         """Mean top-1 over the shift sets at alpha."""
         return shift_average({s: self.top1(s, alpha) for s in self.shift_sets}, self.shift_sets)
 
-    def error(self, key: str, alpha: float) -> tuple[float, float] | None:
-        """Standard errors of (alpha - zero-shot, alpha - fine-tuned) for a set or avg_shifts, if the sweep had them."""
+    def error(self, key: str, alpha: float) -> tuple[float | None, float | None] | None:
+        """Standard errors of (alpha - zero-shot, alpha - fine-tuned) for a set or avg_shifts, if the sweep had them.
+
+        Each is None while fewer than MIN_DISAGREEING images disagree (then no error is shown); None for both: None.
+        """
         found = self.errors.get(key, {}).get(alpha)
-        return None if found is None else (float(found[0]), float(found[1]))
+        if found is None:
+            return None
+        zs, ft = (None if math.isnan(se) else float(se) for se in found)
+        return None if zs is None and ft is None else (zs, ft)
 
     def interval(self, key: str, alpha: float) -> tuple[float, float] | None:
         """95% interval of a set's (or avg_shifts') accuracy at alpha, if known."""
@@ -144,13 +155,48 @@ def shift_average(top1: Mapping[str, float], shifts: Sequence[str]) -> float:
     return sum(top1[s] for s in shifts) / len(shifts) if shifts else float("nan")
 
 
-def choose_alphas(curves: Curves) -> dict[str, float]:
-    """The three alpha choices: best held-out ID (id-val, else ID), best average shift, and the paper's 0.5."""
-    selector = curves.id_val or curves.id_set
+# Keyed as choose_alphas: without an ID-val set the ID choice is made on the test set, and its key says so.
+CHOICE_LABELS = {"best_id_val": "best ID-val α", "best_id_test": "best ID-test α (optimistic)",
+                 "best_avg_shifts": "best avg-shift α", "paper_default": "paper default α"}
+
+
+@dataclass(frozen=True)
+class AlphaChoice:
+    """One way to pick alpha: its key (as in choose_alphas), the alpha, a label and what it was chosen on."""
+
+    key: str
+    alpha: float
+    label: str
+    basis: str  # "chosen on <set>…", or "fixed"
+
+    def caption(self) -> str:
+        """'best ID-val α: 0.7 (chosen on ID-val)'."""
+        return f"{self.label}: {self.alpha:g} ({self.basis})"
+
+
+def alpha_choices(curves: Curves) -> list[AlphaChoice]:
+    """The three alpha choices, each with what it was chosen on: best ID (on ID-val, else on the ID test set,
+    which is optimistic), best average shift (an oracle: the shifts are what alpha should be robust to), and the
+    paper's fixed 0.5."""
     alphas = sorted(curves.alphas)
+    selector = curves.id_val or curves.id_set
     best_id = max(alphas, key=lambda a: (curves.top1(selector, a), -abs(a - PAPER_ALPHA)))
     best_shift = max(alphas, key=lambda a: (curves.avg_shifts(a), -abs(a - PAPER_ALPHA)))
-    return {"best_id_val": best_id, "best_avg_shifts": best_shift, "paper_default": PAPER_ALPHA}
+    if curves.id_val:
+        id_choice = AlphaChoice("best_id_val", best_id, CHOICE_LABELS["best_id_val"], f"chosen on {curves.id_val}")
+    else:
+        id_choice = AlphaChoice("best_id_test", best_id, CHOICE_LABELS["best_id_test"],
+                                f"chosen on the test set {curves.id_set}; add [id_val] to choose on held-out data")
+    return [id_choice,
+            AlphaChoice("best_avg_shifts", best_shift, CHOICE_LABELS["best_avg_shifts"],
+                        "chosen on the shift sets: an oracle"),
+            AlphaChoice("paper_default", PAPER_ALPHA, CHOICE_LABELS["paper_default"], "fixed")]
+
+
+def choose_alphas(curves: Curves) -> dict[str, float]:
+    """The three alpha choices by key: 'best_id_val' (or 'best_id_test' without an ID-val set), 'best_avg_shifts'
+    and 'paper_default'; alpha_choices says what each was chosen on."""
+    return {choice.key: choice.alpha for choice in alpha_choices(curves)}
 
 
 def curves_path(exp: Experiment) -> Path:

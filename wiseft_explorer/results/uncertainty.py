@@ -1,15 +1,17 @@
-"""Sampling error of WiSE-FT's gains: paired differences against the two endpoints, with standard errors."""
+"""Sampling error of WiSE-FT's gains: paired differences against the two endpoints, with standard errors and
+Newcombe's intervals."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import pandas as pd
 import torch
 
-from .curves import AVG_ROW, shift_average
+from .curves import AVG_ROW, MIN_DISAGREEING, shift_average
 
 ENDS = (0.0, 1.0)
 Z95 = 1.959964  # two-sided 95% normal quantile
@@ -70,21 +72,75 @@ def accuracy_intervals(result: Swept) -> dict[str, dict[float, tuple[float, floa
     return out
 
 
-def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor) -> tuple[float, float]:
-    """Mean of a - b over the same images (1 = right, 0 = wrong) and the standard error of that mean."""
+def _check_pair(correct_a: torch.Tensor, correct_b: torch.Tensor) -> None:
     if correct_a.shape != correct_b.shape or correct_a.ndim != 1:
         raise ValueError(f"need two 1-D correctness vectors of one set, got {tuple(correct_a.shape)} and "
                          f"{tuple(correct_b.shape)}")
+
+
+def paired_difference(correct_a: torch.Tensor, correct_b: torch.Tensor) -> tuple[float, float]:
+    """Mean of a - b over the same images (1 = right, 0 = wrong) and the standard error of that mean.
+
+    The error is NaN (not known) while fewer than MIN_DISAGREEING images disagree: then it says little (it is 0
+    when none disagree, however few the images), and newcombe_interval is the honest statement.
+    """
+    _check_pair(correct_a, correct_b)
     diff = correct_a.float() - correct_b.float()
     n = len(diff)
-    if n < 2:
-        return (float(diff.mean()) if n else math.nan), math.nan
+    mean = float(diff.mean()) if n else math.nan
+    if int(diff.ne(0).sum()) < MIN_DISAGREEING:
+        return mean, math.nan
     # Paired: images both models get right (or wrong) add nothing, so the error is far below two separate ones.
-    return float(diff.mean()), float(diff.std(unbiased=True)) / math.sqrt(n)
+    return mean, float(diff.std(unbiased=True)) / math.sqrt(n)
 
 
-def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, tuple[float, float, int]]] | None:
-    """Per set: (difference, standard error, n) against each end, or None when a set lacks alpha or an end.
+def paired_counts(correct_a: torch.Tensor, correct_b: torch.Tensor) -> tuple[int, int, int, int]:
+    """The paired 2x2 table: images both got right, only a, only b, neither."""
+    _check_pair(correct_a, correct_b)
+    a, b = correct_a.bool(), correct_b.bool()
+    return int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum()), int((~a & ~b).sum())
+
+
+def newcombe_interval(both: int, only_a: int, only_b: int, neither: int, z: float = Z95) -> tuple[float, float]:
+    """95% interval of accuracy(a) - accuracy(b) on paired images: Newcombe's (1998) method 10.
+
+    The Wilson intervals of both accuracies, combined with their correlation (the phi coefficient of the paired
+    table, corrected for continuity). Sound at any size: with no image disagreeing yet it is wide, not zero.
+    """
+    n = both + only_a + only_b + neither
+    if n == 0:
+        return -1.0, 1.0
+    p_a, p_b = (both + only_a) / n, (both + only_b) / n
+    low_a, high_a = wilson_interval(both + only_a, n, z)
+    low_b, high_b = wilson_interval(both + only_b, n, z)
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    cross = both * neither - only_a * only_b
+    corrected = cross - n / 2 if cross > n / 2 else min(cross, 0)  # a positive correlation is pulled n/2 towards 0
+    phi = corrected / math.sqrt(margins) if margins else 0.0
+    delta = p_a - p_b
+    below = math.sqrt(max(0.0, (p_a - low_a) ** 2 - 2 * phi * (p_a - low_a) * (high_b - p_b) + (high_b - p_b) ** 2))
+    above = math.sqrt(max(0.0, (high_a - p_a) ** 2 - 2 * phi * (high_a - p_a) * (p_b - low_b) + (p_b - low_b) ** 2))
+    return max(-1.0, delta - below), min(1.0, delta + above)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """theta_alpha against one end on one set (or the shift average): difference, its error and interval, n."""
+
+    diff: float
+    se: float  # NaN while too few images disagree
+    low: float  # Newcombe's 95% interval of the difference
+    high: float
+    n: int
+
+
+def _paired(here: torch.Tensor, end: torch.Tensor) -> Paired:
+    diff, se = paired_difference(here, end)
+    return Paired(diff, se, *newcombe_interval(*paired_counts(here, end)), len(here))
+
+
+def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, Paired]] | None:
+    """Per set: theta_alpha against each end, or None when a set lacks alpha or an end.
 
     A set's alphas come from one stream or one cache entry, so they always saw the same images."""
     out = {}
@@ -93,20 +149,26 @@ def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, tuple[float, fl
         ends = [by_alpha[end] for end in ENDS if end in by_alpha]
         if here is None or len(ends) < len(ENDS):
             return None
-        out[name] = {end: (*paired_difference(here.correct, e.correct), len(here.correct))
-                     for end, e in zip(ENDS, ends, strict=True)}
+        out[name] = {end: _paired(here.correct, e.correct) for end, e in zip(ENDS, ends, strict=True)}
     return out
 
 
-def _with_average(pairs: dict[str, dict[float, tuple[float, float, int]]], shifts: Sequence[str]) -> None:
-    """Add the shift average: disjoint samples, so the errors add in quadrature and the mean divides by k."""
+def _with_average(pairs: dict[str, dict[float, Paired]], shifts: Sequence[str]) -> None:
+    """Add the shift average: disjoint samples, so the errors (and each side of the intervals, as Newcombe's own
+    square-and-add does) add in quadrature and the mean divides by k. NaN errors stay NaN."""
     shifts = [s for s in shifts if s in pairs]
     if not shifts:
         return
     k = len(shifts)
-    pairs[AVG_ROW] = {end: (sum(pairs[s][end][0] for s in shifts) / k,
-                            math.sqrt(sum(pairs[s][end][1] ** 2 for s in shifts)) / k,
-                            sum(pairs[s][end][2] for s in shifts)) for end in ENDS}
+
+    def average(end: float) -> Paired:
+        parts = [pairs[s][end] for s in shifts]
+        diff = sum(p.diff for p in parts) / k
+        return Paired(diff, math.sqrt(sum(p.se ** 2 for p in parts)) / k,
+                      diff - math.sqrt(sum((p.diff - p.low) ** 2 for p in parts)) / k,
+                      diff + math.sqrt(sum((p.high - p.diff) ** 2 for p in parts)) / k, sum(p.n for p in parts))
+
+    pairs[AVG_ROW] = {end: average(end) for end in ENDS}
 
 
 def endpoint_errors(result: Swept) -> dict[str, dict[float, tuple[float, float]]]:
@@ -118,7 +180,7 @@ def endpoint_errors(result: Swept) -> dict[str, dict[float, tuple[float, float]]
             return {}
         _with_average(pairs, result.shift_sets)
         for name, by_end in pairs.items():
-            errors.setdefault(name, {})[alpha] = (by_end[0.0][1], by_end[1.0][1])
+            errors.setdefault(name, {})[alpha] = (by_end[0.0].se, by_end[1.0].se)
     return errors
 
 
@@ -131,19 +193,26 @@ def compare_to_ends(result: Swept, alpha: float = 0.5) -> pd.DataFrame:
     if pairs is None:
         raise ValueError(f"a set has no predictions at alpha {alpha} or at an end yet")
     _with_average(pairs, result.shift_sets)
-    rows = {name: {"n": by_end[0.0][2], "vs_zeroshot": by_end[0.0][0], "vs_zeroshot_se": by_end[0.0][1],
-                   "vs_finetuned": by_end[1.0][0], "vs_finetuned_se": by_end[1.0][1]} for name, by_end in pairs.items()}
+    rows = {name: {"n": by_end[0.0].n, **{f"{column}{suffix}": getattr(by_end[end], field)
+                                         for end, column in ((0.0, "vs_zeroshot"), (1.0, "vs_finetuned"))
+                                         for suffix, field in (("", "diff"), ("_se", "se"), ("_low", "low"),
+                                                               ("_high", "high"))}}
+            for name, by_end in pairs.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def format_comparison(table: pd.DataFrame, alpha: float) -> str:
-    """The comparison as text, in accuracy points: 'delta +- standard error' per set."""
+    """The comparison as text, in accuracy points: 'delta ± standard error [95% interval]' per set."""
     def cell(row: pd.Series, column: str) -> str:
-        return f"{100 * row[column]:+.1f} ± {100 * row[column + '_se']:.1f}"
+        se = row[column + "_se"]
+        error = "  (few differ)" if math.isnan(se) else f" ± {100 * se:.1f}"
+        return (f"{100 * row[column]:+.1f}{error} "
+                f"[{100 * row[column + '_low']:+.1f}, {100 * row[column + '_high']:+.1f}]")
 
-    lines = [f"alpha {alpha:g} minus each end, points (paired difference ± standard error; n images):"]
+    lines = [f"alpha {alpha:g} minus each end, in points: paired difference ± standard error [Newcombe's 95% "
+             f"interval]; n images (no ± while fewer than {MIN_DISAGREEING} images disagree):"]
     width = max(len(str(name)) for name in table.index)
     for name, row in table.iterrows():
-        lines.append(f"  {name:<{width}}  vs zero-shot {cell(row, 'vs_zeroshot'):>13}   "
-                     f"vs fine-tuned {cell(row, 'vs_finetuned'):>13}   n={int(row['n'])}")
+        lines.append(f"  {name:<{width}}  vs zero-shot {cell(row, 'vs_zeroshot'):>28}   "
+                     f"vs fine-tuned {cell(row, 'vs_finetuned'):>28}   n={int(row['n'])}")
     return "\n".join(lines)

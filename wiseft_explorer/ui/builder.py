@@ -210,11 +210,20 @@ def export_section(runtime: ExperimentRuntime) -> None:
     st.subheader("Export the interpolated model")
     alpha = state.alpha_controls()
     fmt = st.radio("format", ["classifier", "open_clip"], horizontal=True, key="export_format",
-                   help="classifier: image tower + head (this project's format); open_clip: a full state dict "
-                        "open_clip loads as is (interpolated image tower, zero-shot text tower).")
+                   help="classifier: the classifier θ_α, image tower + head (this project's format); open_clip: a "
+                        "full state dict open_clip loads as is, which is not the classifier θ_α (θ_α's image tower, "
+                        "the zero-shot text tower, no head): θ_α's head is a second download.")
+    name = f"{slug(runtime.experiment.name)}-alpha{alpha:g}-{fmt}"
     # A callable: Streamlit runs it on click, in its own thread, and serves its bytes; no copy of the model (577 MB
     # for ViT-B-32 in open_clip format) stays in the session after the download.
     st.download_button(f"Download the {fmt} model at α = {alpha:g} (.safetensors)",
                        functools.partial(export_bytes, runtime, alpha, fmt),
-                       file_name=f"{slug(runtime.experiment.name)}-alpha{alpha:g}-{fmt}.safetensors",
+                       file_name=f"{name}.safetensors",
                        mime="application/octet-stream", key="export_download", on_click="ignore")
+    if fmt == "open_clip":
+        st.caption("Not the classifier θ_α: θ_α's image tower with the zero-shot text tower. θ_α's head (tensors "
+                   "`weight` and `bias`, applied to the normalised image features) is a separate file:")
+        st.download_button(f"Download θ_α's head at α = {alpha:g} (.safetensors)",
+                           functools.partial(export_bytes, runtime, alpha, head=True),
+                           file_name=f"{name}.head.safetensors",
+                           mime="application/octet-stream", key="export_head_download", on_click="ignore")

@@ -7,7 +7,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from ..experiment.spec import Experiment
 from ..presentation import cards, paper, plots
-from ..results.curves import Curves, choose_alphas
+from ..results.curves import Curves, alpha_choices
 from . import sidebar, state
 from .errors import shown_errors
 
@@ -75,12 +75,11 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float], endpo
 
 def accuracy_panel(curves: Curves, alpha: float, paths: list[plots.ExtraPath] | None = None) -> None:
     """Every set's accuracy over alpha, the three alpha choices and the current alpha."""
-    choices = choose_alphas(curves)
-    st.plotly_chart(plots.accuracy_vs_alpha(curves.table(), curves.sets, alpha, choices, curves.intervals,
-                                            paths or (), curves.id_set),
+    choices = alpha_choices(curves)
+    st.plotly_chart(plots.accuracy_vs_alpha(curves.table(), curves.sets, alpha, {c.key: c.alpha for c in choices},
+                                            curves.intervals, paths or (), curves.id_set),
                     key="acc_vs_alpha", config={"displaylogo": False})
-    st.caption(" · ".join(f"{plots.CHOICE_LABELS[k]}: **{v:g}**" for k, v in choices.items()) +
-               f" (selected on {curves.id_val or curves.id_set})")
+    st.caption(" · ".join(f"{c.label}: **{c.alpha:g}** ({c.basis})" for c in choices))
 
 
 def ensemble_note(curves: Curves, alpha: float) -> None:
