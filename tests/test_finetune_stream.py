@@ -20,7 +20,7 @@ from wiseft_explorer.experiment import DatasetSpec, ModelSpec
 from wiseft_explorer.training import FinetuneConfig, LoaderOptions, finetune, image_features
 from wiseft_explorer.world import CLASSES as WORLD_CLASSES
 
-QUICK = {"epochs": 2, "lr": 1e-3, "batch_size": 4, "warmup": 2, "seed": 3}
+QUICK = {"epochs": 2, "lr": 1e-3, "batch_size": 4, "warmup": 2, "seed": 3, "augment": "none"}
 
 
 @pytest.fixture(scope="module")
