@@ -66,11 +66,12 @@ StepLoss = Callable[[Any], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 def _accumulate(batch: Batch, step_loss: StepLoss, micro: int | None,
                 no_sync: Callable[[], contextlib.AbstractContextManager]) -> tuple[float, int, int]:
-    """Forward and backward of a batch in micro-batches of at most `micro` images, each micro-batch's mean loss
-    weighted by its share of the batch, so that the gradients add up to the whole batch's; under DDP only the last
-    backward all-reduces. The batch's mean loss and its (right, seen) top-1 counts."""
+    """Forward and backward of a batch in micro-batches of at most `micro` images (as equal as they go: no small
+    last one), each micro-batch's mean loss weighted by its share of the batch, so that the gradients add up to the
+    whole batch's; under DDP only the last backward all-reduces. The batch's mean loss and its top-1 counts."""
     size = len(batch[1])
-    parts = list(zip(*(tensor.split(micro or size) for tensor in batch), strict=True))
+    count = -(-size // (micro or size))
+    parts = list(zip(*(tensor.tensor_split(count) for tensor in batch), strict=True))
     total, right = 0.0, 0
     for number, part in enumerate(parts):
         with contextlib.nullcontext() if number == len(parts) - 1 else no_sync():
