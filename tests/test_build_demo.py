@@ -50,6 +50,21 @@ def test_checkpoints_record_seed_config_and_recipe(built):
         assert (meta.get("image_tower") == "zeroshot") == (key == "linear")
 
 
+def test_the_demos_recipe_is_the_one_its_shipped_checkpoints_record():
+    """The library's defaults are the paper's (batch 512, BatchNorm updating, the training transform); the demo spells
+    out its own, so that build-demo still rebuilds the shipped assets' recipe (BatchNorm frozen, batch 128, its
+    preprocessed tensors as they are)."""
+    from wiseft_explorer.experiment import DEMO_ASSETS
+
+    config = DemoConfig()
+    for asset, ft_config in (("finetuned-e2e", config.end_to_end), ("finetuned-linear", config.linear)):
+        _, meta = load_checkpoint(DEMO_ASSETS / f"{asset}.safetensors")
+        ours, recorded = json.loads(json.dumps(ft_config.to_dict())), meta["recipe"]
+        for name in ("mode", "epochs", "lr", "batch_size", "weight_decay", "betas", "eps", "grad_clip", "bn", "seed"):
+            assert recorded[name] == ours[name], (asset, name)
+        assert ft_config.augment == "none" and ft_config.micro_batch is None  # as the shipped ones were trained
+
+
 def test_zero_shot_temperature_is_the_recipes_and_heads_use_it(built):
     root, result = built
     tensors, meta = load_checkpoint(result.assets["zeroshot"])

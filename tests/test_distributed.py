@@ -172,13 +172,15 @@ def test_without_torchrun_the_sweep_is_one_process(monkeypatch):
 
 @pytest.mark.parametrize("mode", ["end-to-end", "linear"])
 def test_ddp_finetuning_matches_one_process_at_the_same_global_batch(tiny, tmp_path, mode):
-    """2 processes x 4 images per step against 1 x 8: the same steps, so the same weights up to float summation order
-    (stated tolerance: 1e-4 on every weight, 1e-5 on the loss) and the same top-1 within one image of 18."""
+    """2 processes x 4 images per step, each in 2 micro-batches of 2 (gradient accumulation), against 1 x 8 at once:
+    the same steps, so the same weights up to float summation order (stated tolerance: 1e-4 on every weight, 1e-5 on
+    the loss) and the same top-1 within one image of 18. The default training transform crops each image alike in
+    both; BatchNorm is frozen, since updating statistics normalise each process's share (and micro-batch) alone."""
     train = write_folder(tmp_path / "train", 16, seed=8)
     args = ["finetune", "--experiment", str(tiny.toml), "--train", str(train), "--mode", mode, "--epochs", "2",
-            "--batch-size", "8", "--lr", "1e-3", "--warmup", "1", "--workers", "0"]
+            "--batch-size", "8", "--lr", "1e-3", "--warmup", "1", "--workers", "0", "--bn", "frozen"]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "wiseft_explorer", *args, "--out", str(tmp_path / "two.safetensors")],
+                          "-m", "wiseft_explorer", *args, "--micro-batch", "2", "--out", str(tmp_path / "two.safetensors")],
                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("wrote") == 1 and "2 processes" in two.stdout  # rank 0 alone writes and reports
@@ -190,7 +192,9 @@ def test_ddp_finetuning_matches_one_process_at_the_same_global_batch(tiny, tmp_p
         torch.set_num_threads(saved)
     (a, meta_a), (b, meta_b) = load_checkpoint(tmp_path / "two.safetensors"), load_checkpoint(tmp_path / "one.safetensors")
     assert meta_a["recipe"]["world_size"] == 2 and meta_b["recipe"]["world_size"] == 1
-    assert meta_a["recipe"]["batch_per_process"] == 4
+    assert meta_a["recipe"]["batch_per_process"] == 4 and meta_a["recipe"]["micro_batch"] == 2
+    assert meta_a["recipe"]["augment"] == ("train" if mode == "end-to-end" else "none")
+    assert "RandomResizedCrop" in meta_a["recipe"]["train_transform"] or mode == "linear"
     assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4, rtol=0) for k in a)
     assert meta_a["recipe"]["final_loss"] == pytest.approx(meta_b["recipe"]["final_loss"], abs=1e-5)
     runtime = ExperimentRuntime.from_path(tiny.toml)

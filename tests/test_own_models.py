@@ -104,8 +104,9 @@ def test_finetune_needs_an_experiment_for_a_folder_and_takes_no_alpha(finetune_r
     assert not (finetune_runs[0] / "other.safetensors").exists()
     assert runs["alpha"].returncode == 2 and "unrecognized arguments: --alpha" in runs["alpha"].stderr
     text = " ".join(runs["help"].stdout.split())  # argparse wraps lines
-    assert "--alpha" not in text and "(default: 10)" in text and "(default: 3e-05," in text
-    assert "(default: 500)" in text and "(default: frozen)" in text
+    assert "--alpha" not in text and "(default: 10," in text and "(default: 3e-05," in text
+    assert "(default: 500," in text and "(default: 512," in text and "--bn {frozen,train} BatchNorm" in text
+    assert "the paper's model.train()" in text and "RandomResizedCrop scale 0.9-1" in text
 
 
 def test_loading_local_weights_logs_no_false_random_init_warning(tiny, caplog):

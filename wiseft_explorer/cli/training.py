@@ -8,6 +8,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..training.recipe import AUGMENT_MODES, BN_MODES, MODES
+from ..training.recipe import FinetuneConfig as Recipe  # torch-free: the recipe's defaults, one home for them
+
 if TYPE_CHECKING:  # the CLI imports torch and the library lazily, inside each command
     from ..data.sets import EvalSet
 
@@ -26,22 +29,35 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
                    help="read --train as a dataset preset: imagenet (train/<wnid>/ folders) or cifar10-train "
                         "(cifar-10-batches-bin/ with data_batch_*.bin)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors, our classifier format)")
-    p.add_argument("--mode", choices=("end-to-end", "linear"), default="end-to-end",
+    p.add_argument("--mode", choices=MODES, default=Recipe.mode,
                    help="end-to-end (image tower and head) or linear (head only) (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=10, help="passes over the training set (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=3e-5,
-                   help="peak learning rate (default: %(default)s, the paper's at batch 512)")
-    p.add_argument("--batch-size", type=int, default=128,
-                   help="images per step, over all processes under torchrun (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=500,
-                   help="linear warmup steps before the cosine decay, at most a tenth of the run (default: "
-                        "%(default)s)")
-    p.add_argument("--bn", choices=("frozen", "train"), default="frozen",
-                   help="BatchNorm statistics: frozen (keep the pretrained running statistics) or train "
-                        "(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=Recipe.epochs,
+                   help="passes over the training set (default: %(default)s, the paper's ImageNet runs)")
+    p.add_argument("--lr", type=float, default=Recipe.lr,
+                   help="peak learning rate, used as given: never rescaled when --batch-size changes (default: "
+                        "%(default)s, the paper's ImageNet runs at their batch of 512, the default --batch-size)")
+    p.add_argument("--batch-size", type=int, default=Recipe.batch_size,
+                   help="images per optimiser step, over all processes under torchrun (default: %(default)s, the "
+                        "paper's ImageNet runs; if it does not fit in memory, keep it and set --micro-batch)")
+    p.add_argument("--micro-batch", type=int, default=None,
+                   help="images per forward/backward pass and process: each step's gradients accumulate over its "
+                        "passes, the same update in less memory; with --bn train, BatchNorm normalises each pass "
+                        "by its own statistics (default: the whole step at once)")
+    p.add_argument("--warmup", type=int, default=Recipe.warmup,
+                   help="linear warmup steps before the cosine decay (default: %(default)s, the paper's; a run of "
+                        "fewer than ten times as many steps warms up for a tenth of them: this project's choice)")
+    p.add_argument("--augment", choices=AUGMENT_MODES, default=Recipe.augment,
+                   help="end-to-end training images: train (the model's training transform, RandomResizedCrop scale "
+                        "0.9-1, each image's crop seeded from --seed, the epoch and its index, as the paper's CLIP "
+                        "transform) or none (the evaluation transform); the linear mode's features always use the "
+                        "evaluation transform, as the paper's (default: %(default)s)")
+    p.add_argument("--bn", choices=BN_MODES, default=Recipe.bn,
+                   help="BatchNorm statistics (ResNet towers): train (updated while training, the paper's "
+                        "model.train()) or frozen (keep the pretrained running statistics: this project's option, "
+                        "the built-in demo's choice) (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None,
                    help="train on a seeded sample of this many images, every class in proportion (default: all)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=int, default=Recipe.seed,
                    help="seed of the sample, the shuffling and the training (default: %(default)s)")
     p.add_argument("--workers", type=int, default=None,
                    help="image-decoding worker processes (default: cores - 1, at most 8; 0 = decode in this process; "
@@ -73,11 +89,12 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     from ..core.loading import load_clip
     from ..core.models import build_zeroshot, classifier_metadata, pick_device
     from ..data.sets import load_eval_set
-    from ..data.stream import LabelledImages, default_workers
+    from ..data.stream import default_workers
     from ..experiment.locations import DEFAULT_EXPERIMENT
     from ..experiment.parse import load_experiment
     from ..experiment.spec import DatasetSpec
     from ..store.keys import zeroshot_identity
+    from ..training.augment import training_images
     from ..training.finetuning import finetune, save_finetuned
     from ..training.loader import LoaderOptions
     from ..training.recipe import FinetuneConfig
@@ -101,13 +118,15 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     # World sets' pixels are in memory already: worker processes would only copy them.
     workers = 0 if train.in_memory else (default_workers() if args.workers is None else args.workers)
     config = FinetuneConfig(mode=args.mode, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                            warmup=args.warmup, bn=args.bn, seed=args.seed)
+                            warmup=args.warmup, bn=args.bn, augment=args.augment, micro_batch=args.micro_batch,
+                            seed=args.seed)
     device = pick_device(exp.device)
     clip = load_clip(exp.zeroshot, device)
     zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=open_head_cache(exp.cache_dir),
                               identity=zeroshot_identity(exp.zeroshot))
     torch.manual_seed(args.seed)
-    result = finetune(zeroshot, LabelledImages(train, clip.preprocess), config, device, progress=group.is_root,
+    images, transform = training_images(train, clip.preprocess, config)
+    result = finetune(zeroshot, images, config, device, progress=group.is_root,
                       loader=LoaderOptions(workers=workers), group=group)
     if not group.is_root:  # every rank holds the same weights; rank 0 reports and writes them
         return 0
@@ -115,7 +134,7 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
         _warn_undecodable(train, result.skipped, clip.preprocess)
     recipe = {"train": args.train, "images": len(train), "limit": args.limit, "class_counts": counts,
               "undecodable": len(result.skipped), "world_size": group.world_size,
-              "batch_per_process": args.batch_size // group.world_size, "backend": group.backend}
+              "batch_per_process": args.batch_size // group.world_size, "backend": group.backend, **transform}
     out = save_finetuned(args.out, result, classifier_metadata(clip, exp.classnames, recipe=recipe))
     if args.experiment is not None:
         _note_other_checkpoint(exp, out)

@@ -8,6 +8,7 @@ _EXPORTS = {
     "finetuning": (
         "FinetuneResult", "finetune", "finetune_end_to_end", "finetune_linear", "image_features", "save_finetuned"
     ),
+    "augment": ("AugmentedImages", "train_transform", "training_images"),
     "loader": ("LoaderOptions",),
     "recipe": ("FinetuneConfig", "cosine_lr"),
 }

@@ -2,7 +2,10 @@
 
 The global batches are those of a single-process run with the same seed (the same sampler, drawn from the same
 generator); each rank takes a contiguous 1/world of every one, DistributedDataParallel averages the gradients, so
-a step sees the same images and takes (up to the order of float additions) the same update as in one process.
+a step sees the same images and takes (up to the order of float additions) the same update as in one process, with
+or without micro-batches. With BatchNorm statistics updating (bn='train'), each rank normalises by its own share's
+batch statistics and rank 0's running statistics are saved, as the paper's DataParallel does with each GPU's share
+and GPU 0's: then the update is not one process's.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def data_parallel(model: nn.Module, group: Group) -> nn.Module:
     if not group.distributed:
         return model
     ids = [group.local_rank] if group.backend == "nccl" else None
-    # Frozen BatchNorm layers keep their pretrained statistics on every rank; broadcasting buffers would only cost.
+    # Buffers are not broadcast: frozen BatchNorm statistics are the same on every rank, and updated ones are
+    # rank 0's (those it saves), as GPU 0's are under the paper's DataParallel.
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 

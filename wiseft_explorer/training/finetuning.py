@@ -5,7 +5,9 @@ Both modes share one optimisation loop; the result is saved as a checkpoint of o
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from tqdm.auto import tqdm
 from ..core.checkpoints import save_checkpoint
 from ..core.distributed import Group
 from ..core.models import ImageClassifier
+from .augment import AugmentedImages
 from .distributed import data_parallel, gather_features, rank_indices, reduce_training
 from .loader import Batch, LoaderOptions, TrainData, as_dataset, loaded_batches, training_loader
 from .recipe import FinetuneConfig, as_run, cosine_lr, effective_warmup
@@ -47,10 +50,11 @@ class FinetuneResult:
 
 
 def set_train_mode(classifier: ImageClassifier, bn: str) -> None:
-    """Training mode, except that BatchNorm layers stay in eval mode when bn='frozen'."""
+    """Training mode (the paper's model.train()), except that BatchNorm layers stay in eval mode when bn='frozen'."""
     classifier.train()
     if bn == "frozen":
-        # Photo-only batch statistics would overwrite the pretrained ones and hurt every other style.
+        # This project's option, not the paper's: the pretrained running statistics are kept (the demo uses it:
+        # photo-only batch statistics would overwrite them and hurt every other style).
         for module in classifier.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
@@ -60,10 +64,36 @@ def set_train_mode(classifier: ImageClassifier, bn: str) -> None:
 StepLoss = Callable[[Any], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
+def _accumulate(batch: Batch, step_loss: StepLoss, micro: int | None,
+                no_sync: Callable[[], contextlib.AbstractContextManager]) -> tuple[float, int, int]:
+    """Forward and backward of a batch in micro-batches of at most `micro` images (as equal as they go: no small
+    last one), each micro-batch's mean loss weighted by its share of the batch, so that the gradients add up to the
+    whole batch's; under DDP only the last backward all-reduces. The batch's mean loss and its top-1 counts."""
+    size = len(batch[1])
+    count = -(-size // (micro or size))
+    parts = list(zip(*(tensor.tensor_split(count) for tensor in batch), strict=True))
+    total, right = 0.0, 0
+    for number, part in enumerate(parts):
+        with contextlib.nullcontext() if number == len(parts) - 1 else no_sync():
+            try:
+                loss, logits, labels = step_loss(part)
+                (loss * (len(labels) / size)).backward()
+            except torch.cuda.OutOfMemoryError as err:
+                raise RuntimeError(f"out of GPU memory on a forward/backward pass of {len(part[1])} images: pass "
+                                   f"--micro-batch {max(1, len(part[1]) // 2)} (micro_batch): the gradients then "
+                                   "accumulate over the step's images, the same update in less memory") from err
+        total += loss.item() * len(labels) / size
+        right += int((logits.detach().argmax(-1) == labels).sum())
+    return total, right, size
+
+
 def _optimise(params: list[nn.Parameter], batches: Callable[[], Any], step_loss: StepLoss,
               config: FinetuneConfig, steps_per_epoch: int, desc: str, progress: bool,
-              callback: ProgressCallback | None, ranks: Group | None = None) -> tuple[list[float], float | None]:
-    """The shared loop: AdamW, warmup + cosine, gradient-norm clipping; the loss of every step, last-epoch top-1."""
+              callback: ProgressCallback | None, ranks: Group | None = None,
+              no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+              ) -> tuple[list[float], float | None]:
+    """The shared loop: AdamW, warmup + cosine, gradient-norm clipping, micro-batches; every step's loss, and the
+    last epoch's top-1."""
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, eps=config.eps,
                                   weight_decay=config.weight_decay)
     total = config.epochs * steps_per_epoch
@@ -76,14 +106,12 @@ def _optimise(params: list[nn.Parameter], batches: Callable[[], Any], step_loss:
         for batch in batches():
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, total, config.lr, warmup)
-            loss, logits, labels = step_loss(batch)
-            right += int((logits.detach().argmax(-1) == labels).sum())
-            seen += len(labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, batch_right, batch_seen = _accumulate(batch, step_loss, config.micro_batch, no_sync)
+            right, seen = right + batch_right, seen + batch_seen
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(loss)
             step += 1
             bar.update(1)
             if step % 10 == 0:
@@ -101,10 +129,15 @@ def finetune_end_to_end(classifier: ImageClassifier, data: TrainData, config: Fi
                         loader: LoaderOptions | None = None, group: Group | None = None) -> FinetuneResult:
     """Fine-tune image tower and head (initialised from `classifier`, which is left unchanged) with cross-entropy.
 
-    With a distributed `group` (torchrun), every rank trains on its share of each global batch under
-    DistributedDataParallel.
+    With augment='train', `data` must be `augment.training_images(...)` (the training transform, seeded per image);
+    in-memory tensors, already preprocessed, train with augment='none'. With a distributed `group` (torchrun), every
+    rank trains on its share of each global batch under DistributedDataParallel.
     """
     config = config or FinetuneConfig()
+    if config.augment == "train" and not isinstance(data, AugmentedImages):
+        raise ValueError("augment='train' reads the images through the model's training transform: pass "
+                         "training.augment.training_images(...) as the data, or set augment='none' to train on the "
+                         "data as given (in-memory tensors are already preprocessed)")
     start = time.perf_counter()
     model = copy.deepcopy(classifier).to(device).float().requires_grad_(True)
     batches = training_loader(data, config.batch_size, device, loader, seed=config.seed, group=group)
@@ -112,13 +145,21 @@ def finetune_end_to_end(classifier: ImageClassifier, data: TrainData, config: Fi
     set_train_mode(model, config.bn)
     net = data_parallel(model, group or Group())
 
+    epochs = itertools.count()
+
+    def epoch_batches() -> Any:
+        if isinstance(data, AugmentedImages):  # this epoch's crops (set before the pass starts its workers)
+            data.epoch = next(epochs)
+        return loaded_batches(batches, failed)
+
     def step_loss(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, labels = batch
         logits, labels = net(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
         return F.cross_entropy(logits, labels), logits, labels
 
-    losses, accuracy = _optimise(list(model.parameters()), lambda: loaded_batches(batches, failed), step_loss,
-                                 config, len(batches), "fine-tune (end-to-end)", progress, callback, group)
+    losses, accuracy = _optimise(list(model.parameters()), epoch_batches, step_loss, config, len(batches),
+                                 "fine-tune (end-to-end)", progress, callback, group,
+                                 getattr(net, "no_sync", contextlib.nullcontext))
     if not losses and failed:
         raise ValueError("no training image could be loaded")
     model.eval().requires_grad_(False)
