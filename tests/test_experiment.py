@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from wiseft_explorer.experiment import (
     ExperimentError,
     builtin_templates,
     experiment_to_toml,
+    form_experiment,
+    form_of,
     load_experiment,
     load_mapping,
 )
@@ -119,6 +122,23 @@ def test_defaults_and_round_trip_through_toml(files, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere")  # absolute paths: the text works from any folder
     again = load_experiment(write(elsewhere, experiment_to_toml(full)))
     assert again == full
+
+
+def test_settings_the_models_form_does_not_show_survive_opening_and_saving(files, tmp_path_factory):
+    (files / "objectnet" / "images").mkdir(parents=True)
+    text = FULL.replace('cache_dir = "my-cache"\n', 'cache_dir = "my-cache"\nseed = 3\nworkers = 2\n'
+                        'allow_other_zeroshot = true\n').replace(
+        'config = "tiny-model.json"\n', 'config = "tiny-model.json"\n\n[zeroshot.preprocess]\ntag = "openai"\n'
+        'model = "ViT-B-32"\nmean = [0.5, 0.5, 0.5]\ninterpolation = "bilinear"\n') + (
+        '\n[[shifts]]\nsource = "objectnet/images"\npreset = "objectnet"\ncrop_border = true\n'
+        'skip_unreadable = true\n')
+    full = load_experiment(write(files, text))
+    assert full.allow_other_zeroshot and full.zeroshot.preprocess is not None and full.shifts[-1].crop_border
+    # The Models page opens the file into its fields, then saves what the fields say: nothing may be lost.
+    reopened = form_experiment(form_of(full), files)
+    assert reopened == dataclasses.replace(full, path=None)
+    saved = load_experiment(write(tmp_path_factory.mktemp("saved"), experiment_to_toml(reopened)))
+    assert saved == full
 
 
 def test_builtin_class_names_and_templates(files):

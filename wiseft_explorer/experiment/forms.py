@@ -15,8 +15,9 @@ from typing import Any
 
 from .labelsets import CLASS_LISTS, TEMPLATE_SETS, list_name
 from .parse import parse_experiment
+from .preprocessing import preprocess_table
 from .presets import PRESETS
-from .spec import Experiment
+from .spec import DatasetSpec, Experiment
 
 Form = dict[str, Any]
 
@@ -46,6 +47,7 @@ def _set_table(form: Form, prefix: str, name: str) -> dict | None:
         table["limit"] = int(form[f"{prefix}_limit"])
     if _lines(form.get(f"{prefix}_classes", "")):
         table["classes"] = _lines(form[f"{prefix}_classes"])
+    table.update(form.get("kept", {}).get("sets", {}).get(prefix, {}))
     return table
 
 
@@ -67,7 +69,7 @@ def experiment_table(form: Form) -> dict:
         "name": str(form.get("name", "")).strip() or "my experiment",
         "device": form.get("device", "auto"), "head_policy": form.get("head_policy", "interpolate"),
         "zeroshot": {"model": str(form.get("model", "")).strip()},
-        "id": _set_table(form, "id", "" if form.get("id_preset") else "ID") or {"name": "ID", "source": ""},
+        "id": _set_table(form, "id", form.get("id_name") or ("" if form.get("id_preset") else "ID")) or {"name": "ID", "source": ""},
     }
     if (classes := _classes_table(form, data["id"].get("preset"))) is not None:
         data["classes"] = classes
@@ -82,11 +84,15 @@ def experiment_table(form: Form) -> dict:
     for key in ("pretrained", "config"):
         if str(form.get(key, "")).strip():
             data["zeroshot"][key] = str(form[key]).strip()
-    if val := _set_table(form, "val", "ID-val"):
+    if val := _set_table(form, "val", form.get("val_name") or "ID-val"):
         data["id_val"] = val
     shifts = [_set_table(form, f"s{i}", str(form.get(f"s{i}_name", "")).strip()
                          or ("" if form.get(f"s{i}_preset") else f"shift-{i}")) for i in range(int(form.get("nshifts", 0)))]
     data["shifts"] = [s for s in shifts if s]
+    kept = form.get("kept", {})
+    data.update(kept.get("top", {}))
+    if kept.get("preprocess"):
+        data["zeroshot"]["preprocess"] = dict(kept["preprocess"])
     return data
 
 
@@ -101,8 +107,29 @@ def relative_paths_note(start: Path) -> str:
             "holds absolute paths.")
 
 
+def set_options(spec: DatasetSpec | None) -> dict[str, bool]:
+    """A set's switches that are on (`skip_unreadable`, ObjectNet's `crop_border`), as its TOML table writes them."""
+    if spec is None:
+        return {}
+    return {k: True for k in ("skip_unreadable", "crop_border") if getattr(spec, k)}
+
+
+def _kept(exp: Experiment) -> dict[str, Any]:
+    """The settings the form does not show, carried over unchanged when an opened experiment is saved again."""
+    top: dict[str, Any] = {"precision": exp.precision, "batch_size": exp.batch_size, "seed": exp.seed}
+    if exp.workers is not None:
+        top["workers"] = exp.workers
+    if exp.cache_dir:
+        top["cache_dir"] = str(exp.cache_dir)
+    if exp.allow_other_zeroshot:
+        top["allow_other_zeroshot"] = True
+    sets = [("id", exp.id_set), ("val", exp.id_val)] + [(f"s{i}", s) for i, s in enumerate(exp.shifts)]
+    return {"top": top, "preprocess": preprocess_table(exp.zeroshot.preprocess),
+            "sets": {prefix: set_options(spec) for prefix, spec in sets if set_options(spec)}}
+
+
 def form_of(exp: Experiment) -> Form:
-    """An experiment's values as form fields (to edit an existing file on the page)."""
+    """An experiment's values as form fields (to edit an existing file on the page); `kept` holds the rest."""
     form: Form = {"name": exp.name, "model": exp.zeroshot.name, "pretrained": exp.zeroshot.pretrained or "",
                   "config": str(exp.zeroshot.config or ""), "finetuned": str(exp.finetuned or ""),
                   "classes": list_name(exp.classnames, "classes") or "\n".join(exp.classnames),
@@ -110,13 +137,13 @@ def form_of(exp: Experiment) -> Form:
                   "device": exp.device, "head_policy": exp.head_policy, "nshifts": len(exp.shifts),
                   # the form edits the first fine-tuned endpoint; any others are carried over unchanged
                   "endpoint_name": exp.endpoints[0].name if exp.endpoints else "",
-                  "more_endpoints": [(e.name, str(e.checkpoint)) for e in exp.endpoints[1:]]}
+                  "more_endpoints": [(e.name, str(e.checkpoint)) for e in exp.endpoints[1:]], "kept": _kept(exp)}
     for prefix, spec in [("id", exp.id_set), ("val", exp.id_val)] + [(f"s{i}", s) for i, s in enumerate(exp.shifts)]:
         form.update({f"{prefix}_source": spec.source if spec else "", f"{prefix}_limit": (spec.limit or 0) if spec else 0,
                      f"{prefix}_mapping": str(spec.mapping or "") if spec else "",
                      f"{prefix}_preset": (spec.preset or "") if spec else "",
                      f"{prefix}_classes": "\n".join(spec.classes or ()) if spec else ""})
-        if prefix.startswith("s") and spec:
+        if spec:  # the ID sets' names have no field: kept as the file has them
             form[f"{prefix}_name"] = spec.name
     return form
 
@@ -145,11 +172,15 @@ def experiment_to_toml(exp: Experiment) -> str:
         lines.append(f"workers = {exp.workers}")
     if exp.cache_dir:
         lines.append(f"cache_dir = {q(exp.cache_dir)}")
+    if exp.allow_other_zeroshot:
+        lines.append("allow_other_zeroshot = true")
     lines += ["", "[zeroshot]", f"model = {q(exp.zeroshot.name)}"]
     if exp.zeroshot.pretrained:
         lines.append(f"pretrained = {q(exp.zeroshot.pretrained)}")
     if exp.zeroshot.config:
         lines.append(f"config = {q(exp.zeroshot.config)}")
+    if preprocess := preprocess_table(exp.zeroshot.preprocess):
+        lines += ["", "[zeroshot.preprocess]", *(f"{k} = {q(v)}" for k, v in preprocess.items())]
     if len(exp.endpoints) > 1:
         for endpoint in exp.endpoints:
             lines += ["", "[[finetuned]]", f"name = {q(endpoint.name)}", f"checkpoint = {q(endpoint.checkpoint)}"]
@@ -170,4 +201,5 @@ def experiment_to_toml(exp: Experiment) -> str:
             lines.append(f"mapping = {q(ds.mapping)}")
         if ds.limit:
             lines.append(f"limit = {ds.limit}")
+        lines += [f"{k} = true" for k in set_options(ds)]
     return "\n".join(lines) + "\n"

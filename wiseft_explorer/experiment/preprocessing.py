@@ -87,3 +87,12 @@ def preprocess_source(spec: ModelSpec) -> str:
 def looks_like_path(value: str) -> bool:
     """Whether zeroshot.pretrained names a file (else an open_clip tag)."""
     return "/" in value or "\\" in value or Path(value).suffix in {".safetensors", ".pt", ".pth", ".bin"}
+
+
+def preprocess_table(pp: PreprocessSpec | None) -> dict[str, Any] | None:
+    """A PreprocessSpec back as its [zeroshot.preprocess] table (None when the experiment names none)."""
+    if pp is None:
+        return None
+    table: dict[str, Any] = {"tag": pp.tag, "model": pp.tag_model}
+    table.update({k: list(v) if isinstance(v, tuple) else v for k, v in pp.overrides().items()})
+    return {k: v for k, v in table.items() if v is not None}
