@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from wiseft_explorer.evaluation.sweep_result import SweepResult, scored
+from wiseft_explorer.evaluation import SweepResult
+from wiseft_explorer.evaluation.sweep_result import scored
 from wiseft_explorer.results import Curves, compare_to_ends
 from wiseft_explorer.results.metrics import MACRO_F1, PM10, TOP1_METRIC, WORST_REGION, SetMetric
 

@@ -52,11 +52,11 @@ def preset_classes(key: str, classnames: Sequence[str]) -> np.ndarray:
                                   f"\"{preset.classes}\"")
         return np.arange(len(expected))
     loose = [loose_name(c) for c in classnames]  # the same loose match as class folders get
-    missing = [c for c in expected if c not in loose]
+    missing = [c for c in expected if loose_name(c) not in loose]
     if missing:
         raise ExperimentError(f"preset {key!r} needs the class {missing[0]!r} among the experiment's classes; use "
                               f"[classes] names = \"{preset.classes}\"")
-    return np.array([loose.index(c) for c in expected])
+    return np.array([loose.index(loose_name(c)) for c in expected])
 
 
 def read_preset(key: str, source: Path) -> PresetImages:
