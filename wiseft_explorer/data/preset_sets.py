@@ -35,32 +35,37 @@ def unreadable_message(name: str, path: str, reason: str, count: int = 1) -> str
             "(counted and shown)")
 
 
+BY_POSITION = ("imagenet", "iwildcam")  # class lists matched by index, not by name
+
+
 def preset_classes(key: str, classnames: Sequence[str]) -> np.ndarray:
     """Where each class of a preset's class list is among the experiment's classes (ImageNet: by index order)."""
     from ..experiment.labelsets import class_list
 
     preset = preset_of(key)
     expected = class_list(preset.classes)
-    if preset.classes == "imagenet":  # by position: an experiment may word the 1,000 classes its own way
+    if preset.classes in BY_POSITION:  # an experiment may word these classes its own way (iWildCam repeats names)
         if len(classnames) != len(expected):
-            raise ExperimentError(f"preset {key!r} labels images by ImageNet's 1,000 class indices, but the "
-                                  f"experiment has {len(classnames)} classes; use [classes] names = \"imagenet\"")
+            which = "ImageNet's 1,000" if preset.classes == "imagenet" else f"{preset.classes}'s {len(expected)}"
+            raise ExperimentError(f"preset {key!r} labels images by {which} class indices, but the experiment has"
+                                  f" {len(classnames)} classes; use [classes] names = "
+                                  f"\"{preset.classes}\"")
         return np.arange(len(expected))
     loose = [loose_name(c) for c in classnames]  # the same loose match as class folders get
-    missing = [c for c in expected if c not in loose]
+    missing = [c for c in expected if loose_name(c) not in loose]
     if missing:
         raise ExperimentError(f"preset {key!r} needs the class {missing[0]!r} among the experiment's classes; use "
                               f"[classes] names = \"{preset.classes}\"")
-    return np.array([loose.index(c) for c in expected])
+    return np.array([loose.index(loose_name(c)) for c in expected])
 
 
 def read_preset(key: str, source: Path) -> PresetImages:
     """Read a preset's labels and image locations from its folder (the layout is checked, nothing is decoded)."""
-    from . import cifar, imagenet_sets
+    from . import cifar, imagenet_sets, wilds_sets
 
     readers: dict[str, Callable[[Path], PresetImages]] = {
         "objectnet": imagenet_sets.read_objectnet, "cifar10": cifar.read_cifar10,
         "cifar10-train": lambda path: cifar.read_cifar10(path, "cifar10-train"),
-        "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102}
+        "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102, **wilds_sets.READERS}
     reader = readers.get(key)
     return reader(source) if reader else imagenet_sets.read_class_folders(key, source)

@@ -13,12 +13,14 @@ import torch
 from PIL import Image, ImageOps
 
 from ..experiment.parse import load_mapping
-from ..experiment.presets import PresetError
+from ..experiment.presets import PresetError, preset_metric
 from ..experiment.spec import DatasetSpec, ExperimentError
+from ..results.metrics import TOP1_METRIC, SetMetric
 from .folders import scan_image_folder
 from .images import ImageDecodeError, decode_image, read_as_benchmark
 from .preset_sets import preset_classes, read_preset, report_skipped
 from .sampling import DEFAULT_SEED, fair_order, fair_sample
+from .wilds_sets import preset_metric_of
 
 
 @dataclass
@@ -42,6 +44,7 @@ class EvalSet:
     benchmark: bool = False  # a preset set: files read as torchvision's pil_loader reads them (images.py)
     skip_unreadable: bool = True  # False: an unreadable file fails the sweep, naming it (presets' default)
     label_names: dict[int, str] | None = field(default=None, repr=False)  # a set's own names for some labels
+    metric: SetMetric = field(default=TOP1_METRIC, repr=False)  # how its predictions become its number
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -182,6 +185,8 @@ def load_preset_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DE
     chosen = fair_sample(labels, spec.limit, seed)
     report_skipped(spec, found.skipped)
     subset = None if found.class_indices is None else torch.from_numpy(to_exp[found.class_indices])
+    metric = preset_metric_of(preset_metric(spec), labels[chosen],
+                              None if found.regions is None else found.regions[chosen])
     groups = None if found.groups is None else tuple(tuple(int(to_exp[c]) for c in g) for g in found.groups)
     return EvalSet(spec.name, torch.from_numpy(labels[chosen]), subset,
                    raw=found.pixels[chosen] if found.pixels is not None else None,
@@ -189,7 +194,7 @@ def load_preset_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DE
                    skipped=found.skipped, seed=seed, groups=groups, border=found.border if spec.crop_border else 0,
                    benchmark=True, skip_unreadable=spec.skip_unreadable,
                    label_names=None if found.label_names is None else
-                   {int(to_exp[c]): name for c, name in found.label_names.items()})
+                   {int(to_exp[c]): name for c, name in found.label_names.items()}, metric=metric)
 
 
 def load_eval_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DEFAULT_SEED) -> EvalSet:

@@ -66,7 +66,8 @@ def write_results(runtime: ExperimentRuntime, result: SweepResult, jsonl: str | 
         labels = runtime.eval_set(name).labels[first.index]
         tensors.update({f"{i}.{k}": v for k, v in entry_tensors(by_alpha, labels, result.ensemble_predictions.get(name)).items()})
         sets.append({"name": name, "total": first.total, "top1": [by_alpha[a].top1 for a in sorted(by_alpha)],
-                     "identity": set_identity(runtime, name)})
+                     "identity": set_identity(runtime, name), "metric": result.metric(name),
+                     "score": [result.top1s[name][a] for a in sorted(by_alpha)]})
     meta = {"format": FORMAT, "experiment": runtime.experiment.name, "alphas": json.dumps(sorted(result.alphas)),
             "fingerprint": json.dumps(runtime.fingerprint, sort_keys=True), "sets": json.dumps(sets),
             "provenance": json.dumps(result.provenance),
@@ -105,8 +106,9 @@ def _check_jsonl(jsonl: Path, sets: list[dict], alphas: list[float]) -> None:
     except (OSError, ValueError, KeyError) as err:
         raise ResultsError(f"{jsonl}: not a sweep JSONL ({err})") from err
     for entry in sets:
-        for alpha, top1 in zip(alphas, entry["top1"], strict=True):
-            if rows.get(alpha, {}).get(f"{entry['name']}:top1") != top1:
+        key = f"{entry['name']}:{entry.get('metric', 'top1')}"  # the number the JSONL shows, in the set's metric
+        for alpha, score in zip(alphas, entry.get("score", entry["top1"]), strict=True):
+            if rows.get(alpha, {}).get(key) != score:
                 raise ResultsError(f"{jsonl} and {per_image_path(jsonl).name} come from different sweeps "
                                    f"({entry['name']} at alpha {alpha:g})")
 

@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from ..core.distributed import Group, provenance, provenance_line
 from ..core.interpolate import Working
 from ..data.preset_sets import DataWarning
+from ..experiment.presets import preset_metric
 from ..results.curves import ALPHA_GRID, store_curves, stored_curves
+from ..results.metrics import TOP1, SetMetric
 from ..store.cache import DiskCache
 from ..store.keys import cache_key, software_versions
 from .engine import FIRST_BATCH, StreamJob, StreamProgress, stream_evaluate
@@ -67,7 +69,12 @@ def _new_result(runtime: ExperimentRuntime, names: Sequence[str], alphas: Sequen
     exp = runtime.experiment
     return SweepResult(exp.id_set.name, exp.id_val.name if exp.id_val else None,
                        [s.name for s in exp.shifts if s.name in names], sorted(set(alphas)), seed=exp.seed,
-                       predictions={name: {} for name in names})
+                       predictions={name: {} for name in names}, set_metrics=set_metrics(runtime, names))
+
+
+def set_metrics(runtime: ExperimentRuntime, names: Sequence[str]) -> dict[str, SetMetric]:
+    """The metrics of the sets whose preset scores them other than by top-1 (only those sets are read here)."""
+    return {name: runtime.eval_set(name).metric for name in names if preset_metric(runtime.spec(name)) != TOP1}
 
 
 def state_store(runtime: ExperimentRuntime, needed: dict[str, list[float]], cache: DiskCache,
@@ -124,7 +131,7 @@ def _merged(result: SweepResult, streams: dict[str, SetStream]) -> SweepResult:
     """The result so far: cached entries plus every streaming set's alphas on the images done."""
     predictions, ensemble = _streamed(streams)
     return SweepResult(result.id_set, result.id_val, result.shift_sets, result.alphas, seed=result.seed,
-                       predictions={**result.predictions, **predictions},
+                       set_metrics=result.set_metrics, predictions={**result.predictions, **predictions},
                        ensemble_predictions={**result.ensemble_predictions, **ensemble})
 
 

@@ -15,6 +15,7 @@ import torch
 
 from ..data.sets import project_logits, restrict_logits
 from ..results.curves import Curves
+from ..results.metrics import TOP1, SetMetric
 from ..results.uncertainty import accuracy_intervals, endpoint_errors
 from .stream_state import SetStream
 
@@ -101,7 +102,8 @@ def entry_predictions(tensors: Mapping[str, torch.Tensor], top1: Sequence[float]
 
 @dataclass
 class SweepResult(Curves):
-    """One experiment over an alpha grid: the accuracy curves and the per-image predictions they come from.
+    """One experiment over an alpha grid: the curves (top-1, or each set's metric) and the per-image predictions
+    they come from.
 
     The curves' top-1s, counts, output-space ensemble and sampling errors are summaries of `predictions` and
     `ensemble_predictions`, recomputed by `record` (and on construction): they are not constructor arguments.
@@ -112,6 +114,8 @@ class SweepResult(Curves):
     # set -> alpha -> the output-space ensemble (1 - alpha) logits_0 + alpha logits_1, when the sweep kept it
     ensemble_predictions: dict[str, dict[float, Predictions]] = field(default_factory=dict)
     provenance: list[dict] = field(default_factory=list)  # where the sets' results were computed (one per run)
+    # set -> its metric (results.metrics), for sets whose preset scores them other than by top-1
+    set_metrics: dict[str, SetMetric] = field(default_factory=dict)
     top1s: dict[str, dict[float, float]] = field(default_factory=dict, init=False)
     errors: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict, init=False)
     intervals: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict, init=False)
@@ -130,13 +134,19 @@ class SweepResult(Curves):
 
     def _summarise(self) -> None:
         """The curves of the predictions: top-1s, counts, the ensemble's top-1s and the sampling errors."""
-        self.top1s = {name: {a: p.top1 for a, p in by.items()} for name, by in self.predictions.items()}
+        self.metrics = {name: m.name for name, m in self.set_metrics.items() if m.name != TOP1}
+        self.top1s = {name: {a: self.score(name, p) for a, p in by.items()} for name, by in self.predictions.items()}
         self.counts = {name: (first.n, first.total) for name, by in self.predictions.items()
                        if (first := next(iter(by.values()), None)) is not None}
-        ensemble = {name: {a: p.top1 for a, p in self.ensemble_predictions[name].items()}
+        ensemble = {name: {a: self.score(name, p) for a, p in self.ensemble_predictions[name].items()}
                     for name in self.predictions if self.ensemble_predictions.get(name)}
         self.ensemble = ensemble if set(ensemble) == set(self.predictions) else {}
         self.errors, self.intervals = endpoint_errors(self), accuracy_intervals(self)
+
+    def score(self, name: str, p: Predictions) -> float:
+        """One set's predictions as the number its curve shows: top-1, or the metric its preset names."""
+        metric = self.set_metrics.get(name)
+        return p.top1 if metric is None or metric.name == TOP1 else metric.value(p.pred, p.correct, p.index)
 
     @property
     def complete(self) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-CLASS_LISTS = ("imagenet", "cifar10")
-TEMPLATE_SETS = ("openai", "paper-simple", "simple", "cifar10")
+from .wilds_labels import FMOW_CLASSES, FMOW_TEMPLATES, IWILDCAM_CLASSES, IWILDCAM_TEMPLATES
+
+CLASS_LISTS = ("imagenet", "cifar10", "iwildcam", "fmow")
+TEMPLATE_SETS = ("openai", "paper-simple", "simple", "cifar10", "iwildcam", "fmow")
 # Where each prompt set comes from. The paper's code ships only `openai_imagenet_template` and `simple_template`
 # (besides two WILDS sets): the paper-reproduction examples use those.
 TEMPLATE_SOURCES = {
@@ -15,6 +17,8 @@ TEMPLATE_SOURCES = {
     "simple": "open_clip's SIMPLE_IMAGENET_TEMPLATES: 7 ImageNet prompts (not in the paper's code)",
     "cifar10": "the 18 CIFAR-10 prompts of OpenAI's CLIP repository (data/prompts.md); not in the paper's code, so "
                "no paper checkpoint's head was built from them",
+    "iwildcam": "the paper's iwildcam_template: its 2 prompts",
+    "fmow": "the paper's fmow_template less its 2 prompts that choose 'a' or 'an' per class: 14 prompts",
 }
 _PAPER_SIMPLE = ("a photo of a {}.",)
 
@@ -30,6 +34,9 @@ _CIFAR10_TEMPLATES = tuple(
 )
 
 
+_WILDS = {"iwildcam": (IWILDCAM_CLASSES, IWILDCAM_TEMPLATES), "fmow": (FMOW_CLASSES, FMOW_TEMPLATES)}
+
+
 def class_list(name: str) -> tuple[str, ...]:
     """The class names of a named list: 'imagenet' (open_clip's 1,000, standard index order) or 'cifar10'."""
     if name == "imagenet":
@@ -38,6 +45,8 @@ def class_list(name: str) -> tuple[str, ...]:
         return tuple(IMAGENET_CLASSNAMES)
     if name == "cifar10":
         return CIFAR10_CLASSES
+    if name in _WILDS:
+        return _WILDS[name][0]
     raise KeyError(f"unknown class list {name!r} (known: {', '.join(CLASS_LISTS)})")
 
 
@@ -47,6 +56,8 @@ def template_list(name: str) -> tuple[str, ...]:
         return _CIFAR10_TEMPLATES
     if name == "paper-simple":
         return _PAPER_SIMPLE
+    if name in _WILDS:
+        return _WILDS[name][1]
     from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
 
     if name not in ("openai", "simple"):

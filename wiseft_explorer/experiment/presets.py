@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .spec import ExperimentError
+from .spec import DatasetSpec, ExperimentError
 
 if TYPE_CHECKING:  # the catalogue is read on the app's fast path: no numpy import there
     import numpy as np
@@ -25,7 +25,14 @@ class Preset:
     classes: str  # the named class list (labelsets.CLASS_LISTS) its labels index into
     templates: str  # a prompt set of the paper's code (it has none for CIFAR: its ImageNet set serves)
     layout: str  # the folder layout `source` must point at, shown in every layout error
+    metric: str = "top1"  # what its curves show, named as the paper's results files name it (results.metrics)
 
+
+# WILDS' released layouts (the `wilds` package's downloads), read from their metadata CSVs (data/wilds_sets.py).
+_IWILDCAM = ("iwildcam_v2.0/ holding metadata.csv (columns split, y, filename) and train/<filename> images "
+             "(the WILDS release)")
+_FMOW = ("fmow_v1.1/ holding rgb_metadata.csv (split, category, country_code, timestamp), "
+         "country_code_mapping.csv (alpha-3, region) and images/rgb_img_<row>.png (the WILDS release)")
 
 PRESETS: dict[str, Preset] = {p.key: p for p in (
     Preset("imagenet", "ImageNet", "imagenet", "openai",
@@ -50,6 +57,10 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
            "a folder holding cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy"),
     Preset("cifar10.2", "CIFAR-10.2", "cifar10", "openai",
            "a folder holding cifar102_test.npz (made from cifar102_test.npy by `convert --trust-pickle`)"),
+    *(Preset(f"iwildcam{suffix}", f"iWildCam {title}", "iwildcam", "iwildcam", _IWILDCAM, "F1-macro_all")
+      for suffix, title in (("-id-test", "ID test"), ("-test", "OOD test"))),
+    *(Preset(f"fmow{suffix}", f"FMoW {title}", "fmow", "fmow", _FMOW, "acc_worst_region")
+      for suffix, title in (("-id-test", "ID test"), ("-test", "OOD test"))),
 )}
 # Part of a preset set's cache key: bump when a reader's labels or pixels change (v2: torchvision's loader).
 PRESET_VERSION = "presets-v2"
@@ -87,6 +98,11 @@ def objectnet_folders(source: Path) -> tuple[Path, Path]:
     return source, source.parent / "mappings"
 
 
+def preset_metric(spec: DatasetSpec) -> str:
+    """The metric a set is scored by: its preset's ('top1' for folder and world sets)."""
+    return PRESETS[spec.preset].metric if spec.preset in PRESETS else "top1"
+
+
 def preset_of(key: str) -> Preset:
     """The preset called `key`, or a KeyError that lists the known ones."""
     if key not in PRESETS:
@@ -105,4 +121,5 @@ class PresetImages:
     groups: tuple[tuple[int, ...], ...] | None = None  # ObjectNet: each label's classes, whose max logit it takes
     border: int = 0  # pixels cut from every side before preprocessing (ObjectNet's 1-pixel red frame)
     label_names: dict[int, str] | None = None  # ObjectNet: its own name for each label (e.g. "Alarm clock")
+    regions: np.ndarray | None = None  # FMoW: (N,) each image's region, -1 for "Other" (worst-region accuracy)
     skipped: list[tuple[str, str]] = field(default_factory=list)

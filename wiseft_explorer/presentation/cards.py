@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..results.curves import ALPHA_GRID, ALPHA_TOL, AVG_ROW, MIN_DISAGREEING, Curves
+from ..results.metrics import MIXED, SHORT, TOP1, metric_title
 
 SE_HELP = ("± is the standard error of the difference: both models are scored on the same images, so only the "
            "images they disagree on count. A difference within about twice it could be sampling luck. It is shown "
@@ -39,10 +40,13 @@ def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> list[li
     once; the end cards carry alpha's difference to them (with its standard error when the sweep has it)."""
     grid = curves.grid_alpha(alpha)
     shifts = ", ".join(curves.shift_sets)
-    rows = [(curves.id_set, "ID", f"Top-1 accuracy on the in-distribution test set **{curves.id_set}**.")]
+    id_metric, shift_metric = curves.metric(curves.id_set), curves.metric(AVG_ROW)
+    rows = [(curves.id_set, _titled("ID", id_metric),
+             f"{metric_title(id_metric).capitalize()} on the in-distribution test set **{curves.id_set}**.")]
     if curves.shift_sets:
-        rows.append((AVG_ROW, "Shifts",
-                     f"Mean top-1 accuracy over the {len(curves.shift_sets)} shift sets: {shifts}."))
+        mixed = f" (each set in its own metric: {_each(curves)})" if shift_metric == MIXED else ""
+        rows.append((AVG_ROW, _titled("Shifts", shift_metric), f"Mean {metric_title(shift_metric)} over the "
+                     f"{len(curves.shift_sets)} shift sets: {shifts}{mixed}."))
     cards = []
     for key, title, what in rows:
         errors = curves.error(key, grid) if grid is not None else None
@@ -57,11 +61,22 @@ def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> list[li
     return cards
 
 
+def _titled(title: str, metric: str) -> str:
+    """A card's title: 'ID' for top-1 (as always), 'ID macro F1' for another metric."""
+    return title if metric == TOP1 else f"{title} {SHORT.get(metric, metric)}"
+
+
+def _each(curves: Curves) -> str:
+    return ", ".join(f"{s}: {metric_title(curves.metric(s))}" for s in curves.shift_sets)
+
+
 def results_table(curves: Curves) -> pd.DataFrame:
     """The results table as shown: accuracies in % with one decimal, alpha as on the grid ("0.05"), as text."""
     table = curves.table() * 100
     shown = table.map(lambda v: f"{v:.1f}")
     shown.index = [grid_text(a) for a in table.index]
+    shown.columns = [c if curves.metric(c) == TOP1 else f"{c} ({SHORT.get(curves.metric(c), curves.metric(c))})"
+                     for c in shown.columns]
     shown.index.name = "α"
     return shown
 

@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..results.curves import CHOICE_LABELS
+from ..results.metrics import metric_title
 from .paper import ReferencePoint
 
 if TYPE_CHECKING:
@@ -132,12 +133,13 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                 current: tuple[float, float] | None = None, scale: str = "linear",
                 reference: Sequence[ReferencePoint] = (), shift_label: str | None = None,
                 intervals: Intervals | None = None, label: str | None = None,
-                paths: Sequence[ExtraPath] = ()) -> go.Figure:
+                paths: Sequence[ExtraPath] = (), metrics: tuple[str, str] = ("top1", "top1")) -> go.Figure:
     """The paper's plot: the WiSE-FT path over the alpha grid, zero-shot star, fine-tuned diamond, current alpha.
 
     `table` is SweepResult.table() (index alpha, accuracy fractions); `current` is (ID, shift) at alpha when alpha
     is not on the grid; `intervals` (95%, per set and alpha) become error bars in both directions; `label` names
-    the path's fine-tuned endpoint; `paths` are drawn beside it (other endpoints, output-space ensembles).
+    the path's fine-tuned endpoint; `paths` are drawn beside it (other endpoints, output-space ensembles);
+    `metrics` name what the two axes show (Curves.metric of the two columns).
     """
     shift_label = shift_label or ("average over shifts" if shift_col == "avg_shifts" else shift_col)
     alphas = [float(a) for a in table.index]
@@ -179,8 +181,8 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                                  marker={"symbol": "x", "size": 10}, hoverinfo="text",
                                  hovertext=[f"{p.model}, {p.label}<br>ImageNet: {p.id_acc}%<br>"
                                             f"avg of 5 shifts: {p.avg_shifts}%<br>paper {p.source}" for p in rows]))
-    fig.update_layout(xaxis=_axis("ID accuracy", xs_all, scale), yaxis=_axis(f"Shift accuracy ({shift_label})",
-                                                                             ys_all, scale),
+    fig.update_layout(xaxis=_axis(f"ID {axis_metric(metrics[0])}", xs_all, scale),
+                      yaxis=_axis(f"Shift {axis_metric(metrics[1])} ({shift_label})", ys_all, scale),
                       legend={"orientation": "h", "yanchor": "top", "y": -0.15}, margin={"t": 30, "l": 10, "r": 10},
                       height=480 + 22 * (len(paths) // 2))
     return fig
@@ -202,18 +204,22 @@ ROW_PX = 16  # height of one row of alpha labels above the accuracy-vs-alpha plo
 
 def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
                       choices: Mapping[str, float] | None = None, intervals: Intervals | None = None,
-                      paths: Sequence[ExtraPath] = (), id_col: str | None = None) -> go.Figure:
+                      paths: Sequence[ExtraPath] = (), id_col: str | None = None,
+                      metrics: Mapping[str, str] | None = None) -> go.Figure:
     """Top-1 of every set over alpha (with 95% bands when given), the shift average dashed, the current alpha.
+
+    `metrics` (Curves.metrics): the sets scored by another metric than top-1, named in the legend and the axis.
 
     `paths` add the ID (`id_col`) and shift-average lines of other endpoints or output-space ensembles.
     """
-    fig = go.Figure()
+    fig, metrics = go.Figure(), metrics or {}
     alphas = [float(a) for a in table.index]
     for i, name in enumerate(sets):
         color = _PALETTE[i % len(_PALETTE)]
         if intervals and name in intervals:
             _band(fig, alphas, intervals[name], color, name)
-        fig.add_trace(go.Scatter(x=alphas, y=[100 * v for v in table[name]], mode="lines+markers", name=name,
+        shown = name if metrics.get(name, "top1") == "top1" else f"{name} ({metric_title(metrics[name])})"
+        fig.add_trace(go.Scatter(x=alphas, y=[100 * v for v in table[name]], mode="lines+markers", name=shown,
                                  line={"color": color}, marker={"size": 5}, legendgroup=name,
                                  hovertemplate=f"{name}<br>α = %{{x:.2f}}<br>%{{y:.1f}}%<extra></extra>"))
     if "avg_shifts" in table:
@@ -245,13 +251,23 @@ def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
     fig.add_vline(x=alpha, line={"color": CURRENT_COLOR, "width": 3}, name=CURRENT)
     lo, hi = min(alphas + [alpha]), max(alphas + [alpha])
     fig.update_layout(xaxis={"title": "α (0 = zero-shot, 1 = fine-tuned)", "range": [lo - 0.03, hi + 0.03]},
-                      yaxis={"title": "top-1 accuracy", "ticksuffix": "%"},
+                      yaxis={"title": _alpha_axis(sets, metrics), "ticksuffix": "%"},
                       # Anchored by its top below the axis title: with more curves the legend grows downwards
                       # (the figure with it) instead of up over the title.
                       legend={"orientation": "h", "yanchor": "top", "y": -0.2},
                       height=420 + 22 * ((len(fig.data) + 2) // 3),
                       margin={"t": 12 + ROW_PX * len(rows), "l": 10, "r": 10})
     return fig
+
+
+def axis_metric(metric: str) -> str:
+    """What an axis shows: 'accuracy' for top-1 (as always), else the metric's name ('macro F1')."""
+    return "accuracy" if metric == "top1" else metric_title(metric)
+
+
+def _alpha_axis(sets: Sequence[str], metrics: Mapping[str, str]) -> str:
+    names = {metrics.get(s, "top1") for s in sets}
+    return metric_title(names.pop()) if len(names) == 1 else "each set's metric (named in the legend)"
 
 
 def current_alpha_of(fig: go.Figure) -> float | None:

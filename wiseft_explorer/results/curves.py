@@ -23,6 +23,7 @@ from ..store.keys import (
     set_fingerprint,
     software_versions,
 )
+from .metrics import TOP1, common_metric
 
 ALPHA_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
 PAPER_ALPHA = 0.5
@@ -53,11 +54,20 @@ class Curves:
     seed: int | None = None  # the seed of the sets' fair order (and of any `limit` sample)
     # set -> alpha -> top-1 of the output-space ensemble (1 - alpha) logits_0 + alpha logits_1 (empty: not kept)
     ensemble: dict[str, dict[float, float]] = field(default_factory=dict)
+    # set -> the metric its numbers are in, as results.metrics names it ('F1-macro_all', ...); absent: top-1
+    metrics: dict[str, str] = field(default_factory=dict)
 
     @property
     def sets(self) -> list[str]:
         """Every set, in the experiment's order."""
         return list(self.top1s)
+
+    def metric(self, key: str) -> str:
+        """The metric a set's (or avg_shifts') numbers are in: 'top1' unless its preset names another; the shift
+        average shares its sets' metric, or is a 'mean' of mixed ones."""
+        if key == AVG_ROW:
+            return common_metric([self.metrics.get(s, TOP1) for s in self.shift_sets])
+        return self.metrics.get(key, TOP1)
 
     def grid_alpha(self, alpha: float) -> float | None:
         """The alpha of the curves equal to `alpha` (within ALPHA_TOL), or None when alpha is off their grid."""
@@ -110,11 +120,12 @@ class Curves:
         if not self.ensemble:
             return None
         return Curves(self.id_set, self.id_val, list(self.shift_sets), list(self.alphas), dict(self.ensemble),
-                      counts=dict(self.counts), seed=self.seed)
+                      counts=dict(self.counts), seed=self.seed, metrics=dict(self.metrics))
 
     def jsonl_rows(self) -> list[dict]:
-        """Rows with the paper code's keys: alpha, '<Set>:top1', 'avg_shifts:top1', id_set, shift_sets."""
-        return [{"alpha": float(alpha), **{f"{k}:top1": float(v) for k, v in row.items()},
+        """Rows with the paper code's keys: alpha, '<Set>:<metric>' ('<Set>:top1' unless the set's preset names
+        another metric, e.g. 'IWildCamOOD:F1-macro_all'), 'avg_shifts:<metric>', id_set, shift_sets."""
+        return [{"alpha": float(alpha), **{f"{k}:{self.metric(k)}": float(v) for k, v in row.items()},
                  "id_set": self.id_set, "shift_sets": self.shift_sets, "seed": self.seed,
                  "images": {name: n for name, (n, _) in self.counts.items()}}
                 for alpha, row in self.table().iterrows()]
@@ -133,7 +144,8 @@ class Curves:
                                          for s, by in self.intervals.items()},
                            "counts": {s: list(v) for s, v in self.counts.items()}, "seed": self.seed,
                            "about": self.about,
-                           "ensemble": {s: {repr(a): v for a, v in by.items()} for s, by in self.ensemble.items()}})
+                           "ensemble": {s: {repr(a): v for a, v in by.items()} for s, by in self.ensemble.items()},
+                           "metrics": self.metrics})
 
     @classmethod
     def from_json(cls, text: str) -> Curves:
@@ -147,7 +159,7 @@ class Curves:
         return cls(data["id_set"], data["id_val"], list(data["shift_sets"]), [float(a) for a in data["alphas"]],
                    top1s, {str(k): str(v) for k, v in data["about"].items()}, pairs("errors"),
                    pairs("intervals"), {s: (int(v[0]), int(v[1])) for s, v in data["counts"].items()}, data["seed"],
-                   ensemble)
+                   ensemble, {str(s): str(m) for s, m in data.get("metrics", {}).items()})
 
 
 def shift_average(top1: Mapping[str, float], shifts: Sequence[str]) -> float:

@@ -1,5 +1,5 @@
 """Sampling error of WiSE-FT's gains: paired differences against the two endpoints, with standard errors and
-Newcombe's intervals."""
+Newcombe's intervals (a paired bootstrap over images for metrics that are not proportions, results.metrics)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .curves import AVG_ROW, MIN_DISAGREEING, shift_average
+from .metrics import TOP1_METRIC, SetMetric, percentile_interval
 
 ENDS = (0.0, 1.0)
 Z95 = 1.959964  # two-sided 95% normal quantile
@@ -25,6 +27,15 @@ class Scored(Protocol):
 
     @property
     def correct(self) -> torch.Tensor: ...  # (n,) bool
+
+    @property
+    def pred(self) -> torch.Tensor: ...  # (n,) predicted classes
+
+    @property
+    def index(self) -> torch.Tensor: ...  # (n,) which images of the set
+
+    @property
+    def pending(self) -> int: ...
 
     @property
     def n(self) -> int: ...
@@ -42,6 +53,12 @@ class Swept(Protocol):
     @property
     def alphas(self) -> Sequence[float]: ...
 
+    @property
+    def top1s(self) -> Mapping[str, Mapping[float, float]]: ...  # each set's number, in its metric
+
+    @property
+    def set_metrics(self) -> Mapping[str, SetMetric]: ...  # sets without one are scored by top-1
+
 
 def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
     """95% Wilson score interval of an accuracy of `correct` out of `n` (sound at small n and near 0% or 100%)."""
@@ -58,7 +75,9 @@ def accuracy_intervals(result: Swept) -> dict[str, dict[float, tuple[float, floa
     """Per set (and the shift average) and alpha: a 95% interval of the accuracy on the images evaluated so far."""
     out: dict[str, dict[float, tuple[float, float]]] = {}
     for name, by_alpha in result.predictions.items():
-        out[name] = {alpha: wilson_interval(int(p.correct.sum()), p.n) for alpha, p in by_alpha.items()}
+        metric = result.set_metrics.get(name, TOP1_METRIC)
+        found = {alpha: metric_interval(metric, p) for alpha, p in by_alpha.items()}
+        out[name] = {alpha: interval for alpha, interval in found.items() if interval is not None}
     shifts = [s for s in result.shift_sets if s in out]
     if shifts:
         out[AVG_ROW] = {}
@@ -66,10 +85,19 @@ def accuracy_intervals(result: Swept) -> dict[str, dict[float, tuple[float, floa
             if not all(alpha in out[s] for s in shifts):
                 continue
             # Disjoint sets: the half-widths add in quadrature, and the mean divides them by k.
-            mean = shift_average({s: result.predictions[s][alpha].top1 for s in shifts}, shifts)
+            mean = shift_average({s: result.top1s[s][alpha] for s in shifts}, shifts)
             half = math.sqrt(sum(((out[s][alpha][1] - out[s][alpha][0]) / 2) ** 2 for s in shifts)) / len(shifts)
             out[AVG_ROW][alpha] = (max(0.0, mean - half), min(1.0, mean + half))
     return out
+
+
+def metric_interval(metric: SetMetric, p: Scored) -> tuple[float, float] | None:
+    """95% interval of a set's metric: Wilson for proportions, else a bootstrap over images once the set is
+    complete (None while it streams: the bootstrap is too slow to redo every second)."""
+    if metric.proportion:
+        units = metric.units(p.pred, p.correct, p.index)
+        return wilson_interval(int(units.sum()), len(units))
+    return None if p.pending or not p.n else percentile_interval(metric.bootstrap(p.pred, p.index))
 
 
 def _check_pair(correct_a: torch.Tensor, correct_b: torch.Tensor) -> None:
@@ -134,9 +162,23 @@ class Paired:
     n: int
 
 
-def _paired(here: torch.Tensor, end: torch.Tensor) -> Paired:
+def _paired(here: torch.Tensor | np.ndarray, end: torch.Tensor | np.ndarray) -> Paired:
+    here, end = torch.as_tensor(here), torch.as_tensor(end)
     diff, se = paired_difference(here, end)
     return Paired(diff, se, *newcombe_interval(*paired_counts(here, end)), len(here))
+
+
+def _paired_metric(metric: SetMetric, here: Scored, end: Scored) -> Paired:
+    """theta_alpha against an end in the set's metric: over its units (images, anchors) for proportions, else a
+    paired bootstrap over images (the same resamples for both; no error while either streams)."""
+    if metric.proportion:
+        return _paired(metric.units(here.pred, here.correct, here.index),
+                       metric.units(end.pred, end.correct, end.index))
+    diff = metric.value(here.pred, here.correct, here.index) - metric.value(end.pred, end.correct, end.index)
+    if here.pending or end.pending or int((here.pred != end.pred).sum()) < MIN_DISAGREEING:
+        return Paired(diff, math.nan, math.nan, math.nan, here.n)
+    draws = metric.bootstrap(here.pred, here.index) - metric.bootstrap(end.pred, end.index)
+    return Paired(diff, float(draws.std(ddof=1)), *percentile_interval(draws), here.n)
 
 
 def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, Paired]] | None:
@@ -149,7 +191,8 @@ def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, Paired]] | None
         ends = [by_alpha[end] for end in ENDS if end in by_alpha]
         if here is None or len(ends) < len(ENDS):
             return None
-        out[name] = {end: _paired(here.correct, e.correct) for end, e in zip(ENDS, ends, strict=True)}
+        metric = result.set_metrics.get(name, TOP1_METRIC)
+        out[name] = {end: _paired_metric(metric, here, e) for end, e in zip(ENDS, ends, strict=True)}
     return out
 
 

@@ -65,7 +65,8 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float], endpo
         return
     reference = paper.REFERENCE_POINTS if show_paper else ()
     fig = plots.id_vs_shift(table, curves.id_set, shift, alpha, (acc[curves.id_set], acc[shift]), scale, reference,
-                            intervals=curves.intervals, label=endpoint, paths=paths or ())
+                            intervals=curves.intervals, label=endpoint, paths=paths or (),
+                            metrics=(curves.metric(curves.id_set), curves.metric(shift)))
     st.plotly_chart(fig, key="id_vs_shift", config={"displaylogo": False})
     if show_paper:
         st.caption("✕ Paper points: ImageNet (x) vs the average of its 5 shifts (y), " + paper.PAPER +
@@ -77,7 +78,7 @@ def accuracy_panel(curves: Curves, alpha: float, paths: list[plots.ExtraPath] | 
     """Every set's accuracy over alpha, the three alpha choices and the current alpha."""
     choices = alpha_choices(curves)
     st.plotly_chart(plots.accuracy_vs_alpha(curves.table(), curves.sets, alpha, {c.key: c.alpha for c in choices},
-                                            curves.intervals, paths or (), curves.id_set),
+                                            curves.intervals, paths or (), curves.id_set, curves.metrics),
                     key="acc_vs_alpha", config={"displaylogo": False})
     st.caption(" · ".join(f"{c.label}: **{c.alpha:g}** ({c.basis})" for c in choices))
 
