@@ -47,20 +47,25 @@ def preset_classes(key: str, classnames: Sequence[str]) -> np.ndarray:
                                   f"experiment has {len(classnames)} classes; use [classes] names = \"imagenet\"")
         return np.arange(len(expected))
     loose = [loose_name(c) for c in classnames]  # the same loose match as class folders get
-    missing = [c for c in expected if c not in loose]
+    missing = [c for c in expected if loose_name(c) not in loose]
     if missing:
         raise ExperimentError(f"preset {key!r} needs the class {missing[0]!r} among the experiment's classes; use "
                               f"[classes] names = \"{preset.classes}\"")
-    return np.array([loose.index(c) for c in expected])
+    return np.array([loose.index(loose_name(c)) for c in expected])
 
 
 def read_preset(key: str, source: Path) -> PresetImages:
     """Read a preset's labels and image locations from its folder (the layout is checked, nothing is decoded)."""
-    from . import cifar, imagenet_sets
+    from . import cifar, imagenet_sets, transfer_sets
 
     readers: dict[str, Callable[[Path], PresetImages]] = {
-        "objectnet": imagenet_sets.read_objectnet, "cifar10": cifar.read_cifar10,
-        "cifar10-train": lambda path: cifar.read_cifar10(path, "cifar10-train"),
-        "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102}
+        "objectnet": imagenet_sets.read_objectnet, "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102}
+    by_split: dict[str, Callable[[Path, str], PresetImages]] = {  # test split, or the training split (`-train`)
+        "cifar10": cifar.read_cifar10, "cifar100": cifar.read_cifar100, "dtd": transfer_sets.read_dtd,
+        "stanford-cars": transfer_sets.read_stanford_cars, "sun397": transfer_sets.read_sun397,
+        "food101": transfer_sets.read_food101}
+    dataset = key.removesuffix("-train")
+    if dataset in by_split:
+        return by_split[dataset](source, key)
     reader = readers.get(key)
     return reader(source) if reader else imagenet_sets.read_class_folders(key, source)
