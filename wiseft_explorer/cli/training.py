@@ -8,8 +8,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..experiment.presets import PRESETS
 from ..training.recipe import AUGMENT_MODES, BN_MODES, MODES
 from ..training.recipe import FinetuneConfig as Recipe  # torch-free: the recipe's defaults, one home for them
+
+# The presets that read a training set: ImageNet's train/ folders and every dataset's `-train` split.
+TRAIN_PRESETS = ("imagenet", *(key for key in PRESETS if key.endswith("-train")))
 
 if TYPE_CHECKING:  # the CLI imports torch and the library lazily, inside each command
     from ..data.sets import EvalSet
@@ -25,8 +29,10 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
                    help="experiment TOML naming the zero-shot model and the classes (required with a folder --train; "
                         "its [finetuned] checkpoint may not exist yet; default with world:<set>: the built-in demo)")
     p.add_argument("--train", required=True, help="training set: an ImageFolder-layout folder or world:<set>")
-    p.add_argument("--train-preset", default=None, choices=("imagenet", "cifar10-train"),
-                   help="read --train as a dataset preset: imagenet (train/<wnid>/ folders) or cifar10-train "
+    p.add_argument("--train-preset", default=None, choices=TRAIN_PRESETS,
+                   help="read --train as a dataset preset: imagenet (train/<wnid>/ folders), a transfer dataset's "
+                        "training split (cifar100-train, stanford-cars-train, dtd-train, sun397-train, "
+                        "food101-train: the README's preset table gives each layout) or cifar10-train "
                         "(cifar-10-batches-bin/ with data_batch_*.bin)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors, our classifier format)")
     p.add_argument("--mode", choices=MODES, default=Recipe.mode,

@@ -1,7 +1,7 @@
-"""CIFAR-10, CIFAR-10.1 and CIFAR-10.2 test sets read from plain arrays; pickled releases are refused, not loaded.
+"""CIFAR-10, CIFAR-10.1, CIFAR-10.2 and CIFAR-100 read from plain arrays; pickled releases are refused, not loaded.
 
-CIFAR-10's Python release and CIFAR-10.2's `.npy` files are pickles (loading one can run code), so only the binary
-CIFAR-10 release, CIFAR-10.1's plain `.npy` arrays and CIFAR-10.2 converted once by `convert --trust-pickle` are read.
+CIFAR-10's and CIFAR-100's Python releases and CIFAR-10.2's `.npy` files are pickles (loading one can run code), so only the binary
+CIFAR-10 and CIFAR-100 releases, CIFAR-10.1's plain `.npy` arrays and CIFAR-10.2 converted once by `convert --trust-pickle` are read.
 """
 
 from __future__ import annotations
@@ -18,26 +18,26 @@ CIFAR101_VERSIONS = ("v6", "v4")  # the paper uses v6; v4 is the older release w
 CLASSES = 10
 
 
-def _checked(key: str, source: Path, images: np.ndarray, labels: np.ndarray) -> PresetImages:
+def _checked(key: str, source: Path, images: np.ndarray, labels: np.ndarray, classes: int = CLASSES) -> PresetImages:
     """Validate shapes, dtypes and label range of a decoded test set."""
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise PresetError(key, source, f"images must be uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}")
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     if len(labels) != len(images):
         raise PresetError(key, source, f"{len(images)} images but {len(labels)} labels")
-    if len(labels) == 0 or labels.min() < 0 or labels.max() >= CLASSES:
-        raise PresetError(key, source, "labels must be class indices 0 ... 9")
+    if len(labels) == 0 or labels.min() < 0 or labels.max() >= classes:
+        raise PresetError(key, source, f"labels must be class indices 0 ... {classes - 1}")
     return PresetImages(labels=labels, pixels=np.ascontiguousarray(images))
 
 
-def _records(key: str, source: Path, path: Path) -> np.ndarray:
-    """One binary batch file as (N, 3073) uint8 records."""
+def _records(key: str, source: Path, path: Path, record: int = RECORD) -> np.ndarray:
+    """One binary batch file as (N, record) uint8 records (CIFAR-100's carry two label bytes)."""
     if not path.is_file():
         raise PresetError(key, source, f"{path.name} not found")
     raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size == 0 or raw.size % RECORD:
-        raise PresetError(key, source, f"{path.name} is {raw.size} bytes, not a whole number of {RECORD}-byte records")
-    return raw.reshape(-1, RECORD)
+    if raw.size == 0 or raw.size % record:
+        raise PresetError(key, source, f"{path.name} is {raw.size} bytes, not a whole number of {record}-byte records")
+    return raw.reshape(-1, record)
 
 
 def read_cifar10(source: Path, key: str = "cifar10") -> PresetImages:
@@ -50,6 +50,24 @@ def read_cifar10(source: Path, key: str = "cifar10") -> PresetImages:
     records = np.concatenate([_records(key, source, folder / name) for name in names])
     images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # planes -> (N, H, W, RGB)
     return _checked(key, source, images, records[:, 0])
+
+
+def read_cifar100(source: Path, key: str = "cifar100") -> PresetImages:
+    """CIFAR-100 from the binary release (cifar-100-binary/test.bin or train.bin: a coarse and a fine label byte,
+    then the planes): the fine labels, whose order is fine_label_names.txt's, checked against CLIP's class list."""
+    from .transfer_sets import checked_classes
+
+    folder = source / "cifar-100-binary" if (source / "cifar-100-binary").is_dir() else source
+    if (folder / "test").is_file() or folder.name == "cifar-100-python":
+        raise PresetError(key, source, "this is CIFAR-100's Python release, whose files are pickles and are not "
+                                       "loaded; download the binary release (cifar-100-binary.tar.gz) instead")
+    names = folder / "fine_label_names.txt"
+    if not names.is_file():
+        raise PresetError(key, source, "fine_label_names.txt not found")
+    checked_classes(key, source, [n for n in names.read_text().splitlines() if n.strip()])
+    records = _records(key, source, folder / ("train.bin" if key == "cifar100-train" else "test.bin"), RECORD + 1)
+    images = records[:, 2:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return _checked(key, source, images, records[:, 1], classes=100)
 
 
 def _plain_npy(key: str, source: Path, path: Path) -> np.ndarray:

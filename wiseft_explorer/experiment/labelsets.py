@@ -1,13 +1,19 @@
-"""Named class lists and prompt sets: ImageNet's from open_clip, CIFAR-10's, so nobody retypes 1,000 names."""
+"""Named class lists and prompt sets: ImageNet's from open_clip, CIFAR-10's, and the transfer datasets' as CLIP
+published them (clip_prompts.json), so nobody retypes 1,000 names."""
 
 from __future__ import annotations
 
+import json
+import pkgutil
 from collections.abc import Sequence
+from functools import lru_cache
 
 from .wilds_labels import FMOW_CLASSES, FMOW_TEMPLATES, IWILDCAM_CLASSES, IWILDCAM_TEMPLATES
 
-CLASS_LISTS = ("imagenet", "cifar10", "iwildcam", "fmow")
-TEMPLATE_SETS = ("openai", "paper-simple", "simple", "cifar10", "iwildcam", "fmow")
+# The transfer datasets whose class names and prompts are CLIP's, kept as data in clip_prompts.json (its "source").
+CLIP_LISTS = ("cifar100", "stanford-cars", "dtd", "sun397", "food101")
+CLASS_LISTS = ("imagenet", "cifar10", "iwildcam", "fmow", *CLIP_LISTS)
+TEMPLATE_SETS = ("openai", "paper-simple", "simple", "cifar10", "iwildcam", "fmow", *CLIP_LISTS)
 # Where each prompt set comes from. The paper's code ships only `openai_imagenet_template` and `simple_template`
 # (besides two WILDS sets): the paper-reproduction examples use those.
 TEMPLATE_SOURCES = {
@@ -19,6 +25,8 @@ TEMPLATE_SOURCES = {
                "no paper checkpoint's head was built from them",
     "iwildcam": "the paper's iwildcam_template: its 2 prompts",
     "fmow": "the paper's fmow_template less its 2 prompts that choose 'a' or 'an' per class: 14 prompts",
+    **{key: f"the prompts of OpenAI's CLIP repository for {key} (data/prompts.md, kept in clip_prompts.json); not in "
+            "the paper's code" for key in CLIP_LISTS},
 }
 _PAPER_SIMPLE = ("a photo of a {}.",)
 
@@ -35,10 +43,19 @@ _CIFAR10_TEMPLATES = tuple(
 
 
 _WILDS = {"iwildcam": (IWILDCAM_CLASSES, IWILDCAM_TEMPLATES), "fmow": (FMOW_CLASSES, FMOW_TEMPLATES)}
+@lru_cache(maxsize=1)
+def clip_prompts() -> dict:
+    """CLIP's published class names and prompts of the transfer datasets: {"source": ..., "datasets": {key: {
+    "section", "classes", "templates"}}}, each class list in its dataset's label order."""
+    data = pkgutil.get_data(__package__, "clip_prompts.json")
+    if data is None:  # a loader without get_data (a missing file raises instead)
+        raise FileNotFoundError("cannot read wiseft_explorer/experiment/clip_prompts.json: the loader gives no data")
+    return json.loads(data)
 
 
 def class_list(name: str) -> tuple[str, ...]:
-    """The class names of a named list: 'imagenet' (open_clip's 1,000, standard index order) or 'cifar10'."""
+    """The class names of a named list: 'imagenet' (open_clip's 1,000, standard index order), 'cifar10', or a
+    transfer dataset's (CLIP_LISTS: CLIP's names, in the order of the dataset's own reader)."""
     if name == "imagenet":
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
@@ -47,6 +64,8 @@ def class_list(name: str) -> tuple[str, ...]:
         return CIFAR10_CLASSES
     if name in _WILDS:
         return _WILDS[name][0]
+    if name in CLIP_LISTS:
+        return tuple(clip_prompts()["datasets"][name]["classes"])
     raise KeyError(f"unknown class list {name!r} (known: {', '.join(CLASS_LISTS)})")
 
 
@@ -58,6 +77,8 @@ def template_list(name: str) -> tuple[str, ...]:
         return _PAPER_SIMPLE
     if name in _WILDS:
         return _WILDS[name][1]
+    if name in CLIP_LISTS:
+        return tuple(clip_prompts()["datasets"][name]["templates"])
     from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
 
     if name not in ("openai", "simple"):

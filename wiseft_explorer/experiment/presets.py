@@ -34,6 +34,17 @@ _IWILDCAM = ("iwildcam_v2.0/ holding metadata.csv (columns split, y, filename) a
 _FMOW = ("fmow_v1.1/ holding rgb_metadata.csv (split, category, country_code, timestamp), "
          "country_code_mapping.csv (alpha-3, region) and images/rgb_img_<row>.png (the WILDS release)")
 
+
+def _test_and_train(key: str, title: str, templates: str, layout: str) -> tuple[Preset, Preset]:
+    """A dataset's test-split preset (`key`) and training-split preset (`key-train`); `layout` holds
+    {test part|train part}."""
+    head, rest = layout.split("{", 1)
+    test, rest = rest.split("|", 1)
+    train, tail = rest.split("}", 1)
+    return (Preset(key, title, key, templates, head + test + tail),
+            Preset(f"{key}-train", f"{title} train", key, templates, head + train + tail))
+
+
 PRESETS: dict[str, Preset] = {p.key: p for p in (
     Preset("imagenet", "ImageNet", "imagenet", "openai",
            "val/<wnid>/*.JPEG: 1,000 WordNet-id folders (n01440764, ...) with the 50,000 validation images"),
@@ -61,6 +72,22 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
       for suffix, title in (("-id-test", "ID test"), ("-test", "OOD test"))),
     *(Preset(f"fmow{suffix}", f"FMoW {title}", "fmow", "fmow", _FMOW, "acc_worst_region")
       for suffix, title in (("-id-test", "ID test"), ("-test", "OOD test"))),
+    # The transfer datasets of the paper's Table 2: test split by default, `-train` for fine-tuning. CIFAR-100's
+    # prompts are the paper code's (as CIFAR-10's); the other four datasets are not in its code: CLIP's prompts.
+    *_test_and_train("cifar100", "CIFAR-100", "openai",
+                     "cifar-100-binary/ holding fine_label_names.txt and {test.bin|train.bin} (the binary release, "
+                     "cifar-100-binary.tar.gz)"),
+    *_test_and_train("stanford-cars", "Stanford Cars", "stanford-cars",
+                     "stanford_cars/ as torchvision's StanfordCars reads it: devkit/cars_meta.mat, "
+                     "{cars_test/ and cars_test_annos_withlabels.mat|cars_train/ and devkit/cars_train_annos.mat}"),
+    *_test_and_train("dtd", "DTD", "dtd",
+                     "dtd/ as released (dtd-r1.0.1.tar.gz): images/<class>/*.jpg and labels/{test1.txt|train1.txt} "
+                     "(partition 1)"),
+    *_test_and_train("sun397", "SUN397", "sun397",
+                     "SUN397/ holding ClassName.txt, <letter>/<class>/sun_*.jpg and Partitions/{Testing_01.txt|"
+                     "Training_01.txt} (unpack Partitions.zip inside SUN397/)"),
+    *_test_and_train("food101", "Food-101", "food101",
+                     "food-101/ as released: images/<class>/<id>.jpg and meta/{test.json|train.json}"),
 )}
 # Part of a preset set's cache key: bump when a reader's labels or pixels change (v2: torchvision's loader).
 PRESET_VERSION = "presets-v2"
