@@ -190,8 +190,8 @@ def test_unknown_keys_are_named(files, old, new, expected):
     ('pretrained = "zs.safetensors"', 'pretrained = true', "zeroshot.pretrained: expected str, got bool"),
     ('checkpoint = "ft.safetensors"', 'checkpoint = ["ft.safetensors"]', "finetuned.checkpoint: expected str"),
     ('file = "classes.txt"', 'names = 3', "classes.names: expected list or str, got int"),
-    ('file = "classes.txt"', 'names = "cifar"', "classes.names: expected a list or one of ('imagenet', 'cifar10', 'cifar100', 'stanford-cars', 'dtd', "
-     "'sun397', 'food101')"),
+    ('file = "classes.txt"', 'names = "cifar"', "classes.names: expected a list or one of ('imagenet', 'cifar10', 'iwildcam', 'fmow', "
+     "'cifar100', 'stanford-cars', 'dtd', 'sun397', 'food101')"),
     ('file = "classes.txt"', 'names = ["cat", "cat"]', "class 'cat' appears twice"),
     ('file = "classes.txt"', 'names = []', "classes.names: expected a non-empty list"),
     ('file = "classes.txt"', 'file = "classes.txt"\nnames = ["a"]', "give exactly one of 'names'"),
