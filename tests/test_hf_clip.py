@@ -123,3 +123,30 @@ def test_a_folder_without_weights_is_named_when_the_experiment_is_read(tmp_path)
     hf_clip(tmp_path / "clip")
     with pytest.raises(ValueError, match="ft has no weights file .*model.safetensors"):
         load_experiment(_experiment(tmp_path, "transformers:ft"))
+
+
+def test_the_models_page_form_takes_transformers_and_timm_folders(tmp_path):
+    from wiseft_explorer.experiment import default_form, experiment_to_toml, form_experiment, weight_help
+
+    hf_clip(tmp_path / "clip")
+    (tmp_path / "ft").mkdir()
+    (tmp_path / "ft" / "model.safetensors").write_bytes(b"0")  # the form checks paths; nothing is loaded here
+    write_folder(tmp_path / "id", 1, seed=1)
+    form = {**default_form(), "model": "hf-tiny", "pretrained": "transformers:clip", "finetuned": "timm:ft",
+            "classes": "\n".join(CLASSES), "id_source": "id"}
+    exp = form_experiment(form, tmp_path)
+    assert exp.zeroshot.pretrained == f"transformers:{tmp_path / 'clip'}"
+    assert exp.finetuned == tmp_path / "ft" / "model.safetensors"
+    assert f'pretrained = "transformers:{tmp_path / "clip"}"' in experiment_to_toml(exp)
+    assert "transformers:FOLDER" in weight_help("pretrained") and "timm:FOLDER" in weight_help("finetuned")
+
+
+def test_the_readme_shows_each_source_in_one_toml_snippet():
+    import tomllib
+
+    from readme_walk import blocks, section
+
+    text = section("Your own models and data").split("### Checkpoints from Hugging Face `transformers` and timm")[1]
+    snippets = [tomllib.loads(b.text) for b in blocks(text) if b.lang == "toml"]
+    assert [s["finetuned"]["checkpoint"].split(":")[0] for s in snippets] == ["transformers", "timm"]
+    assert snippets[0]["zeroshot"]["pretrained"].startswith("transformers:")

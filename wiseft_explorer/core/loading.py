@@ -208,11 +208,17 @@ def _load_from_hub(hub_id: str) -> LoadedClip:
 
 def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp: Experiment, *,
                    cache: DiskCache | None = None, progress: HeadProgress | None = None) -> tuple[ImageClassifier, dict]:
-    """Load the fine-tuned classifier: our format, a plain open_clip state dict, or a converted paper checkpoint."""
+    """Load the fine-tuned classifier: our format, a plain open_clip state dict, a converted paper checkpoint, or a
+    transformers / timm CLIP checkpoint (renamed to open_clip's layout)."""
     tensors, metadata = load_checkpoint(path)
     reference = zeroshot.state_dict()
     fmt = metadata.get("format")
-    if fmt == CLASSIFIER_FORMAT or "head.weight" in tensors:
+    if is_transformers_state(tensors) or is_timm_state(tensors):  # other libraries' layouts, made open_clip's
+        tensors, notes = (transformers_open_clip(tensors, path, clip) if is_transformers_state(tensors)
+                          else timm_open_clip(tensors, path, clip, exp))
+        metadata = {**metadata, "notes": notes}
+        state = _open_clip_state_to_classifier(tensors, zeroshot, clip, exp, path, cache, progress)
+    elif fmt == CLASSIFIER_FORMAT or "head.weight" in tensors:
         state = dict(tensors)
         if metadata.get("model") not in (None, clip.name):
             raise CheckpointError(f"{path.name} was fine-tuned from '{metadata['model']}', but the zero-shot model "
@@ -226,11 +232,6 @@ def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp:
             state.update({k: v for k, v in reference.items() if k.startswith("visual.")})
     elif any(k.startswith("image_encoder.model.visual.") for k in tensors):
         state = paper_state_to_classifier(tensors)
-    elif is_transformers_state(tensors) or is_timm_state(tensors):  # other libraries' layouts, made open_clip's
-        tensors, notes = (transformers_open_clip(tensors, path, clip) if is_transformers_state(tensors)
-                          else timm_open_clip(tensors, path, clip, exp))
-        metadata = {**metadata, "notes": notes}
-        state = _open_clip_state_to_classifier(tensors, zeroshot, clip, exp, path, cache, progress)
     elif any(k.startswith("visual.") for k in tensors):
         state = _open_clip_state_to_classifier(tensors, zeroshot, clip, exp, path, cache, progress)
     else:
