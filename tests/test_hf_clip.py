@@ -150,3 +150,13 @@ def test_the_readme_shows_each_source_in_one_toml_snippet():
     snippets = [tomllib.loads(b.text) for b in blocks(text) if b.lang == "toml"]
     assert [s["finetuned"]["checkpoint"].split(":")[0] for s in snippets] == ["transformers", "timm"]
     assert snippets[0]["zeroshot"]["pretrained"].startswith("transformers:")
+
+
+def test_a_transformers_folders_weights_are_part_of_the_cache_keys(tmp_path):
+    from wiseft_explorer.store import zeroshot_identity
+
+    hf_clip(tmp_path / "clip", seed=0)
+    spec = ModelSpec("hf-tiny", f"transformers:{tmp_path / 'clip'}")
+    before = zeroshot_identity(spec)
+    hf_clip(tmp_path / "clip", seed=1)  # other weights in the same folder: heads and sweeps must not be reused
+    assert zeroshot_identity(spec)["zeroshot"] != before["zeroshot"]
