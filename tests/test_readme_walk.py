@@ -20,6 +20,7 @@ from wiseft_explorer.demo import TINY_CONFIG, write_folder
 from wiseft_explorer.experiment import listed_experiments, load_experiment
 
 OWN = section("Your own models and data")
+OTHER_SOURCES = "### Checkpoints from Hugging Face `transformers` and timm"
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +80,7 @@ def _stand_ins(root, monkeypatch) -> None:
 
 def test_own_models_walk_runs_as_written_from_the_project_folder(tmp_path, monkeypatch):
     _stand_ins(tmp_path, monkeypatch)
-    steps = blocks(OWN)[1:]
+    steps = blocks(OWN.split(OTHER_SOURCES)[0])[1:]  # the other libraries' snippets: tests/test_hf_clip.py
     assert [b.lang for b in steps] == ["toml", "bash", "bash"] and steps[0].target == "experiments/my-exp.toml"
     ran = Walk(tmp_path, _app_opens).run(steps)
     assert [r.argv[0] for r in ran] == ["finetune", "sweep"]

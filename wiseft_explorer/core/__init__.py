@@ -26,5 +26,6 @@ _EXPORTS = {
     ),
     "paper_pickle": ("PickleReadError", "convert_trusted_pickle", "read_trusted_pickle"),
     "tags": ("is_download_failure",),
+    "timm_clip": ("check_tag_lineage",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

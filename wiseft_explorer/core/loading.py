@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,7 +14,7 @@ import open_clip
 import torch
 
 from ..experiment.preprocessing import preprocess_source
-from ..experiment.spec import Experiment, ModelSpec
+from ..experiment.spec import TRANSFORMERS_PREFIX, Experiment, ModelSpec
 from ..store.cache import DiskCache
 from ..store.keys import file_digest, hub_revision, zeroshot_identity
 from .checkpoints import (
@@ -28,9 +29,13 @@ from .checkpoints import (
     split_open_clip_state,
 )
 from .heads import HeadProgress, cached_zero_shot_head, open_head_cache
+from .hf_clip import check_named, is_transformers_state, read_folder
+from .hf_clip import finetuned_open_clip as transformers_open_clip
 from .lineage import check_activation, check_zeroshot_digest, classifier_visual, tag_quick_gelu
 from .models import ImageClassifier, LoadedClip, ModelLoadError, ModelPair, build_zeroshot, pick_device
 from .tags import TagUnavailable, check_tag_available, is_download_failure, weights_follow_creation
+from .timm_clip import finetuned_open_clip as timm_open_clip
+from .timm_clip import is_timm_state
 
 _WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
                  "open_clip_pytorch_model.bin", "pytorch_model.bin", "open_clip_pytorch_model.pth")
@@ -59,6 +64,8 @@ def load_clip(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedClip
         loaded = _load_from_dir(Path(pretrained.removeprefix("local-dir:")), spec.name)
     elif pretrained.startswith("hf-hub:") or spec.name.startswith("hf-hub:"):
         loaded = _load_from_hub(pretrained if pretrained.startswith("hf-hub:") else spec.name)
+    elif pretrained.startswith(TRANSFORMERS_PREFIX):
+        loaded = _load_transformers(Path(pretrained.removeprefix(TRANSFORMERS_PREFIX)), spec.name)
     elif pretrained and Path(pretrained).is_file():
         loaded = _create(spec.name, weights_follow=True)
         _load_zeroshot_file(loaded, Path(pretrained))
@@ -161,6 +168,20 @@ def _load_from_dir(folder: Path, name: str) -> LoadedClip:
     return loaded
 
 
+def _load_transformers(folder: Path, name: str) -> LoadedClip:
+    """A transformers CLIPModel folder, built as open_clip's CLIP from its config.json (core.hf_clip)."""
+    hf = read_folder(folder)
+    config = hf.open_clip_config()
+    check_named(config, name, folder)
+    with tempfile.TemporaryDirectory() as tmp:  # open_clip builds model, transform and tokenizer from the folder
+        (Path(tmp) / "open_clip_config.json").write_text(json.dumps({"model_cfg": config,
+                                                                      "preprocess_cfg": hf.preprocess_cfg()}))
+        loaded = _create(f"local-dir:{tmp}", tokenizer_name=f"local-dir:{tmp}", weights_follow=True)
+    loaded.name = name
+    load_full_state(loaded.model, hf.open_clip_state(), folder.name)
+    return loaded
+
+
 def _load_from_hub(hub_id: str) -> LoadedClip:
     """Fetch config and weights from the Hugging Face Hub, then load them like a local folder.
 
@@ -187,11 +208,17 @@ def _load_from_hub(hub_id: str) -> LoadedClip:
 
 def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp: Experiment, *,
                    cache: DiskCache | None = None, progress: HeadProgress | None = None) -> tuple[ImageClassifier, dict]:
-    """Load the fine-tuned classifier: our format, a plain open_clip state dict, or a converted paper checkpoint."""
+    """Load the fine-tuned classifier: our format, a plain open_clip state dict, a converted paper checkpoint, or a
+    transformers / timm CLIP checkpoint (renamed to open_clip's layout)."""
     tensors, metadata = load_checkpoint(path)
     reference = zeroshot.state_dict()
     fmt = metadata.get("format")
-    if fmt == CLASSIFIER_FORMAT or "head.weight" in tensors:
+    if is_transformers_state(tensors) or is_timm_state(tensors):  # other libraries' layouts, made open_clip's
+        tensors, notes = (transformers_open_clip(tensors, path, clip) if is_transformers_state(tensors)
+                          else timm_open_clip(tensors, path, clip, exp))
+        metadata = {**metadata, "notes": notes}
+        state = _open_clip_state_to_classifier(tensors, zeroshot, clip, exp, path, cache, progress)
+    elif fmt == CLASSIFIER_FORMAT or "head.weight" in tensors:
         state = dict(tensors)
         if metadata.get("model") not in (None, clip.name):
             raise CheckpointError(f"{path.name} was fine-tuned from '{metadata['model']}', but the zero-shot model "

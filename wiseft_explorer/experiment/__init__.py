@@ -8,7 +8,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "forms": (
         "Form", "default_form", "experiment_table", "experiment_to_toml", "form_experiment", "form_of",
-        "preset_choices", "relative_paths_note", "slug"
+        "preset_choices", "relative_paths_note", "slug", "weight_help", "WEIGHT_SOURCES"
     ),
     "labelsets": ("CIFAR10_CLASSES", "TEMPLATE_SOURCES", "class_list", "template_list"),
     "presets": ("PRESETS", "PRESET_VERSION", "PresetError", "PresetImages", "preset_of"),

@@ -21,6 +21,22 @@ from .spec import DatasetSpec, Experiment
 
 Form = dict[str, Any]
 
+# What the Models page's two weight fields accept, by library: (library, zeroshot.pretrained, finetuned.checkpoint).
+WEIGHT_SOURCES = (
+    ("open_clip", "a pretrained tag (laion2b_s34b_b79k), a .safetensors file, hf-hub:org/repo or local-dir:FOLDER",
+     "a .safetensors file: ours, an open_clip state dict, or a converted paper checkpoint"),
+    ("Hugging Face transformers", "transformers:FOLDER, a CLIPModel's save_pretrained folder (model: any name, or "
+     "the open_clip model it is)", "transformers:FOLDER, a CLIPModel or CLIPVisionModelWithProjection folder"),
+    ("timm", "none: the zero-shot model is open_clip's tag that timm's tag names (openai, laion2b_...)",
+     "timm:FOLDER, a vit_*_clip_* folder whose head is CLIP's projection (a classifier head is refused)"),
+)
+
+
+def weight_help(field: str) -> str:
+    """The help of the form's `pretrained` or `finetuned` field: what each library's weights are written as."""
+    column = 1 if field == "pretrained" else 2
+    return "  \n".join(f"{source[0]}: {source[column]}" for source in WEIGHT_SOURCES)
+
 
 def _lines(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[\n,]", text or "") if part.strip()]

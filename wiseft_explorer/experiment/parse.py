@@ -11,7 +11,21 @@ from .labelsets import CLASS_LISTS, TEMPLATE_SETS, class_list, template_list
 from .locations import DEFAULT_EXPERIMENT, listed_experiments, named_experiment
 from .preprocessing import looks_like_path, parse_preprocess
 from .presets import PRESETS, preset_of, preset_options
-from .spec import HEAD_POLICIES, PRECISIONS, DatasetSpec, Endpoint, Experiment, ExperimentError, ModelSpec
+from .spec import (
+    FOLDER_PREFIXES,
+    HEAD_POLICIES,
+    PRECISIONS,
+    TIMM_PREFIX,
+    TRANSFORMERS_PREFIX,
+    DatasetSpec,
+    Endpoint,
+    Experiment,
+    ExperimentError,
+    ModelSpec,
+)
+
+# The weights file of a transformers or timm folder named by [finetuned] checkpoint (what save_pretrained writes).
+FOLDER_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 _TOP_KEYS = {"name", "device", "precision", "head_policy", "batch_size", "cache_dir", "workers", "seed",
              "allow_other_zeroshot", "zeroshot", "finetuned", "classes", "id", "id_val", "shifts"}
@@ -50,8 +64,9 @@ def _resolve_pretrained(base: Path, value: str | None, where: str) -> str | None
     """Keep open_clip tags and hub ids as they are; turn anything that looks like a path into an absolute one."""
     if value is None:
         return None
-    if value.startswith("local-dir:"):
-        return "local-dir:" + str(_existing(base, value.removeprefix("local-dir:"), where))
+    prefix = next((p for p in FOLDER_PREFIXES if value.startswith(p)), None)
+    if prefix is not None:
+        return prefix + str(_existing(base, value.removeprefix(prefix), where))
     if value.startswith("hf-hub:"):
         return value
     return str(_existing(base, value, where)) if looks_like_path(value) else value
@@ -231,6 +246,14 @@ def _endpoints(value: Any, base: Path, path: Path | None, for_finetuning: bool) 
 
 
 def _finetuned_path(base: Path, value: str, path: Path | None, for_finetuning: bool) -> Path:
+    prefix = next((p for p in (TRANSFORMERS_PREFIX, TIMM_PREFIX) if value.startswith(p)), None)
+    if prefix is not None:  # a folder: its weights file stands for it (the format is told by the weights' names)
+        folder = _existing(base, value.removeprefix(prefix), "finetuned.checkpoint")
+        found = next((folder / n for n in FOLDER_WEIGHTS if (folder / n).is_file()), None)
+        if found is None:
+            raise ExperimentError(f"finetuned.checkpoint: {folder} has no weights file (expected one of "
+                                  f"{', '.join(FOLDER_WEIGHTS)}, as save_pretrained writes)")
+        return found
     resolved = (base / value).expanduser().resolve()
     if not resolved.exists() and not for_finetuning:
         raise ExperimentError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .spec import REMOTE_PREFIXES, ExperimentError, ModelSpec, PreprocessSpec
+from .spec import REMOTE_PREFIXES, TRANSFORMERS_PREFIX, ExperimentError, ModelSpec, PreprocessSpec
 
 PREPROCESS_KEYS = ("tag", "model", "mean", "std", "size", "interpolation", "resize_mode")
 INTERPOLATIONS = ("bicubic", "bilinear")  # what open_clip's eval transform accepts
@@ -76,6 +76,8 @@ def preprocess_source(spec: ModelSpec) -> str:
         parts += [f"{key} {value}" for key, value in pp.overrides().items()]
         return "[zeroshot.preprocess]: " + ", ".join(parts)
     pretrained = spec.pretrained or ""
+    if pretrained.startswith(TRANSFORMERS_PREFIX):
+        return "the transformers folder's preprocessor_config.json (OpenAI CLIP's values where it has none)"
     if spec.name.startswith(REMOTE_PREFIXES) or pretrained.startswith(REMOTE_PREFIXES):
         return "the model folder's open_clip_config.json"
     if pretrained and not looks_like_path(pretrained):

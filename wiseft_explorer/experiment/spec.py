@@ -9,6 +9,9 @@ from pathlib import Path
 HEAD_POLICIES = ("interpolate", "zeroshot", "finetuned")
 PRECISIONS = ("fp32", "bf16", "fp16")
 REMOTE_PREFIXES = ("hf-hub:", "local-dir:")
+# Folders of other libraries' checkpoints, mapped to open_clip's layout (core.hf_clip, core.timm_clip).
+TRANSFORMERS_PREFIX, TIMM_PREFIX = "transformers:", "timm:"
+FOLDER_PREFIXES = ("local-dir:", TRANSFORMERS_PREFIX)  # zeroshot.pretrained values that name a local folder
 
 
 class ExperimentError(ValueError):
@@ -36,7 +39,7 @@ class PreprocessSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Where the zero-shot CLIP comes from: open_clip name + tag, file, hf-hub: id or local-dir:."""
+    """Where the zero-shot CLIP comes from: open_clip name + tag, file, hf-hub: id, local-dir: or transformers:."""
 
     name: str
     pretrained: str | None = None

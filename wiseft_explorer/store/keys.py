@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..experiment.spec import FOLDER_PREFIXES
+
 if TYPE_CHECKING:
     from ..experiment.spec import DatasetSpec, Experiment, ModelSpec
 
@@ -99,12 +101,12 @@ def hub_revision(source: str) -> str | None:
 
 
 def _weights_digest(source: str) -> str:
-    """Content identity of a weights source: a file's digest, a local-dir:'s file digests, a hub model's commit,
+    """Content identity of a weights source: a file's digest, a local-dir:'s or transformers:'s file digests, a hub model's commit,
     else the tag."""
     if source.startswith("hf-hub:"):
         return f"{source}@{hub_revision(source) or _UNRESOLVED}"
-    if source.startswith("local-dir:"):
-        folder = Path(source.removeprefix("local-dir:"))
+    if source.startswith(FOLDER_PREFIXES):
+        folder = Path(source.split(":", 1)[1])
         return ",".join(file_digest(p) for p in sorted(folder.iterdir()) if p.is_file())
     return file_digest(Path(source)) if source and Path(source).is_file() else source
 
@@ -140,9 +142,9 @@ def _stamp(path: Path) -> str:
 
 
 def _local_files(source: str) -> list[Path]:
-    """The files a weights source names here: a file, a local-dir: folder's files; none for a tag or hub id."""
-    if source.startswith("local-dir:"):
-        folder = Path(source.removeprefix("local-dir:"))
+    """The files a weights source names here: a file, a local-dir: or transformers: folder's files; none for a tag or hub id."""
+    if source.startswith(FOLDER_PREFIXES):
+        folder = Path(source.split(":", 1)[1])
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
     return [Path(source)] if source and not source.startswith("hf-hub:") and Path(source).is_file() else []
 

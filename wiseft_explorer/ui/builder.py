@@ -19,6 +19,7 @@ from ..experiment.forms import (
     preset_choices,
     relative_paths_note,
     slug,
+    weight_help,
 )
 from ..experiment.locations import user_experiments_dir
 from ..experiment.parse import load_experiment
@@ -100,18 +101,18 @@ def _form() -> Form | None:
         help="How many distribution-shift test sets the form below has boxes for (at most "
              f"{MAX_SHIFTS}); each is scored by the same models as the ID test set. 0: ID only.")
     with st.form("builder"):
-        st.markdown("**Zero-shot model** (open_clip)")
+        st.markdown("**Zero-shot model** (open_clip, or a Hugging Face transformers CLIP; fine-tuned: also timm)")
         c1, c2, c3 = st.columns(3)
         c1.text_input("Experiment name", key=KEY + "name")
         c2.text_input("open_clip model name", key=KEY + "model", placeholder="ViT-B-32")
         c3.text_input("pretrained tag or checkpoint path", key=KEY + "pretrained",
                       placeholder="laion2b_s34b_b79k or a file",
-                      help="An open_clip pretrained tag (e.g. laion2b_s34b_b79k) or the path of an open_clip "
-                           "checkpoint (.safetensors). A tag must already be in the local cache when the machine "
-                           "is offline.")
+                      help=weight_help("pretrained") + "  \nA tag must already be in the local cache when the "
+                           "machine is offline.")
         c1, c2 = st.columns(2)
         c1.text_input("custom model config JSON (optional)", key=KEY + "config")
-        c2.text_input("fine-tuned checkpoint path (.safetensors)", key=KEY + "finetuned")
+        c2.text_input("fine-tuned checkpoint path (.safetensors, transformers: or timm: folder)", key=KEY + "finetuned",
+                      help=weight_help("finetuned"))
         st.markdown("**Classes and prompts** (in the order the fine-tuned checkpoint was trained with)")
         c1, c2 = st.columns(2)
         c1.text_area("class names, one per line", key=KEY + "classes",

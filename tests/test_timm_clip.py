@@ -1,0 +1,109 @@
+"""timm CLIP towers (vit_*_clip_*) as the fine-tuned endpoint (issue #28 item 6): a tiny random timm ViT built here
+computes the same features through open_clip's names, the pretrained tag is checked against θ₀, and a classifier
+head on timm's un-projected features is refused with the reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import partial
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from timm.models.vision_transformer import VisionTransformer
+from tiny import CLASSES, write_folder
+from torch import nn
+
+from wiseft_explorer.core import CheckpointError, check_tag_lineage, load_models, save_checkpoint
+from wiseft_explorer.experiment import ModelSpec, load_experiment
+
+NAME = "timm-test-vit"
+CONFIG = {"embed_dim": 16, "quick_gelu": True,
+          "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 48, "layers": 2, "head_width": 12},
+          "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 1}}
+
+
+def timm_vit(num_classes: int = 16, act: str = "quick_gelu", seed: int = 1) -> VisionTransformer:
+    """A tiny random timm CLIP tower (pre-norm, class token); a head of embed_dim outputs stands for CLIP's
+    projection, with a zero bias, as timm's untuned CLIP tags hold it."""
+    torch.manual_seed(seed)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=4, num_classes=num_classes,
+                              pre_norm=True, norm_layer=partial(nn.LayerNorm, eps=1e-5), act_layer=act,
+                              global_pool="token")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # away from timm's init (zeros, ones) so every weight matters
+        if num_classes == 16:
+            model.head.bias.zero_()
+    return model.eval()
+
+
+def _project(root: Path, vit: VisionTransformer, arch: str = "vit_tiny_clip_quickgelu_32",
+             tag: str = "openai_ft_tiny") -> Path:
+    """θ₀ (a tiny open_clip ViT file), the timm folder (config.json + model.safetensors) and the experiment."""
+    config = root / f"{NAME}.json"
+    config.write_text(json.dumps(CONFIG))
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    save_checkpoint(root / "zeroshot.safetensors", open_clip.create_model(NAME).state_dict())
+    (root / "ft").mkdir()
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(root / "ft" / "model.safetensors"))
+    (root / "ft" / "config.json").write_text(json.dumps({"architecture": arch, "num_classes": vit.num_classes,
+                                                         "pretrained_cfg": {"tag": tag}}))
+    write_folder(root / "id", 2, seed=1)
+    toml = root / "exp.toml"
+    toml.write_text(f"""device = "cpu"
+cache_dir = "cache"
+[zeroshot]
+model = "{NAME}"
+pretrained = "zeroshot.safetensors"
+config = "{config.name}"
+[finetuned]
+checkpoint = "timm:ft"
+[classes]
+names = {json.dumps(CLASSES)}
+templates = ["a photo of a {{}}."]
+[id]
+source = "id"
+""")
+    return toml
+
+
+def test_a_timm_clip_tower_computes_the_same_features_through_open_clips_names(tmp_path):
+    vit = timm_vit()
+    pair = load_models(load_experiment(_project(tmp_path, vit)))
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(pair.finetuned.features(images), F.normalize(vit(images)), atol=1e-5)
+        assert torch.equal(pair.finetuned.head.weight, pair.zeroshot.head.weight)  # the zero-shot head scores it
+    assert pair.finetuned.state_dict().keys() == pair.zeroshot.state_dict().keys()  # one flat lerp
+    assert any("openai CLIP weights (timm tag openai_ft_tiny)" in n and "could not be checked" in n
+               for n in pair.notes)
+
+
+def test_a_timm_classifier_head_is_refused_with_the_reason(tmp_path):
+    toml = _project(tmp_path, timm_vit(num_classes=5))
+    with pytest.raises(CheckpointError, match="5-class timm head scores the un-normalised 48-wide token.*no flat lerp"):
+        load_models(load_experiment(toml))
+
+
+def test_a_timm_tower_with_another_activation_is_refused(tmp_path):
+    toml = _project(tmp_path, timm_vit(act="gelu"), arch="vit_tiny_clip_32")
+    with pytest.raises(CheckpointError, match="records activation gelu.*builds quick_gelu"):
+        load_models(load_experiment(toml))
+
+
+def test_the_timm_tag_must_name_the_zero_shot_clip(tmp_path):
+    exp = load_experiment(_project(tmp_path, timm_vit()))
+    laion = dataclasses.replace(exp, zeroshot=ModelSpec("ViT-B-32", "laion2b_s34b_b79k"))
+    assert check_tag_lineage("laion2b_ft_in1k", laion, "ft") is None
+    assert check_tag_lineage("openai_ft_in1k", dataclasses.replace(laion, zeroshot=ModelSpec("ViT-B-32", "openai")),
+                             "ft") is None
+    with pytest.raises(CheckpointError, match="fine-tuned from openai CLIP .* open_clip's 'laion2b_s34b_b79k'"):
+        check_tag_lineage("openai_ft_in1k", laion, "ft")
+    note = check_tag_lineage("openai_ft_in1k", dataclasses.replace(laion, allow_other_zeroshot=True), "ft")
+    assert note is not None and "used anyway" in note
