@@ -3,7 +3,9 @@
 For each image alone (batch size 1), in train mode: a label is sampled from the model's own softmax, the
 cross-entropy to it is back-propagated, and the squared gradients are summed; each parameter's sum is divided by
 the number of images that gave it a gradient. Parameters that never got one have no Fisher (the merge uses ones).
-The sampling is seeded here (the paper's is not), so a Fisher is reproducible and can be cached.
+The sampling is seeded here (the paper's is not), so a Fisher is reproducible and can be cached. One difference:
+BatchNorm layers (ModifiedResNet towers) use their running statistics, where the paper's train mode would
+normalise each single image by its own statistics (undefined on a 1×1 map; the paper's ViTs have no BatchNorm).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def diagonal_fisher(model: nn.Module, images: Iterable[torch.Tensor], seed: int 
                     progress: FisherProgress | None = None) -> dict[str, torch.Tensor]:
     """Mean squared gradient per parameter over `images` (each (3, H, W) or (1, 3, H, W)), on a copy of `model`."""
     work = copy.deepcopy(model).train().requires_grad_(True)  # the paper's model.train(); the caller's is untouched
+    for module in work.modules():  # ...but BatchNorm keeps its running statistics: batch-of-1 ones are noise
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
     device = next(work.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     params = dict(work.named_parameters())
