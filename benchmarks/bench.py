@@ -48,6 +48,9 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "stream_memory": ("memory.growth_mb", "<=", 300.0, "peak RSS, 20,000- minus 2,000-image sweep (MB)"),
     "stream_decodes": ("decodes.project_per_image", "<=", 1.0, "images decoded per image, 21-alpha sweep"),
     "stream_throughput": ("streaming.project_over_raw", ">=", 0.9, "streamed images x alpha/s vs raw forwards"),
+    "merge_lines": ("merging.lines_over_lerp", "<=", 3.0, "LiNeS θ vs one WiSE-FT lerp (ViT-B/32)"),
+    "merge_slerp": ("merging.slerp_over_lerp", "<=", 3.0, "SLERP θ vs one WiSE-FT lerp (ViT-B/32)"),
+    "merge_model_stock": ("merging.model_stock_over_lerp", "<=", 3.0, "Model Stock θ vs one lerp (ViT-B/32)"),
     "distributed_scaling": ("distributed.speedup", ">=", 1.6, "sweep 2 vs 1 processes (gloo, CPU, 1 thread each)"),
 }
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
@@ -97,13 +100,17 @@ def bench_interpolation(zs: ImageClassifier, ft: ImageClassifier, repeats: int) 
     return fig, lambda alpha: space.interpolate_into(working, alpha)
 
 
-def bench_vit(tiny: bool, root: Path, device: torch.device, precision: str, repeats: int) -> tuple[dict, dict]:
-    """Interpolation figures and the one-image slider latency on ViT-B/32 (its memory is freed on return)."""
+def bench_vit(tiny: bool, root: Path, device: torch.device, precision: str, repeats: int
+              ) -> tuple[dict, dict, dict]:
+    """Interpolation figures, the one-image slider latency and the merge methods on ViT-B/32 (memory freed after)."""
+    from .bench_merging import bench_merging
+
     zs, ft, size = vit_pair(tiny, root, device)
     interpolation, interpolate = bench_interpolation(zs, ft, repeats)
     move = _slider(interpolate, torch.rand(1, 3, size, size), device, precision,
                    torch.zeros(1, dtype=torch.long), None)
-    return interpolation, {"vit_b32_ms": timed({"vit": move}, repeats, device=device)["vit"] * 1e3}
+    merging = bench_merging(zs, ft, repeats, timed)
+    return interpolation, {"vit_b32_ms": timed({"vit": move}, repeats, device=device)["vit"] * 1e3}, merging
 
 
 def _slider(interpolate: Callable[[float], ImageClassifier], images: torch.Tensor, device: torch.device,
@@ -202,7 +209,7 @@ def run(tiny: bool = False, device: str | None = None) -> dict:
     precision = "bf16" if dev.type == "cuda" else "fp32"  # bf16 autocast on GPU (the issue's GPU run)
     with tempfile.TemporaryDirectory(prefix="wiseft-bench-") as tmp:
         root = Path(tmp)
-        interpolation, slider = bench_vit(tiny, root, dev, precision, repeats)
+        interpolation, slider, merging = bench_vit(tiny, root, dev, precision, repeats)
         vit_s = time.perf_counter() - started
         exp, note = demo_experiment(root, tiny, device)
         if pick_device(exp.device).type == "cuda":
@@ -216,6 +223,7 @@ def run(tiny: bool = False, device: str | None = None) -> dict:
 
         figures["distributed"] = bench_scaling(root, tiny, repeats=1 if tiny else 2)
     figures["interpolation"] = interpolation
+    figures["merging"] = merging
     figures["slider"].update(slider)
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
             "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..experiment.locations import DEFAULT_EXPERIMENT
+from .merging import add_method_options
 
 if TYPE_CHECKING:
     from tqdm import tqdm as Bar
@@ -24,12 +25,14 @@ def _runtime(args: argparse.Namespace, endpoint: str | None = None):
 
     from ..evaluation.runtime import ExperimentRuntime
     from ..experiment.parse import load_experiment
+    from .merging import apply_method
 
     exp = load_experiment(args.experiment).with_endpoint(endpoint or getattr(args, "endpoint", None))
     if getattr(args, "workers", None) is not None:
         exp = dataclasses.replace(exp, workers=args.workers)
     runtime = ExperimentRuntime(exp)
     runtime.head_progress = _HeadBar(getattr(args, "quiet", False))
+    runtime = apply_method(args, runtime)  # --method: the runtime along a merge method's path
     args.runtime = runtime  # main() prints what loading it adjusted, once the command is done
     return runtime
 
@@ -57,7 +60,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..experiment.parse import load_experiment
 
     exp = load_experiment(args.experiment)
-    names = [args.endpoint] if args.endpoint or len(exp.endpoints) < 2 else exp.endpoint_names
+    every = len(exp.endpoints) >= 2 and not args.endpoint and args.method == "wiseft"  # a merge uses them all
+    names = exp.endpoint_names if every else [args.endpoint]
     for name in names:
         if len(names) > 1:
             print(f"== fine-tuned endpoint: {name} ==")
@@ -225,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after a full sweep, compare this alpha with both ends, with standard errors (default 0.5)")
     p.add_argument("--workers", type=int, default=None,
                    help="image-decoding worker processes (default: the experiment's, else cores - 1, at most 8)")
+    add_method_options(p)
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("predict", parents=[common], help="top-5 of zero-shot, alpha and fine-tuned for images")
     p.add_argument("images", nargs="+", help="image files")
@@ -238,13 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "zero-shot text tower; theta_alpha's head is written beside it (clip.safetensors -> "
                         "clip.head.safetensors)")
     _endpoint_option(p)
+    add_method_options(p)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("info", parents=[experiment], help="models, parameter counts, device")
     _endpoint_option(p)
     p.set_defaults(func=cmd_info)
     from . import convert, example, serve
+    from . import merging as merging_cli
     from . import training as train_cli
 
+    merging_cli.add_parsers(sub, experiment, _runtime)
     train_cli.add_parsers(sub, common)
     convert.add_parser(sub)
     example.add_parser(sub)

@@ -51,6 +51,7 @@ class Working:
     model: ImageClassifier
     flats: dict[torch.dtype, torch.Tensor]
     alpha: float | None = None
+    path: str = ""  # which path alpha is on: "" for this straight line, else a merge method's (core.merging.space)
 
 
 class WeightSpace:
@@ -105,12 +106,12 @@ class WeightSpace:
         alpha = float(alpha)
         if not math.isfinite(alpha):  # NaN/inf would silently turn every weight into NaN
             raise ValueError(f"alpha must be a finite number, got {alpha}")
-        if working.alpha != alpha:
+        if working.alpha != alpha or working.path:
             with torch.no_grad():
                 for dtype, out in working.flats.items():
                     # lerp is exact at the endpoints: alpha=0 gives theta_0, alpha=1 gives theta_1 bit for bit.
                     torch.lerp(self.theta0[dtype], self.theta1[dtype], alpha, out=out)
-            working.alpha = alpha
+            working.alpha, working.path = alpha, ""
         return working.model
 
     @property

@@ -21,8 +21,9 @@ HEAD_FORMAT = "wiseft-explorer/head"
 def _provenance(runtime: ExperimentRuntime, alpha: float) -> dict:
     exp = runtime.experiment
     assert exp.finetuned is not None  # load_models refuses an experiment without a fine-tuned checkpoint
+    method = runtime.fingerprint.get("method")  # a merge method's path (evaluation.merging); none for WiSE-FT
     return {"alpha": alpha, "head_policy": exp.head_policy, "zeroshot": exp.zeroshot.pretrained,
-            "finetuned": str(exp.finetuned.name), "experiment": exp.name}
+            "finetuned": str(exp.finetuned.name), "experiment": exp.name, **({"method": method} if method else {})}
 
 
 def head_path(out: str | Path) -> Path:

@@ -23,7 +23,11 @@ ProgressHook = Callable[[StreamProgress, Callable[[], "SweepResult"]], None]
 
 
 def _store(runtime: ExperimentRuntime, result: SweepResult) -> None:
-    """Keep a full-grid sweep's curves (and what the models are, when loaded) for the next start to read first."""
+    """Keep a full-grid sweep's curves (and what the models are, when loaded) for the next start to read first.
+
+    A merge method's sweep keeps nothing there: the stored curves are the experiment's WiSE-FT line."""
+    if runtime.fingerprint.get("method"):
+        return
     curves = result.curves()
     if runtime.models_loaded:
         curves.about = runtime.describe()
