@@ -49,6 +49,7 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "stream_decodes": ("decodes.project_per_image", "<=", 1.0, "images decoded per image, 21-alpha sweep"),
     "stream_throughput": ("streaming.project_over_raw", ">=", 0.9, "streamed images x alpha/s vs raw forwards"),
     "distributed_scaling": ("distributed.speedup", ">=", 1.6, "sweep 2 vs 1 processes (gloo, CPU, 1 thread each)"),
+    "cpu_peak": ("cpu.vit_b32_sweep_fraction_of_peak", ">=", 0.8, "21-alpha ViT-B/32 JPEG sweep FLOP/s / GEMM's"),
 }
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
 
@@ -215,6 +216,9 @@ def run(tiny: bool = False, device: str | None = None) -> dict:
         from .bench_distributed import bench_scaling  # fresh torchrun process groups, timed inside
 
         figures["distributed"] = bench_scaling(root, tiny, repeats=1 if tiny else 2)
+        from .bench_peak import bench_cpu_peak  # imports bench_stream, which imports this module
+
+        figures["cpu"] = bench_cpu_peak(root, tiny)
     figures["interpolation"] = interpolation
     figures["slider"].update(slider)
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
@@ -242,9 +246,11 @@ def report(results: dict) -> str:
                  f"throughput img/s: project {f['throughput']['project_img_s']:.0f}, raw "
                  f"{f['throughput']['raw_img_s']:.0f}; relaunch s: first {f['relaunch']['first_s']:.2f}, "
                  f"warm {f['relaunch']['warm_s']:.3f}")
-    from .bench_stream import report_line  # bench_stream imports this module
+    from .bench_peak import report_line as peak_line  # both import this module
+    from .bench_stream import report_line
 
     lines.append(report_line(f))
+    lines.append(peak_line(f))
     d = f["distributed"]
     lines.append(f"distributed sweep ({d['images']} images x 21 alphas, {d['model']}, gloo, 1 thread per process): "
                  f"1 process {d['one_s']:.1f} s, 2 processes {d['two_s']:.1f} s, speed-up {d['speedup']:.2f}x")
