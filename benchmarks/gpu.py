@@ -64,7 +64,6 @@ def run(cpu: bool) -> dict:
         subject = vit_subject(root / "vit", plan.tiny, str(device), "bf16")
         sweeps = {p: sweep_rate(subject, folder, plan.images, ALPHA_GRID, plan.workers, plan.batch_size, p,
                                 plan.repeats) for p in PRECISIONS}
-        del subject
         linear = vit_subject(root / "linear", plan.tiny, str(device), "bf16", linear=True)
         lc = {"alphas_21": sweep_rate(linear, folder, plan.images, ALPHA_GRID, plan.workers, plan.batch_size,
                                       repeats=plan.repeats),
