@@ -53,6 +53,10 @@ class Curves:
     seed: int | None = None  # the seed of the sets' fair order (and of any `limit` sample)
     # set -> alpha -> top-1 of the output-space ensemble (1 - alpha) logits_0 + alpha logits_1 (empty: not kept)
     ensemble: dict[str, dict[float, float]] = field(default_factory=dict)
+    # shift set -> alpha -> top-1 on the ID images of that shift's classes, scored on those classes only (the
+    # testbed's x-axis for ImageNet-R, -A and ObjectNet); and how many ID images that is, per shift set
+    id_on_classes: dict[str, dict[float, float]] = field(default_factory=dict)
+    id_on_classes_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def sets(self) -> list[str]:
@@ -133,7 +137,10 @@ class Curves:
                                          for s, by in self.intervals.items()},
                            "counts": {s: list(v) for s, v in self.counts.items()}, "seed": self.seed,
                            "about": self.about,
-                           "ensemble": {s: {repr(a): v for a, v in by.items()} for s, by in self.ensemble.items()}})
+                           "ensemble": {s: {repr(a): v for a, v in by.items()} for s, by in self.ensemble.items()},
+                           "id_on_classes": {s: {repr(a): v for a, v in by.items()}
+                                             for s, by in self.id_on_classes.items()},
+                           "id_on_classes_counts": self.id_on_classes_counts})
 
     @classmethod
     def from_json(cls, text: str) -> Curves:
@@ -143,11 +150,14 @@ class Curves:
         def pairs(key: str) -> dict[str, dict[float, tuple[float, float]]]:
             return {s: {float(a): (float(v[0]), float(v[1])) for a, v in by.items()} for s, by in data[key].items()}
 
-        ensemble = {s: {float(a): float(v) for a, v in by.items()} for s, by in data["ensemble"].items()}
+        def singles(key: str) -> dict[str, dict[float, float]]:
+            return {s: {float(a): float(v) for a, v in by.items()} for s, by in data.get(key, {}).items()}
+
         return cls(data["id_set"], data["id_val"], list(data["shift_sets"]), [float(a) for a in data["alphas"]],
                    top1s, {str(k): str(v) for k, v in data["about"].items()}, pairs("errors"),
                    pairs("intervals"), {s: (int(v[0]), int(v[1])) for s, v in data["counts"].items()}, data["seed"],
-                   ensemble)
+                   singles("ensemble"), singles("id_on_classes"),
+                   {s: int(n) for s, n in data.get("id_on_classes_counts", {}).items()})
 
 
 def shift_average(top1: Mapping[str, float], shifts: Sequence[str]) -> float:
