@@ -12,9 +12,10 @@ _EXPORTS = {
     ),
     "robustness": (
         "FIT_SCALES", "LineFit", "ReferenceLines", "Robustness", "curve_robustness", "effective_robustness",
-        "fit_line", "reference_lines", "robustness_table", "standard_line"
+        "fit_line", "reference_lines", "robustness_rows", "robustness_table", "standard_line"
     ),
-    "testbed": ("STANDARD", "TESTBED_CSV", "TESTBED_LICENSE", "load_testbed", "no_testbed_reason", "preset_axes"),
+    "testbed": ("STANDARD", "TESTBED_CSV", "TESTBED_LICENSE", "experiment_axes", "load_testbed", "no_testbed_reason",
+                "preset_axes"),
     "uncertainty": (
         "accuracy_intervals", "compare_to_ends", "endpoint_errors", "format_comparison", "newcombe_interval",
         "paired_counts", "paired_difference", "wilson_interval"

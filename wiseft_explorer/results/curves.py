@@ -116,16 +116,18 @@ class Curves:
         return Curves(self.id_set, self.id_val, list(self.shift_sets), list(self.alphas), dict(self.ensemble),
                       counts=dict(self.counts), seed=self.seed)
 
-    def jsonl_rows(self) -> list[dict]:
-        """Rows with the paper code's keys: alpha, '<Set>:top1', 'avg_shifts:top1', id_set, shift_sets."""
+    def jsonl_rows(self, extra: Mapping[float, Mapping[str, float]] | None = None) -> list[dict]:
+        """Rows with the paper code's keys: alpha, '<Set>:top1', 'avg_shifts:top1', id_set, shift_sets; `extra`
+        adds keys per alpha (e.g. '<set>:effective_robustness')."""
         return [{"alpha": float(alpha), **{f"{k}:top1": float(v) for k, v in row.items()},
+                 **{k: float(v) for k, v in (extra or {}).get(float(alpha), {}).items()},
                  "id_set": self.id_set, "shift_sets": self.shift_sets, "seed": self.seed,
                  "images": {name: n for name, (n, _) in self.counts.items()}}
                 for alpha, row in self.table().iterrows()]
 
-    def write_jsonl(self, path: str | Path) -> Path:
+    def write_jsonl(self, path: str | Path, extra: Mapping[float, Mapping[str, float]] | None = None) -> Path:
         """Write the results as JSONL, atomically."""
-        return atomic_write_text(Path(path), "".join(json.dumps(r) + "\n" for r in self.jsonl_rows()))
+        return atomic_write_text(Path(path), "".join(json.dumps(r) + "\n" for r in self.jsonl_rows(extra)))
 
     def to_json(self) -> str:
         """The curves as JSON (alphas as strings: JSON keys are strings)."""

@@ -14,15 +14,17 @@ ImageNet-A (0%: ImageNet-A's images were chosen because ResNet-50 gets them wron
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
+from ..experiment.spec import Experiment
 from .curves import AVG_ROW, Curves
-from .testbed import ID_COLUMN, STANDARD, ShiftAxes, load_testbed
+from .testbed import ID_COLUMN, STANDARD, ShiftAxes, experiment_axes, load_testbed
 
 FIT_SCALES = ("logit", "probit", "linear")
 BOOTSTRAPS = 1000
@@ -30,6 +32,8 @@ BAND_SEED = 0
 Z95 = NormalDist().inv_cdf(0.975)
 _CLIP = 1e-3  # an evaluated model at exactly 0% or 100% is placed just inside, as the plots place it
 _NORMAL = NormalDist()
+ROBUSTNESS_TITLE = ("effective robustness (points): shift accuracy minus the testbed's logit line over its standard "
+                    "ImageNet models, at the model's ID accuracy; avg_shifts against the mean of the lines")
 
 
 def transform(p: np.ndarray | float, scale: str) -> np.ndarray:
@@ -195,11 +199,16 @@ class ReferenceLines:
 
 def reference_lines(axes: Sequence[ShiftAxes], scale: str = "logit", seed: int = BAND_SEED) -> ReferenceLines:
     """Fit every shift's line (the average's over the standard models with every shift known, so that one seed
-    draws the same resamples for all of them)."""
+    draws the same resamples for all of them); cached: the same shifts and scale give the same (shared) lines."""
+    return _reference_lines(tuple(axes), scale, seed)
+
+
+@lru_cache(maxsize=32)
+def _reference_lines(axes: tuple[ShiftAxes, ...], scale: str, seed: int) -> ReferenceLines:
     frame = load_testbed()
     columns = [ID_COLUMN, *{a.y_column for a in axes}]
     complete = frame[frame[columns].notna().all(axis=1)]
-    return ReferenceLines(tuple(axes), scale,
+    return ReferenceLines(axes, scale,
                           {a.set_name: standard_line(a.x_column, a.y_column, scale, seed) for a in axes},
                           {a.set_name: standard_line(ID_COLUMN, a.y_column, scale, seed) for a in axes},
                           AverageLine(tuple(standard_line(ID_COLUMN, a.y_column, scale, seed, complete)
@@ -238,6 +247,13 @@ def robustness_table(curves: Curves, lines: ReferenceLines) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("alpha")
 
 
-def robustness_columns(table: pd.DataFrame) -> Mapping[str, str]:
-    """The JSONL key of each column: '<set>:effective_robustness'."""
-    return {column: f"{column}:effective_robustness" for column in table.columns}
+def robustness_rows(table: pd.DataFrame) -> dict[float, dict[str, float]]:
+    """robustness_table's rows as JSONL keys by alpha: '<set>:effective_robustness' (fractions)."""
+    return {float(alpha): {f"{column}:effective_robustness": float(value) for column, value in row.items()}
+            for alpha, row in table.iterrows()}
+
+
+def experiment_robustness(exp: Experiment, curves: Curves, scale: str = "logit") -> pd.DataFrame | None:
+    """Effective robustness of every alpha of an experiment's curves, or None when the testbed does not apply."""
+    axes = experiment_axes(exp)
+    return robustness_table(curves, reference_lines(axes, scale)) if axes else None

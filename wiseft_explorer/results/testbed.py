@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..experiment.locations import ASSETS_DIR
+from ..experiment.spec import Experiment
 
 TESTBED_DIR = ASSETS_DIR / "testbed"
 TESTBED_CSV = TESTBED_DIR / "imagenet-testbed.csv"
@@ -72,6 +73,11 @@ def preset_axes(id_preset: str | None, shifts: Iterable[tuple[str, str | None]])
     if id_preset != "imagenet":
         return []
     return [ShiftAxes(name, preset, *SHIFT_COLUMNS[preset]) for name, preset in shifts if preset in SHIFT_COLUMNS]
+
+
+def experiment_axes(exp: Experiment) -> list[ShiftAxes]:
+    """The shifts of an experiment that the testbed has lines for (none unless its ID set is ImageNet's preset)."""
+    return preset_axes(exp.id_set.preset, [(spec.name, spec.preset) for spec in exp.shifts])
 
 
 def no_testbed_reason(id_preset: str | None) -> str:
