@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from fake_datasets import fake_imagenet_layout
 
 from wiseft_explorer.experiment import parse_experiment
@@ -94,3 +95,55 @@ def test_the_demo_gets_no_testbed():
     from wiseft_explorer.experiment import DEFAULT_EXPERIMENT, load_experiment
 
     assert experiment_axes(load_experiment(DEFAULT_EXPERIMENT)) == []
+
+
+def test_the_sweep_measures_imagenet_on_each_shifts_classes_from_one_pass(tiny, tmp_path):
+    """The ID set's logits scored as R (masked to its 200 classes) and ObjectNet (max over each group) score them,
+    on the ID images of those classes: equal to the definition written out on the in-memory logits."""
+    from fake_datasets import fake_objectnet
+    from libkit import set_images
+    from test_presets import _preset_experiment
+
+    from wiseft_explorer.evaluation import ExperimentRuntime, predict_logits, run_sweep
+
+    sets = (f'[id]\nname = "ImageNet"\npreset = "imagenet"\nlimit = 300\n'
+            f'source = "{fake_imagenet_layout(tmp_path / "val", "imagenet")}"\n'
+            f'[[shifts]]\nname = "R"\npreset = "imagenet-r"\nsource = "{fake_imagenet_layout(tmp_path / "r", "imagenet-r")}"\n'
+            f'[[shifts]]\nname = "ObjectNet"\npreset = "objectnet"\nsource = "{fake_objectnet(tmp_path)}"\n')
+    toml = _preset_experiment(tmp_path, tiny, "imagenet", sets)
+    toml.write_text(toml.read_text().replace("batch_size = 4", "batch_size = 250"))
+    runtime = ExperimentRuntime.from_path(toml)
+    result = run_sweep(runtime, [0.0, 1.0])
+    id_ev, images = runtime.eval_set("ImageNet"), set_images(runtime, "ImageNet")
+    r_classes, groups = runtime.eval_set("R").class_indices, runtime.eval_set("ObjectNet").groups
+    for alpha in (0.0, 1.0):
+        logits = predict_logits(runtime.classifier_at(runtime.new_working(), alpha), images, runtime.device)
+        in_r = torch.isin(id_ev.labels, r_classes)
+        masked = torch.full_like(logits, float("-inf"))
+        masked[:, r_classes] = logits[:, r_classes]
+        right_r = int((masked[in_r].argmax(-1) == id_ev.labels[in_r]).sum())
+        assert result.id_on_classes["R"][alpha] == right_r / int(in_r.sum())
+        assert result.id_on_classes_counts["R"] == int(in_r.sum()) > 0
+        # ObjectNet: an image of one of a group's classes is right when its group has the highest max-logit
+        group_of = {c: k for k, g in enumerate(groups) for c in g}
+        rows = [i for i, label in enumerate(id_ev.labels.tolist()) if label in group_of]
+        best = torch.stack([logits[rows][:, list(g)].amax(-1) for g in groups], dim=1).argmax(-1)
+        right = [b == group_of[id_ev.labels[i].item()] for i, b in zip(rows, best.tolist(), strict=True)]
+        assert result.id_on_classes["ObjectNet"][alpha] == sum(right) / len(right)
+        assert result.id_on_classes_counts["ObjectNet"] == len(rows) > 0
+    # ... kept with the stored curves and read back from the cache without a second pass
+    again = run_sweep(ExperimentRuntime.from_path(toml), [0.0, 1.0])
+    assert again.id_on_classes == result.id_on_classes and again.provenance == result.provenance
+
+
+def test_the_lesson_explains_effective_robustness_with_the_experiments_numbers(preset_experiment):
+    from wiseft_explorer.presentation import lesson_steps
+    from wiseft_explorer.results import curve_robustness
+
+    lines = reference_lines(experiment_axes(preset_experiment))
+    curves = _curves()
+    steps = lesson_steps(curves, None, lines)
+    assert [s.slug for s in steps][-2:] == ["effective-robustness", "try-it"] and len(steps) == 7
+    at_half = curve_robustness(curves, lines, 0.5)["avg_shifts"].value
+    assert f"WiSE-FT at α = 0.5 {100 * at_half:+.1f} points" in steps[-2].text
+    assert len(lesson_steps(curves)) == 6  # no line (the demo): the six steps as before
