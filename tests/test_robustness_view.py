@@ -147,3 +147,15 @@ def test_the_lesson_explains_effective_robustness_with_the_experiments_numbers(p
     at_half = curve_robustness(curves, lines, 0.5)["avg_shifts"].value
     assert f"WiSE-FT at α = 0.5 {100 * at_half:+.1f} points" in steps[-2].text
     assert len(lesson_steps(curves)) == 6  # no line (the demo): the six steps as before
+
+
+def test_the_cli_prints_effective_robustness_or_why_not(preset_experiment, capsys):
+    from wiseft_explorer.cli.commands import _print_robustness
+    from wiseft_explorer.experiment import DEFAULT_EXPERIMENT, load_experiment
+
+    _print_robustness(preset_experiment, _curves())
+    out = capsys.readouterr().out
+    assert out.startswith("effective robustness (points)") and "avg_shifts" in out and "V2" in out
+    _print_robustness(load_experiment(DEFAULT_EXPERIMENT), _curves())
+    captured = capsys.readouterr()
+    assert captured.out == "" and "effective robustness: none" in captured.err and "ImageNet" in captured.err
