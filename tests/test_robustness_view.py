@@ -104,7 +104,8 @@ def test_the_sweep_measures_imagenet_on_each_shifts_classes_from_one_pass(tiny, 
     from libkit import set_images
     from test_presets import _preset_experiment
 
-    from wiseft_explorer.evaluation import ExperimentRuntime, predict_logits, run_sweep
+    from wiseft_explorer.evaluation import ExperimentRuntime, predict_logits, run_sweep, write_results
+    from wiseft_explorer.results import curve_robustness
 
     sets = (f'[id]\nname = "ImageNet"\npreset = "imagenet"\nlimit = 300\n'
             f'source = "{fake_imagenet_layout(tmp_path / "val", "imagenet")}"\n'
@@ -134,6 +135,14 @@ def test_the_sweep_measures_imagenet_on_each_shifts_classes_from_one_pass(tiny, 
     # ... kept with the stored curves and read back from the cache without a second pass
     again = run_sweep(ExperimentRuntime.from_path(toml), [0.0, 1.0])
     assert again.id_on_classes == result.id_on_classes and again.provenance == result.provenance
+    # The JSONL carries each shift's effective robustness on the testbed's axes, and the average's
+    jsonl, _ = write_results(runtime, result, tmp_path / "results.jsonl")
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    lines = reference_lines(experiment_axes(runtime.experiment))
+    for row in rows:
+        expected = curve_robustness(result, lines, row["alpha"])
+        assert {k: row[f"{k}:effective_robustness"] for k in ("R", "ObjectNet", "avg_shifts")} == pytest.approx(
+            {k: expected[k].value for k in ("R", "ObjectNet", "avg_shifts")}, abs=1e-12)
 
 
 def test_the_lesson_explains_effective_robustness_with_the_experiments_numbers(preset_experiment):
