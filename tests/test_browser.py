@@ -239,3 +239,46 @@ def test_browser_watches_estimates_sharpen_and_a_killed_server_resume(tmp_path):
     assert states[0].stem not in {p.stem for p in state_dir.glob("*.safetensors")}  # removed once finished
     reference = run_sweep(ExperimentRuntime.from_path(toml), cache=DiskCache(tmp_path / "reference")).table()
     assert label == "ID at α = 0.5" and value == f"{100 * reference.loc[0.5, 'ID']:.1f}%"
+
+
+_TESTBED_TRACES_JS = """() => Math.max(0, ...[...document.querySelectorAll('.js-plotly-plot')].map(
+    p => (p.data || []).filter(t => t.legendgroup === 'testbed').length))"""
+
+
+def test_browser_toggles_the_testbed_overlay_and_reads_an_effective_robustness_card(tiny, tmp_path):
+    """A tiny experiment on fake ImageNet presets: the testbed's models and line are drawn and can be hidden, and
+    the effective-robustness card shows points with their error."""
+    from fake_datasets import fake_imagenet_layout
+    from playwright.sync_api import expect, sync_playwright
+    from test_presets import _preset_experiment
+
+    from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
+
+    sets = "".join(f'{table}\nname = "{name}"\npreset = "{key}"\nlimit = 40\n'
+                   f'source = "{fake_imagenet_layout(tmp_path / key, key)}"\n'
+                   for table, name, key in (("[id]", "ImageNet", "imagenet"), ("[[shifts]]", "V2", "imagenet-v2")))
+    toml = _preset_experiment(tmp_path, tiny, "imagenet", sets)
+    run_sweep(ExperimentRuntime.from_path(toml))  # stored curves: the app starts warm
+    proc, url = start_app(toml, tmp_path / "cache")
+    try:
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url, timeout=WAIT_MS)
+            card = page.locator('[data-testid="stMetric"]', has_text="Effective robustness at α = 0.5")
+            expect(card).to_be_visible(timeout=WAIT_MS)
+            value = card.locator('[data-testid="stMetricValue"]').inner_text()
+            assert re.fullmatch(r"[+-]\d+\.\d pts ± \d+\.\d", value), value
+            expect(page.locator(".legendtext", has_text="testbed: Standard training (87)")).to_be_visible(
+                timeout=WAIT_MS)
+            assert page.evaluate(_TESTBED_TRACES_JS) >= 3  # points by type, the band and the line
+            toggle = page.get_by_text("Show the robustness testbed's models and line")
+            toggle.click()
+            page.wait_for_function(f"() => ({_TESTBED_TRACES_JS})() === 0", timeout=WAIT_MS)
+            expect(page.locator(".legendtext", has_text="testbed: ")).to_have_count(0)
+            toggle.click()
+            page.wait_for_function(f"() => ({_TESTBED_TRACES_JS})() >= 3", timeout=WAIT_MS)
+            page.screenshot(path=str(ARTIFACTS / "explorer-testbed.png"), full_page=True)
+            browser.close()
+    finally:
+        stop_app(proc)

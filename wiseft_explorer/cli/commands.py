@@ -113,6 +113,7 @@ def _sweep_endpoint(args: argparse.Namespace, endpoint: str | None, out_suffix: 
     print(f"preprocessing: {runtime.preprocessing()}", file=sys.stderr)
     table = result.table() * 100
     print(table.round(1).to_string())
+    _print_robustness(runtime.experiment, result)
     if len(alphas) > 1:
         print("alpha choices:", json.dumps(choose_alphas(result.curves())))
         for choice in alpha_choices(result.curves()):
@@ -132,6 +133,20 @@ def _sweep_endpoint(args: argparse.Namespace, endpoint: str | None, out_suffix: 
         jsonl, per_image = write_results(runtime, result, out.with_name(out.stem + out_suffix + out.suffix))
         print(f"wrote {jsonl} and {per_image.name} (the per-image file the app's 'Open results' imports with it)")
     return 0
+
+
+def _print_robustness(exp, result) -> None:
+    """Effective robustness of every alpha (points above the testbed's line), or why there is none."""
+    from ..results.robustness import ROBUSTNESS_TITLE, experiment_robustness
+    from ..results.testbed import no_testbed_reason
+
+    robustness = experiment_robustness(exp, result) if exp.shifts else None
+    if robustness is None:
+        if exp.shifts:
+            print(f"effective robustness: none. {no_testbed_reason(exp.id_set.preset)}", file=sys.stderr)
+        return
+    print(ROBUSTNESS_TITLE)
+    print((robustness * 100).round(1).to_string())
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

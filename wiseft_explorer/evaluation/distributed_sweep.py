@@ -115,7 +115,8 @@ def assemble(runtime: ExperimentRuntime, needed: dict[str, list[float]], parts: 
     evs = [runtime.eval_set(name) for name in needed]
     sizes = [min(len(ev), max_images) if max_images else len(ev) for ev in evs]
     plan = batch_plan(sizes, exp.batch_size, FIRST_BATCH)
-    whole = {name: SetStream.empty(ev, needed[name], len(exp.classnames)) for name, ev in zip(needed, evs, strict=True)}
+    whole = {name: SetStream.empty(ev, needed[name], len(exp.classnames), views=runtime.class_views(name))
+             for name, ev in zip(needed, evs, strict=True)}
     for rank, payload in enumerate(parts):
         tensors = load_tensors(payload)
         meta = json.loads(tensors.pop("meta").numpy().tobytes())

@@ -11,12 +11,13 @@ import atexit
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..core.interpolate import WeightSpace, Working
+from ..data.class_views import ClassView
 from ..data.preset_sets import unreadable_message
 from ..data.sampling import shard_plan
 from ..data.sets import EvalSet, set_logits
@@ -106,6 +107,7 @@ class StreamJob:
     precision: str = "fp32"
     batch_size: int = 256
     workers: int = 0
+    views: dict[str, tuple[ClassView, ...]] = field(default_factory=dict)  # set -> shifts' views of its logits
 
 
 def refuse_unreadable(stream: SetStream, failed: list[tuple[int, str]]) -> None:
@@ -135,7 +137,7 @@ def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: P
     if shard is not None:
         plan, mine, first_round = shard_plan(plan, len(evs), *shard)
         sizes, positions = [len(p) for p in mine], mine
-    streams = {name: SetStream.empty(ev, job.alphas[name], job.num_classes, part)
+    streams = {name: SetStream.empty(ev, job.alphas[name], job.num_classes, part, job.views.get(name, ()))
                for (name, ev), part in zip(job.sets.items(), positions, strict=True)}
     start_batch = store.restore(streams) if store is not None else 0
     total, resumed = sum(sizes), sum(s.done for s in streams.values())
@@ -219,6 +221,8 @@ def _predict(job: StreamJob, model: torch.nn.Module, stream: SetStream, column: 
     raw = predict_logits(model, images, job.device, job.precision, job.batch_size, min_pool=1)
     logits = set_logits(raw, stream.ev)
     stream.pred[positions, column] = logits.argmax(dim=-1).to(stream.pred.dtype)
+    for k, view in enumerate(stream.views):  # the same logits as a shift scores them: no second pass
+        stream.pred[positions, stream.view_column(k, column)] = view.logits(raw).argmax(dim=-1).to(stream.pred.dtype)
     if stream.probs is not None:
         stream.probs[column, positions] = logits.softmax(dim=-1).to(torch.float16)
     return raw

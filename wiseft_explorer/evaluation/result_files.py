@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from ..core.distributed import provenance_line
 from ..results.curves import ALPHA_GRID, store_curves
+from ..results.robustness import experiment_robustness, robustness_rows
 from ..store.atomic import atomic_path
 from ..store.cache import DiskCache
 from ..store.keys import fingerprint_difference
@@ -58,7 +59,8 @@ def set_identity(runtime: ExperimentRuntime, name: str) -> str:
 
 def write_results(runtime: ExperimentRuntime, result: SweepResult, jsonl: str | Path) -> tuple[Path, Path]:
     """The JSONL (the paper code's rows) and, next to it, every set's per-image predictions; both atomic."""
-    jsonl = result.write_jsonl(jsonl)
+    robustness = experiment_robustness(runtime.experiment, result)  # testbed lines: ImageNet presets only
+    jsonl = result.write_jsonl(jsonl, None if robustness is None else robustness_rows(robustness))
     tensors: dict[str, torch.Tensor] = {}
     sets = []
     for i, (name, by_alpha) in enumerate(result.predictions.items()):

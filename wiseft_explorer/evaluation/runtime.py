@@ -15,6 +15,7 @@ from ..core.heads import HeadProgress
 from ..core.interpolate import WeightSpace, Working
 from ..core.loading import load_models
 from ..core.models import ImageClassifier, ModelPair, parameter_count
+from ..data.class_views import ClassView, class_views
 from ..data.sets import EvalSet, load_eval_set
 from ..data.stream import default_workers
 from ..experiment.parse import load_experiment
@@ -89,6 +90,14 @@ class ExperimentRuntime:
             if name not in self._sets:
                 self._sets[name] = load_eval_set(self.spec(name), self.experiment.classnames, self.experiment.seed)
             return self._sets[name]
+
+    def class_views(self, name: str) -> tuple[ClassView, ...]:
+        """The shifts' views of a set's logits (the ID set of an ImageNet experiment on R's, A's, ObjectNet's
+        classes: the robustness testbed's x-axis for them); none for other sets."""
+        exp = self.experiment
+        if name != exp.id_set.name:
+            return ()
+        return class_views(name, [(s.name, s.preset) for s in exp.shifts], exp.id_set.preset, self.eval_set)
 
     @property
     def preprocess(self) -> Callable:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data.class_views import ClassView
 from ..data.sets import EvalSet
 from ..store.cache import DiskCache
 
@@ -37,17 +38,19 @@ class SetStream:
     ev: EvalSet
     alphas: list[float]
     # (N, A) int16 or int32 class indices; -1 where not evaluated yet or not decodable. With `ensemble`, A more
-    # columns follow: the output-space ensemble's predictions, argmax((1 - alpha) logits_0 + alpha logits_1).
+    # columns follow: the output-space ensemble's predictions, argmax((1 - alpha) logits_0 + alpha logits_1);
+    # then A for each of `views`: the predictions as that shift scores them (the ID set on a shift's classes).
     pred: torch.Tensor
     probs: torch.Tensor | None  # (A, N, C) float16 class probabilities when small enough, else None
     done: int = 0  # rows processed (evaluated or failed)
     failed: dict[int, str] = field(default_factory=dict)  # row -> why it could not be decoded
     positions: np.ndarray | None = None  # (N,) fair-order positions of the rows; None: all of them, in order
     ensemble: bool = False  # the output-space columns are kept (the alphas include both endpoints)
+    views: tuple[ClassView, ...] = ()
 
     @classmethod
     def empty(cls, ev: EvalSet, alphas: Sequence[float], num_classes: int,
-              positions: np.ndarray | None = None) -> SetStream:
+              positions: np.ndarray | None = None, views: tuple[ClassView, ...] = ()) -> SetStream:
         """Nothing evaluated yet (of the whole set, or of the given positions of its fair order)."""
         rows = len(ev) if positions is None else len(positions)
         dtype = torch.int16 if num_classes < 2 ** 15 else torch.int32
@@ -55,10 +58,14 @@ class SetStream:
         keep = num_classes <= PROBS_MAX_CLASSES and len(ev) * len(alphas) * num_classes <= PROBS_MAX_VALUES
         # The output-space ensemble comes almost free once both endpoints' logits of a batch are at hand.
         ensemble = 0.0 in alphas and 1.0 in alphas
-        columns = len(alphas) * (2 if ensemble else 1)
+        columns = len(alphas) * ((2 if ensemble else 1) + len(views))
         return cls(ev, list(alphas), torch.full((rows, columns), -1, dtype=dtype),
                    torch.zeros(len(alphas), rows, num_classes, dtype=torch.float16) if keep else None,
-                   positions=positions, ensemble=ensemble)
+                   positions=positions, ensemble=ensemble, views=views)
+
+    def view_column(self, k: int, column: int) -> int:
+        """Where view k's prediction at the alpha of `column` is kept."""
+        return len(self.alphas) * ((2 if self.ensemble else 1) + k) + column
 
     @property
     def size(self) -> int:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from ..core.distributed import Group, provenance, provenance_line
 from ..core.interpolate import Working
+from ..data.class_views import VIEW_PRESETS
 from ..data.preset_sets import DataWarning
 from ..experiment.presets import preset_metric
 from ..results.curves import ALPHA_GRID, store_curves, stored_curves
@@ -16,7 +17,14 @@ from ..store.keys import cache_key, software_versions
 from .engine import FIRST_BATCH, StreamJob, StreamProgress, stream_evaluate
 from .runtime import ExperimentRuntime
 from .stream_state import SetStream, StateStore
-from .sweep_result import Predictions, SweepResult, entry_predictions, entry_tensors, stream_predictions
+from .sweep_result import (
+    Predictions,
+    SweepResult,
+    entry_predictions,
+    entry_tensors,
+    stream_predictions,
+    streamed_views,
+)
 
 # (progress, snapshot): snapshot() builds the partial result (every alpha, on the images done so far) on demand.
 ProgressHook = Callable[[StreamProgress, Callable[[], "SweepResult"]], None]
@@ -43,9 +51,11 @@ def entry_key(runtime: ExperimentRuntime, name: str, alphas: Sequence[float], ma
     """One cache entry per set and alpha list: a sweep reads and writes a handful of files, not sets x alphas.
 
     A `max_images` sample is the first images of the set's fair order, which the experiment's seed draws."""
+    views = {s.name: runtime.set_fingerprint(s.name) for s in runtime.experiment.shifts
+             if name == runtime.experiment.id_set.name and s.preset in VIEW_PRESETS}  # ID on these shifts' classes
     return cache_key(kind="sweep-set", alphas=[round(a, 6) for a in alphas], set=runtime.set_fingerprint(name),
                      images=max_images, sample_seed=runtime.experiment.seed if max_images else None,
-                     versions=software_versions(), **runtime.fingerprint)
+                     versions=software_versions(), **runtime.fingerprint, **({"views": views} if views else {}))
 
 
 def _read_entries(cache: DiskCache, result: SweepResult, keys: dict[str, str], all_or_none: bool = False
@@ -53,7 +63,7 @@ def _read_entries(cache: DiskCache, result: SweepResult, keys: dict[str, str], a
     """Record every set whose entry is cached (with where it was computed); the names of the others.
 
     `all_or_none`: stop reading at the first set that is not cached, and record nothing."""
-    found, ensemble, missing = {}, {}, []
+    found, ensemble, missing, views = {}, {}, [], {}
     for name, key in keys.items():
         entry = cache.get_entry(key)
         if entry is None:
@@ -65,7 +75,8 @@ def _read_entries(cache: DiskCache, result: SweepResult, keys: dict[str, str], a
         if meta["provenance"] not in result.provenance:
             result.provenance.append(meta["provenance"])
         found[name], ensemble[name] = entry_predictions(tensors, meta["top1"], int(meta["total"]), result.alphas)
-    result.record(found, ensemble)
+        views.update(meta.get("views", {}))
+    result.record(found, ensemble, views)
     return missing
 
 
@@ -99,7 +110,8 @@ def stream_sets(runtime: ExperimentRuntime, needed: dict[str, list[float]], work
     exp = runtime.experiment
     sets = {name: runtime.eval_set(name) for name in needed}
     job = StreamJob(runtime.space, working or runtime.new_working(), sets, needed, runtime.preprocess,
-                    len(exp.classnames), runtime.device, exp.precision, exp.batch_size, runtime.workers)
+                    len(exp.classnames), runtime.device, exp.precision, exp.batch_size, runtime.workers,
+                    {name: runtime.class_views(name) for name in needed})
     return stream_evaluate(job, store, hook, max_images, counter, shard)
 
 
@@ -134,9 +146,12 @@ def _stream(runtime: ExperimentRuntime, result: SweepResult, needed: dict[str, l
 def _merged(result: SweepResult, streams: dict[str, SetStream]) -> SweepResult:
     """The result so far: cached entries plus every streaming set's alphas on the images done."""
     predictions, ensemble = _streamed(streams)
-    return SweepResult(result.id_set, result.id_val, result.shift_sets, result.alphas, seed=result.seed,
-                       set_metrics=result.set_metrics, predictions={**result.predictions, **predictions},
-                       ensemble_predictions={**result.ensemble_predictions, **ensemble})
+    merged = SweepResult(result.id_set, result.id_val, result.shift_sets, result.alphas, seed=result.seed,
+                         set_metrics=result.set_metrics,
+                         predictions={**result.predictions, **predictions},
+                         ensemble_predictions={**result.ensemble_predictions, **ensemble})
+    merged.record({}, None, {**result.views, **streamed_views(streams)})
+    return merged
 
 
 def _streamed(streams: dict[str, SetStream]) -> tuple[dict[str, dict[float, Predictions]],
@@ -181,10 +196,11 @@ def store_streams(result: SweepResult, streams: dict[str, SetStream], keys: dict
     for name, stream in streams.items():
         by_alpha = predictions[name]
         first = next(iter(by_alpha.values()))
+        views = streamed_views({name: stream})
         cache.put(keys[name], entry_tensors(by_alpha, stream.ev.labels[first.index], ensemble.get(name)),
                   {"top1": [by_alpha[a].top1 for a in sorted(by_alpha)], "total": first.total, "set": name,
-                   "alphas": sorted(by_alpha), "provenance": origin})
-    result.record(predictions, ensemble)
+                   "alphas": sorted(by_alpha), "provenance": origin, **({"views": views} if views else {})})
+    result.record(predictions, ensemble, streamed_views(streams))
 
 
 def finish_sweep(runtime: ExperimentRuntime, result: SweepResult, sets: Sequence[str] | None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
+from ..data.class_views import view_accuracy
 from ..data.sets import project_logits, restrict_logits
 from ..results.curves import Curves
 from ..results.metrics import TOP1, SetMetric
@@ -74,6 +75,23 @@ def stream_predictions(stream: SetStream, ensemble: bool = False) -> dict[float,
             for column, alpha in enumerate(stream.alphas)}
 
 
+def streamed_views(streams: Mapping[str, SetStream]) -> dict[str, dict]:
+    """The streams' views (the ID set on a shift's classes): shift -> {"alphas", "top1", "n"} over the images
+    evaluated so far, as JSON-ready numbers (kept in the ID set's cache entry)."""
+    out = {}
+    for stream in streams.values():
+        if not stream.views:
+            continue
+        positions = stream.evaluated()
+        labels = stream.ev.labels[torch.from_numpy(stream.indices)[positions]]
+        for k, view in enumerate(stream.views):
+            scores = [view_accuracy(stream.pred[positions, stream.view_column(k, c)], labels, view)
+                      for c in range(len(stream.alphas))]
+            out[view.name] = {"alphas": list(stream.alphas), "top1": [top1 for top1, _ in scores],
+                              "n": scores[0][1] if scores else 0}
+    return out
+
+
 def entry_tensors(by_alpha: dict[float, Predictions], labels: torch.Tensor,
                   ensemble: dict[float, Predictions] | None = None) -> dict[str, torch.Tensor]:
     """A set's predictions at every alpha as (n, A) columns over the same images (and the ensemble's, if kept)."""
@@ -116,19 +134,25 @@ class SweepResult(Curves):
     provenance: list[dict] = field(default_factory=list)  # where the sets' results were computed (one per run)
     # set -> its metric (results.metrics), for sets whose preset scores them other than by top-1
     set_metrics: dict[str, SetMetric] = field(default_factory=dict)
+    views: dict[str, dict] = field(default_factory=dict)  # streamed_views: the ID set on shifts' classes
     top1s: dict[str, dict[float, float]] = field(default_factory=dict, init=False)
     errors: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict, init=False)
     intervals: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict, init=False)
     counts: dict[str, tuple[int, int]] = field(default_factory=dict, init=False)
     ensemble: dict[str, dict[float, float]] = field(default_factory=dict, init=False)
+    id_on_classes: dict[str, dict[float, float]] = field(default_factory=dict, init=False)
+    id_on_classes_counts: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self._summarise()
 
     def record(self, predictions: Mapping[str, dict[float, Predictions]],
-               ensemble: Mapping[str, dict[float, Predictions]] | None = None) -> None:
-        """Sets' predictions at their alphas (and their output-space ensemble's, if kept) into the result."""
+               ensemble: Mapping[str, dict[float, Predictions]] | None = None,
+               views: Mapping[str, dict] | None = None) -> None:
+        """Sets' predictions at their alphas (and their output-space ensemble's, if kept; the ID set's views on
+        shifts' classes, as streamed_views gives them) into the result."""
         self.predictions.update(predictions)
+        self.views.update(views or {})
         self.ensemble_predictions.update({name: by for name, by in (ensemble or {}).items() if by})
         self._summarise()
 
@@ -142,6 +166,9 @@ class SweepResult(Curves):
                     for name in self.predictions if self.ensemble_predictions.get(name)}
         self.ensemble = ensemble if set(ensemble) == set(self.predictions) else {}
         self.errors, self.intervals = endpoint_errors(self), accuracy_intervals(self)
+        self.id_on_classes = {name: {float(a): float(v) for a, v in zip(view["alphas"], view["top1"], strict=True)}
+                              for name, view in self.views.items() if view["n"]}
+        self.id_on_classes_counts = {name: int(view["n"]) for name, view in self.views.items() if view["n"]}
 
     def score(self, name: str, p: Predictions) -> float:
         """One set's predictions as the number its curve shows: top-1, or the metric its preset names."""

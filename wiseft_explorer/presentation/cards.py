@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..results.curves import ALPHA_GRID, ALPHA_TOL, AVG_ROW, MIN_DISAGREEING, Curves
 from ..results.metrics import MIXED, SHORT, TOP1, metric_title
+from ..results.robustness import ReferenceLines, Robustness, curve_robustness, robustness_table
 
 SE_HELP = ("± is the standard error of the difference: both models are scored on the same images, so only the "
            "images they disagree on count. A difference within about twice it could be sampling luck. It is shown "
@@ -70,9 +71,42 @@ def _each(curves: Curves) -> str:
     return ", ".join(f"{s}: {metric_title(curves.metric(s))}" for s in curves.shift_sets)
 
 
-def results_table(curves: Curves) -> pd.DataFrame:
-    """The results table as shown: accuracies in % with one decimal, alpha as on the grid ("0.05"), as text."""
+ER_HELP = ("Effective robustness: shift accuracy minus the robustness testbed's line (fitted on logit axes over its "
+           "standard ImageNet models) at the model's ID accuracy, in points; above 0, more robust than standard "
+           "training predicts. The shift average is measured against the mean of the shifts' lines. ± is its "
+           "standard error: the accuracies' binomial errors from their image counts, and the line's bootstrap "
+           "band (its 95% half-width / 1.96).")
+
+
+def _er_text(r: Robustness) -> str:
+    return points(r.value, r.se)
+
+
+def robustness_cards(curves: Curves, alpha: float, lines: ReferenceLines) -> list[Card] | None:
+    """The row of effective-robustness cards (average over the testbed's shifts): at alpha, zero-shot and
+    fine-tuned, each end with alpha's difference to it; None off the alpha grid (the line needs a sweep's counts)."""
+    grid = curves.grid_alpha(alpha)
+    if grid is None or not lines.axes:
+        return None
+    at = curve_robustness(curves, lines, grid)
+    shifts = "; ".join(f"{name}: {_er_text(r)}" for name, r in at.items() if name != AVG_ROW)
+    row = [Card(f"Effective robustness at α = {alpha:g}", _er_text(at[AVG_ROW]),
+                f"{ER_HELP} Per shift at α = {alpha:g}: {shifts}.")]
+    for end, name in ENDS:
+        theirs = curve_robustness(curves, lines, end)[AVG_ROW]
+        row.append(Card(f"Effective robustness, {name} (α = {end:g})", _er_text(theirs),
+                        f"{ER_HELP} The {name} model, α = {end:g}. Its delta is α = {alpha:g} minus it.",
+                        points(at[AVG_ROW].value - theirs.value), f"α = {alpha:g} vs this"))
+    return row
+
+
+def results_table(curves: Curves, lines: ReferenceLines | None = None) -> pd.DataFrame:
+    """The results table as shown: accuracies in % with one decimal, alpha as on the grid ("0.05"), as text; with
+    the testbed's lines, each shift's effective robustness in points ("ER <set>")."""
     table = curves.table() * 100
+    if lines is not None and lines.axes:
+        robustness = robustness_table(curves, lines) * 100
+        table = table.join(robustness.rename(columns=lambda c: f"ER {c}"))
     shown = table.map(lambda v: f"{v:.1f}")
     shown.index = [grid_text(a) for a in table.index]
     shown.columns = [c if curves.metric(c) == TOP1 else f"{c} ({SHORT.get(curves.metric(c), curves.metric(c))})"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..results.curves import PAPER_ALPHA, Curves, choose_alphas
+from ..results.curves import AVG_ROW, PAPER_ALPHA, Curves, choose_alphas
+from ..results.robustness import ReferenceLines, curve_robustness
 
 VIEWS = ("id_vs_shift", "accuracy_vs_alpha", "canvas")
+EFFECTIVE_ROBUSTNESS = "effective-robustness"  # the slug of the step that draws the testbed's line
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ def worst_shift(curves: Curves) -> str | None:
     return min(curves.shift_sets, key=lambda s: ft[s] - zs[s]) if curves.shift_sets else None
 
 
-def lesson_steps(curves: Curves, endpoint: str | None = None) -> list[LessonStep]:
-    """The six steps for an experiment's curves (of its chosen fine-tuned endpoint)."""
+def lesson_steps(curves: Curves, endpoint: str | None = None, lines: ReferenceLines | None = None) -> list[LessonStep]:
+    """The six steps for an experiment's curves (of its chosen fine-tuned endpoint); seven with the robustness
+    testbed's `lines` (ImageNet presets), whose step explains effective robustness before the last."""
     zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
     id_set, shifts = curves.id_set, curves.shift_sets
     ft_name = f"fine-tuning ({endpoint})" if endpoint else "fine-tuning"
@@ -87,12 +90,28 @@ def lesson_steps(curves: Curves, endpoint: str | None = None) -> list[LessonStep
     steps.append(LessonStep("weight-space-mix", "Mixing the weights", PAPER_ALPHA, "id_vs_shift", text))
     steps.append(_choosing(curves, id_set, shifts))
     steps.append(_output_space(curves, id_set))
+    if lines is not None and lines.axes:
+        steps.append(_effective_robustness(curves, lines))
     chosen = steps[3].alpha
     steps.append(LessonStep(
         "try-it", "Try it yourself", chosen, "canvas",
         f"Draw a shape: zero-shot, WiSE-FT at α = {chosen:g} (the α chosen in step 4) and the fine-tuned model "
         "each predict it. A drawing is a distribution shift made by hand: see which model holds up."))
     return steps
+
+
+def _effective_robustness(curves: Curves, lines: ReferenceLines) -> LessonStep:
+    zs, mid, ft = (curve_robustness(curves, lines, a)[AVG_ROW] for a in (0.0, PAPER_ALPHA, 1.0))
+    text = ("Hundreds of ImageNet models trained the standard way lie on one line: their shift accuracy follows "
+            "from their ImageNet accuracy (the grey points and line, from the robustness testbed of Taori et al.). "
+            "Better ImageNet accuracy alone buys only what the line predicts. *Effective robustness* is how far a "
+            "model sits above that line: its shift accuracy minus the line's value at its ID accuracy. "
+            f"Averaged over the shifts: zero-shot {_pts(zs.value)}, WiSE-FT at α = {PAPER_ALPHA:g} "
+            f"{_pts(mid.value)}, fine-tuned {_pts(ft.value)}. Zero-shot CLIP sits far above the line; fine-tuning "
+            "moves a model towards it, and the weight-space mix keeps much of the distance while gaining ID "
+            "accuracy: that is the paper's Figure 1.")
+    return LessonStep(EFFECTIVE_ROBUSTNESS, "Above the line: effective robustness", PAPER_ALPHA, "id_vs_shift",
+                      text)
 
 
 def _zero_shot(curves: Curves, zs: dict[str, float], id_set: str, shifts: list[str]) -> LessonStep:

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..results.curves import CHOICE_LABELS
-from ..results.metrics import metric_title
+from ..results.metrics import axis_title, metric_title
 from .paper import ReferencePoint
 
 if TYPE_CHECKING:
@@ -133,13 +133,15 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                 current: tuple[float, float] | None = None, scale: str = "linear",
                 reference: Sequence[ReferencePoint] = (), shift_label: str | None = None,
                 intervals: Intervals | None = None, label: str | None = None,
-                paths: Sequence[ExtraPath] = (), metrics: tuple[str, str] = ("top1", "top1")) -> go.Figure:
+                paths: Sequence[ExtraPath] = (), metrics: tuple[str, str] = ("top1", "top1"),
+                under: Sequence[go.Scatter] = (), id_label: str | None = None) -> go.Figure:
     """The paper's plot: the WiSE-FT path over the alpha grid, zero-shot star, fine-tuned diamond, current alpha.
 
     `table` is SweepResult.table() (index alpha, accuracy fractions); `current` is (ID, shift) at alpha when alpha
     is not on the grid; `intervals` (95%, per set and alpha) become error bars in both directions; `label` names
     the path's fine-tuned endpoint; `paths` are drawn beside it (other endpoints, output-space ensembles);
-    `metrics` name what the two axes show (Curves.metric of the two columns).
+    `metrics` name what the two axes show (Curves.metric of the two columns); `under` are drawn first, beneath
+    everything (the robustness testbed's overlay); `id_label` replaces the x-axis title (e.g. on a shift's classes).
     """
     shift_label = shift_label or ("average over shifts" if shift_col == "avg_shifts" else shift_col)
     alphas = [float(a) for a in table.index]
@@ -150,7 +152,7 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
     intervals = intervals or {}
     error_x = _bars(list(table[id_col]), [intervals.get(id_col, {}).get(a) for a in alphas], scale)
     error_y = _bars(list(table[shift_col]), [intervals.get(shift_col, {}).get(a) for a in alphas], scale)
-    fig = go.Figure()
+    fig = go.Figure(list(under))
     name = f"WiSE-FT path: {label}" if label else "WiSE-FT path (α grid)"
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, customdata=alphas,
                              hovertext=hover, hoverinfo="text", line={"color": "#7f7f7f"}, marker={"size": 6},
@@ -172,6 +174,8 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                                      "line": {"color": CURRENT_COLOR, "width": 3}}))
     extra_x, extra_y = _extra_paths(fig, paths, id_col, shift_col, scale, shift_label)
     xs_all, ys_all = xs + [cx] + extra_x, ys + [cy] + extra_y
+    for trace in under:
+        xs_all, ys_all = xs_all + [v for v in trace.x if v is not None], ys_all + [v for v in trace.y if v is not None]
     for model in dict.fromkeys(p.model for p in reference):
         rows = [p for p in reference if p.model == model]
         px = [scale_value(p.id_acc / 100, scale) for p in rows]
@@ -181,10 +185,10 @@ def id_vs_shift(table: pd.DataFrame, id_col: str, shift_col: str, alpha: float,
                                  marker={"symbol": "x", "size": 10}, hoverinfo="text",
                                  hovertext=[f"{p.model}, {p.label}<br>ImageNet: {p.id_acc}%<br>"
                                             f"avg of 5 shifts: {p.avg_shifts}%<br>paper {p.source}" for p in rows]))
-    fig.update_layout(xaxis=_axis(f"ID {axis_metric(metrics[0])}", xs_all, scale),
-                      yaxis=_axis(f"Shift {axis_metric(metrics[1])} ({shift_label})", ys_all, scale),
+    fig.update_layout(xaxis=_axis(id_label or f"ID {axis_title(metrics[0])}", xs_all, scale),
+                      yaxis=_axis(f"Shift {axis_title(metrics[1])} ({shift_label})", ys_all, scale),
                       legend={"orientation": "h", "yanchor": "top", "y": -0.15}, margin={"t": 30, "l": 10, "r": 10},
-                      height=480 + 22 * (len(paths) // 2))
+                      height=480 + 22 * ((len(paths) + len(under)) // 2))
     return fig
 
 
@@ -258,11 +262,6 @@ def accuracy_vs_alpha(table: pd.DataFrame, sets: Sequence[str], alpha: float,
                       height=420 + 22 * ((len(fig.data) + 2) // 3),
                       margin={"t": 12 + ROW_PX * len(rows), "l": 10, "r": 10})
     return fig
-
-
-def axis_metric(metric: str) -> str:
-    """What an axis shows: 'accuracy' for top-1 (as always), else the metric's name ('macro F1')."""
-    return "accuracy" if metric == "top1" else metric_title(metric)
 
 
 def _alpha_axis(sets: Sequence[str], metrics: Mapping[str, str]) -> str:

@@ -1,4 +1,5 @@
-"""Sweep results without torch: the accuracy curves along alpha, their on-disk copy and sampling errors.
+"""Sweep results without torch: the accuracy curves along alpha, their on-disk copy, sampling errors, and the
+robustness testbed's reference models with effective robustness.
 
 Public names load lazily on first access (see `wiseft_explorer._lazy`)."""
 
@@ -9,6 +10,12 @@ _EXPORTS = {
         "ALPHA_GRID", "AVG_ROW", "AlphaChoice", "MIN_DISAGREEING", "CHOICE_LABELS", "Curves", "PAPER_ALPHA", "alpha_choices",
         "choose_alphas", "curves_path", "store_curves", "stored_curves"
     ),
+    "robustness": (
+        "FIT_SCALES", "LineFit", "ReferenceLines", "Robustness", "curve_robustness", "effective_robustness",
+        "fit_line", "reference_lines", "robustness_rows", "robustness_table", "standard_line"
+    ),
+    "testbed": ("STANDARD", "TESTBED_CSV", "TESTBED_LICENSE", "experiment_axes", "load_testbed", "no_testbed_reason",
+                "preset_axes"),
     "uncertainty": (
         "accuracy_intervals", "compare_to_ends", "endpoint_errors", "format_comparison", "newcombe_interval",
         "paired_counts", "paired_difference", "wilson_interval"

@@ -56,6 +56,10 @@ class Curves:
     ensemble: dict[str, dict[float, float]] = field(default_factory=dict)
     # set -> the metric its numbers are in, as results.metrics names it ('F1-macro_all', ...); absent: top-1
     metrics: dict[str, str] = field(default_factory=dict)
+    # shift set -> alpha -> top-1 on the ID images of that shift's classes, scored on those classes only (the
+    # testbed's x-axis for ImageNet-R, -A and ObjectNet); and how many ID images that is, per shift set
+    id_on_classes: dict[str, dict[float, float]] = field(default_factory=dict)
+    id_on_classes_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def sets(self) -> list[str]:
@@ -122,17 +126,19 @@ class Curves:
         return Curves(self.id_set, self.id_val, list(self.shift_sets), list(self.alphas), dict(self.ensemble),
                       counts=dict(self.counts), seed=self.seed, metrics=dict(self.metrics))
 
-    def jsonl_rows(self) -> list[dict]:
+    def jsonl_rows(self, extra: Mapping[float, Mapping[str, float]] | None = None) -> list[dict]:
         """Rows with the paper code's keys: alpha, '<Set>:<metric>' ('<Set>:top1' unless the set's preset names
-        another metric, e.g. 'IWildCamOOD:F1-macro_all'), 'avg_shifts:<metric>', id_set, shift_sets."""
+        another metric, e.g. 'IWildCamOOD:F1-macro_all'), 'avg_shifts:<metric>', id_set, shift_sets; `extra` adds
+        keys per alpha (e.g. '<set>:effective_robustness')."""
         return [{"alpha": float(alpha), **{f"{k}:{self.metric(k)}": float(v) for k, v in row.items()},
+                 **{k: float(v) for k, v in (extra or {}).get(float(alpha), {}).items()},
                  "id_set": self.id_set, "shift_sets": self.shift_sets, "seed": self.seed,
                  "images": {name: n for name, (n, _) in self.counts.items()}}
                 for alpha, row in self.table().iterrows()]
 
-    def write_jsonl(self, path: str | Path) -> Path:
+    def write_jsonl(self, path: str | Path, extra: Mapping[float, Mapping[str, float]] | None = None) -> Path:
         """Write the results as JSONL, atomically."""
-        return atomic_write_text(Path(path), "".join(json.dumps(r) + "\n" for r in self.jsonl_rows()))
+        return atomic_write_text(Path(path), "".join(json.dumps(r) + "\n" for r in self.jsonl_rows(extra)))
 
     def to_json(self) -> str:
         """The curves as JSON (alphas as strings: JSON keys are strings)."""
@@ -145,7 +151,10 @@ class Curves:
                            "counts": {s: list(v) for s, v in self.counts.items()}, "seed": self.seed,
                            "about": self.about,
                            "ensemble": {s: {repr(a): v for a, v in by.items()} for s, by in self.ensemble.items()},
-                           "metrics": self.metrics})
+                           "metrics": self.metrics,
+                           "id_on_classes": {s: {repr(a): v for a, v in by.items()}
+                                             for s, by in self.id_on_classes.items()},
+                           "id_on_classes_counts": self.id_on_classes_counts})
 
     @classmethod
     def from_json(cls, text: str) -> Curves:
@@ -155,11 +164,15 @@ class Curves:
         def pairs(key: str) -> dict[str, dict[float, tuple[float, float]]]:
             return {s: {float(a): (float(v[0]), float(v[1])) for a, v in by.items()} for s, by in data[key].items()}
 
-        ensemble = {s: {float(a): float(v) for a, v in by.items()} for s, by in data["ensemble"].items()}
+        def singles(key: str) -> dict[str, dict[float, float]]:
+            return {s: {float(a): float(v) for a, v in by.items()} for s, by in data.get(key, {}).items()}
+
         return cls(data["id_set"], data["id_val"], list(data["shift_sets"]), [float(a) for a in data["alphas"]],
                    top1s, {str(k): str(v) for k, v in data["about"].items()}, pairs("errors"),
                    pairs("intervals"), {s: (int(v[0]), int(v[1])) for s, v in data["counts"].items()}, data["seed"],
-                   ensemble, {str(s): str(m) for s, m in data.get("metrics", {}).items()})
+                   singles("ensemble"), metrics={str(s): str(m) for s, m in data.get("metrics", {}).items()},
+                   id_on_classes=singles("id_on_classes"),
+                   id_on_classes_counts={s: int(n) for s, n in data.get("id_on_classes_counts", {}).items()})
 
 
 def shift_average(top1: Mapping[str, float], shifts: Sequence[str]) -> float:

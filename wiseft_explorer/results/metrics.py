@@ -37,6 +37,11 @@ def metric_title(name: str) -> str:
     return TITLES.get(name, name)
 
 
+def axis_title(name: str) -> str:
+    """What an axis shows: 'accuracy' for top-1 (as always), else the metric's name ('macro F1')."""
+    return "accuracy" if name == TOP1 else metric_title(name)
+
+
 def common_metric(names: list[str]) -> str:
     """The metric a mean over sets is in: theirs when they share one, else 'mean' (a mean of mixed metrics)."""
     return names[0] if names and all(n == names[0] for n in names) else (TOP1 if not names else MIXED)

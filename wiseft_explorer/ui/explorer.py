@@ -6,8 +6,10 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from ..experiment.spec import Experiment
-from ..presentation import cards, paper, plots
+from ..presentation import cards, paper, plots, robustness_plot
 from ..results.curves import Curves, alpha_choices
+from ..results.robustness import ReferenceLines, reference_lines
+from ..results.testbed import experiment_axes, no_testbed_reason
 from . import sidebar, state
 from .errors import shown_errors
 
@@ -40,9 +42,12 @@ def explainer() -> None:
         st.markdown(EXPLAINER)
 
 
-def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
-    """The model at alpha, zero-shot and fine-tuned, for ID and the shift average (cards.metric_cards)."""
-    for row in cards.metric_cards(curves, alpha, acc):
+def metric_cards(curves: Curves, alpha: float, acc: dict[str, float], lines: ReferenceLines | None = None) -> None:
+    """The model at alpha, zero-shot and fine-tuned, for ID and the shift average (cards.metric_cards), and their
+    effective robustness when the testbed's line applies."""
+    rows = cards.metric_cards(curves, alpha, acc)
+    robust = cards.robustness_cards(curves, alpha, lines) if lines is not None else None
+    for row in rows + ([robust] if robust else []):
         for col, card in zip(st.columns(len(row)), row, strict=True):
             col.metric(card.label, card.value, delta=card.delta, delta_description=card.delta_description,
                        border=True, help=card.help, height="stretch")  # one height per row, delta or not
@@ -50,24 +55,43 @@ def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> None:
 
 @st.fragment
 def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float], endpoint: str | None = None,
-                      paths: list[plots.ExtraPath] | None = None) -> None:
-    """The paper's plot with its own options; a fragment, so changing an option reruns only this panel."""
-    table = curves.table()
+                      paths: list[plots.ExtraPath] | None = None, testbed: Experiment | None = None) -> None:
+    """The paper's plot with its own options; a fragment, so changing an option reruns only this panel.
+
+    `testbed`: the experiment, whose ImageNet-preset shifts get the robustness testbed's overlay."""
+    axes = experiment_axes(testbed) if testbed is not None else []
     c1, c2 = st.columns(2)
     shift = c1.selectbox("Shift accuracy (y axis)", ["avg_shifts", *curves.shift_sets], key="shift_axis",
                          format_func=lambda s: "average over shift sets" if s == "avg_shifts" else s)
-    scale = c2.radio("Axis scaling", plots.SCALES, horizontal=True, key="axis_scale",
-                     help="Logit and probit stretch accuracies near 0% and 100%, as in the paper's figures.")
+    scale = c2.radio("Axis scaling", plots.SCALES, horizontal=True, key="axis_scale", index=1 if axes else 0,
+                     help="Logit and probit stretch accuracies near 0% and 100%, as in the paper's figures "
+                          "(logit is the robustness testbed's default).")
+    lines = reference_lines(axes, scale) if axes else None
+    covered = lines is not None and (shift == "avg_shifts" or shift in lines.own)
+    show_testbed = covered and st.toggle("Show the robustness testbed's models and line", value=True,
+                                         key="show_testbed", help=robustness_plot.OVERLAY_TOGGLE_HELP)
     show_paper = st.toggle("Show the paper's published points (ImageNet; CLIP ViT-L/14@336 and ViT-B/16)",
                            key="show_paper", help="Overlay the WiSE-FT paper's numbers, labelled by model and table.")
     if not curves.shift_sets:
         st.warning("This experiment has no shift sets, so there is no ID-vs-shift plot. Add [[shifts]] to its TOML.")
         return
     reference = paper.REFERENCE_POINTS if show_paper else ()
-    fig = plots.id_vs_shift(table, curves.id_set, shift, alpha, (acc[curves.id_set], acc[shift]), scale, reference,
-                            intervals=curves.intervals, label=endpoint, paths=paths or (),
-                            metrics=(curves.metric(curves.id_set), curves.metric(shift)))
+    overlay = robustness_plot.reference_overlay(curves, shift, lines) if show_testbed and lines else None
+    table, restricted = robustness_plot.plot_table(curves, shift, lines) if overlay and lines else (
+        curves.table(), False)
+    current = (table[curves.id_set].get(curves.grid_alpha(alpha), acc[curves.id_set]) if restricted
+               else acc[curves.id_set], acc[shift])
+    fig = plots.id_vs_shift(table, curves.id_set, shift, alpha, current, scale, reference,
+                            intervals={} if restricted else curves.intervals, label=endpoint,
+                            paths=[] if restricted else paths or (), under=overlay.traces if overlay else (),
+                            metrics=(curves.metric(curves.id_set), curves.metric(shift)),
+                            id_label=f"ImageNet accuracy on {shift}'s classes" if restricted else None)
     st.plotly_chart(fig, key="id_vs_shift", config={"displaylogo": False})
+    if overlay is not None:
+        st.caption("Grey: the robustness testbed's models; line and band: its fit over standard training.",
+                   help=overlay.help)
+    elif lines is None and testbed is not None:
+        st.caption(no_testbed_reason(testbed.id_set.preset))
     if show_paper:
         st.caption("✕ Paper points: ImageNet (x) vs the average of its 5 shifts (y), " + paper.PAPER +
                    ", Tables 1 and 5. They are a different model and dataset from the curve above: compare "
@@ -102,23 +126,26 @@ def ensemble_note(curves: Curves, alpha: float) -> None:
 
 def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete: bool,
                   notice: DeltaGenerator | None = None, endpoint: str | None = None,
-                  others: dict[str, Curves] | None = None) -> None:
+                  others: dict[str, Curves] | None = None, experiment: Experiment | None = None) -> None:
     """Everything below the alpha controls, from the curves and the accuracies at alpha (sweep or live).
 
-    `others`: the curves of the experiment's other fine-tuned endpoints, drawn beside the chosen one's.
+    `others`: the curves of the experiment's other fine-tuned endpoints, drawn beside the chosen one's;
+    `experiment`: its ImageNet-preset shifts bring the robustness testbed's line and effective robustness.
     """
+    axes = experiment_axes(experiment) if experiment is not None else []
+    lines = reference_lines(axes) if axes else None  # the cards and table: the testbed's logit line
     notice = notice if notice is not None else st.empty()
     if not complete:
         done, total = curves.images
         notice.info(f"Every α is estimated from the first {done:,} of {total:,} images; the curves are being filled "
                     "in as more images stream in (progress below). Bars and bands are 95% intervals: they tighten "
                     "as the estimates sharpen, and the final numbers are exactly those of a full run.")
-    metric_cards(curves, alpha, acc)
+    metric_cards(curves, alpha, acc, lines)
     paths = plots.endpoint_paths(endpoint, curves, others or {})
     left, right = st.columns(2)
     with left:
         st.subheader("ID vs shift accuracy")
-        id_vs_shift_panel(curves, alpha, acc, endpoint if others else None, paths)
+        id_vs_shift_panel(curves, alpha, acc, endpoint if others else None, paths, experiment)
     with right:
         st.subheader("Accuracy vs α")
         accuracy_panel(curves, alpha, paths)
@@ -126,7 +153,7 @@ def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete:
         ensemble_note(curves, alpha)
     with st.expander("Results table (top-1 %)"):
         # A static table: 21 rows need no data grid, and the grid's script would slow the page's first paint.
-        st.table(cards.results_table(curves))
+        st.table(cards.results_table(curves, lines))
 
 
 def explorer_page() -> None:
@@ -156,7 +183,7 @@ def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: De
     grid_alpha = curves.grid_alpha(alpha)
     assert grid_alpha is not None  # state.warm_curves gives only curves whose grid holds alpha
     explorer_body(curves, alpha, curves.accuracies(grid_alpha), complete=True, notice=notice,
-                  endpoint=experiment.endpoint, others=others)
+                  endpoint=experiment.endpoint, others=others, experiment=experiment)
     if curves.about:  # what the models are, as stored with the curves: no need to load them for this page
         sidebar.list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])
     else:
@@ -189,7 +216,7 @@ def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator) ->
         # Other endpoints' sweeps start once this one is complete: the chosen path fills in first.
         others = results.other_endpoints(experiment) if complete else state.other_endpoint_curves(experiment)
         explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete, notice,
-                      experiment.endpoint, others)
+                      experiment.endpoint, others, experiment)
         if complete and len(others) < len(experiment.endpoints) - 1:
             results.endpoints_progress(experiment, len(others))
         if not complete:

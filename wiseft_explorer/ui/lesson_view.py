@@ -6,10 +6,20 @@ import streamlit as st
 
 from ..evaluation.predict import analyse_images
 from ..evaluation.runtime import ExperimentRuntime
-from ..presentation import plots
+from ..presentation import plots, robustness_plot
 from ..presentation.gallery import apply_filter, gallery_frame
-from ..presentation.lesson import LessonStep, broken_caption, lesson_steps, step_index, step_note, worst_shift
+from ..presentation.lesson import (
+    EFFECTIVE_ROBUSTNESS,
+    LessonStep,
+    broken_caption,
+    lesson_steps,
+    step_index,
+    step_note,
+    worst_shift,
+)
 from ..results.curves import Curves, choose_alphas
+from ..results.robustness import ReferenceLines, reference_lines
+from ..results.testbed import experiment_axes
 from . import results, state, upload
 
 _STEP_KEY = "lesson_step"
@@ -34,16 +44,19 @@ def _current(steps: list[LessonStep]) -> int:
     return int(st.session_state[_STEP_KEY])
 
 
-def _plot(step: LessonStep, curves: Curves, endpoint: str | None) -> None:
+def _plot(step: LessonStep, curves: Curves, endpoint: str | None, lines: ReferenceLines | None = None) -> None:
     paths = plots.endpoint_paths(endpoint, curves, {}) if step.ensemble else []
+    overlay = robustness_plot.reference_overlay(curves, "avg_shifts", lines) if (
+        lines is not None and step.slug == EFFECTIVE_ROBUSTNESS) else None
     acc = curves.accuracies(step.alpha)
     if step.view == "accuracy_vs_alpha" or not curves.shift_sets:
         fig = plots.accuracy_vs_alpha(curves.table(), curves.sets, step.alpha, choose_alphas(curves),
                                       curves.intervals, paths, curves.id_set)
     else:
         fig = plots.id_vs_shift(curves.table(), curves.id_set, "avg_shifts", step.alpha,
-                                (acc[curves.id_set], acc["avg_shifts"]), intervals=curves.intervals,
-                                label=endpoint, paths=paths)
+                                (acc[curves.id_set], acc["avg_shifts"]), lines.scale if overlay and lines else "linear",
+                                intervals=curves.intervals, label=endpoint, paths=paths,
+                                under=overlay.traces if overlay else ())
     st.plotly_chart(fig, key=f"lesson_plot_{step.slug}", config={"displaylogo": False})
 
 
@@ -87,7 +100,9 @@ def lesson_curves(runtime: ExperimentRuntime) -> Curves | None:
 
 def lesson_page(curves: Curves, runtime: ExperimentRuntime | None, endpoint: str | None) -> None:
     """The lesson below the title: step navigation, the step's text, its view and its examples."""
-    steps = lesson_steps(curves, endpoint)
+    axes = experiment_axes(runtime.experiment) if runtime is not None else []
+    lines = reference_lines(axes) if axes else None
+    steps = lesson_steps(curves, endpoint, lines)
     index = _current(steps)
     step = steps[index]
     note = st.session_state.get(_NOTE_KEY)
@@ -104,7 +119,7 @@ def lesson_page(curves: Curves, runtime: ExperimentRuntime | None, endpoint: str
         if runtime is not None:
             _try_it(runtime, step.alpha)
         return
-    _plot(step, curves, endpoint)
+    _plot(step, curves, endpoint, lines)
     if step.broken_examples and runtime is not None:
         _broken(runtime, curves)
     st.caption(f"This step's link: `?step={index + 1}` (or `?step={step.slug}`). The Explorer now shows α = "
