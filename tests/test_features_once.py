@@ -7,34 +7,27 @@ from pathlib import Path
 
 import pytest
 import torch
-from libkit import write_experiment
-from tiny import CLASSES, TEMPLATES, TINY_NAME, write_folder
+from libkit import linear_checkpoint, write_experiment
+from tiny import CLASSES, write_folder
 
 from wiseft_explorer.core import (
     ImageClassifier,
     WeightSpace,
-    build_zeroshot,
-    classifier_metadata,
-    load_clip,
-    save_checkpoint,
 )
 from wiseft_explorer.data import DecodeCounter
-from wiseft_explorer.evaluation import ExperimentRuntime, StateStore, StreamJob, run_sweep, stream_evaluate
-from wiseft_explorer.evaluation.features import feature_job
-from wiseft_explorer.evaluation.predict import analyse_images, image_probabilities, set_example
-from wiseft_explorer.experiment import ModelSpec
+from wiseft_explorer.evaluation import (
+    ExperimentRuntime,
+    StateStore,
+    StreamJob,
+    analyse_images,
+    feature_job,
+    image_probabilities,
+    run_sweep,
+    set_example,
+    stream_evaluate,
+)
 from wiseft_explorer.results import ALPHA_GRID
 from wiseft_explorer.store import DiskCache
-
-
-def linear_checkpoint(tiny, path, seed: int):
-    """A linear-classifier checkpoint over the tiny zero-shot tower: only a head (perturbed by `seed`) is stored."""
-    clip = load_clip(ModelSpec(TINY_NAME, str(tiny.zeroshot), tiny.config))
-    head = build_zeroshot(clip, CLASSES, TEMPLATES).head
-    gen = torch.Generator().manual_seed(seed)
-    state = {f"head.{k}": v + 0.5 * v.std() * torch.randn(v.shape, generator=gen)
-             for k, v in head.state_dict().items()}
-    return save_checkpoint(path, state, classifier_metadata(clip, CLASSES, image_tower="zeroshot", seed=seed))
 
 
 def linear_experiment(root, tiny, seed: int, cache) -> Path:
