@@ -49,6 +49,8 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "stream_decodes": ("decodes.project_per_image", "<=", 1.0, "images decoded per image, 21-alpha sweep"),
     "stream_throughput": ("streaming.project_over_raw", ">=", 0.9, "streamed images x alpha/s vs raw forwards"),
     "distributed_scaling": ("distributed.speedup", ">=", 1.6, "sweep 2 vs 1 processes (gloo, CPU, 1 thread each)"),
+    "lc_sweep": ("lc_sweep.over_one_alpha", "<=", 1.2, "linear-classifier sweep time, 21 vs 1 alpha"),
+    "lc_second_head": ("lc_sweep.second_head_forwards", "<=", 0.0, "forwards of a 2nd head over the same data"),
 }
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
 
@@ -215,6 +217,11 @@ def run(tiny: bool = False, device: str | None = None) -> dict:
         from .bench_distributed import bench_scaling  # fresh torchrun process groups, timed inside
 
         figures["distributed"] = bench_scaling(root, tiny, repeats=1 if tiny else 2)
+        from .bench_features import lc_sweep  # imports this module's `timed`
+
+        figures["lc_sweep"] = lc_sweep(root / "lc", images=48 if tiny else 256, side=(64, 48) if tiny else (500, 375),
+                                       device=str(dev), precision=precision, repeats=1 if tiny else 2,
+                                       workers=0 if tiny else None, tiny=tiny)
     figures["interpolation"] = interpolation
     figures["slider"].update(slider)
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
@@ -248,6 +255,10 @@ def report(results: dict) -> str:
     d = f["distributed"]
     lines.append(f"distributed sweep ({d['images']} images x 21 alphas, {d['model']}, gloo, 1 thread per process): "
                  f"1 process {d['one_s']:.1f} s, 2 processes {d['two_s']:.1f} s, speed-up {d['speedup']:.2f}x")
+    lc = f["lc_sweep"]
+    lines.append(f"linear-classifier sweep ({lc['images']} JPEGs, {lc['model']}): 1 alpha {lc['one_alpha_s']:.1f} s, "
+                 f"21 alphas {lc['grid_s']:.1f} s; a second head {lc['second_head_s']:.1f} s with "
+                 f"{lc['second_head_forwards']} forwards, {lc['second_head_decodes']} decodes")
     meta = results["meta"]
     lines.append(f"demo: {meta['demo']}; threads {meta['threads']}, device {meta['device']}, "
                  f"{meta['seconds']['total']:.0f} s in all")
