@@ -86,6 +86,8 @@ def lc_sweep(root: Path, *, images: int = 256, side: tuple[int, int] = (500, 375
             run_sweep(runtime, alphas, cache=DiskCache(root / f"lc-cache-{next(caches)}"), resume=False)
         return run
 
+    # Warm-up on a few images (loader workers, kernels), so that neither variant pays for it.
+    run_sweep(runtime, (0.5,), cache=DiskCache(root / "lc-cache-warm"), resume=False, max_images=16)
     t = timed({"one": sweep((0.5,)), "grid": sweep(tuple(ALPHA_GRID))}, repeats, warmup=0,
               device=runtime.device)
     shared = DiskCache(root / "lc-cache-shared")

@@ -38,6 +38,8 @@ def test_tiny_benchmark_produces_every_figure(tmp_path):
     assert figures["relaunch"]["warm_loaded_models_or_images"] is False  # a warm relaunch reads only the cache
     assert figures["full_sweep"]["evaluations"] == len(bench.ALPHA_GRID) * figures["full_sweep"]["sets"]
     _check_streaming(figures)
+    lc = figures["lc_sweep"]  # a second linear head over the same JPEGs: from the feature cache alone
+    assert lc["second_head_forwards"] == 0 and lc["second_head_decodes"] == 0 and lc["over_one_alpha"] > 0
     lines = proc.stdout.strip().splitlines()
     passed = sum(t["pass"] for t in results["targets"].values())
     assert lines[-1].startswith(f"{passed}/{len(bench.TARGETS)} targets met")
