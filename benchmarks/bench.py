@@ -53,6 +53,8 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "merge_model_stock": ("merging.model_stock_over_lerp", "<=", 3.0, "Model Stock θ vs one lerp (ViT-B/32)"),
     "distributed_scaling": ("distributed.speedup", ">=", 1.6, "sweep 2 vs 1 processes (gloo, CPU, 1 thread each)"),
     "cpu_peak": ("cpu.vit_b32_sweep_fraction_of_peak", ">=", 0.8, "21-alpha ViT-B/32 JPEG sweep FLOP/s / GEMM's"),
+    "lc_sweep": ("lc_sweep.over_one_alpha", "<=", 1.2, "linear-classifier sweep time, 21 vs 1 alpha"),
+    "lc_second_head": ("lc_sweep.second_head_forwards", "<=", 0.0, "forwards of a 2nd head over the same data"),
 }
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
 
@@ -223,9 +225,13 @@ def run(tiny: bool = False, device: str | None = None) -> dict:
         from .bench_distributed import bench_scaling  # fresh torchrun process groups, timed inside
 
         figures["distributed"] = bench_scaling(root, tiny, repeats=1 if tiny else 2)
-        from .bench_peak import bench_cpu_peak  # imports bench_stream, which imports this module
+        from .bench_features import lc_sweep  # both import this module (`timed`; bench_stream)
+        from .bench_peak import bench_cpu_peak
 
         figures["cpu"] = bench_cpu_peak(root, tiny)
+        figures["lc_sweep"] = lc_sweep(root / "lc", images=48 if tiny else 256, side=(64, 48) if tiny else (500, 375),
+                                       device=str(dev), precision=precision, repeats=1 if tiny else 2,
+                                       workers=0 if tiny else None, tiny=tiny)
     figures["interpolation"] = interpolation
     figures["merging"] = merging
     figures["slider"].update(slider)
@@ -254,11 +260,11 @@ def report(results: dict) -> str:
                  f"throughput img/s: project {f['throughput']['project_img_s']:.0f}, raw "
                  f"{f['throughput']['raw_img_s']:.0f}; relaunch s: first {f['relaunch']['first_s']:.2f}, "
                  f"warm {f['relaunch']['warm_s']:.3f}")
-    from .bench_peak import report_line as peak_line  # both import this module
+    from .bench_features import report_line as lc_line  # they import this module
+    from .bench_peak import report_line as peak_line
     from .bench_stream import report_line
 
-    lines.append(report_line(f))
-    lines.append(peak_line(f))
+    lines += [report_line(f), peak_line(f), lc_line(f)]
     d = f["distributed"]
     lines.append(f"distributed sweep ({d['images']} images x 21 alphas, {d['model']}, gloo, 1 thread per process): "
                  f"1 process {d['one_s']:.1f} s, 2 processes {d['two_s']:.1f} s, speed-up {d['speedup']:.2f}x")

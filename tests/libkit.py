@@ -128,3 +128,16 @@ def write_evil_pickles(folder: Path, marker: Path) -> dict[str, Path]:
     raw.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}, protocol=2))
     assert not marker.exists()
     return {"zip": zipped, "raw": raw}
+
+
+def linear_checkpoint(tiny, path, seed: int):
+    """A linear-classifier checkpoint over the tiny zero-shot tower: only a head (perturbed by `seed`) is stored."""
+    from wiseft_explorer.core import build_zeroshot, classifier_metadata, load_clip, save_checkpoint
+    from wiseft_explorer.experiment import ModelSpec
+
+    clip = load_clip(ModelSpec(TINY_NAME, str(tiny.zeroshot), tiny.config))
+    head = build_zeroshot(clip, CLASSES, TEMPLATES).head
+    gen = torch.Generator().manual_seed(seed)
+    state = {f"head.{k}": v + 0.5 * v.std() * torch.randn(v.shape, generator=gen)
+             for k, v in head.state_dict().items()}
+    return save_checkpoint(path, state, classifier_metadata(clip, CLASSES, image_tower="zeroshot", seed=seed))

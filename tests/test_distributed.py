@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from libkit import cli_env, set_images, write_experiment
+from libkit import cli_env, linear_checkpoint, set_images, write_experiment
 from tiny import CLASSES, write_folder
 
 from wiseft_explorer.cli import main as cli_main
@@ -90,8 +90,12 @@ def test_shards_cover_every_position_once_without_padding(world):
         assert sorted(got) == list(range(size))  # disjoint and complete: no duplicate, no padding
 
 
-def test_torchrun_sweep_equals_one_process_and_counts_odd_sets_once(tiny, tmp_path):
+@pytest.mark.parametrize("endpoint", ["end-to-end", "linear"])
+def test_torchrun_sweep_equals_one_process_and_counts_odd_sets_once(tiny, tmp_path, endpoint):
     toml = odd_experiment(tmp_path, tiny, per_class=7)
+    if endpoint == "linear":  # a shared tower: each rank computes its images' features once, then the heads
+        linear = linear_checkpoint(tiny, tmp_path / "linear.safetensors", seed=3)
+        toml.write_text(toml.read_text().replace(json.dumps(str(tiny.finetuned)), json.dumps(str(linear))))
     expected = reference(toml, tmp_path / "single.jsonl")
     out = tmp_path / "two.jsonl"
     env = cli_env() | {"WISEFT_DIST_TIMEOUT": "120"}

@@ -21,7 +21,7 @@ _EXPORTS = {
     "lineage": ("activation_of", "visual_digest"),
     "loading": ("load_clip", "load_finetuned", "load_models", "register_config"),
     "models": (
-        "ImageClassifier", "LoadedClip", "ModelLoadError", "ModelPair", "autocast", "build_zeroshot",
+        "FeatureHead", "ImageClassifier", "LoadedClip", "Tower", "ModelLoadError", "ModelPair", "autocast", "build_zeroshot",
         "classifier_metadata", "parameter_count", "pick_device"
     ),
     "paper_pickle": ("PickleReadError", "convert_trusted_pickle", "read_trusted_pickle"),

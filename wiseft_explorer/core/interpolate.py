@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -77,15 +78,31 @@ class WeightSpace:
         self._default: Working | None = None
 
     @staticmethod
-    def _head_slices(model: nn.Module) -> list[tuple[torch.dtype, int, int]]:
-        slices: list[tuple[torch.dtype, int, int]] = []
-        offsets: dict[torch.dtype, int] = {}
+    def _slices(model: nn.Module) -> list[tuple[str, torch.dtype, int, int]]:
+        """Where each float entry lies in its dtype's flat buffer: (name, dtype, start, stop)."""
+        slices, offsets = [], dict[torch.dtype, int]()
         for name, tensor in _float_entries(model):
             start = offsets.get(tensor.dtype, 0)
             offsets[tensor.dtype] = start + tensor.numel()
-            if name in HEAD_KEYS:
-                slices.append((tensor.dtype, start, start + tensor.numel()))
+            slices.append((name, tensor.dtype, start, start + tensor.numel()))
         return slices
+
+    @classmethod
+    def _head_slices(cls, model: nn.Module) -> list[tuple[torch.dtype, int, int]]:
+        return [(dtype, start, stop) for name, dtype, start, stop in cls._slices(model) if name in HEAD_KEYS]
+
+    @cached_property
+    def shared_tower(self) -> bool:
+        """Whether both endpoints have the same image tower, bit for bit (a linear classifier, a probe): then every
+        theta_alpha has it too (lerp(a, a, alpha) is a), and only the head changes along the line."""
+        return all(torch.equal(self.theta0[dtype][start:stop], self.theta1[dtype][start:stop])
+                   for name, dtype, start, stop in self._slices(self._template) if name not in HEAD_KEYS)
+
+    def head_at(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head's weight and bias at theta_alpha, by the lerp interpolate_into writes (the same values), alone."""
+        parts = {name: torch.lerp(self.theta0[dtype][start:stop], self.theta1[dtype][start:stop], float(alpha))
+                 for name, dtype, start, stop in self._slices(self._template) if name in HEAD_KEYS}
+        return parts["head.weight"].view(self._template.head.weight.shape), parts.get("head.bias")
 
     @property
     def num_weights(self) -> int:

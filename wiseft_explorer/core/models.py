@@ -46,15 +46,40 @@ class ImageClassifier(nn.Module):
         The head is computed in fp32 even under bf16/fp16 autocast: logits of 20-35 in bf16 come in steps of 0.125
         to 0.25, so classes tie (argmax takes the lowest index) and neighbouring alphas jitter.
         """
-        features = self.features(images)
-        with full_precision(features.device):
-            bias = None if self.head.bias is None else self.head.bias.float()
-            return F.linear(features, self.head.weight.float(), bias)
+        return head_logits(self.features(images), self.head.weight, self.head.bias)
 
     @property
     def num_classes(self) -> int:
         """Number of output classes of the head."""
         return self.head.out_features
+
+
+def head_logits(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The linear head in fp32, autocast or not: (B, D) features -> (B, C) logits."""
+    with full_precision(features.device):
+        return F.linear(features, weight.float(), None if bias is None else bias.float())
+
+
+class Tower(nn.Module):
+    """A classifier's image tower alone: (B, 3, H, W) -> (B, D) normalised features, as its forward computes them."""
+
+    def __init__(self, classifier: ImageClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(images)
+
+
+class FeatureHead(nn.Module):
+    """A linear head alone (weights given, not copied): (B, D) features -> (B, C) logits, as the classifier's."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.weight, self.bias = weight, bias
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return head_logits(features, self.weight, self.bias)
 
 
 @dataclass

@@ -9,6 +9,7 @@ _EXPORTS = {
     "batching": ("POOL_MIN_IMAGES", "cpu_workers", "predict_logits", "worker_pool"),
     "distributed_sweep": ("run_sweep_distributed",),
     "engine": ("StreamJob", "StreamProgress", "stream_evaluate"),
+    "features": ("FeatureJob", "feature_job", "stored_features"),
     "export": ("export_bytes", "export_interpolated", "head_path"),
     "jobs": ("FinishedJob", "JobStatus", "SweepJob", "SweepJobs", "sweep_key"),
     "predict": (

@@ -7,8 +7,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from torch import nn
 
-from ..core.models import ImageClassifier, autocast
+from ..core.models import autocast
 
 POOL_MIN_IMAGES = 256
 MIN_CHUNK = 64
@@ -53,7 +54,7 @@ def cpu_workers(device: torch.device | str, n_images: int, min_images: int = POO
     return max(1, torch.get_num_threads())
 
 
-def _forward(model: ImageClassifier, batch: torch.Tensor, device: torch.device | str, precision: str) -> torch.Tensor:
+def _forward(model: nn.Module, batch: torch.Tensor, device: torch.device | str, precision: str) -> torch.Tensor:
     # inference_mode and autocast are thread-local, so every worker enters them itself.
     with torch.inference_mode(), autocast(device, precision):
         batch = batch.to(device, non_blocking=True)
@@ -64,9 +65,10 @@ def _forward(model: ImageClassifier, batch: torch.Tensor, device: torch.device |
         return model(batch).float().cpu()
 
 
-def predict_logits(model: ImageClassifier, images: torch.Tensor, device: torch.device | str, precision: str = "fp32",
+def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device | str, precision: str = "fp32",
                    batch_size: int = 256, min_pool: int = POOL_MIN_IMAGES) -> torch.Tensor:
-    """Logits (N, C) of preprocessed images, batched, on the model's device.
+    """Logits (N, C) of preprocessed images, batched, on the model's device (or any module's outputs: an image
+    tower's features, a head's logits of features, computed in the same chunks and threads).
 
     On CPU the batches go to one single-threaded worker per core instead of splitting every op over the cores:
     small ops split in two wait for the slower half, so any other load on the machine (the Streamlit server, a

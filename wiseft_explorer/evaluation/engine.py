@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +24,7 @@ from ..data.sets import EvalSet, set_logits
 from ..data.stream import SweepImages, batch_plan, make_loader, plan_items, release_memory, to_device
 from ..experiment.spec import ExperimentError
 from .batching import predict_logits
+from .features import FeatureJob, feature_batches, prepare
 from .stream_state import SetStream, StateStore
 
 FIRST_BATCH = 16  # images of every set in the first round: every alpha has an estimate after it
@@ -108,6 +109,7 @@ class StreamJob:
     batch_size: int = 256
     workers: int = 0
     views: dict[str, tuple[ClassView, ...]] = field(default_factory=dict)  # set -> shifts' views of its logits
+    features: FeatureJob | None = None  # the towers are shared: features once, then a head per alpha
 
 
 def refuse_unreadable(stream: SetStream, failed: list[tuple[int, str]]) -> None:
@@ -145,8 +147,13 @@ def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: P
     # Generated sets are already in memory: loading them in worker processes would only add start-up time.
     workers = job.workers if any(not ev.in_memory for ev in evs) else 0
     dataset = SweepImages(evs, [job.preprocess] * len(evs), counter)
-    loader = make_loader(dataset, plan_items(plan[start_batch:], [s.indices for s in streams.values()]), workers,
-                         job.device)
+    items = plan_items(plan[start_batch:], [s.indices for s in streams.values()])
+    if job.features is None:
+        loader: Iterable[dict] = make_loader(dataset, items, workers, job.device)
+    else:  # batches whose features are cached are neither decoded nor forwarded
+        loader = feature_batches(job.features, items, list(streams.values()),
+                                 lambda batches: make_loader(dataset, batches, workers, job.device),
+                                 dataset.__getitems__)
     started, saved_at, done = time.perf_counter(), time.perf_counter(), resumed
     batch_number, group = start_batch, []
     with _running:
@@ -198,14 +205,19 @@ def stream_evaluate(job: StreamJob, store: StateStore | None = None, on_batch: P
 
 def _classify(job: StreamJob, group: list[tuple[SetStream, dict]]) -> None:
     """Predictions of a group of batches at every alpha their sets need, written into the streams."""
-    ready = [(stream, to_device(batch["images"], job.device), batch["positions"])  # once per batch, not per alpha
-             for stream, batch in group if batch["images"] is not None]
+    features = job.features
+    if features is not None:  # each image through the tower once: the alphas differ in their heads only
+        ready = prepare(features, group, job.device, job.precision, job.batch_size)
+    else:
+        ready = [(stream, to_device(batch["images"], job.device), batch["positions"])  # once per batch
+                 for stream, batch in group if batch["images"] is not None]
     ends: dict[tuple[int, float], torch.Tensor] = {}  # (batch, endpoint alpha) -> raw logits, for the ensemble
     for alpha in sorted({a for stream, _, _ in ready for a in stream.alphas}):
-        model = job.space.interpolate_into(job.working, alpha)
+        logits_of = _logits_at(job, alpha)
         for k, (stream, images, positions) in enumerate(ready):
             if alpha in stream.alphas:
-                raw = _predict(job, model, stream, stream.alphas.index(alpha), images, positions)
+                raw = logits_of(images)
+                _record(stream, stream.alphas.index(alpha), raw, positions)
                 if stream.ensemble and alpha in (0.0, 1.0):
                     ends[k, alpha] = raw
     for k, (stream, _, positions) in enumerate(ready):
@@ -213,19 +225,25 @@ def _classify(job: StreamJob, group: list[tuple[SetStream, dict]]) -> None:
             output_ensemble(stream, positions, ends[k, 0.0], ends[k, 1.0])
 
 
-def _predict(job: StreamJob, model: torch.nn.Module, stream: SetStream, column: int, images: torch.Tensor,
-             positions: torch.Tensor) -> torch.Tensor:
-    """One batch at one alpha: the predicted class (and probabilities, when kept) of every image; its raw logits."""
+def _logits_at(job: StreamJob, alpha: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Raw logits at alpha of a batch's images (the whole classifier), or of its features (the head at alpha)."""
+    features = job.features
+    if features is not None:
+        return lambda batch: features.logits(batch, alpha, job.device, job.precision, job.batch_size)
+    model = job.space.interpolate_into(job.working, alpha)
     # Single-threaded pool workers even for the small first batches: on 2 shared cores, ops split over two
     # threads ran 32 demo images at 195 images/s, the pool at 1,860 (docs/benchmarks.md).
-    raw = predict_logits(model, images, job.device, job.precision, job.batch_size, min_pool=1)
+    return lambda batch: predict_logits(model, batch, job.device, job.precision, job.batch_size, min_pool=1)
+
+
+def _record(stream: SetStream, column: int, raw: torch.Tensor, positions: torch.Tensor) -> None:
+    """One batch at one alpha, from its raw logits: the predicted class (and probabilities, when kept)."""
     logits = set_logits(raw, stream.ev)
     stream.pred[positions, column] = logits.argmax(dim=-1).to(stream.pred.dtype)
     for k, view in enumerate(stream.views):  # the same logits as a shift scores them: no second pass
         stream.pred[positions, stream.view_column(k, column)] = view.logits(raw).argmax(dim=-1).to(stream.pred.dtype)
     if stream.probs is not None:
         stream.probs[column, positions] = logits.softmax(dim=-1).to(torch.float16)
-    return raw
 
 
 def output_ensemble(stream: SetStream, positions: torch.Tensor, logits0: torch.Tensor, logits1: torch.Tensor) -> None:

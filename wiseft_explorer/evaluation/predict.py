@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+from torch import nn
 
 from ..core.heads import text_scores
 from ..core.interpolate import Working
+from ..core.models import FeatureHead, Tower
 from ..data.images import DEFAULT_MAX_BYTES, ImageDecodeError, decode_many
 from ..data.sets import load_batch, preprocess_images
 from ..results.curves import ALPHA_GRID
 from .batching import predict_logits
+from .features import stored_features
 from .runtime import ExperimentRuntime
 from .sweep_result import SweepResult
 
@@ -46,28 +50,46 @@ def preprocess(runtime: ExperimentRuntime, pictures: Sequence[Image.Image]) -> t
     return preprocess_images(list(pictures), runtime.models.clip.preprocess)
 
 
-def predict_three(runtime: ExperimentRuntime, images: torch.Tensor, alpha: float,
-                  working: Working) -> dict[str, list[TopK]]:
-    """Top-5 per image for the zero-shot model, theta_alpha (in the caller's working model) and fine-tuned."""
+def shared_features(runtime: ExperimentRuntime, images: torch.Tensor) -> torch.Tensor | None:
+    """The images' features when every theta_alpha has the same image tower (computed once for all three models
+    and every alpha: only the heads differ), else None."""
+    if not runtime.space.shared_tower:
+        return None
     pair, exp = runtime.models, runtime.experiment
-    out = {}
-    for label, model in (("zeroshot", pair.zeroshot), ("alpha", runtime.classifier_at(working, alpha)),
-                         ("finetuned", pair.finetuned)):
-        logits = predict_logits(model, images, pair.device, exp.precision, exp.batch_size)
-        out[label] = _topk(logits.softmax(-1), exp.classnames)
-    return out
+    return predict_logits(Tower(pair.zeroshot), images, pair.device, exp.precision, exp.batch_size)
+
+
+def _logits(runtime: ExperimentRuntime, head: tuple[torch.Tensor, torch.Tensor | None], model: Callable[[], nn.Module],
+            images: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+    """Logits of the images: `head` on their features when given (the classifier's numbers), else `model()`'s."""
+    pair, exp = runtime.models, runtime.experiment
+    if features is not None:
+        return predict_logits(FeatureHead(*head), features, pair.device, exp.precision, exp.batch_size)
+    return predict_logits(model(), images, pair.device, exp.precision, exp.batch_size)
+
+
+def predict_three(runtime: ExperimentRuntime, images: torch.Tensor, alpha: float, working: Working,
+                  features: torch.Tensor | None = None) -> dict[str, list[TopK]]:
+    """Top-5 per image for the zero-shot model, theta_alpha (in the caller's working model) and fine-tuned.
+
+    With the images' shared `features`, the three are three heads on them (the working model is not written)."""
+    pair, exp = runtime.models, runtime.experiment
+    models = {"zeroshot": ((pair.zeroshot.head.weight, pair.zeroshot.head.bias), lambda: pair.zeroshot),
+              "alpha": (runtime.space.head_at(alpha), lambda: runtime.classifier_at(working, alpha)),
+              "finetuned": ((pair.finetuned.head.weight, pair.finetuned.head.bias), lambda: pair.finetuned)}
+    return {label: _topk(_logits(runtime, head, model, images, features).softmax(-1), exp.classnames)
+            for label, (head, model) in models.items()}
 
 
 def probability_along_alpha(runtime: ExperimentRuntime, images: torch.Tensor, working: Working,
-                            alphas: Sequence[float] = ALPHA_GRID) -> torch.Tensor:
-    """Class probabilities of each image at each alpha -> (A, N, C); leaves `working` at its previous alpha."""
-    pair, exp = runtime.models, runtime.experiment
+                            alphas: Sequence[float] = ALPHA_GRID, features: torch.Tensor | None = None) -> torch.Tensor:
+    """Class probabilities of each image at each alpha -> (A, N, C); leaves `working` at its previous alpha.
+
+    With the images' shared `features` (shared_features), each alpha is its head on them: no forward pass."""
     previous = working.alpha
-    probs = []
-    for alpha in alphas:
-        model = runtime.classifier_at(working, alpha)
-        probs.append(predict_logits(model, images, pair.device, exp.precision, exp.batch_size).softmax(-1))
-    if previous is not None:
+    probs = [_logits(runtime, runtime.space.head_at(alpha), functools.partial(runtime.classifier_at, working, alpha),
+                     images, features).softmax(-1) for alpha in alphas]
+    if previous is not None and features is None:
         runtime.classifier_at(working, previous)
     return torch.stack(probs)
 
@@ -87,16 +109,21 @@ def probabilities_over_grid(result: SweepResult, set_name: str, index: int) -> t
 def image_probabilities(runtime: ExperimentRuntime, result: SweepResult, set_name: str, index: int) -> torch.Tensor:
     """Class probabilities (A, C) of one eval image over the sweep's grid: as the sweep kept them, else computed now.
 
-    Large label sets keep no probabilities in the sweep (memory); then this image alone goes through theta_alpha.
+    Large label sets keep no probabilities in the sweep (memory); then this image alone goes through theta_alpha,
+    or, when the tower is shared, the heads along alpha take its features from the feature cache.
     """
     probs = probabilities_over_grid(result, set_name, index)
     if probs is not None:
         return probs
-    image, _, failed = load_batch(runtime.eval_set(set_name), [index], runtime.preprocess)
-    if failed:
-        raise ImageDecodeError(f"image #{index} of {set_name}", failed[0][1])
+    features = stored_features(runtime, set_name, index)  # a shared tower's, kept by a sweep: no decode, no forward
+    image = features
+    if features is None:
+        image, _, failed = load_batch(runtime.eval_set(set_name), [index], runtime.preprocess)
+        if failed:
+            raise ImageDecodeError(f"image #{index} of {set_name}", failed[0][1])
+        features = shared_features(runtime, image)
     with runtime.borrow_working() as working:
-        return probability_along_alpha(runtime, image, working, sorted(result.alphas))[:, 0]
+        return probability_along_alpha(runtime, image, working, sorted(result.alphas), features)[:, 0]
 
 
 def curve_frame(probs: torch.Tensor, classnames: Sequence[str], alphas: Sequence[float] = ALPHA_GRID,
@@ -140,11 +167,12 @@ def analyse_images(runtime: ExperimentRuntime, working: Working, items: Sequence
     if not good:
         return list(items)
     images = preprocess(runtime, [image for _, image in good])
-    top = predict_three(runtime, images, alpha, working)
+    features = shared_features(runtime, images)  # a shared tower: one forward for the three models and every alpha
+    top = predict_three(runtime, images, alpha, working, features)
     # (A, N, C), the same at every alpha: computed once per image set and shared by every session that shows it.
     digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
     probs = runtime.shared_tensor(("probability_along_alpha", ALPHA_GRID, digest),
-                                  lambda: probability_along_alpha(runtime, images, working, ALPHA_GRID))
+                                  lambda: probability_along_alpha(runtime, images, working, ALPHA_GRID, features))
     extras = zero_shot_with_extra(runtime, images, extra) if any(e.strip() for e in extra) else None
     for i, (item, _) in enumerate(good):
         item.top = {label: top[label][i] for label in MODELS}

@@ -13,6 +13,7 @@ import torch
 
 from ..core.heads import HeadProgress
 from ..core.interpolate import WeightSpace, Working
+from ..core.lineage import visual_digest
 from ..core.loading import load_models
 from ..core.models import ImageClassifier, ModelPair, parameter_count
 from ..data.class_views import ClassView, class_views
@@ -66,6 +67,11 @@ class ExperimentRuntime:
         with self._lock:
             pair = self.models
             return WeightSpace(pair.zeroshot, pair.finetuned, self.experiment.head_policy)
+
+    @cached_property
+    def tower_digest(self) -> str:
+        """The digest of the zero-shot image tower's weights (the feature cache's key), computed once."""
+        return visual_digest(self.models.zeroshot.visual.state_dict())
 
     @property
     def device(self) -> torch.device:

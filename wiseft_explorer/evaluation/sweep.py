@@ -15,6 +15,7 @@ from ..results.metrics import TOP1, SetMetric
 from ..store.cache import DiskCache
 from ..store.keys import cache_key, software_versions
 from .engine import FIRST_BATCH, StreamJob, StreamProgress, stream_evaluate
+from .features import feature_job
 from .runtime import ExperimentRuntime
 from .stream_state import SetStream, StateStore
 from .sweep_result import (
@@ -105,13 +106,19 @@ def state_store(runtime: ExperimentRuntime, needed: dict[str, list[float]], cach
 
 def stream_sets(runtime: ExperimentRuntime, needed: dict[str, list[float]], working: Working | None,
                 store: StateStore | None, max_images: int | None, hook=None, counter=None,
-                shard: tuple[int, int] | None = None) -> dict[str, SetStream]:
-    """Stream the given sets once each at the alphas they need (this process's part of them with `shard`)."""
+                shard: tuple[int, int] | None = None, cache: DiskCache | None = None) -> dict[str, SetStream]:
+    """Stream the given sets once each at the alphas they need (this process's part of them with `shard`).
+
+    When the endpoints share their image tower, each image's features are computed once (or read from the
+    feature cache in `cache`, the store's, or the experiment's) and every alpha is its head on them."""
     exp = runtime.experiment
     sets = {name: runtime.eval_set(name) for name in needed}
-    job = StreamJob(runtime.space, working or runtime.new_working(), sets, needed, runtime.preprocess,
-                    len(exp.classnames), runtime.device, exp.precision, exp.batch_size, runtime.workers,
-                    {name: runtime.class_views(name) for name in needed})
+    working = working or runtime.new_working()
+    cache = cache or (store.cache if store is not None else DiskCache(exp.cache_dir))
+    job = StreamJob(runtime.space, working, sets, needed, runtime.preprocess, len(exp.classnames), runtime.device,
+                    exp.precision, exp.batch_size, runtime.workers,
+                    views={name: runtime.class_views(name) for name in needed},
+                    features=feature_job(runtime, needed, working.model, cache))
     return stream_evaluate(job, store, hook, max_images, counter, shard)
 
 
@@ -136,7 +143,7 @@ def _stream(runtime: ExperimentRuntime, result: SweepResult, needed: dict[str, l
     if on_progress is not None:
         def hook(progress: StreamProgress, streams: dict[str, SetStream]) -> None:
             on_progress(progress, lambda: _merged(result, streams))
-    streams = stream_sets(runtime, needed, working, store, max_images, hook, counter)
+    streams = stream_sets(runtime, needed, working, store, max_images, hook, counter, cache=cache)
     report_failed(runtime, streams)
     if store is not None:
         store.clear()
