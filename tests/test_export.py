@@ -64,8 +64,11 @@ def test_open_clip_export_loads_with_open_clip_as_is(tiny, tmp_path):
     downloaded.write_bytes(export_bytes(runtime, ALPHA, head=True))
     again, again_meta = load_checkpoint(downloaded)
     assert again_meta == meta and all(torch.equal(again[k], head[k]) for k in head)
-    # Our own loader reads it as a zero-shot model too.
-    reloaded = ExperimentRuntime.from_path(write_experiment(tmp_path, tiny, pretrained=str(out)))
+    # Our own loader reads it as a zero-shot model too (paired with the fine-tuned checkpoint of another θ₀, which
+    # the lineage check refuses unless the experiment says to interpolate between them anyway).
+    toml = write_experiment(tmp_path, tiny, pretrained=str(out))
+    toml.write_text("allow_other_zeroshot = true\n" + toml.read_text())
+    reloaded = ExperimentRuntime.from_path(toml)
     assert torch.equal(reloaded.models.clip.model.visual.conv1.weight, working.visual.conv1.weight)
 
 
