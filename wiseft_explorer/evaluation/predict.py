@@ -46,16 +46,29 @@ def preprocess(runtime: ExperimentRuntime, pictures: Sequence[Image.Image]) -> t
     return preprocess_images(list(pictures), runtime.models.clip.preprocess)
 
 
+def image_digest(images: torch.Tensor) -> str:
+    """Content key of a preprocessed batch: what results shared between sessions are keyed on."""
+    return hashlib.sha256(images.contiguous().cpu().numpy().tobytes()).hexdigest()
+
+
 def predict_three(runtime: ExperimentRuntime, images: torch.Tensor, alpha: float,
                   working: Working) -> dict[str, list[TopK]]:
-    """Top-5 per image for the zero-shot model, theta_alpha (in the caller's working model) and fine-tuned."""
+    """Top-5 per image for the zero-shot model, theta_alpha (in the caller's working model) and fine-tuned.
+
+    The two endpoints do not depend on alpha: their probabilities are computed once per batch of images and shared
+    by every session (runtime.shared_tensor), so a class moving its alphas over one example pays for theta_alpha alone.
+    """
     pair, exp = runtime.models, runtime.experiment
-    out = {}
-    for label, model in (("zeroshot", pair.zeroshot), ("alpha", runtime.classifier_at(working, alpha)),
-                         ("finetuned", pair.finetuned)):
-        logits = predict_logits(model, images, pair.device, exp.precision, exp.batch_size)
-        out[label] = _topk(logits.softmax(-1), exp.classnames)
-    return out
+    digest = image_digest(images)
+
+    def probs(model: torch.nn.Module) -> torch.Tensor:
+        return predict_logits(model, images, pair.device, exp.precision, exp.batch_size).softmax(-1)
+
+    zeroshot = runtime.shared_tensor(("endpoint_probs", "zeroshot", digest), lambda: probs(pair.zeroshot))
+    finetuned = runtime.shared_tensor(("endpoint_probs", "finetuned", digest), lambda: probs(pair.finetuned))
+    at_alpha = probs(runtime.classifier_at(working, alpha))
+    return {label: _topk(p, exp.classnames) for label, p in
+            (("zeroshot", zeroshot), ("alpha", at_alpha), ("finetuned", finetuned))}
 
 
 def probability_along_alpha(runtime: ExperimentRuntime, images: torch.Tensor, working: Working,
@@ -142,7 +155,7 @@ def analyse_images(runtime: ExperimentRuntime, working: Working, items: Sequence
     images = preprocess(runtime, [image for _, image in good])
     top = predict_three(runtime, images, alpha, working)
     # (A, N, C), the same at every alpha: computed once per image set and shared by every session that shows it.
-    digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
+    digest = image_digest(images)
     probs = runtime.shared_tensor(("probability_along_alpha", ALPHA_GRID, digest),
                                   lambda: probability_along_alpha(runtime, images, working, ALPHA_GRID))
     extras = zero_shot_with_extra(runtime, images, extra) if any(e.strip() for e in extra) else None
