@@ -9,9 +9,8 @@ import io
 import torch
 from PIL import Image
 
-from wiseft_explorer.evaluation import ExperimentRuntime, predict_three, preprocess, set_example
+from wiseft_explorer.evaluation import ExperimentRuntime, predict_logits, predict_three, preprocess, set_example
 from wiseft_explorer.evaluation import predict as predict_module
-from wiseft_explorer.evaluation.batching import predict_logits
 
 
 def test_the_endpoints_run_once_per_image_whatever_the_alpha(tiny, monkeypatch):
