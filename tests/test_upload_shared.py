@@ -9,7 +9,13 @@ import io
 import torch
 from PIL import Image
 
-from wiseft_explorer.evaluation import ExperimentRuntime, predict_logits, predict_three, preprocess, set_example
+from wiseft_explorer.evaluation import (
+    ExperimentRuntime,
+    predict_logits,
+    predict_three,
+    preprocess,
+    set_example,
+)
 from wiseft_explorer.evaluation import predict as predict_module
 
 
