@@ -1,8 +1,10 @@
 """Time the Explorer page in a real browser: cold start (empty cache) and warm start (cache filled), on the demo.
 
-    python benchmarks/app_start.py [--cold 2] [--warm 3] [--experiment FILE (default: the built-in demo)]
+    python benchmarks/app_start.py [--cold 2] [--warm 3] [--plain] [--experiment FILE (default: the built-in demo)]
 
-Each start launches a new `streamlit run app.py` server (as a user would), waits for /_stcore/health, opens the
+Each start launches a new server for app.py as `wiseft-explorer app` does (`python -m wiseft_explorer.ui.preload
+run`: `streamlit run` with torch's imports begun at server start; `--plain`: a bare `streamlit run app.py`, where
+they begin at the first visitor), waits for /_stcore/health ("server_start_s": launch to healthy), opens the
 page in Debian chromium through Playwright and times, from the page request: the α slider, the first metric card
 and plot ("first curves"), and the moment no progress bar or "being filled in" note is left ("full curves"). A cold
 start uses an empty cache folder; warm starts reuse the folder the last cold start filled. "next visitor" is a
@@ -36,6 +38,7 @@ DONE_JS = """() => document.querySelectorAll('[data-testid="stProgress"]').lengt
 ALL_ALPHAS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(p => (p.data || []).some(
     t => t.x && t.x.length === 21 && t.error_x && t.error_x.array && t.error_x.array.length === 21))"""
 TIMEOUT_MS = 300_000
+PRELOAD_LAUNCHER = "wiseft_explorer.ui.preload"  # what `wiseft-explorer app` runs (cli/serve.py's PRELOAD_MODULE)
 
 
 REFERENCE_APP = """import plotly.graph_objects as go
@@ -47,11 +50,13 @@ st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[2, 1, 3])))
 """
 
 
-def start_server(cache: Path, experiment: Path, script: str = "app.py") -> tuple[subprocess.Popen, str]:
+def start_server(cache: Path, experiment: Path, script: str = "app.py",
+                 launcher: str = PRELOAD_LAUNCHER) -> tuple[subprocess.Popen, str]:
     """A fresh Streamlit server on a free port, healthy (the classroom benchmark's starter, with this cache)."""
     from streamlit_client import start_server as start  # a sibling module: benchmarks/ is the script's folder
 
-    return start(ROOT / script, {"WISEFT_CACHE_DIR": str(cache), "WISEFT_EXPERIMENT": str(experiment)})
+    return start(ROOT / script, {"WISEFT_CACHE_DIR": str(cache), "WISEFT_EXPERIMENT": str(experiment)},
+                 launcher=launcher)
 
 
 def time_page(browser, url: str, first_widget: str = '[data-testid="stSlider"]') -> dict[str, float]:
@@ -87,6 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cold", type=int, default=2, help="cold starts (each with an empty cache)")
     parser.add_argument("--warm", type=int, default=3, help="warm starts (new server, filled cache)")
     parser.add_argument("--experiment", type=Path, default=DEFAULT_EXPERIMENT)
+    parser.add_argument("--plain", action="store_true",
+                        help="start the app with a bare `streamlit run app.py` (imports begin at the first visitor)")
     parser.add_argument("--reference", type=int, default=3,
                         help="starts of a bare two-plot Streamlit page: the browser's floor on this machine")
     args = parser.parse_args(argv)
@@ -104,12 +111,15 @@ def main(argv: list[str] | None = None) -> dict:
                     cache.mkdir()
                 # A new server and a new browser per start, so that no start inherits another's processes.
                 script, widget = "app.py", '[data-testid="stSlider"]'
+                launcher = "streamlit" if args.plain else PRELOAD_LAUNCHER
                 if kind == "reference":  # interleaved with the warm starts, so both see the same machine
-                    script, widget = str(reference), "h1"
-                proc, url = start_server(cache, args.experiment.resolve(), script)
+                    script, widget, launcher = str(reference), "h1", "streamlit"
+                launched = time.perf_counter()
+                proc, url = start_server(cache, args.experiment.resolve(), script, launcher)
+                healthy = round(time.perf_counter() - launched, 2)
                 browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
                 try:
-                    runs[kind].append(time_page(browser, url, widget))
+                    runs[kind].append({"server_start_s": healthy, **time_page(browser, url, widget)})
                     print(kind, json.dumps(runs[kind][-1]), flush=True)
                     if kind == "warm":
                         runs["next_visitor"].append(time_page(browser, url))

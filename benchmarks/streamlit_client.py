@@ -161,14 +161,18 @@ def number(value: float) -> WidgetState:
     return WidgetState(double_value=value)
 
 
-def start_server(app: Path, env: dict[str, str], log: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """`streamlit run APP` (headless, a free port, extra environment `env`, output to `log`), once it is healthy."""
+def start_server(app: Path, env: dict[str, str], log: Path | None = None,
+                 launcher: str = "streamlit") -> tuple[subprocess.Popen, str]:
+    """`streamlit run APP` (headless, a free port, extra environment `env`, output to `log`), once it is healthy.
+
+    `launcher`: the module run with `python -m` (`wiseft_explorer.ui.preload` is how `wiseft-explorer app` starts
+    the server: `streamlit run` with torch's imports begun at once)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **env}
     with log.open("ab") if log else open(os.devnull, "wb") as out:  # the server keeps its own copy of the file
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+        proc = subprocess.Popen([sys.executable, "-m", launcher, "run", str(app), "--server.headless", "true",
                                  "--server.port", str(port), "--server.address", "127.0.0.1",
                                  "--server.fileWatcherType", "none"], cwd=app.parent, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)

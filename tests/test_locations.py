@@ -94,7 +94,7 @@ def test_the_app_command_runs_streamlit_on_the_packaged_app(monkeypatch):
         commands.main(["app", "--server.port", "8502", "--runner.postScriptGC", "true"])
     [(path, argv)] = calls
     assert path == sys.executable
-    assert argv[:5] == [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT)]
+    assert argv[:5] == [sys.executable, "-m", serve.PRELOAD_MODULE, "run", str(APP_SCRIPT)]
     settings = argv[5:-4]  # the app's own settings, then the user's flags, which Streamlit lets win (the last one)
     assert dict(zip(settings[::2], settings[1::2], strict=True)) == {
         "--browser.gatherUsageStats": "false", "--server.fileWatcherType": "none", "--server.runOnSave": "false",

@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+PRELOAD_MODULE = "wiseft_explorer.ui.preload"  # `python -m` of it is `streamlit run` with the preload begun first
+
 
 def server_flags(config: Path) -> list[str]:
     """A Streamlit config file's settings as `streamlit run` flags (`--runner.postScriptGC false`, ...)."""
@@ -26,7 +28,9 @@ def cmd_app(args: argparse.Namespace) -> int:
     extra = [a for a in args.streamlit_args if a != "--"]
     # Streamlit reads its config only from ./.streamlit and ~/.streamlit, so from another folder the app's own
     # settings (no GC after every rerun, no file watcher) would be lost; the user's flags come last and win.
-    argv = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), *server_flags(SERVER_CONFIG), *extra]
+    # `streamlit run` through ui/preload.py, which begins importing torch and open_clip as the server starts (when
+    # the default experiment would start cold), so that the first visitor does not wait for them.
+    argv = [sys.executable, "-m", PRELOAD_MODULE, "run", str(APP_SCRIPT), *server_flags(SERVER_CONFIG), *extra]
     if os.name == "posix":
         # The server takes this process's place, so a Ctrl+C, a kill or a service manager's stop reaches it: a
         # child would outlive a killed parent and keep serving.

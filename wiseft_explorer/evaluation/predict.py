@@ -68,17 +68,31 @@ def _logits(runtime: ExperimentRuntime, head: tuple[torch.Tensor, torch.Tensor |
     return predict_logits(model(), images, pair.device, exp.precision, exp.batch_size)
 
 
+def image_digest(images: torch.Tensor) -> str:
+    """Content key of a preprocessed batch: what results shared between sessions are keyed on."""
+    return hashlib.sha256(images.contiguous().cpu().numpy().tobytes()).hexdigest()
+
+
 def predict_three(runtime: ExperimentRuntime, images: torch.Tensor, alpha: float, working: Working,
                   features: torch.Tensor | None = None) -> dict[str, list[TopK]]:
     """Top-5 per image for the zero-shot model, theta_alpha (in the caller's working model) and fine-tuned.
 
+    The two endpoints do not depend on alpha: their probabilities are computed once per batch of images and shared
+    by every session (runtime.shared_tensor), so a class moving its alphas over one example pays for theta_alpha alone.
     With the images' shared `features`, the three are three heads on them (the working model is not written)."""
     pair, exp = runtime.models, runtime.experiment
+    digest = image_digest(images)
     models = {"zeroshot": ((pair.zeroshot.head.weight, pair.zeroshot.head.bias), lambda: pair.zeroshot),
               "alpha": (runtime.space.head_at(alpha), lambda: runtime.classifier_at(working, alpha)),
               "finetuned": ((pair.finetuned.head.weight, pair.finetuned.head.bias), lambda: pair.finetuned)}
-    return {label: _topk(_logits(runtime, head, model, images, features).softmax(-1), exp.classnames)
-            for label, (head, model) in models.items()}
+
+    def probs(label: str) -> torch.Tensor:
+        head, model = models[label]
+        return _logits(runtime, head, model, images, features).softmax(-1)
+
+    shared = {label: runtime.shared_tensor(("endpoint_probs", label, digest), lambda label=label: probs(label))
+              for label in ("zeroshot", "finetuned")}
+    return {label: _topk(shared[label] if label in shared else probs(label), exp.classnames) for label in models}
 
 
 def probability_along_alpha(runtime: ExperimentRuntime, images: torch.Tensor, working: Working,
@@ -170,7 +184,7 @@ def analyse_images(runtime: ExperimentRuntime, working: Working, items: Sequence
     features = shared_features(runtime, images)  # a shared tower: one forward for the three models and every alpha
     top = predict_three(runtime, images, alpha, working, features)
     # (A, N, C), the same at every alpha: computed once per image set and shared by every session that shows it.
-    digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
+    digest = image_digest(images)
     probs = runtime.shared_tensor(("probability_along_alpha", ALPHA_GRID, digest),
                                   lambda: probability_along_alpha(runtime, images, working, ALPHA_GRID, features))
     extras = zero_shot_with_extra(runtime, images, extra) if any(e.strip() for e in extra) else None

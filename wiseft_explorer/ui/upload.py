@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
-import pandas as pd
+import pyarrow as pa
 import streamlit as st
 
 from ..data.images import DEFAULT_MAX_BYTES, UPLOAD_TYPES
+from ..data.sets import EvalSet
 from ..evaluation.predict import (
     ImageAnalysis,
     TopK,
@@ -19,6 +21,7 @@ from ..evaluation.predict import (
 )
 from ..evaluation.runtime import ExperimentRuntime
 from ..presentation import plots
+from ..store.keys import files_version
 from . import state
 
 MAX_UPLOAD_MB = max(1, DEFAULT_MAX_BYTES // 2**20)
@@ -28,8 +31,9 @@ EXAMPLES = 8  # thumbnails offered per set
 CANVAS_SIDE = 280
 
 
-def _table(top: TopK) -> pd.DataFrame:
-    return pd.DataFrame({"class": top.classes, "probability": [round(p, 3) for p in top.probs]})
+def _table(top: TopK) -> pa.Table:
+    # An Arrow table, which Streamlit sends as it is: a DataFrame cost 2 ms per table to convert, on every rerun.
+    return pa.table({"class": top.classes, "probability": [round(p, 3) for p in top.probs]})
 
 
 def show_analysis(item: ImageAnalysis, alpha: float, key: str) -> None:
@@ -67,6 +71,15 @@ def _pick_example(set_name: str, index: int) -> None:
     st.session_state["example_pick"] = (set_name, index)
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _thumbnail(set_key: str, index: int, _ev: EvalSet) -> bytes:
+    """Image `index` of a set as a 96-pixel PNG, made once per server: every student's page shows the same ones on
+    every rerun, and encoding them again each time cost more than the model's forward pass."""
+    out = io.BytesIO()
+    _ev.picture(index, size=96).save(out, format="PNG")
+    return out.getvalue()
+
+
 def _examples(runtime: ExperimentRuntime) -> list[ImageAnalysis]:
     """A row of thumbnails from one set, each one click away from its predictions."""
     set_name = st.selectbox("Set", runtime.set_names, key="example_set",
@@ -74,8 +87,10 @@ def _examples(runtime: ExperimentRuntime) -> list[ImageAnalysis]:
     ev = runtime.eval_set(set_name)
     names = ev.class_names(runtime.experiment.classnames)
     indices = example_indices(runtime, set_name, EXAMPLES)
+    # Keyed like the shared runtime (the experiment's files as they stand), so a rewritten set is seen with it.
+    set_key = f"{runtime.experiment.path}|{files_version(runtime.experiment)}|{runtime.experiment.endpoint}|{set_name}"
     for col, index in zip(st.columns(len(indices) or 1), indices, strict=False):
-        col.image(ev.picture(index, size=96), caption=names[int(ev.labels[index])])
+        col.image(_thumbnail(set_key, int(index), ev), caption=names[int(ev.labels[index])])
         col.button("Predict", key=f"example_{set_name}_{index}", on_click=_pick_example, args=(set_name, index))
     pick = st.session_state.get("example_pick")
     if not pick or pick[0] not in runtime.set_names:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from wiseft_explorer.ui import preload
 from wiseft_explorer.ui.explorer import explorer_page
 
 _HERE = Path(__file__).resolve().parent
@@ -14,6 +15,7 @@ _HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     """Run one rerun of the multipage app: the navigation over the Explorer and the four page scripts."""
+    preload.start()  # begun with the server by `wiseft-explorer app`; under a plain `streamlit run`, here (once)
     # st.navigation names the landing page "Explorer" (with plain pages/ discovery it would be called "app").
     st.navigation([
         # Material icons: emoji showed as empty boxes on machines without an emoji font (headless chromium).
