@@ -90,9 +90,11 @@ def predict_three(runtime: ExperimentRuntime, images: torch.Tensor, alpha: float
         head, model = models[label]
         return _logits(runtime, head, model, images, features).softmax(-1)
 
-    shared = {label: runtime.shared_tensor(("endpoint_probs", label, digest), lambda label=label: probs(label))
-              for label in ("zeroshot", "finetuned")}
-    return {label: _topk(shared[label] if label in shared else probs(label), exp.classnames) for label in models}
+    def shared(label: str) -> torch.Tensor:
+        return runtime.shared_tensor(("endpoint_probs", label, digest), lambda: probs(label))
+
+    ends = {label: shared(label) for label in ("zeroshot", "finetuned")}
+    return {label: _topk(ends[label] if label in ends else probs(label), exp.classnames) for label in models}
 
 
 def probability_along_alpha(runtime: ExperimentRuntime, images: torch.Tensor, working: Working,

@@ -282,10 +282,7 @@ def current_alpha_of(fig: go.Figure) -> float | None:
 
 def probability_vs_alpha(frame: pd.DataFrame, alpha: float | None = None, true_class: str | None = None) -> go.Figure:
     """One image's class probabilities over alpha (frame from predict.curve_frame); the true class drawn thick.
-
-    Built in one constructor call, the current alpha as a plain layout shape: the Upload page draws this figure on
-    every alpha change of every student, and plotly's add_trace / add_vline / update_layout cost three times as
-    much (their validation runs once per call)."""
+    One constructor call: the Upload page redraws it at every alpha change, and add_trace/add_vline cost 3x."""
     traces = [{"type": "scatter", "x": rows["alpha"].tolist(), "y": rows["probability"].tolist(), "mode": "lines",
                "name": name + (" (true)" if name == true_class else ""),
                "line": {"width": 4 if name == true_class else 2, "color": _PALETTE[i % len(_PALETTE)]},
