@@ -185,8 +185,7 @@ def load_preset_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DE
     chosen = fair_sample(labels, spec.limit, seed)
     report_skipped(spec, found.skipped)
     subset = None if found.class_indices is None else torch.from_numpy(to_exp[found.class_indices])
-    metric = preset_metric_of(preset_metric(spec), labels[chosen],
-                              None if found.regions is None else found.regions[chosen])
+    metric = preset_metric_of(preset_metric(spec), labels[chosen], found, chosen, to_exp)
     groups = None if found.groups is None else tuple(tuple(int(to_exp[c]) for c in g) for g in found.groups)
     return EvalSet(spec.name, torch.from_numpy(labels[chosen]), subset,
                    raw=found.pixels[chosen] if found.pixels is not None else None,
