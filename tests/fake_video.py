@@ -34,3 +34,37 @@ def fake_imagenet_vid(root: Path) -> Path:
         (folder / key).parent.mkdir(parents=True, exist_ok=True)
         (folder / key).write_bytes(png_bytes(colour=(30 * i, 90, 40)))
     return folder
+
+
+# YouTube-BB-Robust: anchors (their annotated label names), YouTube-BB's label of each video, and pm-k rows.
+YTBB_ANCHORS = {"export/vidA_1000/frame-30.jpg": ["good"], "vidB_2000/frame-60.jpg": ["good", "dog"],
+                "vidC_500/frame-15.jpg": ["good", "unsure"], "vidD_700/frame-21.jpg": ["good"],
+                "vidE_900/frame-27.jpg": ["good"]}
+YTBB_CSV = {"vidA_1000": 1, "vidB_2000": 22, "vidC_500": 0, "vidD_700": 0, "vidE_900": 6}  # 22 means car (23)
+YTBB_PMK = {"vidA_1000/frame-30.jpg,vidA_1000/frame-29.jpg": ["similar"],
+            "vidA_1000/frame-30.jpg,vidA_1000/frame-31.jpg": ["similar", "correct"],
+            "vidA_1000/frame-30.jpg,vidA_1000/frame-35.jpg": ["similar", "blur-increase"],  # problematic
+            "vidA_1000/frame-30.jpg,vidA_1000/frame-41.jpg": ["similar"],  # offset 11: beyond pm-10
+            "vidB_2000/frame-60.jpg,vidB_2000/frame-61.jpg": ["similar"],
+            "vidB_2000/frame-60.jpg,vidB_2000/frame-59.jpg": ["dissimilar"],
+            "vidD_700/frame-21.jpg,vidD_700/frame-22.jpg": ["similar", "bad-anchor"]}
+# What the paper's reviewed pm-10 keeps: anchors (their classes) and their frames.
+YTBB_EXPECTED = {"vidA_1000/frame-30.jpg": ({1}, ["vidA_1000/frame-29.jpg", "vidA_1000/frame-31.jpg"]),
+                 "vidB_2000/frame-60.jpg": ({19, 23}, ["vidB_2000/frame-61.jpg"]),
+                 "vidE_900/frame-27.jpg": ({6}, [])}
+
+
+def fake_ytbb(root: Path) -> Path:
+    folder = root / "imagenet_vid_ytbb_robust" / "ytbb-robust"
+    (folder / "metadata").mkdir(parents=True)
+    names = ["good", "unsure", "bad", "dog", "similar", "dissimilar", "correct", "blur-increase", "bad-anchor"]
+    for name, rows in (("anchor_labels.json", YTBB_ANCHORS), ("pmk_labels.json", YTBB_PMK)):
+        annotations = [{"key": k, "notes": "", "labels": [names.index(n) for n in v]} for k, v in rows.items()]
+        (folder / "metadata" / name).write_text(json.dumps({"labels": names, "annotations": annotations}))
+    lines = ["ytid,time_ms,label", *(f"{v.rsplit('_', 1)[0]},{v.rsplit('_', 1)[1]},{c}" for v, c in YTBB_CSV.items())]
+    (folder / "metadata" / "ytbb_robustness_test_anchors_full.csv").write_text("\n".join(lines) + "\n")
+    frames = {"/".join(k.split("/")[-2:]) for k in [*YTBB_ANCHORS, *(f for k in YTBB_PMK for f in k.split(","))]}
+    for i, key in enumerate(sorted(frames)):
+        (folder / "ytbb_videos" / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "ytbb_videos" / key).write_bytes(png_bytes(colour=(20 * i, 40, 90)))
+    return folder

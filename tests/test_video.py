@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_video import VID_GROUPS, VID_LABELS, VID_PMSETS, fake_imagenet_vid
+from fake_video import VID_GROUPS, VID_LABELS, VID_PMSETS, YTBB_EXPECTED, fake_imagenet_vid, fake_ytbb
 
-from wiseft_explorer.data.video_sets import read_imagenet_vid
+from wiseft_explorer.data.video_sets import read_imagenet_vid, read_ytbb, ytbb_classes
 
 
 def test_imagenet_vid_reads_anchors_frames_labels_and_groups(tmp_path):
@@ -39,32 +39,71 @@ def test_a_missing_frame_or_file_names_it_and_the_layout(tmp_path):
 
 
 def hand_pm_k(pred_class: dict[str, int], labels: dict[str, list[int]], pmsets: dict[str, list[str]]) -> float:
-    """The paper's pm-k: an anchor counts when it and each frame of its pm-set are predicted among their labels."""
+    """The paper's pm-k: an anchor counts when it and each frame of its pm-set are predicted among their labels
+    (YouTube-BB-Robust's frames take their anchor's labels)."""
     right = [all(pred_class[f] in labels[f] for f in [a, *frames]) for a, frames in pmsets.items()]
     return sum(right) / len(right)
 
 
-def test_a_tiny_sweep_scores_pm10_as_the_paper_defines_it(tiny, tmp_path):
+def _case(preset: str, root: Path) -> tuple[Path, dict[str, list[int]], dict[str, list[str]], dict[int, int]]:
+    """A fake release of `preset`: its folder, each frame's right classes, the pm-sets, ImageNet class -> class."""
+    if preset == "imagenet-vid-robust":
+        return fake_imagenet_vid(root), VID_LABELS, VID_PMSETS, {i: c for c, g in VID_GROUPS.items() for i in g}
+    folder = fake_ytbb(root) / "ytbb_videos"
+    labels = {f: sorted(classes) for a, (classes, frames) in YTBB_EXPECTED.items() for f in [a, *frames]}
+    pmsets = {a: frames for a, (_, frames) in YTBB_EXPECTED.items()}
+    return folder, labels, pmsets, {i: c for c, g in enumerate(ytbb_classes()[1]) for i in g}
+
+
+@pytest.mark.parametrize("preset", ["imagenet-vid-robust", "ytbb-robust"])
+def test_a_tiny_sweep_scores_pm10_as_the_paper_defines_it(tiny, tmp_path, preset):
     from test_wilds import _experiment
 
     from wiseft_explorer.data import load_eval_set
     from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
     from wiseft_explorer.experiment import class_list, load_experiment
 
-    folder = fake_imagenet_vid(tmp_path)
-    toml = _experiment(tmp_path, tiny, "imagenet", f'[id]\nname = "Vid"\npreset = "imagenet-vid-robust"\n'
-                                                   f'source = "{folder}"\n')
+    folder, labels, pmsets, class_of = _case(preset, tmp_path)
+    toml = _experiment(tmp_path, tiny, "imagenet", f'[id]\nname = "Vid"\npreset = "{preset}"\n'
+                                                   f'source = "{folder.parent}"\n')
     result = run_sweep(ExperimentRuntime.from_path(toml), [0.0, 0.5, 1.0])
     assert result.metric("Vid") == "pm10" and "Vid:pm10" in result.jsonl_rows()[0]
     ev = load_eval_set(load_experiment(toml).id_set, class_list("imagenet"))
     keys = [str(Path(p).relative_to(folder)) for p in ev.paths]
-    group_of = {i: c for c, g in VID_GROUPS.items() for i in g}
     for alpha in (0.0, 0.5, 1.0):
         p = result.predictions["Vid"][alpha]
         assert p.n == len(keys) == 6
-        pred_class = {keys[i]: group_of[int(c)] for i, c in zip(p.index.tolist(), p.pred.tolist(), strict=True)}
-        assert result.top1s["Vid"][alpha] == pytest.approx(hand_pm_k(pred_class, VID_LABELS, VID_PMSETS))
+        pred_class = {keys[i]: class_of[int(c)] for i, c in zip(p.index.tolist(), p.pred.tolist(), strict=True)}
+        assert result.top1s["Vid"][alpha] == pytest.approx(hand_pm_k(pred_class, labels, pmsets))
     assert np.isfinite(result.interval("Vid", 0.5)).all()
+
+
+def test_ytbb_keeps_the_reviewed_anchors_and_frames_with_their_classes(tmp_path):
+    folder = fake_ytbb(tmp_path) / "ytbb_videos"
+    found = read_ytbb(tmp_path / "imagenet_vid_ytbb_robust")
+    keys = [str(Path(p).relative_to(folder)) for p in found.paths]
+    frames, right = found.pmk
+    got = {keys[row[0]]: sorted(keys[i] for i in row[1:] if i >= 0) for row in frames}
+    assert got == {a: frames for a, (_, frames) in YTBB_EXPECTED.items()}
+    names, groups = ytbb_classes()
+    for k, row in zip(keys, right, strict=True):
+        anchor = next(a for a, (_, f) in YTBB_EXPECTED.items() if k in [a, *f])
+        classes = YTBB_EXPECTED[anchor][0]
+        assert set(row[row >= 0].tolist()) - {0} == {i for c in classes for i in groups[c]}  # 0: cow's stand-in
+    # cow has no ImageNet class: its frames are labelled by a class of no group, which is never predicted.
+    assert found.labels[keys.index("vidE_900/frame-27.jpg")] == 0 and found.label_names[0] == "cow"
+    assert 0 not in found.class_indices and len(found.groups) == 19
+    assert names[22] == "none" and [c for c, g in enumerate(groups) if not g] == [6, 8, 14, 18, 22]
+    assert groups[1][:3] == (7, 8, 9) and groups[23] == (407, 436, 468, 511, 609, 627, 656, 661, 751, 817)
+
+
+def test_ytbb_without_its_annotation_files_says_where_they_come_from(tmp_path):
+    from wiseft_explorer.experiment import PresetError
+
+    folder = fake_ytbb(tmp_path)
+    (folder / "metadata" / "pmk_labels.json").unlink()
+    with pytest.raises(PresetError, match=r"no pmk_labels.json.*ytbb-robust_metadata/: copy them"):
+        read_ytbb(folder)
 
 
 def test_pm10_of_chosen_predictions_and_of_a_limited_sample(tmp_path):
@@ -107,7 +146,28 @@ def test_the_video_example_reads_fake_copies_of_the_releases(tmp_path):
         (tmp_path / "checkpoints" / name).write_bytes(b"")
     fake_imagenet_layout(tmp_path / "data" / "imagenet" / "val", "imagenet")
     fake_imagenet_vid(tmp_path / "data")
+    fake_ytbb(tmp_path / "data")
     exp = load_experiment(toml, for_finetuning=True)
     checks = check_experiment(exp)
     assert [c.error for c in checks] == [None] * len(checks)
-    assert [c.images for c in checks] == [1000, 6] and exp.shifts[0].preset == "imagenet-vid-robust"
+    assert [c.images for c in checks] == [1000, 6, 6]
+    assert [s.preset for s in exp.shifts] == ["imagenet-vid-robust", "ytbb-robust"]
+
+
+def test_ytbb_frames_are_right_among_their_anchors_classes(tmp_path):
+    from wiseft_explorer.data import load_eval_set
+    from wiseft_explorer.experiment import DatasetSpec, class_list
+
+    folder, labels, pmsets, _ = _case("ytbb-robust", tmp_path)
+    ev = load_eval_set(DatasetSpec(name="YTBB", source=str(folder.parent), preset="ytbb-robust"),
+                       class_list("imagenet"))
+    keys = [str(Path(p).relative_to(folder)) for p in ev.paths]
+    groups = ytbb_classes()[1]
+    # A: bird throughout; B: dog, its frame car (both B's classes); E (cow) cannot be right.
+    pred_class = {"vidA_1000/frame-30.jpg": 1, "vidA_1000/frame-29.jpg": 1, "vidA_1000/frame-31.jpg": 1,
+                  "vidB_2000/frame-60.jpg": 19, "vidB_2000/frame-61.jpg": 23, "vidE_900/frame-27.jpg": 19}
+    for changed, expected in (({}, 2 / 3), ({"vidA_1000/frame-31.jpg": 19}, 1 / 3)):
+        classes = pred_class | changed
+        pred = np.array([groups[classes[k]][-1] for k in keys])
+        assert ev.metric.value(pred, None, np.arange(len(keys))) == pytest.approx(expected)
+        assert hand_pm_k(classes, labels, pmsets) == pytest.approx(expected)

@@ -62,11 +62,12 @@ class EvalSet:
         return names
 
     def right_classes(self, label: int) -> tuple[int, ...]:
-        """The classes a prediction may name to be right for `label` (ObjectNet: every class of its group)."""
-        if self.groups is None:
+        """The classes a prediction may name to be right for `label` (ObjectNet: every class of its group; a video
+        class without ImageNet classes: only its label, never predicted)."""
+        targets = [] if self.groups is None or self.class_indices is None else self.class_indices.tolist()
+        if self.groups is None or label not in targets:
             return (label,)
-        assert self.class_indices is not None  # a grouped set's labels are its class_indices (load_preset_set)
-        k = self.class_indices.tolist().index(label)
+        k = targets.index(label)
         return tuple(self.groups[k])
 
     @property
