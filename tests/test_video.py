@@ -62,6 +62,7 @@ def test_a_tiny_sweep_scores_pm10_as_the_paper_defines_it(tiny, tmp_path, preset
     from wiseft_explorer.data import load_eval_set
     from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
     from wiseft_explorer.experiment import class_list, load_experiment
+    from wiseft_explorer.presentation import cards
 
     folder, labels, pmsets, class_of = _case(preset, tmp_path)
     toml = _experiment(tmp_path, tiny, "imagenet", f'[id]\nname = "Vid"\npreset = "{preset}"\n'
@@ -76,6 +77,7 @@ def test_a_tiny_sweep_scores_pm10_as_the_paper_defines_it(tiny, tmp_path, preset
         pred_class = {keys[i]: class_of[int(c)] for i, c in zip(p.index.tolist(), p.pred.tolist(), strict=True)}
         assert result.top1s["Vid"][alpha] == pytest.approx(hand_pm_k(pred_class, labels, pmsets))
     assert np.isfinite(result.interval("Vid", 0.5)).all()
+    assert cards.metric_cards(result, 0.5, result.accuracies(0.5))[0][0].label == "ID pm-10 at α = 0.5"
 
 
 def test_ytbb_keeps_the_reviewed_anchors_and_frames_with_their_classes(tmp_path):
@@ -171,3 +173,14 @@ def test_ytbb_frames_are_right_among_their_anchors_classes(tmp_path):
         pred = np.array([groups[classes[k]][-1] for k in keys])
         assert ev.metric.value(pred, None, np.arange(len(keys))) == pytest.approx(expected)
         assert hand_pm_k(classes, labels, pmsets) == pytest.approx(expected)
+
+
+def test_a_class_without_imagenet_classes_has_only_its_stand_in_as_right(tmp_path):
+    from wiseft_explorer.data import load_eval_set
+    from wiseft_explorer.experiment import DatasetSpec, class_list
+
+    folder = fake_ytbb(tmp_path)
+    ev = load_eval_set(DatasetSpec(name="YTBB", source=str(folder), preset="ytbb-robust"), class_list("imagenet"))
+    assert ev.right_classes(0) == (0,)  # cow's stand-in (the gallery asks for every image's right classes)
+    assert ev.right_classes(7) == ytbb_classes()[1][1]  # bird: any of its ImageNet classes
+    assert ev.class_names(class_list("imagenet"))[0] == "cow"
