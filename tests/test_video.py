@@ -92,9 +92,9 @@ def test_ytbb_keeps_the_reviewed_anchors_and_frames_with_their_classes(tmp_path)
         anchor = next(a for a, (_, f) in YTBB_EXPECTED.items() if k in [a, *f])
         classes = YTBB_EXPECTED[anchor][0]
         assert set(row[row >= 0].tolist()) - {0} == {i for c in classes for i in groups[c]}  # 0: cow's stand-in
-    # cow has no ImageNet class: its frames are labelled by a class of no group, which is never predicted.
+    # cow has no ImageNet class: its frames are labelled by a class of no group, scored 0 as the paper does.
     assert found.labels[keys.index("vidE_900/frame-27.jpg")] == 0 and found.label_names[0] == "cow"
-    assert 0 not in found.class_indices and len(found.groups) == 19
+    assert found.class_indices[6] == 0 and found.groups[6] == () and len(found.groups) == 23  # 'none' not scored
     assert names[22] == "none" and [c for c, g in enumerate(groups) if not g] == [6, 8, 14, 18, 22]
     assert groups[1][:3] == (7, 8, 9) and groups[23] == (407, 436, 468, 511, 609, 627, 656, 661, 751, 817)
 
@@ -184,3 +184,27 @@ def test_a_class_without_imagenet_classes_has_only_its_stand_in_as_right(tmp_pat
     assert ev.right_classes(0) == (0,)  # cow's stand-in (the gallery asks for every image's right classes)
     assert ev.right_classes(7) == ytbb_classes()[1][1]  # bird: any of its ImageNet classes
     assert ev.class_names(class_list("imagenet"))[0] == "cow"
+
+
+def test_ytbb_predictions_are_the_papers_projection_of_imagenet_logits(tmp_path):
+    """The paper's YTBBRobustBase.project_logits, written out: 24 columns at 0, each mapped class the max of its
+    ImageNet logits, 1e10 off 'none', argmax. Rows whose every logit is negative pick the first unmapped class."""
+    import torch
+
+    from wiseft_explorer.data import load_eval_set, set_logits
+    from wiseft_explorer.experiment import DatasetSpec, class_list
+
+    ev = load_eval_set(DatasetSpec(name="YTBB", source=str(fake_ytbb(tmp_path)), preset="ytbb-robust"),
+                       class_list("imagenet"))
+    names, groups = ytbb_classes()
+    logits = torch.randn(64, 1000, generator=torch.Generator().manual_seed(0)) * 3
+    logits[:16] = -logits[:16].abs() - 0.1  # every logit negative: an unmapped class's 0 wins
+    paper = torch.zeros(64, 24, dtype=torch.float64)
+    for c, members in enumerate(groups):
+        if members:
+            paper[:, c] = logits[:, list(members)].double().max(dim=1).values
+    paper[:, 22] -= 1e10
+    expected = paper.argmax(dim=1)
+    class_of = {i: c for c, g in enumerate(groups) for i in g} | {0: 6}  # 0: cow's stand-in
+    got = [class_of[int(p)] for p in set_logits(logits, ev).argmax(dim=1)]
+    assert got == expected.tolist() and got[:16] == [6] * 16 and len(set(got[16:])) > 5

@@ -63,12 +63,12 @@ class EvalSet:
 
     def right_classes(self, label: int) -> tuple[int, ...]:
         """The classes a prediction may name to be right for `label` (ObjectNet: every class of its group; a video
-        class without ImageNet classes: only its label, never predicted)."""
+        class without ImageNet classes, or one not scored: only its label)."""
         targets = [] if self.groups is None or self.class_indices is None else self.class_indices.tolist()
         if self.groups is None or label not in targets:
             return (label,)
         k = targets.index(label)
-        return tuple(self.groups[k])
+        return tuple(self.groups[k]) or (label,)
 
     @property
     def in_memory(self) -> bool:
@@ -241,13 +241,17 @@ def preprocess_set(ev: EvalSet, preprocess: Callable) -> torch.Tensor:
 
 
 def project_logits(logits: torch.Tensor, groups: Sequence[Sequence[int]], targets: torch.Tensor) -> torch.Tensor:
-    """ObjectNet's scoring: column targets[k] gets the max logit over groups[k]'s classes, every other column -inf.
+    """ObjectNet's and the video sets' scoring: column targets[k] gets the max logit over groups[k]'s classes (0
+    for an empty group), every other column -inf.
 
     logits: (N, C); the argmax is then the label (an index into the C classes) of the best-scoring group.
     """
     width = max(len(g) for g in groups)
-    index = torch.tensor([list(g) + [g[0]] * (width - len(g)) for g in groups], device=logits.device)  # (K, W)
+    index = torch.tensor([list(g) + [g[0]] * (width - len(g)) if g else [0] * width for g in groups],
+                         device=logits.device)  # (K, W)
     best = logits[:, index].amax(dim=-1)  # (N, K): padding repeats a member, so it never changes the max
+    best[:, torch.tensor([not g for g in groups], device=logits.device)] = 0.0  # a video class with no ImageNet
+    # class (YouTube-BB-Robust's cow, ...) scores 0, as the paper's code leaves it
     projected = torch.full_like(logits, float("-inf"))
     projected[:, targets.to(logits.device)] = best
     return projected

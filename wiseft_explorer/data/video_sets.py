@@ -51,12 +51,13 @@ def _release_folder(key: str, source: Path, name: str, marker: str) -> Path:
 
 
 def pmk_images(key: str, folder: Path, frame_labels: dict[str, list[int]], anchors: dict[str, list[str]],
-               groups: list[tuple[int, ...]], names: list[str]) -> PresetImages:
+               groups: list[tuple[int, ...]], names: list[str], never: frozenset[int] = frozenset()) -> PresetImages:
     """The anchors and their frames as a preset set: images (anchors first, in key order), each one's label (its
     first class's representative), the classes right for it, and each anchor's frames as set indices.
 
-    A class without ImageNet classes (YouTube-BB-Robust's cow, giraffe, skateboard, toilet, none) can never be
-    predicted: it is represented by an ImageNet class of no group (never predicted either), named as the class."""
+    A class without ImageNet classes (YouTube-BB-Robust's cow, giraffe, skateboard, toilet, none) is represented
+    by an ImageNet class of no group, named as the class; its logit is 0, as the paper's `project_logits` leaves
+    it, except for the classes in `never` (the paper subtracts 1e10 from 'none'), which are not scored at all."""
     keys = sorted(anchors)
     keys += sorted({f for a in keys for f in anchors[a]} - set(keys))
     position = {k: i for i, k in enumerate(keys)}
@@ -79,7 +80,7 @@ def pmk_images(key: str, folder: Path, frame_labels: dict[str, list[int]], ancho
     frames = np.full((len(anchors), 1 + max(len(f) for f in anchors.values())), -1, dtype=np.int64)
     for i, a in enumerate(keys[:len(anchors)]):
         frames[i, :1 + len(anchors[a])] = [i, *(position[f] for f in anchors[a])]
-    scored = [c for c, g in enumerate(groups) if g]
+    scored = [c for c in range(len(groups)) if c not in never]
     return PresetImages(right[:, 0].copy(), [str(folder / k) for k in keys], groups=tuple(groups[c] for c in scored),
                         class_indices=[representative[c] for c in scored],
                         label_names=dict(zip(representative, names, strict=True)), pmk=(frames, right))
@@ -108,6 +109,7 @@ def read_imagenet_vid(source: Path, key: str = "imagenet-vid-robust") -> PresetI
 
 YTBB_FILES = ("anchor_labels.json", "pmk_labels.json", "ytbb_robustness_test_anchors_full.csv")
 PM_K = 10
+YTBB_NONE = 22  # the class 'none': the paper's code takes 1e10 off its logit, so it is never predicted
 # A pm-k frame counts when its annotators marked it 'similar' and none of these (the paper's load_pmk_annotations).
 PROBLEMATIC = frozenset({"dissimilar", "problematic", "incorrect", "dont know", "deformation", "background-change",
                          "occlusion-increased", "blur-increase", "bad-anchor"})
@@ -186,4 +188,4 @@ def read_ytbb(source: Path, key: str = "ytbb-robust") -> PresetImages:
         frame_labels.update(dict.fromkeys([a, *anchors[a]], classes))
     if not anchors:
         raise PresetError(key, meta, f"{YTBB_FILES[0]} has no reviewed ('good') anchor")
-    return pmk_images(key, root / "ytbb_videos", frame_labels, anchors, groups, names)
+    return pmk_images(key, root / "ytbb_videos", frame_labels, anchors, groups, names, frozenset({YTBB_NONE}))
