@@ -38,8 +38,9 @@ def test_the_demo_ships_inside_the_package():
 def test_the_package_data_rule_covers_every_shipped_file():
     # pyproject's package-data is what a non-editable install copies; a new asset kind must be added there too.
     text = (PACKAGE.parent / "pyproject.toml").read_text()
-    assert '"assets/demo/*"' in text and '"assets/experiments/*"' in text
-    assert not [p for p in (PACKAGE / "assets").iterdir() if p.name not in {"demo", "experiments"}]
+    kinds = {p.name for p in (PACKAGE / "assets").iterdir() if not p.name.startswith((".", "__"))}
+    assert {"demo", "experiments", "testbed", "ytbb_robust"} <= kinds
+    assert [k for k in sorted(kinds) if f'"assets/{k}/*"' not in text] == []
 
 
 def test_user_experiments_go_to_the_current_folder_unless_configured(tmp_path, monkeypatch):

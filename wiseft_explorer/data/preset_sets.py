@@ -61,11 +61,12 @@ def preset_classes(key: str, classnames: Sequence[str]) -> np.ndarray:
 
 def read_preset(key: str, source: Path) -> PresetImages:
     """Read a preset's labels and image locations from its folder (the layout is checked, nothing is decoded)."""
-    from . import cifar, imagenet_sets, transfer_sets, wilds_sets
+    from . import cifar, imagenet_sets, transfer_sets, video_sets, wilds_sets
 
     readers: dict[str, Callable[[Path], PresetImages]] = {
         "objectnet": imagenet_sets.read_objectnet, "cifar10.1": cifar.read_cifar101, "cifar10.2": cifar.read_cifar102,
-        **wilds_sets.READERS}
+        "imagenet-vid-robust": video_sets.read_imagenet_vid,
+        "ytbb-robust": video_sets.read_ytbb, **wilds_sets.READERS}
     by_split: dict[str, Callable[[Path, str], PresetImages]] = {  # test split, or the training split (`-train`)
         "cifar10": cifar.read_cifar10, "cifar100": cifar.read_cifar100, "dtd": transfer_sets.read_dtd,
         "stanford-cars": transfer_sets.read_stanford_cars, "sun397": transfer_sets.read_sun397,

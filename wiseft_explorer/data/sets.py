@@ -62,12 +62,13 @@ class EvalSet:
         return names
 
     def right_classes(self, label: int) -> tuple[int, ...]:
-        """The classes a prediction may name to be right for `label` (ObjectNet: every class of its group)."""
-        if self.groups is None:
+        """The classes a prediction may name to be right for `label` (ObjectNet: every class of its group; a video
+        class without ImageNet classes, or one not scored: only its label)."""
+        targets = [] if self.groups is None or self.class_indices is None else self.class_indices.tolist()
+        if self.groups is None or label not in targets:
             return (label,)
-        assert self.class_indices is not None  # a grouped set's labels are its class_indices (load_preset_set)
-        k = self.class_indices.tolist().index(label)
-        return tuple(self.groups[k])
+        k = targets.index(label)
+        return tuple(self.groups[k]) or (label,)
 
     @property
     def in_memory(self) -> bool:
@@ -185,8 +186,7 @@ def load_preset_set(spec: DatasetSpec, classnames: Sequence[str], seed: int = DE
     chosen = fair_sample(labels, spec.limit, seed)
     report_skipped(spec, found.skipped)
     subset = None if found.class_indices is None else torch.from_numpy(to_exp[found.class_indices])
-    metric = preset_metric_of(preset_metric(spec), labels[chosen],
-                              None if found.regions is None else found.regions[chosen])
+    metric = preset_metric_of(preset_metric(spec), labels[chosen], found, chosen, to_exp)
     groups = None if found.groups is None else tuple(tuple(int(to_exp[c]) for c in g) for g in found.groups)
     return EvalSet(spec.name, torch.from_numpy(labels[chosen]), subset,
                    raw=found.pixels[chosen] if found.pixels is not None else None,
@@ -241,13 +241,17 @@ def preprocess_set(ev: EvalSet, preprocess: Callable) -> torch.Tensor:
 
 
 def project_logits(logits: torch.Tensor, groups: Sequence[Sequence[int]], targets: torch.Tensor) -> torch.Tensor:
-    """ObjectNet's scoring: column targets[k] gets the max logit over groups[k]'s classes, every other column -inf.
+    """ObjectNet's and the video sets' scoring: column targets[k] gets the max logit over groups[k]'s classes (0
+    for an empty group), every other column -inf.
 
     logits: (N, C); the argmax is then the label (an index into the C classes) of the best-scoring group.
     """
     width = max(len(g) for g in groups)
-    index = torch.tensor([list(g) + [g[0]] * (width - len(g)) for g in groups], device=logits.device)  # (K, W)
+    index = torch.tensor([list(g) + [g[0]] * (width - len(g)) if g else [0] * width for g in groups],
+                         device=logits.device)  # (K, W)
     best = logits[:, index].amax(dim=-1)  # (N, K): padding repeats a member, so it never changes the max
+    best[:, torch.tensor([not g for g in groups], device=logits.device)] = 0.0  # a video class with no ImageNet
+    # class (YouTube-BB-Robust's cow, ...) scores 0, as the paper's code leaves it
     projected = torch.full_like(logits, float("-inf"))
     projected[:, targets.to(logits.device)] = best
     return projected

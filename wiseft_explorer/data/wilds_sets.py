@@ -22,7 +22,7 @@ import numpy as np
 
 from ..experiment.presets import PresetError, PresetImages
 from ..experiment.wilds_labels import FMOW_CLASSES
-from ..results.metrics import MACRO_F1, TOP1_METRIC, WORST_REGION, SetMetric
+from ..results.metrics import MACRO_F1, PM10, TOP1_METRIC, WORST_REGION, SetMetric
 
 OTHER_REGION = "Other"  # WILDS leaves it out of the worst-region accuracy
 FMOW_OOD_FROM, FMOW_ID_BEFORE = "2016-01-01", "2013-01-01"  # split scheme 'official' = 'time_after_2016'
@@ -105,10 +105,27 @@ READERS: dict[str, Callable[[Path], PresetImages]] = {
 }
 
 
-def preset_metric_of(metric: str, labels: np.ndarray, regions: np.ndarray | None) -> SetMetric:
-    """A preset set's metric over its chosen images (labels in the experiment's classes, regions as read)."""
+def preset_metric_of(metric: str, labels: np.ndarray, found: PresetImages, chosen: np.ndarray,
+                     to_exp: np.ndarray) -> SetMetric:
+    """A preset set's metric over its chosen images (rows `chosen` of what its reader found; labels already in
+    the experiment's classes, `to_exp` mapping the reader's classes there)."""
     if metric == MACRO_F1:
         return SetMetric(MACRO_F1, labels=labels)
-    if metric == WORST_REGION and regions is not None:
-        return SetMetric(WORST_REGION, labels=labels, groups=regions)
+    if metric == WORST_REGION and found.regions is not None:
+        return SetMetric(WORST_REGION, labels=labels, groups=found.regions[chosen])
+    if metric == PM10 and found.pmk is not None:
+        return pmk_metric(found.pmk, chosen, to_exp)
     return TOP1_METRIC
+
+
+def pmk_metric(pmk: tuple[np.ndarray, np.ndarray], chosen: np.ndarray, to_exp: np.ndarray) -> SetMetric:
+    """pm-k over the chosen images: anchors renumbered to their rows; an anchor with a frame left out (a `limit`
+    sample) is not scored, since it could not be scored as the paper scores it."""
+    frames, right = pmk
+    row = np.full(len(right), -1, dtype=np.int64)
+    row[chosen] = np.arange(len(chosen))
+    members = frames >= 0
+    moved = np.where(members, row[np.maximum(frames, 0)], -1)
+    whole = (moved >= 0).sum(axis=1) == members.sum(axis=1)
+    rights = np.where(right[chosen] >= 0, to_exp[np.maximum(right[chosen], 0)], -1)
+    return SetMetric(PM10, frames=moved[whole], right=rights)

@@ -34,6 +34,14 @@ _IWILDCAM = ("iwildcam_v2.0/ holding metadata.csv (columns split, y, filename) a
 _FMOW = ("fmow_v1.1/ holding rgb_metadata.csv (split, category, country_code, timestamp), "
          "country_code_mapping.csv (alpha-3, region) and images/rgb_img_<row>.png (the WILDS release)")
 
+# The video shifts (data/video_sets.py): ImageNet's logits maxed over each video class's ImageNet classes.
+_VID = ("imagenet-vid-robust/ of the release (imagenet_vid_ytbb_robust.tar.gz) holding val/<video>/<frame>.JPEG, "
+        "metadata/labels.json, metadata/pmsets.json and misc/ (imagenet_class_index.json, "
+        "imagenet_vid_class_index.json, rev_wnid_map.json)")
+_YTBB = ("ytbb-robust/ of the same release holding ytbb_videos/<ytid>_<ms>/frame-<n>.jpg and, in metadata/ (or "
+         "beside ytbb_videos/), anchor_labels.json, pmk_labels.json and ytbb_robustness_test_anchors_full.csv (the "
+         "paper's code ships these three in src/datasets/ytbb-robust_metadata/: copy them if your copy lacks them)")
+
 
 def _test_and_train(key: str, title: str, templates: str, layout: str) -> tuple[Preset, Preset]:
     """A dataset's test-split preset (`key`) and training-split preset (`key-train`); `layout` holds
@@ -72,6 +80,8 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
       for suffix, title in (("-id-test", "ID test"), ("-test", "OOD test"))),
     *(Preset(f"fmow{suffix}", f"FMoW {title}", "fmow", "fmow", _FMOW, "acc_worst_region")
       for suffix, title in (("-id-test", "ID test"), ("-test", "OOD test"))),
+    Preset("imagenet-vid-robust", "ImageNet-Vid-Robust", "imagenet", "openai", _VID, "pm10"),
+    Preset("ytbb-robust", "YouTube-BB-Robust", "imagenet", "openai", _YTBB, "pm10"),
     # The transfer datasets of the paper's Table 2: test split by default, `-train` for fine-tuning. CIFAR-100's
     # prompts are the paper code's (as CIFAR-10's); the other four datasets are not in its code: CLIP's prompts.
     *_test_and_train("cifar100", "CIFAR-100", "openai",
@@ -149,4 +159,5 @@ class PresetImages:
     border: int = 0  # pixels cut from every side before preprocessing (ObjectNet's 1-pixel red frame)
     label_names: dict[int, str] | None = None  # ObjectNet: its own name for each label (e.g. "Alarm clock")
     regions: np.ndarray | None = None  # FMoW: (N,) each image's region, -1 for "Other" (worst-region accuracy)
+    pmk: tuple[np.ndarray, np.ndarray] | None = None  # video sets: (anchor frames (A,K), right classes (N,L)), -1 pads
     skipped: list[tuple[str, str]] = field(default_factory=list)
