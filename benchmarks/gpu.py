@@ -69,7 +69,7 @@ def run(cpu: bool) -> dict:
                                       repeats=plan.repeats),
               "alphas_1": sweep_rate(linear, folder, plan.images, [0.5], plan.workers, plan.batch_size,
                                      repeats=plan.repeats)}
-        interpolation, slider = bench_vit(plan.tiny, root, device, "bf16", repeats=5)
+        interpolation, slider, _merging = bench_vit(plan.tiny, root, device, "bf16", repeats=5)
     gflop = sweeps["bf16"]["gflop_per_image"]
     bandwidth = copy_gbs(device, interpolation["weights"])
     figures = {

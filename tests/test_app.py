@@ -355,7 +355,10 @@ def test_models_page_offers_the_paper_presets_instead_of_class_lists(app_env, tm
     at = _run("wiseft_explorer/ui/app/3_Models.py")
     assert at.selectbox(key="b_s0_preset").options == ["my own folder", "ImageNet", "ImageNet-V2", "ImageNet-Sketch",
                                                        "ImageNet-R", "ImageNet-A", "ObjectNet", "CIFAR-10",
-                                                       "CIFAR-10 train", "CIFAR-10.1", "CIFAR-10.2", "CIFAR-100",
+                                                       "CIFAR-10 train", "CIFAR-10.1", "CIFAR-10.2",
+                                                       "iWildCam ID test", "iWildCam OOD test", "FMoW ID test",
+                                                       "FMoW OOD test", "ImageNet-Vid-Robust", "YouTube-BB-Robust",
+                                                       "CIFAR-100",
                                                        "CIFAR-100 train", "Stanford Cars", "Stanford Cars train",
                                                        "DTD", "DTD train", "SUN397", "SUN397 train", "Food-101",
                                                        "Food-101 train"]

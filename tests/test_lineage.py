@@ -15,7 +15,7 @@ from wiseft_explorer.core import (
     save_checkpoint,
 )
 from wiseft_explorer.evaluation import ExperimentRuntime
-from wiseft_explorer.experiment import TEMPLATE_SOURCES, template_list
+from wiseft_explorer.experiment import TEMPLATE_SETS, TEMPLATE_SOURCES, template_list
 
 
 def test_trusted_convert_still_refuses_code_and_names_the_file(tmp_path):
@@ -80,4 +80,5 @@ def test_an_openai_tag_is_created_with_quick_gelu(monkeypatch):
 def test_the_paper_prompt_sets_are_named_with_their_source():
     assert template_list("paper-simple") == ("a photo of a {}.",) and len(template_list("openai")) == 80
     assert "not in the paper's code" in TEMPLATE_SOURCES["cifar10"]
-    assert set(TEMPLATE_SOURCES) == {"openai", "paper-simple", "simple", "cifar10"}
+    assert {"openai", "paper-simple", "simple", "cifar10"} <= set(TEMPLATE_SOURCES) == set(TEMPLATE_SETS)
+    assert all("paper's" in TEMPLATE_SOURCES[k] for k in ("openai", "paper-simple", "iwildcam", "fmow"))

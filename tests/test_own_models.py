@@ -184,10 +184,11 @@ def test_metric_card_titles_are_short_and_the_help_names_the_sets(tiny, monkeypa
     at = AppTest.from_file(str(Path(__file__).parent.parent / "app.py"), default_timeout=120).run()
     assert not at.exception
     labels = [m.label for m in at.metric]
-    assert labels == ["ID at α = 0.5", "ID vs fine-tuned", "Shifts at α = 0.5", "Shifts vs fine-tuned"]
-    assert all(len(label) <= 22 for label in labels)
+    assert labels == ["ID at α = 0.5", "ID, zero-shot (α = 0)", "ID, fine-tuned (α = 1)",
+                      "Shifts at α = 0.5", "Shifts, zero-shot (α = 0)", "Shifts, fine-tuned (α = 1)"]
+    assert all(len(label) <= 26 for label in labels)  # three cards a row: a third of the page each
     helps = [m.proto.help for m in at.metric]
-    assert "**ID**" in helps[0] and "2 shift sets: Dark, Same" in helps[2]
+    assert "**ID**" in helps[0] and "2 shift sets: Dark, Same" in helps[3]
 
 
 def test_a_shared_link_carries_the_experiment(tiny, monkeypatch, tmp_path):

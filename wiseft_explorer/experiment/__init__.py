@@ -10,7 +10,7 @@ _EXPORTS = {
         "Form", "default_form", "experiment_table", "experiment_to_toml", "form_experiment", "form_of",
         "preset_choices", "relative_paths_note", "slug", "weight_help", "WEIGHT_SOURCES"
     ),
-    "labelsets": ("CIFAR10_CLASSES", "TEMPLATE_SOURCES", "class_list", "template_list"),
+    "labelsets": ("CIFAR10_CLASSES", "TEMPLATE_SETS", "TEMPLATE_SOURCES", "class_list", "template_list"),
     "presets": ("PRESETS", "PRESET_VERSION", "PresetError", "PresetImages", "preset_of"),
     "locations": (
         "BUILTIN_EXPERIMENTS", "DEFAULT_EXPERIMENT", "DEMO_ASSETS", "ENV_EXPERIMENTS_DIR", "experiment_folders",

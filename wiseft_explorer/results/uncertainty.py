@@ -75,7 +75,7 @@ def accuracy_intervals(result: Swept) -> dict[str, dict[float, tuple[float, floa
     """Per set (and the shift average) and alpha: a 95% interval of the accuracy on the images evaluated so far."""
     out: dict[str, dict[float, tuple[float, float]]] = {}
     for name, by_alpha in result.predictions.items():
-        metric = result.set_metrics.get(name, TOP1_METRIC)
+        metric = getattr(result, "set_metrics", {}).get(name, TOP1_METRIC)  # plain data: top-1
         found = {alpha: metric_interval(metric, p) for alpha, p in by_alpha.items()}
         out[name] = {alpha: interval for alpha, interval in found.items() if interval is not None}
     shifts = [s for s in result.shift_sets if s in out]
@@ -171,6 +171,8 @@ def _paired(here: torch.Tensor | np.ndarray, end: torch.Tensor | np.ndarray) -> 
 def _paired_metric(metric: SetMetric, here: Scored, end: Scored) -> Paired:
     """theta_alpha against an end in the set's metric: over its units (images, anchors) for proportions, else a
     paired bootstrap over images (the same resamples for both; no error while either streams)."""
+    if metric is TOP1_METRIC:  # per image: plain data with `correct` alone will do
+        return _paired(np.asarray(here.correct, dtype=bool), np.asarray(end.correct, dtype=bool))
     if metric.proportion:
         return _paired(metric.units(here.pred, here.correct, here.index),
                        metric.units(end.pred, end.correct, end.index))
@@ -191,7 +193,7 @@ def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, Paired]] | None
         ends = [by_alpha[end] for end in ENDS if end in by_alpha]
         if here is None or len(ends) < len(ENDS):
             return None
-        metric = result.set_metrics.get(name, TOP1_METRIC)
+        metric = getattr(result, "set_metrics", {}).get(name, TOP1_METRIC)  # plain data: top-1
         out[name] = {end: _paired_metric(metric, here, e) for end, e in zip(ENDS, ends, strict=True)}
     return out
 
