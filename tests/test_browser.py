@@ -132,7 +132,8 @@ def test_browser_explorer_slider_upload_and_screenshots(server):
         fields = {"open_clip model name": "wiseft-tiny-rn",
                   "pretrained tag or checkpoint path": str(exp_dir / "zeroshot.safetensors"),
                   "custom model config JSON (optional)": str(exp_dir / "wiseft-tiny-rn.json"),
-                  "fine-tuned checkpoint path (.safetensors)": str(exp_dir / "finetuned.safetensors"),
+                  "fine-tuned checkpoint path (.safetensors, transformers: or timm: folder)":
+                      str(exp_dir / "finetuned.safetensors"),
                   "class names, one per line": "red square\ngreen circle\nblue stripes",
                   "ID test folder": str(exp_dir / "id"), "shift 1 folder": str(root / "bad-shift")}
         for label, value in fields.items():
