@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -141,3 +142,17 @@ def linear_checkpoint(tiny, path, seed: int):
     state = {f"head.{k}": v + 0.5 * v.std() * torch.randn(v.shape, generator=gen)
              for k, v in head.state_dict().items()}
     return save_checkpoint(path, state, classifier_metadata(clip, CLASSES, image_tower="zeroshot", seed=seed))
+
+
+def copy_example(project: Path, example: str, checkpoints: tuple[str, ...]) -> Path:
+    """A shipped `<example>.toml.example` copied into project/experiments/ as the README says, with empty stand-ins
+    for the checkpoints it names under project/checkpoints/; the TOML's path."""
+    from wiseft_explorer.experiment import BUILTIN_EXPERIMENTS
+
+    toml = project / "experiments" / f"{example}.toml"
+    toml.parent.mkdir(parents=True)
+    shutil.copy(BUILTIN_EXPERIMENTS / f"{example}.toml.example", toml)
+    (project / "checkpoints").mkdir()
+    for name in checkpoints:
+        (project / "checkpoints" / name).write_bytes(b"")
+    return toml

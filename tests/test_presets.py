@@ -18,7 +18,7 @@ from fake_datasets import (
     fake_objectnet,
     write_class_folders,
 )
-from libkit import cli_env
+from libkit import cli_env, copy_example
 from PIL import Image
 from torchvision import transforms as T
 
@@ -32,7 +32,6 @@ from wiseft_explorer.data import (
 )
 from wiseft_explorer.evaluation import summarise
 from wiseft_explorer.experiment import (
-    BUILTIN_EXPERIMENTS,
     CIFAR10_CLASSES,
     DatasetSpec,
     ExperimentError,
@@ -344,18 +343,12 @@ def test_finetune_reads_cifar10_training_batches_through_its_preset(tiny, tmp_pa
 
 @pytest.mark.parametrize("example", ["imagenet-vit-b32", "cifar10-vit-b32"])
 def test_the_example_experiments_read_fake_copies_of_the_real_datasets(tmp_path, example):
-    import shutil
 
     from wiseft_explorer.data import check_experiment
     from wiseft_explorer.experiment import load_experiment
 
-    toml = tmp_path / "experiments" / f"{example}.toml"
-    toml.parent.mkdir()
-    shutil.copy(BUILTIN_EXPERIMENTS / f"{example}.toml.example", toml)
     # The project layout the example's comments describe: experiments/, checkpoints/ and data/ side by side.
-    (tmp_path / "checkpoints").mkdir()
-    for name in ("vit_b32_openai.safetensors", "zeroshot.safetensors"):
-        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    toml = copy_example(tmp_path, example, ("vit_b32_openai.safetensors", "zeroshot.safetensors"))
     data = tmp_path / "data"
     if example.startswith("imagenet"):
         for key, folder in [("imagenet", "imagenet/val"), ("imagenet-v2", "imagenetv2-matched-frequency-format-val"),

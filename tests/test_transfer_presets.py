@@ -25,11 +25,10 @@ from fake_transfer import (
     fake_stanford_cars,
     fake_sun397,
 )
-from libkit import cli_env
+from libkit import cli_env, copy_example
 
 from wiseft_explorer.data import load_eval_set
 from wiseft_explorer.experiment import (
-    BUILTIN_EXPERIMENTS,
     DatasetSpec,
     ExperimentError,
     class_list,
@@ -190,11 +189,7 @@ def _example_data(data: Path) -> None:
 def test_the_transfer_examples_read_fake_copies_of_the_real_datasets(tmp_path, key):
     from wiseft_explorer.data import check_experiment
 
-    toml = tmp_path / "experiments" / f"transfer-{key}.toml"
-    toml.parent.mkdir()
-    shutil.copy(BUILTIN_EXPERIMENTS / f"transfer-{key}.toml.example", toml)
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "vit_b32_openai.safetensors").write_bytes(b"")
+    toml = copy_example(tmp_path, f"transfer-{key}", ("vit_b32_openai.safetensors",))
     _example_data(tmp_path / "data")
     exp = load_experiment(toml, for_finetuning=True)
     checks = check_experiment(exp)

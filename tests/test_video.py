@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_video import VID_GROUPS, VID_LABELS, VID_PMSETS, YTBB_EXPECTED, fake_imagenet_vid, fake_ytbb
+from libkit import copy_example
 
 from wiseft_explorer.data.video_sets import read_imagenet_vid, read_ytbb, ytbb_classes
 
@@ -132,20 +133,13 @@ def test_pm10_of_chosen_predictions_and_of_a_limited_sample(tmp_path):
 
 
 def test_the_video_example_reads_fake_copies_of_the_releases(tmp_path):
-    import shutil
 
     from fake_datasets import fake_imagenet_layout
 
     from wiseft_explorer.data import check_experiment
-    from wiseft_explorer.experiment import BUILTIN_EXPERIMENTS, load_experiment
+    from wiseft_explorer.experiment import load_experiment
 
-    example = "video-imagenet-vid-vit-b32"
-    toml = tmp_path / "experiments" / f"{example}.toml"
-    toml.parent.mkdir()
-    shutil.copy(BUILTIN_EXPERIMENTS / f"{example}.toml.example", toml)
-    (tmp_path / "checkpoints").mkdir()
-    for name in ("zeroshot.safetensors", "finetuned.safetensors"):
-        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    toml = copy_example(tmp_path, "video-imagenet-vid-vit-b32", ("zeroshot.safetensors", "finetuned.safetensors"))
     fake_imagenet_layout(tmp_path / "data" / "imagenet" / "val", "imagenet")
     fake_imagenet_vid(tmp_path / "data")
     fake_ytbb(tmp_path / "data")

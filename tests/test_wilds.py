@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_wilds import FMOW_ROWS, IWILDCAM_ROWS, fake_fmow, fake_iwildcam
-from libkit import cli_env
+from libkit import cli_env, copy_example
 from test_metrics import hand_macro_f1
 
 from wiseft_explorer.data.wilds_sets import read_fmow, read_iwildcam
-from wiseft_explorer.experiment import BUILTIN_EXPERIMENTS
 from wiseft_explorer.experiment.wilds_labels import FMOW_CLASSES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,12 +114,7 @@ def test_the_wilds_examples_read_fake_copies_of_the_releases(tmp_path, example):
     from wiseft_explorer.data import check_experiment
     from wiseft_explorer.experiment import load_experiment
 
-    toml = tmp_path / "experiments" / f"{example}.toml"
-    toml.parent.mkdir()
-    shutil.copy(BUILTIN_EXPERIMENTS / f"{example}.toml.example", toml)
-    (tmp_path / "checkpoints").mkdir()
-    for name in ("zeroshot.safetensors", "finetuned.safetensors"):
-        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    toml = copy_example(tmp_path, example, ("zeroshot.safetensors", "finetuned.safetensors"))
     (fake_iwildcam if "iwildcam" in example else fake_fmow)(tmp_path / "data")
     exp = load_experiment(toml, for_finetuning=True)
     checks = check_experiment(exp)
