@@ -1,4 +1,4 @@
-"""Lesson: six steps through WiSE-FT that a lecturer clicks through, each with its own link."""
+"""Lesson: the steps a lecturer clicks through (six; seven with a robustness line), each with its own link."""
 
 import streamlit as st
 
@@ -8,7 +8,7 @@ from wiseft_explorer.ui.sidebar import sidebar
 
 st.set_page_config(page_title="Lesson · WiSE-FT Explorer", page_icon=":material/school:", layout="wide")
 runtime = sidebar()
-st.title("Lesson: robust fine-tuning in six steps")
+st.title("Lesson: robust fine-tuning, step by step")
 if runtime is not None:
     with shown_errors("The lesson cannot be shown"):
         curves = lesson_curves(runtime)
