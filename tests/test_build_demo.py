@@ -25,10 +25,10 @@ def built(tmp_path_factory):
 
 def test_writes_every_asset_and_both_experiments(built):
     root, result = built
-    assert set(result.assets) == {"config", "zeroshot", "end-to-end", "linear"}
+    assert set(result.assets) == {"config", "zeroshot", "end-to-end", "linear", *(f"ingredient-{k}" for k in (1, 2, 3))}
     assert all(p.is_file() for p in result.assets.values())
     assert json.loads(result.assets["config"].read_text()) == DEMO_MODEL_CONFIG
-    assert {p.name for p in result.experiments.values()} == {"demo.toml", "demo-linear.toml"}
+    assert {p.name for p in result.experiments.values()} == {"demo.toml", "demo-linear.toml", "demo-soups.toml"}
     assert result.timings["total"] > 0 and "pretrain" in result.timings
 
 
@@ -79,7 +79,7 @@ def test_zero_shot_temperature_is_the_recipes_and_heads_use_it(built):
     assert torch.allclose(norms, torch.full_like(norms, wanted), rtol=1e-2)
 
 
-@pytest.mark.parametrize("stem", ["demo", "demo-linear"])
+@pytest.mark.parametrize("stem", ["demo", "demo-linear", "demo-soups"])
 def test_loads_through_the_experiment_code(built, stem):
     root, _ = built
     exp = load_experiment(root / "experiments" / f"{stem}.toml")
@@ -106,3 +106,36 @@ def test_tiny_build_is_reproducible(built, tmp_path):
         a, _ = load_checkpoint(first.assets[key])
         b, _ = load_checkpoint(again.assets[key])
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), key
+
+
+def test_soup_ingredients_share_theta0_and_differ_in_seed_and_lr(built):
+    """The further end-to-end endpoints come from the same zero-shot tower, each with its own seed (and two with
+    other learning rates), and demo-soups.toml lists them with the main end-to-end run."""
+    root, result = built
+    metas = {k: load_checkpoint(result.assets[k])[1] for k in ("end-to-end", "ingredient-1", "ingredient-2",
+                                                                 "ingredient-3")}
+    assert len({m["zeroshot_digest"] for m in metas.values()}) == 1
+    assert [m["recipe"]["seed"] for m in metas.values()] == [0, 1, 2, 3]
+    assert [m["recipe"]["lr"] for m in metas.values()] == [1e-4, 1e-4, 5e-5, 2e-4]
+    exp = load_experiment(root / "experiments" / "demo-soups.toml")
+    assert [e.name for e in exp.endpoints] == ["end-to-end", "end-to-end (seed +1)", "end-to-end (seed +2, lr 5e-05)",
+                                               "end-to-end (seed +3, lr 0.0002)"]
+
+
+def test_reuse_keeps_matching_endpoints_and_retrains_changed_ones(built, tmp_path):
+    """--reuse trains only what changed: a second build with one ingredient's lr changed rewrites that file alone."""
+    import dataclasses
+    import shutil
+
+    root, first = built
+    out = tmp_path / "assets"
+    shutil.copytree(first.assets["zeroshot"].parent, out)
+    config = DemoConfig.tiny()
+    changed = dataclasses.replace(config.ingredients[0], lr=3e-4)
+    config = dataclasses.replace(config, ingredients=(changed, *config.ingredients[1:]))
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")}
+    again = build_demo(out, config, experiments_dir=tmp_path / "exp", progress=False, reuse=True)
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")}
+    assert [name for name in after if after[name] != before[name]] == ["finetuned-e2e-1.safetensors"]
+    assert again.timings["finetune-ingredient-1"] > 0 and again.timings["finetune-end-to-end"] == 0
+    assert load_checkpoint(again.assets["ingredient-1"])[1]["recipe"]["lr"] == 3e-4

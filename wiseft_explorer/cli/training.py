@@ -74,6 +74,9 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--tiny", action="store_true", help="a seconds-long configuration (tests)")
     p.add_argument("--reuse-pretrained", action="store_true",
                    help="keep an existing zero-shot checkpoint whose recorded recipe and seed match (skips pretraining)")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep every existing asset whose recorded recipe, seed and zero-shot model match (pretraining "
+                        "and each fine-tuned endpoint): only what is new or changed is trained")
     p.set_defaults(func=_build_demo)
 
 
@@ -199,7 +202,8 @@ def _build_demo(args: argparse.Namespace) -> int:
     from ..demo.build import DemoConfig, build_demo
 
     config = DemoConfig.tiny() if args.tiny else DemoConfig()
-    result = build_demo(Path(args.out_dir) if args.out_dir else None, config, reuse_pretrained=args.reuse_pretrained)
+    result = build_demo(Path(args.out_dir) if args.out_dir else None, config, reuse_pretrained=args.reuse_pretrained,
+                        reuse=args.reuse)
     for name, path in {**result.assets, **result.experiments}.items():
         print(f"{name}: {path}")
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.timings.items()))

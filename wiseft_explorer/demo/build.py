@@ -1,12 +1,11 @@
-"""build-demo: pretrain a small CLIP on the world -> zero-shot head -> fine-tune (end-to-end, linear) -> assets."""
+"""build-demo: pretrain a small CLIP on the world -> zero-shot head -> fine-tune every endpoint -> assets."""
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import open_clip
@@ -17,11 +16,11 @@ from ..core.checkpoints import OPEN_CLIP_FORMAT, load_checkpoint, save_checkpoin
 from ..core.heads import zero_shot_head
 from ..core.models import ImageClassifier, LoadedClip, classifier_metadata
 from ..experiment.locations import BUILTIN_EXPERIMENTS, DEMO_ASSETS
-from ..training.finetuning import FinetuneResult, finetune_end_to_end, finetune_linear, save_finetuned
 from ..training.recipe import FinetuneConfig
 from ..world.captions import DEMO_TEMPLATES
 from ..world.render import CLASSES
-from ..world.sets import SPECS, make_set
+from ..world.sets import make_set
+from .experiments import DEMO_MODEL, write_experiments
 from .pretrain import (
     PretrainConfig,
     create_model,
@@ -30,20 +29,15 @@ from .pretrain import (
     pretrain,
     vocabulary_token_ids,
 )
+from .stages import Stage, fp16_roundtrip, run_stage, stage_record
 
-DEMO_MODEL = "wiseft-demo-rn"
 # The demo's architecture: open_clip's ModifiedResNet (fast on CPU at 32 px) and a small text transformer.
 DEMO_MODEL_CONFIG: dict = {
     "embed_dim": 128,
     "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 32, "head_width": 64},
     "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4},
 }
-SHIFT_TITLES = {
-    "resample": "Re-sample (V2-like)", "sketch": "Sketch", "cartoon": "Cartoon (R-like)",
-    "unusual": "Unusual (ObjectNet-like)", "corrupt": "Corrupted (C-like)",
-}
-ASSET_NAMES = {"config": f"{DEMO_MODEL}.json", "zeroshot": "zeroshot.safetensors",
-               "end-to-end": "finetuned-e2e.safetensors", "linear": "finetuned-linear.safetensors"}
+ASSET_NAMES = {"config": f"{DEMO_MODEL}.json", "zeroshot": "zeroshot.safetensors"}
 
 
 # The demo's own recipe writes out every setting that differs from the library's defaults (the paper's), so the
@@ -63,6 +57,19 @@ def _linear_default() -> FinetuneConfig:
                           augment="none")
 
 
+def _ingredients_default() -> tuple[FinetuneConfig, ...]:
+    # Further end-to-end fine-tunings from the same θ₀ for soups, Model Stock and Fisher merging: as the soups
+    # paper's ingredients, they differ in seed (the shuffling) and learning rate (half and twice the main run's).
+    main = _e2e_default()
+    return (replace(main, seed=1), replace(main, seed=2, lr=5e-5), replace(main, seed=3, lr=2e-4))
+
+
+def ingredient_title(config: FinetuneConfig, main: FinetuneConfig) -> str:
+    """An ingredient's endpoint name: what differs from the main end-to-end run (seed offset and learning rate)."""
+    lr = f", lr {config.lr:g}" if config.lr != main.lr else ""
+    return f"end-to-end (seed +{config.seed}{lr})"
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """Everything build-demo does, from one seed (defaults: the committed demo)."""
@@ -72,6 +79,7 @@ class DemoConfig:
     train_size: int = 6000
     end_to_end: FinetuneConfig = field(default_factory=_e2e_default)
     linear: FinetuneConfig = field(default_factory=_linear_default)
+    ingredients: tuple[FinetuneConfig, ...] = field(default_factory=_ingredients_default)
     eval_limit: int | None = None  # images per eval set in the experiment files (None: each set's default)
     dtype: str = "float16"  # storage precision of the assets
 
@@ -85,12 +93,21 @@ class DemoConfig:
                                       augment="none"),
             linear=FinetuneConfig(mode="linear", epochs=2, lr=1e-3, batch_size=32, warmup=1, bn="frozen",
                                   augment="none"),
+            ingredients=tuple(FinetuneConfig(mode="end-to-end", epochs=1, lr=lr, batch_size=32, warmup=1, bn="frozen",
+                                             augment="none", seed=k) for k, lr in ((1, 1e-4), (2, 5e-5), (3, 2e-4))),
             eval_limit=64,
         )
 
     def to_dict(self) -> dict:
         """JSON-able record of the configuration."""
         return asdict(self)
+
+    def stages(self) -> list[Stage]:
+        """Every fine-tuned endpoint build-demo writes, main ones first."""
+        return [Stage("end-to-end", "finetuned-e2e.safetensors", "end-to-end", self.end_to_end),
+                Stage("linear", "finetuned-linear.safetensors", "linear classifier", self.linear),
+                *(Stage(f"ingredient-{k}", f"finetuned-e2e-{k}.safetensors", ingredient_title(c, self.end_to_end), c)
+                  for k, c in enumerate(self.ingredients, 1))]
 
 
 @dataclass
@@ -103,45 +120,12 @@ class DemoResult:
     pretrain_summary: dict
 
 
-def _fp16_roundtrip(module: nn.Module, dtype: torch.dtype) -> None:
-    """Round weights to the storage precision, so what is fine-tuned and measured is exactly what ships."""
-    with torch.no_grad():
-        for tensor in module.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.to(dtype).float())
-
-
 def write_model_config(out_dir: Path) -> Path:
     """Write the demo's open_clip model config and register it with open_clip."""
     path = out_dir / ASSET_NAMES["config"]
     path.write_text(json.dumps(DEMO_MODEL_CONFIG, indent=4) + "\n", encoding="utf-8")
     open_clip.add_model_config(path)
     return path
-
-
-def experiment_toml(title: str, out_dir: Path, toml_dir: Path, checkpoints: dict[str, str], limit: int | None) -> str:
-    """An experiment file for the demo assets (paths relative to the TOML file's folder); `checkpoints` maps each
-    fine-tuned endpoint's name to its asset (several become [[finetuned]] tables)."""
-
-    def rel(name: str) -> str:
-        return Path(os.path.relpath(out_dir / name, toml_dir)).as_posix()
-
-    limit_line = f"limit = {limit}\n" if limit else ""
-    lines = [
-        f'name = "{title}"', 'device = "auto"', 'precision = "fp32"', 'head_policy = "interpolate"',
-        "batch_size = 256", "", "[zeroshot]", f'model = "{DEMO_MODEL}"', f'pretrained = "{rel(ASSET_NAMES["zeroshot"])}"',
-        f'config = "{rel(ASSET_NAMES["config"])}"', "",
-        *(line for name, asset in checkpoints.items() for line in
-          ("[[finetuned]]" if len(checkpoints) > 1 else "[finetuned]", f'name = "{name}"',
-           f'checkpoint = "{rel(asset)}"', "")),
-        "[classes]", f"names = {json.dumps(list(CLASSES))}", f"templates = {json.dumps(list(DEMO_TEMPLATES))}", "",
-        "[id]", 'name = "ID"', 'source = "world:id-test"', limit_line, "[id_val]", 'name = "ID-val"',
-        'source = "world:id-val"', limit_line,
-    ]
-    for name, shift_title in SHIFT_TITLES.items():
-        lines += ["[[shifts]]", f'name = "{shift_title}"', f'source = "world:{name}"',
-                  f"# {SPECS[name].description}", limit_line]
-    return "\n".join(line for line in lines if line is not None).replace("\n\n\n", "\n\n").rstrip() + "\n"
 
 
 def _metadata(clip: LoadedClip, config: DemoConfig, stage: str) -> dict:
@@ -165,7 +149,7 @@ def pretrain_stage(out_dir: Path, config: DemoConfig, dtype: torch.dtype, reuse:
             return model.eval(), tokenizer, meta.get("pretrain_summary", {})
     summary = pretrain(model, tokenizer, pt_config, callback=callback, progress=progress)
     summary["torch_threads"] = torch.get_num_threads()
-    _fp16_roundtrip(model, dtype)
+    fp16_roundtrip(model, dtype)
     vocab = vocabulary_token_ids(tokenizer)
     used = int((model.token_embedding.weight != 0).any(dim=1).sum())
     if used > len(vocab):  # rows outside the world's vocabulary must have stayed exactly zero
@@ -176,12 +160,19 @@ def pretrain_stage(out_dir: Path, config: DemoConfig, dtype: torch.dtype, reuse:
     return model, tokenizer, summary
 
 
+# Endpoint names in the experiment files, and which endpoints each built-in experiment shows.
+MAIN_PATHS = ("end-to-end", "linear")
+SOUP_PATHS = ("end-to-end", "ingredient-")
+
+
 def build_demo(out_dir: str | Path | None = None, config: DemoConfig | None = None,
                experiments_dir: str | Path | None = None, progress: bool = True,
-               reuse_pretrained: bool = False) -> DemoResult:
-    """Build every demo asset into `out_dir` and the two experiment files into `experiments_dir`.
+               reuse_pretrained: bool = False, reuse: bool = False) -> DemoResult:
+    """Build every demo asset into `out_dir` and the experiment files into `experiments_dir`.
 
     Defaults: the package's assets/demo and assets/experiments; with another `out_dir`, experiments go there too.
+    `reuse` keeps every asset whose recorded recipe, seed and θ₀ match (pretraining included); `reuse_pretrained`
+    only the zero-shot checkpoint.
     """
     config = config or DemoConfig()
     if out_dir is None:
@@ -197,7 +188,7 @@ def build_demo(out_dir: str | Path | None = None, config: DemoConfig | None = No
     assets = {"config": write_model_config(out_dir)}
 
     # 1. Contrastive pretraining: the "web-scale" zero-shot model.
-    model, tokenizer, summary = pretrain_stage(out_dir, config, dtype, reuse_pretrained, progress=progress)
+    model, tokenizer, summary = pretrain_stage(out_dir, config, dtype, reuse or reuse_pretrained, progress=progress)
     assets["zeroshot"] = out_dir / ASSET_NAMES["zeroshot"]
     clip = LoadedClip(model, None, tokenizer, DEMO_MODEL)
     timings["pretrain"] = time.perf_counter() - t0
@@ -209,29 +200,26 @@ def build_demo(out_dir: str | Path | None = None, config: DemoConfig | None = No
     world = make_set("train", seed=config.seed, n=config.train_size)
     data = (images_to_tensor(world.images, mean, std), torch.from_numpy(world.labels))
 
-    # 3. Fine-tuning: end-to-end (the paper's main curve) and linear classifier (its second curve).
-    stages: dict[str, FinetuneResult] = {}
-    for key, ft_config, run in (("end-to-end", config.end_to_end, finetune_end_to_end),
-                                ("linear", config.linear, finetune_linear)):
-        t = time.perf_counter()
-        ft_config = FinetuneConfig(**{**ft_config.to_dict(), "seed": config.seed})
-        stages[key] = run(zeroshot, data, ft_config, progress=progress)
-        _fp16_roundtrip(stages[key].classifier, dtype)
-        assets[key] = save_finetuned(out_dir / ASSET_NAMES[key], stages[key], _metadata(clip, config, key), dtype=dtype)
-        timings[f"finetune-{key}"] = time.perf_counter() - t
+    # 3. Fine-tuning: end-to-end (the paper's main curve), linear classifier (its second curve) and the soups'
+    # further end-to-end ingredients; each kept with `reuse` when its recorded stage matches.
+    titles = {}
+    for stage in config.stages():
+        record = stage_record(stage, config.seed, config.train_size, zeroshot)
+        assets[stage.key], seconds = run_stage(stage, zeroshot, data, out_dir, _metadata(clip, config, stage.key),
+                                               record, dtype, reuse, progress)
+        titles[stage.key] = stage.title
+        timings[f"finetune-{stage.key}"] = seconds if seconds is not None else 0.0
 
-    # 4. Experiment files the app and CLI read.
-    experiments = {}
-    # The default demo shows both fine-tunings as two WiSE-FT paths (the paper's Figure 1); demo-linear.toml keeps
-    # a link to the linear classifier alone.
-    both = {"end-to-end": ASSET_NAMES["end-to-end"], "linear classifier": ASSET_NAMES["linear"]}
-    for key, stem, title, checkpoints in (
-            ("end-to-end", "demo", "Built-in demo", both),
-            ("linear", "demo-linear", "Built-in demo (linear-classifier fine-tuning)",
-             {"linear classifier": ASSET_NAMES["linear"]})):
-        path = experiments_dir / f"{stem}.toml"
-        path.write_text(experiment_toml(title, out_dir, experiments_dir, checkpoints, config.eval_limit),
-                        encoding="utf-8")
-        experiments[key] = path
+    # 4. Experiment files the app and CLI read: the default shows the main fine-tunings as WiSE-FT paths (the
+    # paper's Figure 1); demo-linear keeps the linear classifier alone; demo-soups the end-to-end ingredients.
+    def endpoints(prefixes: tuple[str, ...]) -> dict[str, str]:
+        return {titles[key]: assets[key].name for key in titles if key.startswith(prefixes)}
+
+    groups = {"demo": ("Built-in demo", endpoints(MAIN_PATHS)),
+              "demo-linear": ("Built-in demo (linear-classifier fine-tuning)", endpoints(("linear",))),
+              "demo-soups": ("Built-in demo (four end-to-end fine-tunings: soups, Model Stock, Fisher)",
+                             endpoints(SOUP_PATHS))}
+    names = {key: path.name for key, path in assets.items()}
+    experiments = write_experiments(out_dir, experiments_dir, names, groups, config.eval_limit)
     timings["total"] = time.perf_counter() - t0
     return DemoResult(assets, experiments, {k: round(v, 1) for k, v in timings.items()}, summary)
