@@ -45,3 +45,27 @@ def tiny(tmp_path_factory) -> TinyExperiment:
 def _isolated_cache(tmp_path, monkeypatch):
     """Never touch the user's cache from tests."""
     monkeypatch.setenv("WISEFT_CACHE_DIR", str(tmp_path / "wiseft-cache"))
+
+
+@pytest.fixture
+def two(tiny, tmp_path):
+    """The tiny experiment with a second fine-tuned endpoint from the same θ₀."""
+    import shutil
+
+    from tiny import fake_finetune
+
+    from wiseft_explorer.core import load_checkpoint, save_checkpoint
+    from wiseft_explorer.evaluation import ExperimentRuntime
+
+    root = tmp_path / "exp"
+    shutil.copytree(tiny.root, root, ignore=shutil.ignore_patterns("cache"))
+    runtime = ExperimentRuntime.from_path(root / "tiny.toml")
+    other = fake_finetune(runtime.models.zeroshot, seed=7)
+    meta = load_checkpoint(root / "finetuned.safetensors")[1]
+    save_checkpoint(root / "other.safetensors", other.state_dict(), meta)
+    text = (root / "tiny.toml").read_text().replace(
+        '[finetuned]\ncheckpoint = "finetuned.safetensors"\n',
+        '[[finetuned]]\nname = "a"\ncheckpoint = "finetuned.safetensors"\n\n'
+        '[[finetuned]]\nname = "b"\ncheckpoint = "other.safetensors"\n')
+    (root / "two.toml").write_text(text)
+    return root / "two.toml"

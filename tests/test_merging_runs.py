@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
-from tests.tiny import fake_finetune
 from wiseft_explorer.cli import main
-from wiseft_explorer.core import load_checkpoint, save_checkpoint
+from wiseft_explorer.core import load_checkpoint
 from wiseft_explorer.evaluation import ExperimentRuntime, entry_key, run_sweep
 from wiseft_explorer.evaluation.label_free import dawin, dawin_from_sweep, model_stock_alpha
 from wiseft_explorer.evaluation.merging import endpoints, with_method
-
-
-@pytest.fixture
-def two(tiny, tmp_path):
-    """The tiny experiment with a second fine-tuned endpoint from the same θ₀."""
-    root = tmp_path / "exp"
-    shutil.copytree(tiny.root, root, ignore=shutil.ignore_patterns("cache"))
-    runtime = ExperimentRuntime.from_path(root / "tiny.toml")
-    other = fake_finetune(runtime.models.zeroshot, seed=7)
-    meta = load_checkpoint(root / "finetuned.safetensors")[1]
-    save_checkpoint(root / "other.safetensors", other.state_dict(), meta)
-    text = (root / "tiny.toml").read_text().replace(
-        '[finetuned]\ncheckpoint = "finetuned.safetensors"\n',
-        '[[finetuned]]\nname = "a"\ncheckpoint = "finetuned.safetensors"\n\n'
-        '[[finetuned]]\nname = "b"\ncheckpoint = "other.safetensors"\n')
-    (root / "two.toml").write_text(text)
-    return root / "two.toml"
 
 
 def test_method_runtime_sweeps_its_own_path_with_its_own_keys(tiny):

@@ -67,6 +67,21 @@ def cmd_fisher(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare_methods(args: argparse.Namespace) -> int:
+    """Every merge method at its best held-out α against WiSE-FT's, and the label-free α choices (markdown)."""
+    from ..evaluation.method_compare import DEFAULT_CHOICES, compare_methods, format_comparison_markdown
+
+    wanted = {m.strip() for m in args.methods.split(",")} if args.methods else None
+    choices = [(n, p) for n, p in DEFAULT_CHOICES if wanted is None or n in wanted]
+    text = format_comparison_markdown(compare_methods(args.make_runtime(args), choices))
+    if args.out:
+        from ..store.atomic import atomic_write_text
+
+        atomic_write_text(args.out, text)
+    print(text, end="")
+    return 0
+
+
 def add_parsers(sub, experiment: argparse.ArgumentParser, make_runtime) -> None:
     """The `methods` and `fisher` subcommands; `make_runtime(args)` is the commands' runtime for an experiment."""
     from ..evaluation.fisher import DEFAULT_IMAGES
@@ -81,3 +96,10 @@ def add_parsers(sub, experiment: argparse.ArgumentParser, make_runtime) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the labels sampled from the model (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fisher, make_runtime=make_runtime)
+    p = sub.add_parser("compare-methods", parents=[experiment],
+                       help="each merge method at its best held-out α against WiSE-FT's (paired errors), and the "
+                            "label-free α choices' distance from the labelled one, as markdown tables")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated method names to include (default: every one; fisher needs `fisher` first)")
+    p.add_argument("--out", default=None, help="also write the tables to this file")
+    p.set_defaults(func=cmd_compare_methods, make_runtime=make_runtime)

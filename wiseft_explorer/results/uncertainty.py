@@ -168,7 +168,7 @@ def _paired(here: torch.Tensor | np.ndarray, end: torch.Tensor | np.ndarray) -> 
     return Paired(diff, se, *newcombe_interval(*paired_counts(here, end)), len(here))
 
 
-def _paired_metric(metric: SetMetric, here: Scored, end: Scored) -> Paired:
+def paired_metric(metric: SetMetric, here: Scored, end: Scored) -> Paired:
     """theta_alpha against an end in the set's metric: over its units (images, anchors) for proportions, else a
     paired bootstrap over images (the same resamples for both; no error while either streams)."""
     if metric is TOP1_METRIC:  # per image: plain data with `correct` alone will do
@@ -194,26 +194,25 @@ def _pairs(result: Swept, alpha: float) -> dict[str, dict[float, Paired]] | None
         if here is None or len(ends) < len(ENDS):
             return None
         metric = getattr(result, "set_metrics", {}).get(name, TOP1_METRIC)  # plain data: top-1
-        out[name] = {end: _paired_metric(metric, here, e) for end, e in zip(ENDS, ends, strict=True)}
+        out[name] = {end: paired_metric(metric, here, e) for end, e in zip(ENDS, ends, strict=True)}
     return out
 
 
+def average_paired(parts: Sequence[Paired]) -> Paired:
+    """The shift average of per-set differences: disjoint samples, so the errors (and each side of the intervals,
+    as Newcombe's own square-and-add does) add in quadrature and the mean divides by k. NaN errors stay NaN."""
+    k = len(parts)
+    diff = sum(p.diff for p in parts) / k
+    return Paired(diff, math.sqrt(sum(p.se ** 2 for p in parts)) / k,
+                  diff - math.sqrt(sum((p.diff - p.low) ** 2 for p in parts)) / k,
+                  diff + math.sqrt(sum((p.high - p.diff) ** 2 for p in parts)) / k, sum(p.n for p in parts))
+
+
 def _with_average(pairs: dict[str, dict[float, Paired]], shifts: Sequence[str]) -> None:
-    """Add the shift average: disjoint samples, so the errors (and each side of the intervals, as Newcombe's own
-    square-and-add does) add in quadrature and the mean divides by k. NaN errors stay NaN."""
+    """Add the shift average (average_paired of each end's per-shift differences)."""
     shifts = [s for s in shifts if s in pairs]
-    if not shifts:
-        return
-    k = len(shifts)
-
-    def average(end: float) -> Paired:
-        parts = [pairs[s][end] for s in shifts]
-        diff = sum(p.diff for p in parts) / k
-        return Paired(diff, math.sqrt(sum(p.se ** 2 for p in parts)) / k,
-                      diff - math.sqrt(sum((p.diff - p.low) ** 2 for p in parts)) / k,
-                      diff + math.sqrt(sum((p.high - p.diff) ** 2 for p in parts)) / k, sum(p.n for p in parts))
-
-    pairs[AVG_ROW] = {end: average(end) for end in ENDS}
+    if shifts:
+        pairs[AVG_ROW] = {end: average_paired([pairs[s][end] for s in shifts]) for end in ENDS}
 
 
 def endpoint_errors(result: Swept) -> dict[str, dict[float, tuple[float, float]]]:
