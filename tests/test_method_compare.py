@@ -9,10 +9,9 @@ import torch
 
 from wiseft_explorer.cli import main
 from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
-from wiseft_explorer.evaluation.method_compare import compare_methods, format_comparison_markdown
 from wiseft_explorer.evaluation.merging import with_method
-from wiseft_explorer.results.curves import alpha_choices
-from wiseft_explorer.results.uncertainty import MIN_DISAGREEING
+from wiseft_explorer.evaluation.method_compare import compare_methods, format_comparison_markdown
+from wiseft_explorer.results import MIN_DISAGREEING, alpha_choices
 
 GRID = [0.0, 0.25, 0.5, 0.75, 1.0]
 
