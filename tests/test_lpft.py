@@ -112,7 +112,9 @@ def test_cli_lp_ft_writes_a_checkpoint_the_sweep_accepts(tiny, tmp_path, capsys)
     assert cli_main([*common, "--probe-lr", "0.1"]) != 0 and not out.exists()
     assert "pass them with --mode lp-ft" in capsys.readouterr().err
     assert cli_main([*common, "--method", "lp-ft", "--probe-epochs", "2", "--probe-lr", "0.01"]) == 0
-    assert "(lp-ft," in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "(lp-ft," in printed and "linear probe: 2 epoch(s) at lr 0.01, final loss" in printed
+    assert "fine-tune: 1 epoch(s) at lr 3e-05" in printed
     _, meta = load_checkpoint(out)
     assert [(s["mode"], s["epochs"], s["lr"]) for s in meta["stages"]] == [("linear", 2, 0.01),
                                                                           ("end-to-end", 1, 3e-5)]

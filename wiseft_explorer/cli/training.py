@@ -157,6 +157,10 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     if result.final_loss is not None and result.train_accuracy is not None:  # both come from the same batches
         print(f"final loss {result.final_loss:.4f} (mean of the last epoch); training accuracy "
               f"{100 * result.train_accuracy:.1f}% (last epoch's batches, while training)")
+    for stage in result.stages:  # LP-FT's: the probe, then end-to-end (the lines above)
+        if stage["final_loss"] is not None and stage["train_accuracy"] is not None:
+            print(f"  {stage['stage']}: {stage['epochs']} epoch(s) at lr {stage['lr']:g}, final loss "
+                  f"{stage['final_loss']:.4f}, training accuracy {100 * stage['train_accuracy']:.1f}%")
     return 0
 
 
