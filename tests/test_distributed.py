@@ -197,7 +197,8 @@ def test_ddp_finetuning_matches_one_process_at_the_same_global_batch(tiny, tmp_p
     (a, meta_a), (b, meta_b) = load_checkpoint(tmp_path / "two.safetensors"), load_checkpoint(tmp_path / "one.safetensors")
     assert meta_a["recipe"]["world_size"] == 2 and meta_b["recipe"]["world_size"] == 1
     assert meta_a["recipe"]["batch_per_process"] == 4 and meta_a["recipe"]["micro_batch"] == 2
-    assert meta_a["recipe"]["augment"] == ("train" if mode == "end-to-end" else "none")
+    assert [s["mode"] for s in meta_a.get("stages", [])] == (["linear", "end-to-end"] if mode == "lp-ft" else [])
+    assert meta_a["recipe"]["augment"] == ("none" if mode == "linear" else "train")
     assert "RandomResizedCrop" in meta_a["recipe"]["train_transform"] or mode == "linear"
     assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4, rtol=0) for k in a)
     assert meta_a["recipe"]["final_loss"] == pytest.approx(meta_b["recipe"]["final_loss"], abs=1e-5)
@@ -206,7 +207,7 @@ def test_ddp_finetuning_matches_one_process_at_the_same_global_batch(tiny, tmp_p
     right = []
     for state in (a, b):
         classifier = copy.deepcopy(runtime.models.zeroshot)
-        classifier.load_state_dict(state, strict=mode == "end-to-end")  # a linear checkpoint holds the head only
+        classifier.load_state_dict(state, strict=mode != "linear")  # a linear checkpoint holds the head only
         with torch.no_grad():
             right.append(int((classifier(images).argmax(-1) == labels).sum()))
     assert abs(right[0] - right[1]) <= 1

@@ -35,8 +35,13 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
                         "food101-train: the README's preset table gives each layout) or cifar10-train "
                         "(cifar-10-batches-bin/ with data_batch_*.bin)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors, our classifier format)")
-    p.add_argument("--mode", choices=MODES, default=Recipe.mode,
-                   help="end-to-end (image tower and head) or linear (head only) (default: %(default)s)")
+    p.add_argument("--mode", "--method", dest="mode", choices=MODES, default=Recipe.mode,
+                   help="end-to-end (image tower and head), linear (head only) or lp-ft (Kumar et al. 2022: a "
+                        "linear probe, then end-to-end from its head) (default: %(default)s)")
+    p.add_argument("--probe-epochs", type=int, default=None,
+                   help="lp-ft: the probe's (stage 1's) epochs (default: --epochs)")
+    p.add_argument("--probe-lr", type=float, default=None,
+                   help="lp-ft: the probe's (stage 1's) peak learning rate (default: --lr); stage 2 runs with --lr")
     p.add_argument("--epochs", type=int, default=Recipe.epochs,
                    help="passes over the training set (default: %(default)s, the paper's ImageNet runs)")
     p.add_argument("--lr", type=float, default=Recipe.lr,
@@ -104,7 +109,7 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     from ..experiment.spec import DatasetSpec
     from ..store.keys import zeroshot_identity
     from ..training.augment import training_images
-    from ..training.finetuning import finetune, save_finetuned
+    from ..training.finetuning import save_finetuned
     from ..training.loader import LoaderOptions
     from ..training.recipe import FinetuneConfig
 
@@ -112,6 +117,8 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
         raise ValueError(f"{args.out}: the checkpoint must be a .safetensors file")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, not {args.workers}")
+    if args.mode != "lp-ft" and (args.probe_epochs is not None or args.probe_lr is not None):
+        raise ValueError("--probe-epochs and --probe-lr set LP-FT's first stage: pass them with --mode lp-ft")
     if args.experiment is None and not args.train.startswith("world:"):
         raise ValueError("finetune --train FOLDER needs --experiment EXPERIMENT.toml: the experiment names the "
                          "zero-shot model and the class names the folder's classes are matched to")
@@ -135,8 +142,8 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
                               identity=zeroshot_identity(exp.zeroshot))
     torch.manual_seed(args.seed)
     images, transform = training_images(train, clip.preprocess, config)
-    result = finetune(zeroshot, images, config, device, progress=group.is_root,
-                      loader=LoaderOptions(workers=workers), group=group)
+    result = _run(args, zeroshot, (train, clip.preprocess, images), config, device,
+                  LoaderOptions(workers=workers), group)
     if not group.is_root:  # every rank holds the same weights; rank 0 reports and writes them
         return 0
     if result.skipped:
@@ -153,7 +160,26 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     if result.final_loss is not None and result.train_accuracy is not None:  # both come from the same batches
         print(f"final loss {result.final_loss:.4f} (mean of the last epoch); training accuracy "
               f"{100 * result.train_accuracy:.1f}% (last epoch's batches, while training)")
+    for stage in result.stages:  # LP-FT's: the probe, then end-to-end (the lines above)
+        if stage["final_loss"] is not None and stage["train_accuracy"] is not None:
+            print(f"  {stage['stage']}: {stage['epochs']} epoch(s) at lr {stage['lr']:g}, final loss "
+                  f"{stage['final_loss']:.4f}, training accuracy {100 * stage['train_accuracy']:.1f}%")
     return 0
+
+
+def _run(args: argparse.Namespace, zeroshot, data: tuple, config, device, loader, group):
+    """Fine-tune in --mode; LP-FT's probe reads the images through the evaluation transform (its features)."""
+    from ..training.augment import training_images
+    from ..training.finetuning import finetune
+    from ..training.lpft import finetune_lp_ft, probe_recipe
+
+    train, preprocess, images = data
+    if config.mode != "lp-ft":
+        return finetune(zeroshot, images, config, device, progress=group.is_root, loader=loader, group=group)
+    probe = probe_recipe(config, args.probe_epochs, args.probe_lr)
+    probe_images, _ = training_images(train, preprocess, probe)
+    return finetune_lp_ft(zeroshot, images, config, device, progress=group.is_root, loader=loader, group=group,
+                          probe_config=probe, probe_data=probe_images)
 
 
 def _note_other_checkpoint(exp, out: Path) -> None:

@@ -1,4 +1,4 @@
-"""Fine-tuning a zero-shot CLIP (end-to-end or linear classifier), alone or under torchrun.
+"""Fine-tuning a zero-shot CLIP (end-to-end, linear classifier or LP-FT), alone or under torchrun.
 
 Public names load lazily on first access (see `wiseft_explorer._lazy`)."""
 
@@ -8,6 +8,7 @@ _EXPORTS = {
     "finetuning": (
         "FinetuneResult", "finetune", "finetune_end_to_end", "finetune_linear", "image_features", "save_finetuned"
     ),
+    "lpft": ("finetune_lp_ft", "probe_recipe"),
     "augment": ("AugmentedImages", "train_transform", "training_images"),
     "loader": ("LoaderOptions",),
     "recipe": ("FinetuneConfig", "cosine_lr"),

@@ -41,6 +41,8 @@ class FinetuneResult:
     seconds: float = 0.0
     skipped: list[int] = field(default_factory=list)  # dataset indices of images that could not be loaded
     train_accuracy: float | None = None  # top-1 on the training batches of the last epoch (as the model was then)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # a staged method's (LP-FT's) stages, as run
+    departures: list[str] = field(default_factory=list)  # how a method departs from its paper's settings
 
     @property
     def final_loss(self) -> float | None:
@@ -229,6 +231,9 @@ def finetune(classifier: ImageClassifier, data: TrainData, config: FinetuneConfi
              callback: ProgressCallback | None = None, loader: LoaderOptions | None = None,
              group: Group | None = None) -> FinetuneResult:
     """Fine-tune in the config's mode (end-to-end or linear), reading `data` as `loader` says, on `group`'s ranks."""
+    if config.mode not in ("end-to-end", "linear"):
+        raise ValueError(f"finetune() runs the end-to-end and linear modes; mode {config.mode!r} is LP-FT's: call "
+                         "training.finetune_lp_ft, which runs a probe and then end-to-end fine-tuning")
     run = finetune_end_to_end if config.mode == "end-to-end" else finetune_linear
     return run(classifier, data, config, device, progress, callback, loader, group)
 
@@ -240,6 +245,10 @@ def save_finetuned(path: str | Path, result: FinetuneResult, metadata: dict[str,
     meta = {**metadata, "recipe": {**metadata.get("recipe", {}), **result.config.to_dict(),
                                    "final_loss": result.final_loss, "train_accuracy": result.train_accuracy},
             "seed": result.config.seed, "train_seconds": round(result.seconds, 1)}
+    if result.departures:
+        meta["recipe"]["departures"] = result.departures
+    if result.stages:
+        meta |= {"method": result.config.mode, "stages": result.stages}
     if result.config.mode == "linear":
         state = {k: v for k, v in state.items() if k.startswith("head.")}
         meta["image_tower"] = "zeroshot"

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-MODES = ("end-to-end", "linear")
+MODES = ("end-to-end", "linear", "lp-ft")  # lp-ft: a linear probe, then end-to-end from its head (lpft.py)
 BN_MODES = ("frozen", "train")
 AUGMENT_MODES = ("train", "none")
 
