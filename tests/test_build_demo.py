@@ -25,7 +25,8 @@ def built(tmp_path_factory):
 
 def test_writes_every_asset_and_both_experiments(built):
     root, result = built
-    assert set(result.assets) == {"config", "zeroshot", "end-to-end", "linear", *(f"ingredient-{k}" for k in (1, 2, 3))}
+    assert set(result.assets) == {"config", "zeroshot", "end-to-end", "linear", "lp-ft",
+                                  *(f"ingredient-{k}" for k in (1, 2, 3))}
     assert all(p.is_file() for p in result.assets.values())
     assert json.loads(result.assets["config"].read_text()) == DEMO_MODEL_CONFIG
     assert {p.name for p in result.experiments.values()} == {"demo.toml", "demo-linear.toml", "demo-soups.toml"}
@@ -139,3 +140,15 @@ def test_reuse_keeps_matching_endpoints_and_retrains_changed_ones(built, tmp_pat
     assert [name for name in after if after[name] != before[name]] == ["finetuned-e2e-1.safetensors"]
     assert again.timings["finetune-ingredient-1"] > 0 and again.timings["finetune-end-to-end"] == 0
     assert load_checkpoint(again.assets["ingredient-1"])[1]["recipe"]["lr"] == 3e-4
+
+
+def test_lp_ft_endpoint_probes_with_the_linear_recipe_then_fine_tunes(built):
+    """The demo's LP-FT endpoint records both stages: the demo's linear recipe as its probe, then end-to-end."""
+    root, result = built
+    tensors, meta = load_checkpoint(result.assets["lp-ft"])
+    assert meta["method"] == "lp-ft" and [s["stage"] for s in meta["stages"]] == ["linear probe", "fine-tune"]
+    probe = meta["stages"][0]
+    assert probe["mode"] == "linear" and probe["lr"] == DemoConfig.tiny().linear.lr
+    assert any(k.startswith("visual.") for k in tensors)  # a whole tower, not a head alone
+    exp = load_experiment(root / "experiments" / "demo.toml")
+    assert [e.name for e in exp.endpoints] == ["end-to-end", "linear classifier", "LP-FT"]

@@ -64,6 +64,11 @@ def _ingredients_default() -> tuple[FinetuneConfig, ...]:
     return (replace(main, seed=1), replace(main, seed=2, lr=5e-5), replace(main, seed=3, lr=2e-4))
 
 
+def _lp_ft_default() -> FinetuneConfig:
+    # LP-FT: the demo's linear recipe as the probe (stage 1), then its end-to-end recipe from the probe's head.
+    return replace(_e2e_default(), mode="lp-ft")
+
+
 def ingredient_title(config: FinetuneConfig, main: FinetuneConfig) -> str:
     """An ingredient's endpoint name: what differs from the main end-to-end run (seed offset and learning rate)."""
     lr = f", lr {config.lr:g}" if config.lr != main.lr else ""
@@ -80,6 +85,7 @@ class DemoConfig:
     end_to_end: FinetuneConfig = field(default_factory=_e2e_default)
     linear: FinetuneConfig = field(default_factory=_linear_default)
     ingredients: tuple[FinetuneConfig, ...] = field(default_factory=_ingredients_default)
+    lp_ft: FinetuneConfig = field(default_factory=_lp_ft_default)  # stage 2; stage 1 is `linear`
     eval_limit: int | None = None  # images per eval set in the experiment files (None: each set's default)
     dtype: str = "float16"  # storage precision of the assets
 
@@ -95,6 +101,8 @@ class DemoConfig:
                                   augment="none"),
             ingredients=tuple(FinetuneConfig(mode="end-to-end", epochs=1, lr=lr, batch_size=32, warmup=1, bn="frozen",
                                              augment="none", seed=k) for k, lr in ((1, 1e-4), (2, 5e-5), (3, 2e-4))),
+            lp_ft=FinetuneConfig(mode="lp-ft", epochs=1, lr=1e-4, batch_size=32, warmup=1, bn="frozen",
+                                 augment="none"),
             eval_limit=64,
         )
 
@@ -106,6 +114,7 @@ class DemoConfig:
         """Every fine-tuned endpoint build-demo writes, main ones first."""
         return [Stage("end-to-end", "finetuned-e2e.safetensors", "end-to-end", self.end_to_end),
                 Stage("linear", "finetuned-linear.safetensors", "linear classifier", self.linear),
+                Stage("lp-ft", "finetuned-lpft.safetensors", "LP-FT", self.lp_ft, probe=self.linear),
                 *(Stage(f"ingredient-{k}", f"finetuned-e2e-{k}.safetensors", ingredient_title(c, self.end_to_end), c)
                   for k, c in enumerate(self.ingredients, 1))]
 
@@ -161,7 +170,7 @@ def pretrain_stage(out_dir: Path, config: DemoConfig, dtype: torch.dtype, reuse:
 
 
 # Endpoint names in the experiment files, and which endpoints each built-in experiment shows.
-MAIN_PATHS = ("end-to-end", "linear")
+MAIN_PATHS = ("end-to-end", "linear", "lp-ft")
 SOUP_PATHS = ("end-to-end", "ingredient-")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..core.checkpoints import CheckpointError, load_checkpoint
 from ..core.lineage import visual_digest
 from ..core.models import ImageClassifier
 from ..training.finetuning import FinetuneResult, finetune_end_to_end, finetune_linear, save_finetuned
+from ..training.lpft import finetune_lp_ft
 from ..training.recipe import FinetuneConfig
 
 TrainData = tuple[torch.Tensor, torch.Tensor]
@@ -32,16 +33,22 @@ class Stage:
     """One fine-tuned endpoint of the demo: its key, asset file, name in the experiment files and recipe.
 
     The recipe's `seed` is an offset added to the demo's seed (0 for the main endpoints), so ingredients of a soup
-    differ by seed the way the soups paper's do."""
+    differ by seed the way the soups paper's do. `probe` is LP-FT's first stage (its linear probe)."""
 
     key: str
     asset: str
     title: str
     config: FinetuneConfig
+    probe: FinetuneConfig | None = None
 
-    @property
-    def runner(self) -> Runner:
-        return {"end-to-end": finetune_end_to_end, "linear": finetune_linear}[self.config.mode]
+    def train(self, zeroshot: ImageClassifier, data: TrainData, config: FinetuneConfig,
+              progress: bool) -> FinetuneResult:
+        """Fine-tune with `config` (the stage's recipe with its seed resolved)."""
+        if config.mode == "lp-ft":
+            probe = replace(self.probe or config, mode="linear", seed=config.seed)
+            return finetune_lp_ft(zeroshot, data, config, progress=progress, probe_config=probe)
+        runner: Runner = {"end-to-end": finetune_end_to_end, "linear": finetune_linear}[config.mode]
+        return runner(zeroshot, data, config, progress=progress)
 
 
 def fp16_roundtrip(module: nn.Module, dtype: torch.dtype) -> None:
@@ -55,7 +62,8 @@ def fp16_roundtrip(module: nn.Module, dtype: torch.dtype) -> None:
 def stage_record(stage: Stage, seed: int, train_size: int, zeroshot: ImageClassifier) -> dict[str, Any]:
     """What a stage is asked to do, as JSON values (compared on reuse)."""
     recipe = {**stage.config.to_dict(), "seed": seed + stage.config.seed}
-    return json.loads(json.dumps({"key": stage.key, "recipe": recipe, "train_size": train_size,
+    probe = {"probe": stage.probe.to_dict()} if stage.probe is not None else {}
+    return json.loads(json.dumps({"key": stage.key, "recipe": recipe, "train_size": train_size, **probe,
                                   "zeroshot_digest": visual_digest(zeroshot.visual.state_dict())}))
 
 
@@ -78,7 +86,7 @@ def run_stage(stage: Stage, zeroshot: ImageClassifier, data: TrainData, out_dir:
         return path, None
     start = time.perf_counter()
     config = FinetuneConfig(**record["recipe"] | {"betas": tuple(record["recipe"]["betas"])})
-    result = stage.runner(zeroshot, data, config, progress=progress)
+    result = stage.train(zeroshot, data, config, progress)
     fp16_roundtrip(result.classifier, dtype)
     save_finetuned(path, result, {**metadata, "stage": stage.key, "demo_stage": record}, dtype=dtype)
     return path, time.perf_counter() - start
