@@ -1,6 +1,7 @@
 """timm CLIP towers (vit_*_clip_*) as the fine-tuned endpoint (issue #28 item 6): a tiny random timm ViT built here
-computes the same features through open_clip's names, the pretrained tag is checked against θ₀, and a classifier
-head on timm's un-projected features is refused with the reason."""
+computes the same features through open_clip's names, the pretrained tag is checked against θ₀, and a timm
+classifier head (`*_ft_in1k`, saved by timm as the Hub holds it) gives timm's logits at α=1 and the zero-shot
+classifier's predictions at α=0."""
 
 from __future__ import annotations
 
@@ -14,11 +15,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
+from timm import create_model
+from timm.models._hub import save_for_hf
 from timm.models.vision_transformer import VisionTransformer
 from tiny import CLASSES, write_folder
 from torch import nn
 
-from wiseft_explorer.core import CheckpointError, check_tag_lineage, load_models, save_checkpoint
+from wiseft_explorer.core import (
+    CheckpointError,
+    WeightSpace,
+    build_zeroshot,
+    check_tag_lineage,
+    load_models,
+    save_checkpoint,
+)
+from wiseft_explorer.data import load_batch, load_eval_set
 from wiseft_explorer.experiment import ModelSpec, load_experiment
 
 NAME = "timm-test-vit"
@@ -42,24 +53,40 @@ def timm_vit(num_classes: int = 16, act: str = "quick_gelu", seed: int = 1) -> V
     return model.eval()
 
 
+def timm_classifier() -> VisionTransformer:
+    """A tiny random `vit_base_patch32_clip_224.openai_ft_in1k` as timm builds it (GELU, a head with a bias on the
+    final-norm class token), with one output per experiment class."""
+    torch.manual_seed(2)
+    model = create_model("vit_base_patch32_clip_224.openai_ft_in1k", pretrained=False, img_size=32, patch_size=8,
+                         embed_dim=48, depth=2, num_heads=4, num_classes=len(CLASSES))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
 def _project(root: Path, vit: VisionTransformer, arch: str = "vit_tiny_clip_quickgelu_32",
-             tag: str = "openai_ft_tiny") -> Path:
-    """θ₀ (a tiny open_clip ViT file), the timm folder (config.json + model.safetensors) and the experiment."""
-    config = root / f"{NAME}.json"
-    config.write_text(json.dumps(CONFIG))
+             tag: str = "openai_ft_tiny", name: str = NAME, hub: bool = False) -> Path:
+    """θ₀ (a tiny open_clip ViT file; GELU unless the name is NAME), the timm folder (config.json +
+    model.safetensors, written by timm itself when `hub`) and the experiment."""
+    config = root / f"{name}.json"
+    config.write_text(json.dumps({**CONFIG, "quick_gelu": name == NAME}))
     open_clip.add_model_config(config)
     torch.manual_seed(0)
-    save_checkpoint(root / "zeroshot.safetensors", open_clip.create_model(NAME).state_dict())
-    (root / "ft").mkdir()
-    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(root / "ft" / "model.safetensors"))
-    (root / "ft" / "config.json").write_text(json.dumps({"architecture": arch, "num_classes": vit.num_classes,
-                                                         "pretrained_cfg": {"tag": tag}}))
+    save_checkpoint(root / "zeroshot.safetensors", open_clip.create_model(name).state_dict())
+    if hub:
+        save_for_hf(vit, str(root / "ft"), safe_serialization=True)
+    else:
+        (root / "ft").mkdir()
+        save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(root / "ft" / "model.safetensors"))
+        (root / "ft" / "config.json").write_text(json.dumps({"architecture": arch, "num_classes": vit.num_classes,
+                                                             "pretrained_cfg": {"tag": tag}}))
     write_folder(root / "id", 2, seed=1)
     toml = root / "exp.toml"
     toml.write_text(f"""device = "cpu"
 cache_dir = "cache"
 [zeroshot]
-model = "{NAME}"
+model = "{name}"
 pretrained = "zeroshot.safetensors"
 config = "{config.name}"
 [finetuned]
@@ -85,15 +112,42 @@ def test_a_timm_clip_tower_computes_the_same_features_through_open_clips_names(t
                for n in pair.notes)
 
 
-def test_a_timm_classifier_head_is_refused_with_the_reason(tmp_path):
+def test_a_timm_classifier_is_timm_at_one_and_the_zero_shot_classifier_at_zero(tmp_path):
+    vit = timm_classifier()
+    exp = load_experiment(_project(tmp_path, vit, name=NAME + "-gelu", hub=True))
+    pair = load_models(exp)
+    images = torch.randn(5, 3, 32, 32)
+    # The zero-shot classifier as the paper defines it: normalised projected features times s·(normalised text).
+    reference = build_zeroshot(pair.clip, exp.classnames, exp.templates)
+    with torch.no_grad():
+        assert torch.allclose(pair.finetuned(images), vit(images), atol=1e-5)  # α=1 is timm's forward
+        zero_shot = reference(images)
+        projected = reference.visual(images).norm(dim=-1, keepdim=True)
+        ev = load_eval_set(exp.id_set, exp.classnames, exp.seed)
+        scale = reference.visual(load_batch(ev, ev.order, pair.clip.preprocess)[0]).norm(dim=-1).mean()
+        at_zero = pair.zeroshot(images)
+        # α=0: the zero-shot logits times each image's projected-feature norm / c (c: their mean on the ID set)
+        assert torch.allclose(at_zero, zero_shot * projected / scale, atol=1e-5)
+        assert torch.equal(at_zero.argmax(1), zero_shot.argmax(1))
+        space = WeightSpace(pair.zeroshot, pair.finetuned)
+        assert torch.equal(space.set_alpha(0.0)(images), at_zero)
+        assert torch.allclose(space.set_alpha(1.0)(images), vit(images), atol=1e-5)
+        assert torch.allclose(space.set_alpha(0.5).head.bias, 0.5 * vit.head.bias)  # one flat lerp, bias with it
+    assert "visual.proj" not in pair.finetuned.state_dict()
+    assert pair.finetuned.state_dict().keys() == pair.zeroshot.state_dict().keys()
+    assert any("crop_pct 0.9" in n for n in pair.notes)  # timm's crop, which every α here does not use
+    assert any("mean norm of θ₀'s projected features over 6 images of ID" in n for n in pair.notes), pair.notes
+
+
+def test_a_timm_head_for_other_classes_is_refused(tmp_path):
     toml = _project(tmp_path, timm_vit(num_classes=5))
-    with pytest.raises(CheckpointError, match="5-class timm head scores the un-normalised 48-wide token.*no flat lerp"):
+    with pytest.raises(CheckpointError, match="head has 5 classes but the experiment names 3"):
         load_models(load_experiment(toml))
 
 
-def test_a_timm_tower_with_another_activation_is_refused(tmp_path):
+def test_a_gelu_timm_tower_against_a_quick_gelu_zero_shot_is_refused_with_a_fix_that_works(tmp_path):
     toml = _project(tmp_path, timm_vit(act="gelu"), arch="vit_tiny_clip_32")
-    with pytest.raises(CheckpointError, match="records activation gelu.*builds quick_gelu"):
+    with pytest.raises(CheckpointError, match="timm runs vit_tiny_clip_32 with GELU.*QuickGELU.*model = .ViT-B-32."):
         load_models(load_experiment(toml))
 
 

@@ -4,14 +4,18 @@ timm holds CLIP's image tower under its own names (timm's `_convert_openai_clip`
 way back) and CLIP's projection as `head` (bias zero). A timm checkpoint whose head is still that projection maps
 onto the zero-shot open_clip tower exactly, and WiSE-FT between them is one flat lerp.
 
-A timm classifier head (e.g. `*_ft_in1k`, 1000 classes) is refused: it scores the un-normalised, un-projected
-token with a bias, while θ₀'s zero-shot classifier scores normalised, projected features without one. No one set
-of parameters computes both endpoints: folding the projection into θ₀'s head keeps its predictions but not its
-logits, and leaves a free scale (any positive multiple gives the same θ₀, and a different curve between them).
+A timm classifier head (`*_ft_in1k`, 1000 classes) scores the final-norm class token itself: no projection, no
+normalisation, a bias. The pair then lives in that layout (`token_layout`): both towers without `proj`, features
+not normalised, and θ₀'s zero-shot head moved onto the token as W₀·projᵀ / c, bias 0. The normalisation θ₀ divides
+by is no linear map, so it is folded in as one constant c: the mean norm of θ₀'s projected features over the
+first SCALE_IMAGES images of the ID set (its held-out split when it has one) in their fair order, no label read.
+Then α=1 is timm's forward exactly, α=0 predicts exactly as the zero-shot classifier (its logits are the
+zero-shot's times each image's feature norm / c, so the ranking is the same), and θ_α stays one flat lerp.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -19,11 +23,15 @@ from typing import Any
 
 import open_clip
 import torch
+from safetensors import SafetensorError, safe_open
 
+from ..data.sets import load_batch, load_eval_set
 from ..experiment.spec import Experiment
-from .checkpoints import CheckpointError
-from .lineage import GELU, QUICK_GELU, check_activation
-from .models import LoadedClip
+from .checkpoints import CheckpointError, load_checkpoint
+from .lineage import GELU, QUICK_GELU, activation_of, check_activation
+from .models import ImageClassifier, LoadedClip
+
+SCALE_IMAGES = 256
 
 _RENAMES = (("patch_embed.proj", "conv1"), ("norm_pre", "ln_pre"), ("blocks.", "transformer.resblocks."),
             ("attn.qkv.", "attn.in_proj_"), ("attn.proj", "attn.out_proj"), ("norm1", "ln_1"), ("norm2", "ln_2"),
@@ -70,32 +78,131 @@ def to_open_clip(state: dict[str, torch.Tensor], name: str) -> dict[str, torch.T
     return out
 
 
-def finetuned_open_clip(tensors: dict[str, torch.Tensor], path: Path, clip: LoadedClip,
-                        exp: Experiment) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """A timm CLIP tower as an open_clip image-tower state (the zero-shot head then scores it), after the checks
-    that it is the zero-shot's architecture, activation and CLIP (from timm's pretrained tag)."""
+def finetuned_open_clip(tensors: dict[str, torch.Tensor], path: Path, clip: LoadedClip, exp: Experiment,
+                        zeroshot: ImageClassifier) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A timm CLIP tower as an open_clip image-tower state, after the checks that it is the zero-shot's
+    architecture, activation and CLIP (from timm's pretrained tag). A projection head becomes `visual.proj` (the
+    zero-shot head then scores it); a classifier head is kept as `head.*`, for a zero-shot in `token_layout`."""
     config = timm_config(path)
-    arch = str(config.get("architecture", ""))
-    act = config.get("model_args", {}).get("act_layer") or (QUICK_GELU if "quickgelu" in arch else GELU)
-    check_activation(act, clip.model.visual, path.name, clip.name)
+    _check_timm_activation(config, clip, path.name)
     state = to_open_clip(tensors, path.name)
     proj = clip.model.visual.proj  # (width, embed_dim)
     weight, bias = tensors.get("head.weight"), tensors.get("head.bias")
-    notes = []
+    notes: list[str | None] = []
     if weight is None:
         state["visual.proj"] = proj.detach().cpu().clone()
         notes.append(f"{path.name} has no head (timm num_classes=0): the zero-shot model's projection is used")
-    elif tuple(weight.shape) == tuple(proj.T.shape) and (bias is None or not bias.any()):
+    elif _is_projection(weight, bias, proj):
         state["visual.proj"] = weight.T.contiguous()
-    else:
+    elif weight.shape[1] != proj.shape[0] or zeroshot.normalize:
         raise CheckpointError(
-            f"{path.name}: its {weight.shape[0]}-class timm head scores the un-normalised {weight.shape[1]}-wide "
-            f"token (timm drops CLIP's projection) with a bias, while the zero-shot classifier scores normalised, "
-            f"projected {proj.shape[1]}-wide features: no one set of parameters holds both, so WiSE-FT between them "
-            "is no flat lerp. Use a timm CLIP whose head is CLIP's projection (num_classes = embed dim, as timm's "
-            "untuned vit_*_clip_* tags), or fine-tune from the zero-shot model here (wiseft-explorer finetune)")
+            f"{path.name}: its {weight.shape[0]}-class timm head scores {weight.shape[1]}-wide tokens, but "
+            + (f"the zero-shot tower's are {proj.shape[0]}-wide: use the timm CLIP of the zero-shot's architecture"
+               if weight.shape[1] != proj.shape[0] else
+               "the zero-shot classifier is in the projected, normalised layout: load the pair with load_models, "
+               "which moves θ₀ to timm's layout first"))
+    else:
+        state["head.weight"] = weight
+        state["head.bias"] = torch.zeros(weight.shape[0]) if bias is None else bias
+        notes.append(f"{path.name}: timm's {weight.shape[0]}-class head scores the un-projected, un-normalised "
+                     "class token, and so does θ₀'s zero-shot head in this pair (every α in that layout)")
+    notes.append(preprocess_note(config, clip, path.name))
     note = check_tag_lineage(str(config.get("pretrained_cfg", {}).get("tag", "")), exp, path.name)
-    return state, notes + ([note] if note else [])
+    return state, [n for n in [*notes, note] if n]
+
+
+def _is_projection(weight: torch.Tensor, bias: torch.Tensor | None, proj: torch.Tensor) -> bool:
+    return tuple(weight.shape) == tuple(proj.T.shape) and (bias is None or not bias.any())
+
+
+def _check_timm_activation(config: dict[str, Any], clip: LoadedClip, file: str) -> None:
+    """timm runs `vit_*_clip_*` with GELU (its *_ft_in1k tags too) and `*_clip_quickgelu_*` with QuickGELU."""
+    arch = str(config.get("architecture", ""))
+    act = config.get("model_args", {}).get("act_layer") or (QUICK_GELU if "quickgelu" in arch else GELU)
+    if act == GELU and activation_of(clip.model.visual) == QUICK_GELU:
+        raise CheckpointError(
+            f"{file}: timm runs {arch or 'this tower'} with GELU, but the zero-shot model runs QuickGELU (OpenAI's "
+            "tags force it): every α runs one activation, so one endpoint would not be the model it names. To "
+            "interpolate in timm's architecture, give the zero-shot OpenAI's weights as a file under the GELU model "
+            "(model = \"ViT-B-32\", pretrained = \"path/to/open_clip_model.safetensors\"); θ₀ is then OpenAI's "
+            "CLIP run with GELU, which is where timm's fine-tuning started, not OpenAI's published zero-shot")
+    check_activation(act, clip.model.visual, file, clip.name)
+
+
+def preprocess_note(config: dict[str, Any], clip: LoadedClip, file: str) -> str | None:
+    """What timm's pretrained_cfg preprocesses differently from the experiment (which every α uses), or None."""
+    cfg = config.get("pretrained_cfg", {})
+    ours = dict(getattr(clip.model.visual, "preprocess_cfg", None) or {})
+    size = cfg.get("input_size", [0, 0, 0])[-1]
+    differs = [f"{k} {cfg[k]}" for k in ("mean", "std", "interpolation")
+               if k in cfg and k in ours and _rounded(cfg[k]) != _rounded(ours[k])]
+    differs += [f"size {size}"] if size and ours.get("size") not in (size, [size, size], (size, size)) else []
+    crop = cfg.get("crop_pct", 1.0)
+    differs += [f"crop_pct {crop} ({cfg.get('crop_mode', 'center')} crop of a {round(size / crop)} px resize)"] \
+        if size and crop != 1.0 else []
+    if not differs:
+        return None
+    return (f"{file}: timm evaluates it with {', '.join(differs)}; every α here uses the experiment's "
+            f"preprocessing ({clip.preprocess_note or 'the zero-shot model’s'}), so α=1 scores those images as timm "
+            "would score them, not timm's own crops; [zeroshot.preprocess] sets mean, std, size and interpolation")
+
+
+def _rounded(value: Any) -> Any:
+    return [round(float(v), 4) for v in value] if isinstance(value, list | tuple) else value
+
+
+def timm_classifier_head(path: Path, clip: LoadedClip) -> bool:
+    """Whether a checkpoint is a timm CLIP tower with a classifier head (not CLIP's projection); reads only the
+    header of a safetensors file."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            names = set(fh.keys())
+            if not is_timm_state(dict.fromkeys(names, torch.empty(0))) or "head.weight" not in names:
+                return False
+            weight = fh.get_tensor("head.weight")
+            bias = fh.get_tensor("head.bias") if "head.bias" in names else None
+    except (SafetensorError, OSError):  # not a safetensors file: the full loader reads (and judges) it
+        tensors, _ = load_checkpoint(path)
+        if not is_timm_state(tensors) or "head.weight" not in tensors:
+            return False
+        weight, bias = tensors["head.weight"], tensors.get("head.bias")
+    return not _is_projection(weight, bias, clip.model.visual.proj)
+
+
+def token_layout(zeroshot: ImageClassifier, exp: Experiment, preprocess: Any) -> tuple[ImageClassifier, str]:
+    """θ₀ in a timm classifier pair's layout: the tower without `proj`, features not normalised, and the zero-shot
+    head W₀ (bias 0) as W₀·projᵀ / c, with c the mean norm of θ₀'s projected features (see the module's note)."""
+    if zeroshot.head.bias is not None and zeroshot.head.bias.any():
+        raise CheckpointError("the zero-shot head has a bias: moved onto the un-normalised token it would no longer "
+                              "rank classes as the zero-shot classifier does; use a text-built zero-shot head")
+    spec = exp.id_val or exp.id_set
+    ev = load_eval_set(spec, exp.classnames, exp.seed)
+    picked = [int(i) for i in ev.order[:SCALE_IMAGES]]
+    device = next(zeroshot.parameters()).device
+    norms = []
+    with torch.no_grad():
+        for start in range(0, len(picked), exp.batch_size):
+            images, _, _ = load_batch(ev, picked[start:start + exp.batch_size], preprocess)
+            if images is not None:
+                norms.append(zeroshot.visual(images.to(device)).float().norm(dim=-1).cpu())
+    if not norms:
+        raise CheckpointError(f"{spec.name}: no image could be read to measure θ₀'s feature norm, which a timm "
+                              "classifier pair needs; check the ID set's folder")
+    scale = float(torch.cat(norms).double().mean())
+    model = copy.deepcopy(zeroshot)
+    proj = model.visual.proj.detach().float()
+    model.visual.proj = None
+    with torch.no_grad():
+        weight = (zeroshot.head.weight.float() @ proj.T) / scale
+        model.head = torch.nn.Linear(weight.shape[1], weight.shape[0]).to(device)
+        model.head.weight.copy_(weight)
+        model.head.bias.zero_()
+    model.normalize = False
+    note = (f"θ₀'s zero-shot head is moved onto that token as W₀·projᵀ / {scale:.4g}, the mean norm of "
+                        f"θ₀'s projected features over {sum(len(n) for n in norms)} images of {spec.name}: α=0 "
+                        "predicts as the zero-shot classifier, its logits scaled per image by that norm / "
+                        f"{scale:.4g}")
+    return model.eval().requires_grad_(False), note
 
 
 def check_tag_lineage(tag: str, exp: Experiment, file: str) -> str | None:
