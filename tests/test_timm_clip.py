@@ -154,7 +154,10 @@ def test_a_gelu_timm_tower_against_a_quick_gelu_zero_shot_is_refused_with_a_fix_
 def test_the_timm_tag_must_name_the_zero_shot_clip(tmp_path):
     exp = load_experiment(_project(tmp_path, timm_vit()))
     laion = dataclasses.replace(exp, zeroshot=ModelSpec("ViT-B-32", "laion2b_s34b_b79k"))
-    assert check_tag_lineage("laion2b_ft_in1k", laion, "ft") is None
+    note = check_tag_lineage("laion2b_ft_in1k", laion, "ft")  # open_clip's ViT-B-32 has two LAION-2B runs
+    assert note is not None and "2 laion2b runs of ViT-B-32 (laion2b_e16, laion2b_s34b_b79k)" in note
+    one_run = dataclasses.replace(exp, zeroshot=ModelSpec("ViT-B-16", "laion2b_s34b_b88k"))
+    assert check_tag_lineage("laion2b_ft_in12k_in1k", one_run, "ft") is None
     assert check_tag_lineage("openai_ft_in1k", dataclasses.replace(laion, zeroshot=ModelSpec("ViT-B-32", "openai")),
                              "ft") is None
     with pytest.raises(CheckpointError, match="fine-tuned from openai CLIP .* open_clip's 'laion2b_s34b_b79k'"):

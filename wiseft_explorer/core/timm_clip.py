@@ -211,14 +211,21 @@ def check_tag_lineage(tag: str, exp: Experiment, file: str) -> str | None:
     when the zero-shot weights are no open_clip tag, a note says what was (not) checked."""
     family = tag.split("_ft_")[0] if tag else ""
     spec = exp.zeroshot
-    zs_tag = spec.pretrained if spec.pretrained in open_clip.list_pretrained_tags_by_model(spec.name) else None
+    tags = open_clip.list_pretrained_tags_by_model(spec.name)
+    zs_tag = spec.pretrained if spec.pretrained in tags else None
     if not family:
         return f"{file} names no timm pretrained tag: the CLIP it was fine-tuned from could not be checked"
     if zs_tag is None:
         return (f"{file} was fine-tuned from {family} CLIP weights (timm tag {tag}); the zero-shot weights are not "
                 "an open_clip tag, so that they are the same could not be checked")
-    if zs_tag == family or zs_tag.startswith(family + "_"):
+    if zs_tag == family:
         return None
+    if zs_tag.startswith(family + "_"):  # timm names a dataset; open_clip may hold several runs on it (ViT-B-32)
+        runs = [t for t in tags if t == family or t.startswith(family + "_")]
+        return None if len(runs) == 1 else (
+            f"{file} was fine-tuned from {family} CLIP weights (timm tag {tag}); open_clip holds {len(runs)} "
+            f"{family} runs of {spec.name} ({', '.join(runs)}), and timm's tag does not say which: check that "
+            f"'{zs_tag}' is the one (timm's model card names it)")
     what = (f"{file} was fine-tuned from {family} CLIP weights (timm tag {tag}), but the experiment's zero-shot is "
             f"open_clip's '{zs_tag}'")
     if exp.allow_other_zeroshot:
