@@ -10,12 +10,15 @@ import json
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import save_file
 from timm import create_model
+from timm.data import create_transform, resolve_data_config
 from timm.models._hub import save_for_hf
 from timm.models.vision_transformer import VisionTransformer
 from tiny import CLASSES, write_folder
@@ -30,7 +33,7 @@ from wiseft_explorer.core import (
     save_checkpoint,
 )
 from wiseft_explorer.data import load_batch, load_eval_set
-from wiseft_explorer.experiment import ModelSpec, load_experiment
+from wiseft_explorer.experiment import ExperimentError, ModelSpec, load_experiment
 
 NAME = "timm-test-vit"
 CONFIG = {"embed_dim": 16, "quick_gelu": True,
@@ -66,7 +69,7 @@ def timm_classifier() -> VisionTransformer:
 
 
 def _project(root: Path, vit: VisionTransformer, arch: str = "vit_tiny_clip_quickgelu_32",
-             tag: str = "openai_ft_tiny", name: str = NAME, hub: bool = False) -> Path:
+             tag: str = "openai_ft_tiny", name: str = NAME, hub: bool = False, preprocess: str = "") -> Path:
     """θ₀ (a tiny open_clip ViT file; GELU unless the name is NAME), the timm folder (config.json +
     model.safetensors, written by timm itself when `hub`) and the experiment."""
     config = root / f"{name}.json"
@@ -89,6 +92,7 @@ cache_dir = "cache"
 model = "{name}"
 pretrained = "zeroshot.safetensors"
 config = "{config.name}"
+{preprocess}
 [finetuned]
 checkpoint = "timm:ft"
 [classes]
@@ -135,8 +139,22 @@ def test_a_timm_classifier_is_timm_at_one_and_the_zero_shot_classifier_at_zero(t
         assert torch.allclose(space.set_alpha(0.5).head.bias, 0.5 * vit.head.bias)  # one flat lerp, bias with it
     assert "visual.proj" not in pair.finetuned.state_dict()
     assert pair.finetuned.state_dict().keys() == pair.zeroshot.state_dict().keys()
-    assert any("crop_pct 0.9" in n for n in pair.notes)  # timm's crop, which every α here does not use
+    assert any("to use timm's, give [zeroshot.preprocess] crop_pct = 0.9" in n for n in pair.notes)  # timm's crop
     assert any("mean norm of θ₀'s projected features over 6 images of ID" in n for n in pair.notes), pair.notes
+
+
+def test_crop_pct_gives_timms_own_eval_transform(tmp_path):
+    vit = timm_classifier()
+    toml = _project(tmp_path, vit, name=NAME + "-gelu", hub=True, preprocess="[zeroshot.preprocess]\ncrop_pct = 0.9")
+    pair = load_models(load_experiment(toml))
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())["pretrained_cfg"]  # as the Hub holds it
+    timm_transform = create_transform(**resolve_data_config(pretrained_cfg=saved))  # resize 35 px, centre 32 px
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (57, 41, 3), dtype=np.uint8))
+    assert torch.allclose(pair.clip.preprocess(picture), timm_transform(picture), atol=1e-6)
+    assert not any("[zeroshot.preprocess]" in n for n in pair.notes)  # nothing left to match
+    with pytest.raises(ExperimentError, match="crop_pct: expected a fraction in"):
+        toml.write_text(toml.read_text().replace("crop_pct = 0.9", "crop_pct = 1.5"))
+        load_experiment(toml)
 
 
 def test_a_timm_head_for_other_classes_is_refused(tmp_path):

@@ -34,8 +34,8 @@ from .hf_clip import finetuned_open_clip as transformers_open_clip
 from .lineage import check_activation, check_zeroshot_digest, classifier_visual, tag_quick_gelu
 from .models import ImageClassifier, LoadedClip, ModelLoadError, ModelPair, build_zeroshot, pick_device
 from .tags import TagUnavailable, check_tag_available, is_download_failure, weights_follow_creation
+from .timm_clip import crop_pct_transform, is_timm_state, timm_classifier_head, token_layout
 from .timm_clip import finetuned_open_clip as timm_open_clip
-from .timm_clip import is_timm_state, timm_classifier_head, token_layout
 
 _WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
                  "open_clip_pytorch_model.bin", "pytorch_model.bin", "open_clip_pytorch_model.pth")
@@ -96,6 +96,8 @@ def apply_preprocess(loaded: LoadedClip, spec: ModelSpec) -> None:
         cfg = merge_preprocess_dict(cfg, pp.overrides())
         set_model_preprocess_cfg(loaded.model, cfg)  # what open_clip's training transform is built from too
         loaded.preprocess = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+        if pp.crop_pct is not None:  # timm's eval crop, which open_clip's config cannot say
+            loaded.preprocess = crop_pct_transform(loaded.preprocess, cfg, pp.crop_pct)
     loaded.preprocess_note = f"{preprocess_values(cfg)} (from {preprocess_source(spec)})"
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def finetuned_open_clip(tensors: dict[str, torch.Tensor], path: Path, clip: Load
         state["head.bias"] = torch.zeros(weight.shape[0]) if bias is None else bias
         notes.append(f"{path.name}: timm's {weight.shape[0]}-class head scores the un-projected, un-normalised "
                      "class token, and so does θ₀'s zero-shot head in this pair (every α in that layout)")
-    notes.append(preprocess_note(config, clip, path.name))
+    notes.append(preprocess_note(config, clip, exp, path.name))
     note = check_tag_lineage(str(config.get("pretrained_cfg", {}).get("tag", "")), exp, path.name)
     return state, [n for n in [*notes, note] if n]
 
@@ -129,22 +130,42 @@ def _check_timm_activation(config: dict[str, Any], clip: LoadedClip, file: str) 
     check_activation(act, clip.model.visual, file, clip.name)
 
 
-def preprocess_note(config: dict[str, Any], clip: LoadedClip, file: str) -> str | None:
-    """What timm's pretrained_cfg preprocesses differently from the experiment (which every α uses), or None."""
+def preprocess_note(config: dict[str, Any], clip: LoadedClip, exp: Experiment, file: str) -> str | None:
+    """What timm's pretrained_cfg preprocesses differently from the experiment (which every α uses), with the
+    [zeroshot.preprocess] values that follow timm's; None when they agree."""
     cfg = config.get("pretrained_cfg", {})
     ours = dict(getattr(clip.model.visual, "preprocess_cfg", None) or {})
     size = cfg.get("input_size", [0, 0, 0])[-1]
-    differs = [f"{k} {cfg[k]}" for k in ("mean", "std", "interpolation")
-               if k in cfg and k in ours and _rounded(cfg[k]) != _rounded(ours[k])]
-    differs += [f"size {size}"] if size and ours.get("size") not in (size, [size, size], (size, size)) else []
-    crop = cfg.get("crop_pct", 1.0)
-    differs += [f"crop_pct {crop} ({cfg.get('crop_mode', 'center')} crop of a {round(size / crop)} px resize)"] \
-        if size and crop != 1.0 else []
+    want = {k: _rounded(cfg[k]) for k in ("mean", "std", "interpolation") if k in cfg}
+    want.update({"size": size} if size else {})
+    squash = cfg.get("crop_mode") == "squash"
+    want.update({"resize_mode": "squash"} if squash else {"crop_pct": cfg.get("crop_pct", 1.0)})
+    have = {**{k: _rounded(ours.get(k)) for k in want}, "crop_pct": (exp.zeroshot.preprocess and
+                                                                    exp.zeroshot.preprocess.crop_pct) or 1.0}
+    have["size"] = have["size"][0] if isinstance(have.get("size"), list) else have.get("size")
+    differs = {k: v for k, v in want.items() if have.get(k) != v}
     if not differs:
         return None
-    return (f"{file}: timm evaluates it with {', '.join(differs)}; every α here uses the experiment's "
-            f"preprocessing ({clip.preprocess_note or 'the zero-shot model’s'}), so α=1 scores those images as timm "
-            "would score them, not timm's own crops; [zeroshot.preprocess] sets mean, std, size and interpolation")
+    lines = ", ".join(f"{k} = {json.dumps(v)}" for k, v in differs.items())
+    unmatched = (f" (its {cfg['crop_pct']} crop of the squashed image has no equivalent here)"
+                 if squash and cfg.get("crop_pct", 1.0) != 1.0 else "")
+    return (f"{file}: timm evaluates it with other preprocessing than the experiment's, which every α uses "
+            f"({clip.preprocess_note or 'the zero-shot model’s'}): α=1 is timm's model on these images, not on "
+            f"timm's; to use timm's, give [zeroshot.preprocess] {lines}{unmatched}")
+
+
+def crop_pct_transform(transform: Any, cfg: dict[str, Any], crop_pct: float) -> Any:
+    """open_clip's eval transform (resize the shortest side to size, centre-crop size) with timm's crop instead:
+    the shortest side resized to floor(size / crop_pct), then the centre size x size (timm's eval transform)."""
+    from torchvision.transforms import Compose, InterpolationMode, Resize
+
+    size = cfg["size"] if isinstance(cfg["size"], int) else cfg["size"][0]
+    resize = Resize(math.floor(size / crop_pct), interpolation=InterpolationMode(cfg["interpolation"]))
+    steps = list(transform.transforms)
+    if not isinstance(steps[0], Resize) or steps[0].size != size:
+        raise CheckpointError(f"crop_pct needs a square size and resize_mode 'shortest' (got {cfg['size']}, "
+                              f"{cfg.get('resize_mode')}); remove crop_pct or give [zeroshot.preprocess] those")
+    return Compose([resize, *steps[1:]])
 
 
 def _rounded(value: Any) -> Any:
