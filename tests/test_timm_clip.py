@@ -182,3 +182,18 @@ def test_the_timm_tag_must_name_the_zero_shot_clip(tmp_path):
         check_tag_lineage("openai_ft_in1k", laion, "ft")
     note = check_tag_lineage("openai_ft_in1k", dataclasses.replace(laion, allow_other_zeroshot=True), "ft")
     assert note is not None and "used anyway" in note
+
+
+def test_the_readmes_timm_snippet_is_the_gelu_pair_with_timms_crop():
+    import tomllib
+
+    from readme_walk import blocks, section
+
+    from wiseft_explorer.experiment.preprocessing import parse_preprocess
+
+    text = section("Your own models and data").split("### Checkpoints from Hugging Face `transformers` and timm")[1]
+    timm = [tomllib.loads(b.text) for b in blocks(text) if b.lang == "toml" and "timm:" in b.text]
+    assert len(timm) == 1 and timm[0]["finetuned"]["checkpoint"].endswith("openai_ft_in1k")
+    assert "quickgelu" not in timm[0]["zeroshot"]["model"]  # timm runs the tower with GELU
+    pp = parse_preprocess(timm[0]["zeroshot"]["preprocess"])
+    assert pp is not None and pp.crop_pct == 0.9 and pp.tag == "openai"
