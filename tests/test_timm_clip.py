@@ -33,6 +33,7 @@ from wiseft_explorer.core import (
     save_checkpoint,
 )
 from wiseft_explorer.data import load_batch, load_eval_set
+from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
 from wiseft_explorer.experiment import ExperimentError, ModelSpec, load_experiment
 
 NAME = "timm-test-vit"
@@ -141,6 +142,20 @@ def test_a_timm_classifier_is_timm_at_one_and_the_zero_shot_classifier_at_zero(t
     assert pair.finetuned.state_dict().keys() == pair.zeroshot.state_dict().keys()
     assert any("to use timm's, give [zeroshot.preprocess] crop_pct = 0.9" in n for n in pair.notes)  # timm's crop
     assert any("mean norm of θ₀'s projected features over 6 images of ID" in n for n in pair.notes), pair.notes
+
+
+def test_the_sweep_of_a_timm_classifier_pair_scores_its_endpoints_as_they_are(tmp_path):
+    vit = timm_classifier()
+    runtime = ExperimentRuntime.from_path(_project(tmp_path, vit, name=NAME + "-gelu", hub=True))
+    exp, pair = runtime.experiment, runtime.models
+    ev = load_eval_set(exp.id_set, exp.classnames, exp.seed)
+    images = load_batch(ev, range(len(ev)), pair.clip.preprocess)[0]
+    reference = build_zeroshot(pair.clip, exp.classnames, exp.templates)
+    with torch.no_grad():
+        expected = {0.0: reference(images), 1.0: vit(images)}
+    table = run_sweep(runtime, [0.0, 0.5, 1.0]).table()
+    for alpha, logits in expected.items():
+        assert table.loc[alpha, "ID"] == pytest.approx((logits.argmax(1) == ev.labels).float().mean().item())
 
 
 def test_crop_pct_gives_timms_own_eval_transform(tmp_path):
