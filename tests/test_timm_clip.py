@@ -29,11 +29,12 @@ from wiseft_explorer.core import (
     WeightSpace,
     build_zeroshot,
     check_tag_lineage,
+    load_checkpoint,
     load_models,
     save_checkpoint,
 )
 from wiseft_explorer.data import load_batch, load_eval_set
-from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
+from wiseft_explorer.evaluation import ExperimentRuntime, export_interpolated, run_sweep
 from wiseft_explorer.experiment import ExperimentError, ModelSpec, load_experiment
 
 NAME = "timm-test-vit"
@@ -156,6 +157,11 @@ def test_the_sweep_of_a_timm_classifier_pair_scores_its_endpoints_as_they_are(tm
     table = run_sweep(runtime, [0.0, 0.5, 1.0]).table()
     for alpha, logits in expected.items():
         assert table.loc[alpha, "ID"] == pytest.approx((logits.argmax(1) == ev.labels).float().mean().item())
+    # θ_α's export says its layout; an open_clip file (θ₀'s projection beside θ_α's tower) would be wrong: refused
+    with pytest.raises(ValueError, match="un-projected, un-normalised class token.*classifier format"):
+        export_interpolated(runtime, 0.5, tmp_path / "clip.safetensors", "open_clip")
+    assert load_checkpoint(export_interpolated(runtime, 0.5, tmp_path / "mid.safetensors"))[1]["recipe"]["wiseft"][
+        "features"] == "token"
 
 
 def test_crop_pct_gives_timms_own_eval_transform(tmp_path):
