@@ -118,7 +118,7 @@ def test_a_timm_clip_tower_computes_the_same_features_through_open_clips_names(t
                for n in pair.notes)
 
 
-def test_a_timm_classifier_is_timm_at_one_and_the_zero_shot_classifier_at_zero(tmp_path):
+def test_a_timm_classifier_is_timm_at_one_and_the_zero_shot_classifier_at_zero(tmp_path, monkeypatch):
     vit = timm_classifier()
     exp = load_experiment(_project(tmp_path, vit, name=NAME + "-gelu", hub=True))
     pair = load_models(exp)
@@ -143,6 +143,10 @@ def test_a_timm_classifier_is_timm_at_one_and_the_zero_shot_classifier_at_zero(t
     assert pair.finetuned.state_dict().keys() == pair.zeroshot.state_dict().keys()
     assert any("to use timm's, give [zeroshot.preprocess] crop_pct = 0.9" in n for n in pair.notes)  # timm's crop
     assert any("mean norm of θ₀'s projected features over 6 images of ID" in n for n in pair.notes), pair.notes
+    # c is measured once: the next load reads it from the cache, no image decoded
+    monkeypatch.setattr("wiseft_explorer.core.timm_clip.load_batch", lambda *a: pytest.fail("c was measured again"))
+    again = load_models(exp)
+    assert again.notes == pair.notes and torch.equal(again.zeroshot.head.weight, pair.zeroshot.head.weight)
 
 
 def test_the_sweep_of_a_timm_classifier_pair_scores_its_endpoints_as_they_are(tmp_path):

@@ -288,7 +288,7 @@ def load_models(exp: Experiment, progress: HeadProgress | None = None) -> ModelP
                               identity=zeroshot_identity(exp.zeroshot), progress=progress)
     layout_note = None
     if timm_classifier_head(exp.finetuned, clip):  # the pair in timm's layout: head on the un-projected token
-        zeroshot, layout_note = token_layout(zeroshot, exp, clip.preprocess)
+        zeroshot, layout_note = token_layout(zeroshot, exp, clip, cache)
     finetuned, metadata = load_finetuned(exp.finetuned, zeroshot, clip, exp, cache=cache, progress=progress)
     if layout_note:
         metadata = {**metadata, "notes": [*metadata.get("notes", []), layout_note]}

@@ -15,6 +15,7 @@ zero-shot's times each image's feature norm / c, so the ranking is the same), an
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -27,7 +28,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..data.sets import load_batch, load_eval_set
-from ..experiment.spec import Experiment
+from ..experiment.spec import DatasetSpec, Experiment
+from ..store.cache import DiskCache
+from ..store.keys import cache_key, set_fingerprint, software_versions, zeroshot_identity
 from .checkpoints import CheckpointError, load_checkpoint
 from .lineage import GELU, QUICK_GELU, activation_of, check_activation
 from .models import ImageClassifier, LoadedClip
@@ -190,26 +193,26 @@ def timm_classifier_head(path: Path, clip: LoadedClip) -> bool:
     return not _is_projection(weight, bias, clip.model.visual.proj)
 
 
-def token_layout(zeroshot: ImageClassifier, exp: Experiment, preprocess: Any) -> tuple[ImageClassifier, str]:
+def token_layout(zeroshot: ImageClassifier, exp: Experiment, clip: LoadedClip,
+                 cache: DiskCache | None = None) -> tuple[ImageClassifier, str]:
     """θ₀ in a timm classifier pair's layout: the tower without `proj`, features not normalised, and the zero-shot
-    head W₀ (bias 0) as W₀·projᵀ / c, with c the mean norm of θ₀'s projected features (see the module's note)."""
+    head W₀ (bias 0) as W₀·projᵀ / c, with c the mean norm of θ₀'s projected features (see the module's note),
+    kept in `cache` by θ₀'s weights, the preprocessing and the set's content."""
     if zeroshot.head.bias is not None and zeroshot.head.bias.any():
         raise CheckpointError("the zero-shot head has a bias: moved onto the un-normalised token it would no longer "
                               "rank classes as the zero-shot classifier does; use a text-built zero-shot head")
     spec = exp.id_val or exp.id_set
-    ev = load_eval_set(spec, exp.classnames, exp.seed)
-    picked = [int(i) for i in ev.order[:SCALE_IMAGES]]
     device = next(zeroshot.parameters()).device
-    norms = []
-    with torch.no_grad():
-        for start in range(0, len(picked), exp.batch_size):
-            images, _, _ = load_batch(ev, picked[start:start + exp.batch_size], preprocess)
-            if images is not None:
-                norms.append(zeroshot.visual(images.to(device)).float().norm(dim=-1).cpu())
-    if not norms:
-        raise CheckpointError(f"{spec.name}: no image could be read to measure θ₀'s feature norm, which a timm "
-                              "classifier pair needs; check the ID set's folder")
-    scale = float(torch.cat(norms).double().mean())
+    key = cache_key(kind="timm-feature-scale", weights=zeroshot_identity(exp.zeroshot), preprocess=clip.preprocess_note,
+                    set=set_fingerprint(spec, exp.seed), seed=exp.seed, images=SCALE_IMAGES, device=device.type,
+                    versions=software_versions())
+    stored = cache.get(key) if cache is not None else None
+    stored = stored if stored is not None and {"scale", "count"} <= stored.keys() else None
+    scale, count = (float(stored["scale"]), int(stored["count"])) if stored else _mean_norm(zeroshot, exp, spec, clip)
+    if stored is None and cache is not None:
+        with contextlib.suppress(OSError):  # a full or read-only disk costs the next load a new measure, no more
+            cache.put(key, {"scale": torch.tensor(scale, dtype=torch.float64), "count": torch.tensor(count)},
+                      {"kind": "timm-feature-scale"})
     model = copy.deepcopy(zeroshot)
     proj = model.visual.proj.detach().float()
     model.visual.proj = None
@@ -219,11 +222,29 @@ def token_layout(zeroshot: ImageClassifier, exp: Experiment, preprocess: Any) ->
         model.head.weight.copy_(weight)
         model.head.bias.zero_()
     model.normalize = False
-    note = (f"θ₀'s zero-shot head is moved onto that token as W₀·projᵀ / {scale:.4g}, the mean norm of "
-                        f"θ₀'s projected features over {sum(len(n) for n in norms)} images of {spec.name}: α=0 "
-                        "predicts as the zero-shot classifier, its logits scaled per image by that norm / "
-                        f"{scale:.4g}")
+    note = (f"θ₀'s zero-shot head is moved onto that token as W₀·projᵀ / {scale:.4g}, the mean norm of θ₀'s projected "
+            f"features over {count} images of {spec.name}: α=0 predicts as the zero-shot classifier, its logits "
+            f"scaled per image by that norm / {scale:.4g}")
     return model.eval().requires_grad_(False), note
+
+
+def _mean_norm(zeroshot: ImageClassifier, exp: Experiment, spec: DatasetSpec, clip: LoadedClip) -> tuple[float, int]:
+    """The mean norm of θ₀'s projected features over the set's first SCALE_IMAGES images in fair order, and how many
+    images that was (those that decode)."""
+    ev = load_eval_set(spec, exp.classnames, exp.seed)
+    picked = [int(i) for i in ev.order[:SCALE_IMAGES]]
+    device = next(zeroshot.parameters()).device
+    norms = []
+    with torch.no_grad():
+        for start in range(0, len(picked), exp.batch_size):
+            images, _, _ = load_batch(ev, picked[start:start + exp.batch_size], clip.preprocess)
+            if images is not None:
+                norms.append(zeroshot.visual(images.to(device)).float().norm(dim=-1).cpu())
+    if not norms:
+        raise CheckpointError(f"{spec.name}: no image could be read to measure θ₀'s feature norm, which a timm "
+                              "classifier pair needs; check the ID set's folder")
+    values = torch.cat(norms).double()
+    return float(values.mean()), len(values)
 
 
 def check_tag_lineage(tag: str, exp: Experiment, file: str) -> str | None:
