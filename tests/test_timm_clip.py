@@ -35,6 +35,7 @@ from wiseft_explorer.core import (
 )
 from wiseft_explorer.data import load_batch, load_eval_set
 from wiseft_explorer.evaluation import ExperimentRuntime, export_interpolated, run_sweep
+from wiseft_explorer.evaluation.predict import zero_shot_with_extra
 from wiseft_explorer.experiment import ExperimentError, ModelSpec, load_experiment
 
 NAME = "timm-test-vit"
@@ -161,6 +162,10 @@ def test_the_sweep_of_a_timm_classifier_pair_scores_its_endpoints_as_they_are(tm
     table = run_sweep(runtime, [0.0, 0.5, 1.0]).table()
     for alpha, logits in expected.items():
         assert table.loc[alpha, "ID"] == pytest.approx((logits.argmax(1) == ev.labels).float().mean().item())
+    # the Gallery's open-vocabulary zero-shot scores θ₀'s CLIP features, whatever the classifier's layout
+    top = zero_shot_with_extra(runtime, images[:1], ["purple star"])[0]
+    ranked = [exp.classnames[i] for i in expected[0.0][0].argsort(descending=True)]
+    assert "purple star" in top.classes and [c for c in top.classes if c != "purple star"] == ranked
     # θ_α's export says its layout; an open_clip file (θ₀'s projection beside θ_α's tower) would be wrong: refused
     with pytest.raises(ValueError, match="un-projected, un-normalised class token.*classifier format"):
         export_interpolated(runtime, 0.5, tmp_path / "clip.safetensors", "open_clip")
