@@ -36,7 +36,7 @@ from wiseft_explorer.core import (
 from wiseft_explorer.data import load_batch, load_eval_set
 from wiseft_explorer.evaluation import ExperimentRuntime, export_interpolated, run_sweep
 from wiseft_explorer.evaluation.predict import zero_shot_with_extra
-from wiseft_explorer.experiment import ExperimentError, ModelSpec, load_experiment
+from wiseft_explorer.experiment import ExperimentError, ModelSpec, load_experiment, weight_help
 
 NAME = "timm-test-vit"
 CONFIG = {"embed_dim": 16, "quick_gelu": True,
@@ -141,6 +141,7 @@ def test_a_timm_classifier_is_timm_at_one_and_the_zero_shot_classifier_at_zero(t
         assert torch.allclose(space.set_alpha(1.0)(images), vit(images), atol=1e-5)
         assert torch.allclose(space.set_alpha(0.5).head.bias, 0.5 * vit.head.bias)  # one flat lerp, bias with it
     assert "visual.proj" not in pair.finetuned.state_dict()
+    assert "classifier head (*_ft_in1k)" in weight_help("finetuned")  # the Models page says it is taken
     assert pair.finetuned.state_dict().keys() == pair.zeroshot.state_dict().keys()
     assert any("to use timm's, give [zeroshot.preprocess] crop_pct = 0.9" in n for n in pair.notes)  # timm's crop
     assert any("mean norm of θ₀'s projected features over 6 images of ID" in n for n in pair.notes), pair.notes
