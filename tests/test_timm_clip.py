@@ -33,6 +33,7 @@ from wiseft_explorer.core import (
     load_models,
     save_checkpoint,
 )
+from wiseft_explorer.core.timm_clip import timm_classifier_head
 from wiseft_explorer.data import load_batch, load_eval_set
 from wiseft_explorer.evaluation import ExperimentRuntime, export_interpolated, run_sweep
 from wiseft_explorer.evaluation.predict import zero_shot_with_extra
@@ -72,7 +73,7 @@ def timm_classifier() -> VisionTransformer:
 
 
 def _project(root: Path, vit: VisionTransformer, arch: str = "vit_tiny_clip_quickgelu_32",
-             tag: str = "openai_ft_tiny", name: str = NAME, hub: bool = False, preprocess: str = "") -> Path:
+             tag: str = "openai_ft_tiny", name: str = NAME, hub: bool | str = False, preprocess: str = "") -> Path:
     """θ₀ (a tiny open_clip ViT file; GELU unless the name is NAME), the timm folder (config.json +
     model.safetensors, written by timm itself when `hub`) and the experiment."""
     config = root / f"{name}.json"
@@ -81,7 +82,7 @@ def _project(root: Path, vit: VisionTransformer, arch: str = "vit_tiny_clip_quic
     torch.manual_seed(0)
     save_checkpoint(root / "zeroshot.safetensors", open_clip.create_model(name).state_dict())
     if hub:
-        save_for_hf(vit, str(root / "ft"), safe_serialization=True)
+        save_for_hf(vit, str(root / "ft"), safe_serialization=hub == "safetensors" or hub is True)
     else:
         (root / "ft").mkdir()
         save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(root / "ft" / "model.safetensors"))
@@ -186,6 +187,21 @@ def test_crop_pct_gives_timms_own_eval_transform(tmp_path):
     with pytest.raises(ExperimentError, match="crop_pct: expected a fraction in"):
         toml.write_text(toml.read_text().replace("crop_pct = 0.9", "crop_pct = 1.5"))
         load_experiment(toml)
+
+
+def test_a_timm_classifier_saved_as_pytorch_model_bin_loads_the_same(tmp_path, monkeypatch):
+    vit = timm_classifier()
+    pair = load_models(load_experiment(_project(tmp_path, vit, name=NAME + "-gelu", hub="bin")))
+    assert (tmp_path / "ft" / "pytorch_model.bin").is_file() and not (tmp_path / "ft" / "model.safetensors").exists()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(pair.finetuned(images), vit(images), atol=1e-5)
+    assert not pair.zeroshot.normalize  # the pair is in timm's layout
+    # a .pt outside a timm folder is not read twice to find out (load_finetuned reads it once)
+    (tmp_path / "other").mkdir()
+    torch.save(pair.zeroshot.state_dict(), tmp_path / "other" / "ft.pt")
+    monkeypatch.setattr("wiseft_explorer.core.timm_clip.load_checkpoint", lambda *a: pytest.fail("read twice"))
+    assert not timm_classifier_head(tmp_path / "other" / "ft.pt", pair.clip)
 
 
 def test_a_timm_head_for_other_classes_is_refused(tmp_path):

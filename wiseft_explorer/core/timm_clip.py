@@ -185,7 +185,9 @@ def timm_classifier_head(path: Path, clip: LoadedClip) -> bool:
                 return False
             weight = fh.get_tensor("head.weight")
             bias = fh.get_tensor("head.bias") if "head.bias" in names else None
-    except (SafetensorError, OSError):  # not a safetensors file: the full loader reads (and judges) it
+    except (SafetensorError, OSError):  # not a safetensors file: read whole only in a timm folder (config.json)
+        if not (path.parent / "config.json").is_file() or "architecture" not in timm_config(path):
+            return False
         tensors, _ = load_checkpoint(path)
         if not is_timm_state(tensors) or "head.weight" not in tensors:
             return False
