@@ -33,7 +33,7 @@ from wiseft_explorer.core import (
     load_models,
     save_checkpoint,
 )
-from wiseft_explorer.core.timm_clip import timm_classifier_head
+from wiseft_explorer.core.timm_clip import preprocess_note, timm_classifier_head
 from wiseft_explorer.data import load_batch, load_eval_set
 from wiseft_explorer.evaluation import ExperimentRuntime, export_interpolated, run_sweep
 from wiseft_explorer.evaluation.predict import zero_shot_with_extra
@@ -184,6 +184,8 @@ def test_crop_pct_gives_timms_own_eval_transform(tmp_path):
     picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (57, 41, 3), dtype=np.uint8))
     assert torch.allclose(pair.clip.preprocess(picture), timm_transform(picture), atol=1e-6)
     assert not any("[zeroshot.preprocess]" in n for n in pair.notes)  # nothing left to match
+    other = {"pretrained_cfg": {**saved, "mean": [0.123456789, 0.5, 0.5]}}  # named as timm has it, unrounded
+    assert "mean = [0.123456789, 0.5, 0.5]" in str(preprocess_note(other, pair.clip, load_experiment(toml), "ft"))
     with pytest.raises(ExperimentError, match="crop_pct: expected a fraction in"):
         toml.write_text(toml.read_text().replace("crop_pct = 0.9", "crop_pct = 1.5"))
         load_experiment(toml)

@@ -139,17 +139,18 @@ def preprocess_note(config: dict[str, Any], clip: LoadedClip, exp: Experiment, f
     cfg = config.get("pretrained_cfg", {})
     ours = dict(getattr(clip.model.visual, "preprocess_cfg", None) or {})
     size = cfg.get("input_size", [0, 0, 0])[-1]
-    want = {k: _rounded(cfg[k]) for k in ("mean", "std", "interpolation") if k in cfg}
+    want = {k: cfg[k] for k in ("mean", "std", "interpolation") if k in cfg}
     want.update({"size": size} if size else {})
     squash = cfg.get("crop_mode") == "squash"
     want.update({"resize_mode": "squash"} if squash else {"crop_pct": cfg.get("crop_pct", 1.0)})
-    have = {**{k: _rounded(ours.get(k)) for k in want}, "crop_pct": (exp.zeroshot.preprocess and
-                                                                    exp.zeroshot.preprocess.crop_pct) or 1.0}
-    have["size"] = have["size"][0] if isinstance(have.get("size"), list) else have.get("size")
-    differs = {k: v for k, v in want.items() if have.get(k) != v}
+    have: dict[str, Any] = {**{k: ours.get(k) for k in want}, "crop_pct": (exp.zeroshot.preprocess and
+                                                                          exp.zeroshot.preprocess.crop_pct) or 1.0}
+    ours_size = have.get("size")
+    have["size"] = ours_size[0] if isinstance(ours_size, list | tuple) else ours_size
+    differs = {k: v for k, v in want.items() if _rounded(have.get(k)) != _rounded(v)}
     if not differs:
         return None
-    lines = ", ".join(f"{k} = {json.dumps(v)}" for k, v in differs.items())
+    lines = ", ".join(f"{k} = {json.dumps(v)}" for k, v in differs.items())  # timm's values, unrounded
     unmatched = (f" (its {cfg['crop_pct']} crop of the squashed image has no equivalent here)"
                  if squash and cfg.get("crop_pct", 1.0) != 1.0 else "")
     return (f"{file}: timm evaluates it with other preprocessing than the experiment's, which every α uses "
