@@ -34,8 +34,8 @@ from .hf_clip import finetuned_open_clip as transformers_open_clip
 from .lineage import check_activation, check_zeroshot_digest, classifier_visual, tag_quick_gelu
 from .models import ImageClassifier, LoadedClip, ModelLoadError, ModelPair, build_zeroshot, pick_device
 from .tags import TagUnavailable, check_tag_available, is_download_failure, weights_follow_creation
+from .timm_clip import crop_pct_transform, is_timm_state, timm_classifier_head, token_layout
 from .timm_clip import finetuned_open_clip as timm_open_clip
-from .timm_clip import is_timm_state
 
 _WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
                  "open_clip_pytorch_model.bin", "pytorch_model.bin", "open_clip_pytorch_model.pth")
@@ -96,6 +96,8 @@ def apply_preprocess(loaded: LoadedClip, spec: ModelSpec) -> None:
         cfg = merge_preprocess_dict(cfg, pp.overrides())
         set_model_preprocess_cfg(loaded.model, cfg)  # what open_clip's training transform is built from too
         loaded.preprocess = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+        if pp.crop_pct is not None:  # timm's eval crop, which open_clip's config cannot say
+            loaded.preprocess = crop_pct_transform(loaded.preprocess, cfg, pp.crop_pct)
     loaded.preprocess_note = f"{preprocess_values(cfg)} (from {preprocess_source(spec)})"
 
 
@@ -215,9 +217,10 @@ def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp:
     fmt = metadata.get("format")
     if is_transformers_state(tensors) or is_timm_state(tensors):  # other libraries' layouts, made open_clip's
         tensors, notes = (transformers_open_clip(tensors, path, clip) if is_transformers_state(tensors)
-                          else timm_open_clip(tensors, path, clip, exp))
+                          else timm_open_clip(tensors, path, clip, exp, zeroshot))
         metadata = {**metadata, "notes": notes}
-        state = _open_clip_state_to_classifier(tensors, zeroshot, clip, exp, path, cache, progress)
+        state = tensors if "head.weight" in tensors else _open_clip_state_to_classifier(tensors, zeroshot, clip, exp,
+                                                                                           path, cache, progress)
     elif fmt == CLASSIFIER_FORMAT or "head.weight" in tensors:
         state = dict(tensors)
         if metadata.get("model") not in (None, clip.name):
@@ -283,5 +286,10 @@ def load_models(exp: Experiment, progress: HeadProgress | None = None) -> ModelP
     # progress sees each head that is built (not found in the cache) from its first chunk to (C, C).
     zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=cache,
                               identity=zeroshot_identity(exp.zeroshot), progress=progress)
+    layout_note = None
+    if timm_classifier_head(exp.finetuned, clip):  # the pair in timm's layout: head on the un-projected token
+        zeroshot, layout_note = token_layout(zeroshot, exp, clip, cache)
     finetuned, metadata = load_finetuned(exp.finetuned, zeroshot, clip, exp, cache=cache, progress=progress)
+    if layout_note:
+        metadata = {**metadata, "notes": [*metadata.get("notes", []), layout_note]}
     return ModelPair(clip, zeroshot, finetuned.to(device), device, exp.precision, metadata)

@@ -27,18 +27,23 @@ class ModelLoadError(RuntimeError):
 
 
 class ImageClassifier(nn.Module):
-    """The paper's classifier: image tower -> L2-normalised features -> linear head (class logits)."""
+    """The paper's classifier: image tower -> L2-normalised features -> linear head (class logits).
 
-    def __init__(self, visual: nn.Module, head: nn.Linear) -> None:
+    `normalize=False` is the layout of a timm classifier pair (core.timm_clip): the head scores the tower's output
+    as it is, the way timm's fine-tuned heads do; both endpoints of a pair then share it."""
+
+    def __init__(self, visual: nn.Module, head: nn.Linear, normalize: bool = True) -> None:
         super().__init__()
         self.visual = visual
         self.head = head
+        self.normalize = normalize
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised image features in fp32, (B, 3, H, W) -> (B, D); the tower runs in any autocast around it."""
+        """Image features in fp32 (normalised unless the pair's layout says not), (B, 3, H, W) -> (B, D); the tower
+        runs in any autocast around it."""
         raw = self.visual(images)
         with full_precision(raw.device):
-            return F.normalize(raw.float(), dim=-1)
+            return F.normalize(raw.float(), dim=-1) if self.normalize else raw.float()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits in fp32, (B, 3, H, W) -> (B, C).

@@ -22,8 +22,11 @@ def _provenance(runtime: ExperimentRuntime, alpha: float) -> dict:
     exp = runtime.experiment
     assert exp.finetuned is not None  # load_models refuses an experiment without a fine-tuned checkpoint
     method = runtime.fingerprint.get("method")  # a merge method's path (evaluation.merging); none for WiSE-FT
+    # A timm classifier pair (core.timm_clip.token_layout): the head scores the un-projected, un-normalised token.
+    token = {} if runtime.models.zeroshot.normalize else {"features": "token"}
     return {"alpha": alpha, "head_policy": exp.head_policy, "zeroshot": exp.zeroshot.pretrained,
-            "finetuned": str(exp.finetuned.name), "experiment": exp.name, **({"method": method} if method else {})}
+            "finetuned": str(exp.finetuned.name), "experiment": exp.name, **({"method": method} if method else {}),
+            **token}
 
 
 def head_path(out: str | Path) -> Path:
@@ -44,6 +47,9 @@ def export_interpolated(runtime: ExperimentRuntime, alpha: float, out: str | Pat
     if fmt == "classifier":
         meta = classifier_metadata(pair.clip, exp.classnames, recipe={"wiseft": provenance})
         return save_checkpoint(out, state, meta)
+    if "features" in provenance:
+        raise ValueError("θ_α of a timm classifier pair scores timm's un-projected, un-normalised class token, which "
+                         "an open_clip CLIP does not compute: export it in the classifier format")
     # Full open_clip model: interpolated image tower, the zero-shot text tower (what WiSE-FT leaves untouched).
     full = {k: v.detach().cpu() for k, v in pair.clip.model.state_dict().items()}
     full.update({k: v for k, v in state.items() if k.startswith("visual.")})

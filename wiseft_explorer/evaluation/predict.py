@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -156,8 +157,8 @@ def zero_shot_with_extra(runtime: ExperimentRuntime, images: torch.Tensor,
     """Zero-shot top-5 over the experiment's classes plus user-typed extra class names."""
     pair, exp = runtime.models, runtime.experiment
     names = list(exp.classnames) + [e for e in dict.fromkeys(x.strip() for x in extra) if e and e not in exp.classnames]
-    with torch.inference_mode():
-        features = pair.zeroshot.features(images.to(pair.device)).float()
+    with torch.inference_mode():  # θ₀'s CLIP features (a timm pair's classifier scores the un-projected token)
+        features = F.normalize(pair.clip.model.visual(images.to(pair.device)).float(), dim=-1)
     logits = text_scores(pair.clip.model, pair.clip.tokenizer, names, list(exp.templates), features)
     return _topk(logits.softmax(-1).cpu(), names)
 

@@ -27,8 +27,10 @@ WEIGHT_SOURCES = (
      "a .safetensors file: ours, an open_clip state dict, or a converted paper checkpoint"),
     ("Hugging Face transformers", "transformers:FOLDER, a CLIPModel's save_pretrained folder (model: any name, or "
      "the open_clip model it is)", "transformers:FOLDER, a CLIPModel or CLIPVisionModelWithProjection folder"),
-    ("timm", "none: the zero-shot model is open_clip's tag that timm's tag names (openai, laion2b_...)",
-     "timm:FOLDER, a vit_*_clip_* folder whose head is CLIP's projection (a classifier head is refused)"),
+    ("timm", "none: the zero-shot model is open_clip's weights that timm's tag names (openai, laion2b_...); for "
+     "timm's GELU *_ft_in1k towers, OpenAI's weights as a file under the GELU model (ViT-B-32)",
+     "timm:FOLDER, a vit_*_clip_* folder (config.json, model.safetensors): CLIP's projection as its head, or an "
+     "ImageNet classifier head (*_ft_in1k), then scored on timm's un-projected token at every α"),
 )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .spec import REMOTE_PREFIXES, TRANSFORMERS_PREFIX, ExperimentError, ModelSpec, PreprocessSpec
 
-PREPROCESS_KEYS = ("tag", "model", "mean", "std", "size", "interpolation", "resize_mode")
+PREPROCESS_KEYS = ("tag", "model", "mean", "std", "size", "interpolation", "resize_mode", "crop_pct")
 INTERPOLATIONS = ("bicubic", "bilinear")  # what open_clip's eval transform accepts
 RESIZE_MODES = ("shortest", "longest", "squash")
 _WHERE = "zeroshot.preprocess"
@@ -60,12 +60,19 @@ def parse_preprocess(table: Any) -> PreprocessSpec | None:
     size = table.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
         raise ExperimentError(f"{_WHERE}.size: expected a positive number of pixels, got {size!r}")
+    crop = table.get("crop_pct")
+    if crop is not None and (not isinstance(crop, int | float) or isinstance(crop, bool) or not 0 < crop <= 1):
+        raise ExperimentError(f"{_WHERE}.crop_pct: expected a fraction in (0, 1] (timm's, e.g. 0.9), got {crop!r}")
+    if crop is not None and table.get("resize_mode", "shortest") != "shortest":
+        raise ExperimentError(f"{_WHERE}.crop_pct: a centre crop of the resized shortest side; it needs "
+                              "resize_mode = \"shortest\" (or none)")
     if "model" in table and "tag" not in table:
         raise ExperimentError(f"{_WHERE}.model: names whose `tag` to take; add the tag or remove it")
     return PreprocessSpec(tag=_text(table, "tag"), tag_model=_text(table, "model"), mean=_channels(table, "mean"),
                           std=_channels(table, "std"), size=size,
                           interpolation=_word(table, "interpolation", INTERPOLATIONS),
-                          resize_mode=_word(table, "resize_mode", RESIZE_MODES))
+                          resize_mode=_word(table, "resize_mode", RESIZE_MODES),
+                          crop_pct=None if crop is None else float(crop))
 
 
 def preprocess_source(spec: ModelSpec) -> str:
@@ -74,6 +81,7 @@ def preprocess_source(spec: ModelSpec) -> str:
     if pp is not None:
         parts = [f"open_clip tag '{pp.tag}' of {pp.tag_model or spec.name}"] if pp.tag else []
         parts += [f"{key} {value}" for key, value in pp.overrides().items()]
+        parts += [f"crop_pct {pp.crop_pct}"] if pp.crop_pct is not None else []
         return "[zeroshot.preprocess]: " + ", ".join(parts)
     pretrained = spec.pretrained or ""
     if pretrained.startswith(TRANSFORMERS_PREFIX):
@@ -97,4 +105,5 @@ def preprocess_table(pp: PreprocessSpec | None) -> dict[str, Any] | None:
         return None
     table: dict[str, Any] = {"tag": pp.tag, "model": pp.tag_model}
     table.update({k: list(v) if isinstance(v, tuple) else v for k, v in pp.overrides().items()})
+    table["crop_pct"] = pp.crop_pct
     return {k: v for k, v in table.items() if v is not None}

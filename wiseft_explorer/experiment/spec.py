@@ -29,6 +29,7 @@ class PreprocessSpec:
     size: int | None = None
     interpolation: str | None = None  # "bicubic" or "bilinear"
     resize_mode: str | None = None  # "shortest", "longest" or "squash"
+    crop_pct: float | None = None  # timm's eval crop: resize the shortest side to size / crop_pct, centre-crop size
 
     def overrides(self) -> dict[str, object]:
         """The explicit values, in open_clip's PreprocessCfg names (those given only)."""
