@@ -68,9 +68,9 @@ class AugmentedImages(Dataset):
 def training_images(ev: EvalSet, preprocess: Callable, config: FinetuneConfig) -> tuple[Dataset, dict[str, Any]]:
     """The training images of a set as `config` reads them, and a record of their transform for the checkpoint.
 
-    End-to-end with augment='train': the training transform, seeded per image; otherwise (augment='none', or the
+    End-to-end (or FLYP) with augment='train': the training transform, seeded per image; otherwise (augment='none', or the
     linear mode, whose features the paper computes with the evaluation transform) the evaluation transform."""
-    if config.mode == "end-to-end" and config.augment == "train":
+    if config.mode != "linear" and config.augment == "train":
         transform = train_transform(preprocess)
         return AugmentedImages(LabelledImages(ev, transform), config.seed), {"train_transform": repr(transform),
                                                                    "augment_seeding": SEEDING}
