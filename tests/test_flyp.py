@@ -22,7 +22,7 @@ ALPHA = 0.3
 
 
 def test_clip_loss_is_clips_symmetric_cross_entropy_written_out():
-    from wiseft_explorer.training.flyp import clip_loss
+    from wiseft_explorer.training import clip_loss
 
     gen = torch.Generator().manual_seed(0)
     image = torch.nn.functional.normalize(torch.randn(5, 4, generator=gen), dim=-1)
@@ -44,7 +44,7 @@ def test_clip_loss_is_clips_symmetric_cross_entropy_written_out():
 def flyp(tiny, tmp_path_factory):
     """A FLYP run on the tiny model (a learnable 3-class task), saved, and an experiment that reads it."""
     from wiseft_explorer.core import classifier_metadata
-    from wiseft_explorer.training.flyp import finetune_flyp, save_flyp
+    from wiseft_explorer.training import finetune_flyp, save_flyp
 
     root = tmp_path_factory.mktemp("flyp")
     clip = load_clip(ModelSpec(TINY_NAME, str(tiny.zeroshot), tiny.config))
