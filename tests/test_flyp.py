@@ -103,9 +103,11 @@ def test_theta_alpha_head_is_the_interpolated_text_towers_head(flyp):
     working = runtime.new_working()
     assert torch.allclose(runtime.classifier_at(working, ALPHA).head.weight, expected, atol=1e-5)
     assert torch.allclose(space.head_at(ALPHA)[0], expected, atol=1e-5)
-    # The endpoints: the zero-shot head at 0 and the checkpoint's head at 1.
-    assert torch.allclose(runtime.classifier_at(working, 0.0).head.weight, pair.zeroshot.head.weight, atol=1e-6)
-    assert torch.allclose(runtime.classifier_at(working, 1.0).head.weight, pair.finetuned.head.weight, atol=1e-6)
+    # The endpoints: the zero-shot head at 0 and the checkpoint's head at 1 (bit for bit), which are the heads of
+    # text₀ and text₁.
+    assert torch.equal(runtime.classifier_at(working, 0.0).head.weight, pair.zeroshot.head.weight)
+    assert torch.equal(runtime.classifier_at(working, 1.0).head.weight, pair.finetuned.head.weight)
+    assert torch.allclose(_hand_lerped_head(clip, pair.finetuned_text, 1.0), pair.finetuned.head.weight, atol=1e-5)
     # The image tower stays one flat lerp.
     for (key, a), b, c in zip(runtime.classifier_at(working, ALPHA).visual.state_dict().items(),
                               pair.zeroshot.visual.state_dict().values(), pair.finetuned.visual.state_dict().values(),
@@ -115,6 +117,25 @@ def test_theta_alpha_head_is_the_interpolated_text_towers_head(flyp):
     built = space.text.built
     runtime.classifier_at(runtime.new_working(), ALPHA)  # a second working model at the same alpha: no new head
     assert space.text.built == built
+
+
+def test_a_sweep_builds_one_text_head_per_alpha_and_matches_the_heads_in_memory(flyp, tmp_path):
+    """The streaming sweep over three sets and many batches runs the text tower once per α (heads kept per α), and
+    its accuracies are those of θ_α's classifier (with its text-tower head) scored in memory."""
+    from libkit import in_memory_predictions
+
+    from wiseft_explorer.evaluation import run_sweep
+    from wiseft_explorer.store import DiskCache
+
+    _, _, _, toml = flyp
+    runtime = ExperimentRuntime.from_path(toml)
+    alphas = (0.0, ALPHA, 1.0)
+    result = run_sweep(runtime, alphas, cache=DiskCache(tmp_path / "c"), resume=False)
+    assert runtime.space.text.built == 1  # α = 0 and 1: the towers are the endpoints', whose heads are stored
+    reference = in_memory_predictions(runtime, alphas)
+    for (name, alpha), expected in reference.items():
+        got = result.predictions[name][alpha]
+        assert torch.equal(got.pred.long(), expected.pred) and got.top1 == expected.top1, (name, alpha)
 
 
 def test_interpolate_stays_selectable_as_the_heads_lerp(flyp, tmp_path, tiny):

@@ -110,7 +110,8 @@ class WeightSpace:
 
     def head_at(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The head's weight and bias at theta_alpha, the same values interpolate_into writes, alone."""
-        if self.text is not None:
+        if self._text_head(alpha):
+            assert self.text is not None
             return self.text.head_at(alpha)
         parts = {name: torch.lerp(self.theta0[dtype][start:stop], self.theta1[dtype][start:stop], float(alpha))
                  for name, dtype, start, stop in self._slices(self._template) if name in HEAD_KEYS}
@@ -140,10 +141,15 @@ class WeightSpace:
                 for dtype, out in working.flats.items():
                     # lerp is exact at the endpoints: alpha=0 gives theta_0, alpha=1 gives theta_1 bit for bit.
                     torch.lerp(self.theta0[dtype], self.theta1[dtype], alpha, out=out)
-                if self.text is not None:
+                if self._text_head(alpha):
                     self._write_text_head(working, alpha)
             working.alpha, working.path = alpha, ""
         return working.model
+
+    def _text_head(self, alpha: float) -> bool:
+        """Whether θ_α's head comes from the interpolated text tower: under policy "text", except at the endpoints,
+        where that tower is text₀ or text₁ exactly and its head is the endpoint's own (kept bit for bit)."""
+        return self.text is not None and float(alpha) not in (0.0, 1.0)
 
     def _write_text_head(self, working: Working, alpha: float) -> None:
         """Write the text tower's head at alpha over the head's slices of a working model's flat buffers."""

@@ -65,7 +65,7 @@ class TextHeads:
         self.device, self.cache, self.identity = device, cache, dict(identity or {})
         self._heads: OrderedDict[float, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._lock = threading.Lock()
-        self.built = 0  # heads built (not found in memory): a sweep builds one per α
+        self.built = 0  # heads made (built, or read from the disk cache): a sweep makes one per α inside (0, 1)
 
     def state_at(self, alpha: float) -> dict[str, torch.Tensor]:
         """The interpolated text tower (1 − α)·text₀ + α·text₁, one lerp per tensor (a copy)."""

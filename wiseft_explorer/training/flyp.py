@@ -41,6 +41,8 @@ FLYP_RECIPE = {
     "captions": "each image's class name in one of the experiment's templates, drawn uniformly per image and epoch "
                 "from blake2b(seed:epoch:index) (FLYP's code draws (image, template) rows from a table of every pair, "
                 "so an epoch may see an image twice or not at all)",
+    "negatives": "every other caption of the global batch (under torchrun the features are all-gathered, with their "
+                 "gradients, before the loss); captions of the same class count as negatives, as in FLYP",
     "classifier": "the fine-tuned text tower's zero-shot head (class names x templates) on the fine-tuned image tower",
 }
 
