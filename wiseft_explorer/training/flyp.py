@@ -26,6 +26,7 @@ from ..core.checkpoints import save_checkpoint
 from ..core.distributed import Group
 from ..core.heads import zero_shot_head
 from ..core.models import ImageClassifier
+from ..core.text_heads import TEXT_PREFIX, text_state
 from ..store.keys import TEXT_TOWER_KEY
 from .augment import AugmentedImages, image_seed
 from .distributed import data_parallel, gather_with_grad
@@ -33,7 +34,6 @@ from .finetuning import FinetuneResult, ProgressCallback, _optimise, finetune_me
 from .loader import Batch, LoaderOptions, TrainData, as_dataset, loaded_batches, training_loader
 from .recipe import FLYP_DEFAULTS, FinetuneConfig, as_run
 
-TEXT_PREFIX = "text_tower."  # a FLYP checkpoint's text-tower tensors: "text_tower." + the open_clip state key
 # What the recipe records beside the settings: how this run follows the paper, and where it departs from it.
 FLYP_RECIPE = {
     "loss": "CLIP's symmetric cross-entropy over the batch's image-caption similarities, times the learnable "
@@ -56,7 +56,7 @@ class FlypResult(FinetuneResult):
     def text_state(self) -> dict[str, torch.Tensor]:
         """The fine-tuned text tower (every open_clip state entry that is not the image tower's), logit scale too."""
         assert self.clip_model is not None
-        return {k: v for k, v in self.clip_model.state_dict().items() if not k.startswith("visual.")}
+        return text_state(self.clip_model)
 
 
 class Captioned(Dataset):
