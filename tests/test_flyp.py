@@ -147,6 +147,10 @@ def test_interpolate_stays_selectable_as_the_heads_lerp(flyp, tmp_path, tiny):
     assert torch.allclose(head, lerped, atol=1e-6)
     assert not torch.allclose(head, _hand_lerped_head(clip, pair.finetuned_text, ALPHA), atol=1e-4)
     assert runtime.fingerprint["head_policy"] == "interpolate"
+    text = ExperimentRuntime.from_path(flyp[3])
+    text.classifier_at(text.new_working(), ALPHA)
+    # The text tower's working copy and heads count in a runtime's memory (the budget that drops experiments).
+    assert text.memory_bytes() > runtime.memory_bytes()
 
 
 def test_auto_keys_a_plain_endpoint_as_interpolate_and_text_needs_a_text_tower(tiny, tmp_path):

@@ -58,14 +58,19 @@ class TextHeads:
         # A copy of the text tower alone: the image tower is left out of the copy (encode_text never uses it).
         self.model = copy.deepcopy(clip_model, memo={id(clip_model.visual): nn.Identity()}).to(device).eval()
         self.model.requires_grad_(False)
-        self.text0 = {k: v.detach().to(device).clone() for k, v in text_state(clip_model).items()
-                      if v.is_floating_point()}
+        # The endpoints are only read: on the same device they are the loaded tensors themselves, not copies.
+        self.text0 = {k: v.detach().to(device) for k, v in text_state(clip_model).items() if v.is_floating_point()}
         self.text1 = {k: text1[k].detach().to(device, self.text0[k].dtype) for k in self.text0}
         self.tokenizer, self.classnames, self.templates = tokenizer, list(classnames), list(templates)
         self.device, self.cache, self.identity = device, cache, dict(identity or {})
         self._heads: OrderedDict[float, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._lock = threading.Lock()
         self.built = 0  # heads made (built, or read from the disk cache): a sweep makes one per α inside (0, 1)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor held: both endpoints' text towers and the working copy (for a runtime's memory count)."""
+        return [*self.text0.values(), *self.text1.values(), *self.model.state_dict().values(),
+                *(t for head in self._heads.values() for t in head)]
 
     def state_at(self, alpha: float) -> dict[str, torch.Tensor]:
         """The interpolated text tower (1 − α)·text₀ + α·text₁, one lerp per tensor (a copy)."""

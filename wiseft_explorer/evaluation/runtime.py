@@ -221,8 +221,10 @@ class ExperimentRuntime:
             return 0
         pair, seen, total = self.models, set(), 0
         tensors = [t for m in (pair.clip.model, pair.zeroshot, pair.finetuned) for t in m.state_dict().values()]
+        tensors += list((pair.finetuned_text or {}).values())
         if "space" in self.__dict__:
-            tensors += [*self.space.theta0.values(), *self.space.theta1.values()]
+            tensors += [*self.space.theta0.values(), *self.space.theta1.values(),
+                        *(self.space.text.tensors() if self.space.text is not None else [])]
         with self._pool_free:  # lent-out working models count too: they come back to the pool
             tensors += [flat for working in self._pool_all for flat in working.flats.values()]
         with self._lock:
