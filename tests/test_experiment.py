@@ -117,7 +117,7 @@ def test_every_key_is_parsed_with_its_type(files):
 def test_defaults_and_round_trip_through_toml(files, tmp_path_factory):
     minimal = FULL.split("[id_val]")[0].replace('head_policy = "zeroshot"\n', "").replace('precision = "bf16"\n', "")
     exp = load_experiment(write(files, minimal))
-    assert exp.head_policy == "interpolate" and exp.precision == "fp32" and exp.shifts == () and exp.id_val is None
+    assert exp.head_policy == "auto" and exp.precision == "fp32" and exp.shifts == () and exp.id_val is None
     full = load_experiment(write(files, FULL))
     elsewhere = tmp_path_factory.mktemp("elsewhere")  # absolute paths: the text works from any folder
     again = load_experiment(write(elsewhere, experiment_to_toml(full)))

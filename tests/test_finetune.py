@@ -136,7 +136,7 @@ def test_defaults_are_the_papers_imagenet_runs():
     assert (config.bn, config.augment, config.micro_batch) == ("train", "train", None)
     args = build_parser().parse_args(["finetune", "--train", "x", "--out", "y.safetensors"])
     assert (args.batch_size, args.lr, args.epochs, args.warmup, args.bn, args.augment, args.micro_batch) == \
-        (512, 3e-5, 10, 500, "train", "train", None)
+        (512, None, 10, 500, "train", "train", None)  # --lr left out: the mode's paper's (3e-5; FLYP's 1e-5)
 
 
 def test_training_transform_is_open_clips_and_its_crops_are_seeded_per_image(setup):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..experiment.presets import PRESETS
-from ..training.recipe import AUGMENT_MODES, BN_MODES, MODES
+from ..training.recipe import AUGMENT_MODES, BN_MODES, FLYP_DEFAULTS, MODES, mode_defaults
 from ..training.recipe import FinetuneConfig as Recipe  # torch-free: the recipe's defaults, one home for them
 
 # The presets that read a training set: ImageNet's train/ folders and every dataset's `-train` split.
@@ -36,17 +36,20 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
                         "(cifar-10-batches-bin/ with data_batch_*.bin)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors, our classifier format)")
     p.add_argument("--mode", "--method", dest="mode", choices=MODES, default=Recipe.mode,
-                   help="end-to-end (image tower and head), linear (head only) or lp-ft (Kumar et al. 2022: a "
-                        "linear probe, then end-to-end from its head) (default: %(default)s)")
+                   help="end-to-end (image tower and head), linear (head only), lp-ft (Kumar et al. 2022: a linear "
+                        "probe, then end-to-end from its head) or flyp (Goyal et al. 2023: both towers with CLIP's "
+                        "contrastive loss against class-prompt captions; its head is the fine-tuned text tower's "
+                        "zero-shot head, and the checkpoint carries the text tower) (default: %(default)s)")
     p.add_argument("--probe-epochs", type=int, default=None,
                    help="lp-ft: the probe's (stage 1's) epochs (default: --epochs)")
     p.add_argument("--probe-lr", type=float, default=None,
                    help="lp-ft: the probe's (stage 1's) peak learning rate (default: --lr); stage 2 runs with --lr")
     p.add_argument("--epochs", type=int, default=Recipe.epochs,
                    help="passes over the training set (default: %(default)s, the paper's ImageNet runs)")
-    p.add_argument("--lr", type=float, default=Recipe.lr,
+    p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate, used as given: never rescaled when --batch-size changes (default: "
-                        "%(default)s, the paper's ImageNet runs at their batch of 512, the default --batch-size)")
+                        f"{Recipe.lr}, the paper's ImageNet runs at their batch of 512, the default --batch-size; "
+                        f"--mode flyp: {FLYP_DEFAULTS['lr']}, FLYP's)")
     p.add_argument("--batch-size", type=int, default=Recipe.batch_size,
                    help="images per optimiser step, over all processes under torchrun (default: %(default)s, the "
                         "paper's ImageNet runs; if it does not fit in memory, keep it and set --micro-batch)")
@@ -109,7 +112,8 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     from ..experiment.spec import DatasetSpec
     from ..store.keys import zeroshot_identity
     from ..training.augment import training_images
-    from ..training.finetuning import save_finetuned
+    from ..training.finetuning import FinetuneResult, save_finetuned
+    from ..training.flyp import FlypResult, finetune_flyp, save_flyp
     from ..training.loader import LoaderOptions
     from ..training.recipe import FinetuneConfig
 
@@ -133,17 +137,23 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     counts = _class_counts(train.labels.tolist(), exp.classnames, args.limit if group.is_root else None)
     # World sets' pixels are in memory already: worker processes would only copy them.
     workers = 0 if train.in_memory else (default_workers() if args.workers is None else args.workers)
-    config = FinetuneConfig(mode=args.mode, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                            warmup=args.warmup, bn=args.bn, augment=args.augment, micro_batch=args.micro_batch,
-                            seed=args.seed)
+    given = {"lr": args.lr} if args.lr is not None else {}
+    config = FinetuneConfig(**{**mode_defaults(args.mode), **given}, mode=args.mode, epochs=args.epochs,
+                            batch_size=args.batch_size, warmup=args.warmup, bn=args.bn, augment=args.augment,
+                            micro_batch=args.micro_batch, seed=args.seed)
     device = pick_device(exp.device)
     clip = load_clip(exp.zeroshot, device)
-    zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=open_head_cache(exp.cache_dir),
-                              identity=zeroshot_identity(exp.zeroshot))
     torch.manual_seed(args.seed)
     images, transform = training_images(train, clip.preprocess, config)
-    result = _run(args, zeroshot, (train, clip.preprocess, images), config, device,
-                  LoaderOptions(workers=workers), group)
+    options = LoaderOptions(workers=workers)
+    result: FinetuneResult
+    if args.mode == "flyp":
+        result = finetune_flyp(clip.model, clip.tokenizer, exp.classnames, exp.templates, images, config, device,
+                               progress=group.is_root, loader=options, group=group)
+    else:
+        zeroshot = build_zeroshot(clip, exp.classnames, exp.templates, device, cache=open_head_cache(exp.cache_dir),
+                                  identity=zeroshot_identity(exp.zeroshot))
+        result = _run(args, zeroshot, (train, clip.preprocess, images), config, device, options, group)
     if not group.is_root:  # every rank holds the same weights; rank 0 reports and writes them
         return 0
     if result.skipped:
@@ -151,7 +161,8 @@ def _finetune_in(args: argparse.Namespace, group) -> int:
     recipe = {"train": args.train, "images": len(train), "limit": args.limit, "class_counts": counts,
               "undecodable": len(result.skipped), "world_size": group.world_size,
               "batch_per_process": args.batch_size // group.world_size, "backend": group.backend, **transform}
-    out = save_finetuned(args.out, result, classifier_metadata(clip, exp.classnames, recipe=recipe))
+    meta = classifier_metadata(clip, exp.classnames, recipe=recipe)
+    out = save_flyp(args.out, result, meta) if isinstance(result, FlypResult) else save_finetuned(args.out, result, meta)
     if args.experiment is not None:
         _note_other_checkpoint(exp, out)
     ranks = f"; {group.world_size} processes" if group.distributed else ""

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..experiment.spec import HEAD_POLICIES
 from .models import ImageClassifier
+from .text_heads import TextHeads
 
 HEAD_KEYS = ("head.weight", "head.bias")
 
@@ -58,9 +59,18 @@ class Working:
 class WeightSpace:
     """The line through zero-shot and fine-tuned weights; read-only, shareable across sessions."""
 
-    def __init__(self, zeroshot: ImageClassifier, finetuned: ImageClassifier, head_policy: str = "interpolate") -> None:
+    def __init__(self, zeroshot: ImageClassifier, finetuned: ImageClassifier, head_policy: str = "interpolate",
+                 text: TextHeads | None = None) -> None:
         if head_policy not in HEAD_POLICIES:
             raise ValueError(f"head_policy must be one of {', '.join(HEAD_POLICIES)}, got {head_policy!r}")
+        if head_policy == "auto":  # the text tower's heads where the endpoints give one, else the lerp of the heads
+            head_policy = "text" if text is not None else "interpolate"
+        if head_policy == "text" and text is None:
+            raise ValueError("head_policy 'text' builds θ_α's head from the interpolated text tower, but the "
+                             "fine-tuned endpoint carries none (only FLYP checkpoints do): use 'auto' or "
+                             "'interpolate'")
+        # "text": the flat buffers still lerp the heads; interpolate_into then writes the text tower's head over them.
+        self.text = text if head_policy == "text" else None
         names0 = [k for k, _ in _float_entries(zeroshot)]
         if names0 != [k for k, _ in _float_entries(finetuned)]:
             raise ValueError("zero-shot and fine-tuned classifiers have different parameter layouts")
@@ -68,7 +78,7 @@ class WeightSpace:
         self._template = zeroshot  # never mutated: non-float tensors (e.g. BN counters) come from it
         self.theta0 = _flatten(_float_entries(zeroshot))
         self.theta1 = _flatten(_float_entries(finetuned))
-        if head_policy != "interpolate":
+        if head_policy in ("zeroshot", "finetuned"):
             # Fix the head at one endpoint by making both endpoints agree on the head's slice.
             src, dst = (self.theta0, self.theta1) if head_policy == "zeroshot" else (self.theta1, self.theta0)
             for dtype, start, stop in self._head_slices(zeroshot):
@@ -99,7 +109,10 @@ class WeightSpace:
                    for name, dtype, start, stop in self._slices(self._template) if name not in HEAD_KEYS)
 
     def head_at(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The head's weight and bias at theta_alpha, by the lerp interpolate_into writes (the same values), alone."""
+        """The head's weight and bias at theta_alpha, the same values interpolate_into writes, alone."""
+        if self._text_head(alpha):
+            assert self.text is not None
+            return self.text.head_at(alpha)
         parts = {name: torch.lerp(self.theta0[dtype][start:stop], self.theta1[dtype][start:stop], float(alpha))
                  for name, dtype, start, stop in self._slices(self._template) if name in HEAD_KEYS}
         return parts["head.weight"].view(self._template.head.weight.shape), parts.get("head.bias")
@@ -128,8 +141,23 @@ class WeightSpace:
                 for dtype, out in working.flats.items():
                     # lerp is exact at the endpoints: alpha=0 gives theta_0, alpha=1 gives theta_1 bit for bit.
                     torch.lerp(self.theta0[dtype], self.theta1[dtype], alpha, out=out)
+                if self._text_head(alpha):
+                    self._write_text_head(working, alpha)
             working.alpha, working.path = alpha, ""
         return working.model
+
+    def _text_head(self, alpha: float) -> bool:
+        """Whether θ_α's head comes from the interpolated text tower: under policy "text", except at the endpoints,
+        where that tower is text₀ or text₁ exactly and its head is the endpoint's own (kept bit for bit)."""
+        return self.text is not None and float(alpha) not in (0.0, 1.0)
+
+    def _write_text_head(self, working: Working, alpha: float) -> None:
+        """Write the text tower's head at alpha over the head's slices of a working model's flat buffers."""
+        assert self.text is not None
+        weight, bias = self.text.head_at(alpha)
+        for name, dtype, start, stop in self._slices(self._template):
+            if name in HEAD_KEYS:
+                working.flats[dtype][start:stop] = (weight if name == "head.weight" else bias).reshape(-1)
 
     @property
     def working(self) -> ImageClassifier:
@@ -149,6 +177,11 @@ class WeightSpace:
         working = self.new_working()
         self.interpolate_into(working, alpha)
         return {k: v.detach().clone() for k, v in working.model.state_dict().items()}
+
+
+def flat_policy(head_policy: str) -> str:
+    """The head policy of a weight space built without a text tower (another endpoint merged as flat tensors)."""
+    return "interpolate" if head_policy in ("auto", "text") else head_policy
 
 
 def interpolate_state_dicts(theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor],

@@ -16,7 +16,7 @@ import torch
 from ..experiment.preprocessing import preprocess_source
 from ..experiment.spec import TRANSFORMERS_PREFIX, Experiment, ModelSpec
 from ..store.cache import DiskCache
-from ..store.keys import file_digest, hub_revision, zeroshot_identity
+from ..store.keys import carries_text_tower, file_digest, hub_revision, zeroshot_identity
 from .checkpoints import (
     CLASSIFIER_FORMAT,
     CheckpointError,
@@ -34,6 +34,7 @@ from .hf_clip import finetuned_open_clip as transformers_open_clip
 from .lineage import check_activation, check_zeroshot_digest, classifier_visual, tag_quick_gelu
 from .models import ImageClassifier, LoadedClip, ModelLoadError, ModelPair, build_zeroshot, pick_device
 from .tags import TagUnavailable, check_tag_available, is_download_failure, weights_follow_creation
+from .text_heads import load_text_tower, without_text_tower
 from .timm_clip import crop_pct_transform, is_timm_state, timm_classifier_head, token_layout
 from .timm_clip import finetuned_open_clip as timm_open_clip
 
@@ -222,7 +223,7 @@ def load_finetuned(path: Path, zeroshot: ImageClassifier, clip: LoadedClip, exp:
         state = tensors if "head.weight" in tensors else _open_clip_state_to_classifier(tensors, zeroshot, clip, exp,
                                                                                            path, cache, progress)
     elif fmt == CLASSIFIER_FORMAT or "head.weight" in tensors:
-        state = dict(tensors)
+        state = without_text_tower(tensors, metadata)  # a FLYP endpoint's text tower: load_text_tower reads it
         if metadata.get("model") not in (None, clip.name):
             raise CheckpointError(f"{path.name} was fine-tuned from '{metadata['model']}', but the zero-shot model "
                                   f"is '{clip.name}': use a matching pair")
@@ -292,4 +293,5 @@ def load_models(exp: Experiment, progress: HeadProgress | None = None) -> ModelP
     finetuned, metadata = load_finetuned(exp.finetuned, zeroshot, clip, exp, cache=cache, progress=progress)
     if layout_note:
         metadata = {**metadata, "notes": [*metadata.get("notes", []), layout_note]}
-    return ModelPair(clip, zeroshot, finetuned.to(device), device, exp.precision, metadata)
+    text = load_text_tower(exp.finetuned, clip.model) if carries_text_tower(exp.finetuned) else None
+    return ModelPair(clip, zeroshot, finetuned.to(device), device, exp.precision, metadata, text)

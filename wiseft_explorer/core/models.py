@@ -111,6 +111,7 @@ class ModelPair:
     device: torch.device
     precision: str
     finetuned_metadata: dict = field(default_factory=dict)
+    finetuned_text: dict[str, torch.Tensor] | None = None  # the text tower a FLYP endpoint carries (core.text_heads)
 
     @property
     def notes(self) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..core.checkpoints import CheckpointError
 from ..core.heads import HeadProgress
-from ..core.interpolate import WeightSpace
+from ..core.interpolate import WeightSpace, flat_policy
 from ..core.loading import load_finetuned
 from ..core.merging.base import MergeInputs
 from ..core.merging.registry import MethodChoice
@@ -69,7 +69,7 @@ def _load_endpoints(runtime: ExperimentRuntime) -> Endpoints:
         if meta.get("notes") and any("zero-shot weights" in note for note in meta["notes"]):
             skipped.append(f"{endpoint.name}: fine-tuned from other zero-shot weights")
             continue
-        others.append(WeightSpace(pair.zeroshot, model.to(pair.device), exp.head_policy).theta1)
+        others.append(WeightSpace(pair.zeroshot, model.to(pair.device), flat_policy(exp.head_policy)).theta1)
         names.append(endpoint.name)
     return Endpoints(merge_inputs(runtime.space, others, names), skipped)
 

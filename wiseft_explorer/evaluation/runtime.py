@@ -11,18 +11,19 @@ from pathlib import Path
 
 import torch
 
-from ..core.heads import HeadProgress
+from ..core.heads import HeadProgress, open_head_cache
 from ..core.interpolate import WeightSpace, Working
 from ..core.lineage import visual_digest
 from ..core.loading import load_models
-from ..core.models import ImageClassifier, ModelPair, parameter_count
+from ..core.models import ImageClassifier, ModelLoadError, ModelPair, parameter_count
+from ..core.text_heads import TextHeads
 from ..data.class_views import ClassView, class_views
 from ..data.sets import EvalSet, load_eval_set
 from ..data.stream import default_workers
 from ..experiment.parse import load_experiment
 from ..experiment.preprocessing import preprocess_source
 from ..experiment.spec import DatasetSpec, Experiment
-from ..store.keys import experiment_fingerprint, set_fingerprint
+from ..store.keys import experiment_fingerprint, head_policy, set_fingerprint, zeroshot_identity
 
 WORKING_POOL = 2  # working models per runtime, shared by every session (see borrow_working)
 SHARED_BYTES = 64 * 2**20  # results every session may read (see shared_tensor), the least recently used dropped
@@ -66,7 +67,21 @@ class ExperimentRuntime:
         """The zero-shot/fine-tuned weight line under the experiment's head policy."""
         with self._lock:
             pair = self.models
-            return WeightSpace(pair.zeroshot, pair.finetuned, self.experiment.head_policy)
+            return WeightSpace(pair.zeroshot, pair.finetuned, head_policy(self.experiment), self._text_heads())
+
+    def _text_heads(self) -> TextHeads | None:
+        """θ_α's heads from the interpolated text tower, under head policy "text" (a FLYP endpoint's, by "auto")."""
+        exp, pair = self.experiment, self.models
+        if head_policy(exp) != "text":
+            return None
+        if pair.finetuned_text is None or pair.clip.stored_head is not None:
+            why = ("the zero-shot file brings its own head (and maybe no text tower)" if pair.finetuned_text
+                   else f"{exp.finetuned.name if exp.finetuned else 'the fine-tuned checkpoint'} carries no text tower")
+            raise ModelLoadError(f"{exp.name}: head_policy \"text\" needs both text towers, but {why}; set "
+                                 "head_policy = \"interpolate\" to lerp the two heads instead")
+        identity = {**zeroshot_identity(exp.zeroshot), "finetuned": self.fingerprint["finetuned"]}
+        return TextHeads(pair.clip.model, pair.finetuned_text, pair.clip.tokenizer, exp.classnames, exp.templates,
+                         pair.device, cache=open_head_cache(exp.cache_dir), identity=identity)
 
     @cached_property
     def tower_digest(self) -> str:
@@ -206,8 +221,10 @@ class ExperimentRuntime:
             return 0
         pair, seen, total = self.models, set(), 0
         tensors = [t for m in (pair.clip.model, pair.zeroshot, pair.finetuned) for t in m.state_dict().values()]
+        tensors += list((pair.finetuned_text or {}).values())
         if "space" in self.__dict__:
-            tensors += [*self.space.theta0.values(), *self.space.theta1.values()]
+            tensors += [*self.space.theta0.values(), *self.space.theta1.values(),
+                        *(self.space.text.tensors() if self.space.text is not None else [])]
         with self._pool_free:  # lent-out working models count too: they come back to the pool
             tensors += [flat for working in self._pool_all for flat in working.flats.values()]
         with self._lock:
@@ -239,7 +256,7 @@ class ExperimentRuntime:
                 "fine-tuned": f"{exp.finetuned.name} (classifier: image tower + head "
                               f"{parameter_count(pair.finetuned) / 1e6:.2f} M params)",
                 "device": str(pair.device), "classes": str(len(exp.classnames)),
-                "interpolated weights": f"{self.space.num_weights / 1e6:.2f} M", "head policy": exp.head_policy,
+                "interpolated weights": f"{self.space.num_weights / 1e6:.2f} M", "head policy": self.space.head_policy,
                 "preprocessing": self.preprocessing()}
 
     def preprocessing(self) -> str:

@@ -85,7 +85,7 @@ def experiment_table(form: Form) -> dict:
     """The form's fields -> an experiment TOML table (what parse_experiment validates)."""
     data: dict = {
         "name": str(form.get("name", "")).strip() or "my experiment",
-        "device": form.get("device", "auto"), "head_policy": form.get("head_policy", "interpolate"),
+        "device": form.get("device", "auto"), "head_policy": form.get("head_policy", "auto"),
         "zeroshot": {"model": str(form.get("model", "")).strip()},
         "id": _set_table(form, "id", form.get("id_name") or ("" if form.get("id_preset") else "ID")) or {"name": "ID", "source": ""},
     }
@@ -173,7 +173,7 @@ def preset_choices() -> list[str]:
 
 def default_form() -> Form:
     """The fields of a new, empty experiment."""
-    return {"name": "my experiment", "templates": "openai", "device": "auto", "head_policy": "interpolate",
+    return {"name": "my experiment", "templates": "openai", "device": "auto", "head_policy": "auto",
             "nshifts": 1}
 
 

@@ -175,7 +175,7 @@ def parse_experiment(data: dict, base: Path, path: Path | None = None, *, for_fi
         id_set=_dataset(data["id"], base, "id", "ID", classnames),
         id_val=_dataset(data["id_val"], base, "id_val", "ID-val", classnames) if "id_val" in data else None,
         shifts=tuple(_dataset(s, base, f"shifts[{i}]", f"shift-{i}", classnames) for i, s in enumerate(shifts)),
-        head_policy=_choice(data, "head_policy", HEAD_POLICIES, "interpolate"),
+        head_policy=_choice(data, "head_policy", HEAD_POLICIES, "auto"),
         device=_typed(data, "device", str, "experiment", default="auto"),
         precision=_choice(data, "precision", PRECISIONS, "fp32"),
         batch_size=_typed(data, "batch_size", int, "experiment", default=256),

@@ -6,7 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HEAD_POLICIES = ("interpolate", "zeroshot", "finetuned")
+# auto: "text" for an endpoint that carries a text tower (FLYP), else "interpolate"; text: θ_α's head is the
+# zero-shot head of the interpolated text tower; interpolate: the lerp of the two heads (for FLYP, the cheap
+# approximation); zeroshot / finetuned: one endpoint's head all along the line.
+HEAD_POLICIES = ("auto", "interpolate", "zeroshot", "finetuned", "text")
 PRECISIONS = ("fp32", "bf16", "fp16")
 REMOTE_PREFIXES = ("hf-hub:", "local-dir:")
 # Folders of other libraries' checkpoints, mapped to open_clip's layout (core.hf_clip, core.timm_clip).
@@ -96,7 +99,7 @@ class Experiment:
     id_set: DatasetSpec
     id_val: DatasetSpec | None = None
     shifts: tuple[DatasetSpec, ...] = ()
-    head_policy: str = "interpolate"
+    head_policy: str = "auto"
     device: str = "auto"
     precision: str = "fp32"
     batch_size: int = 256

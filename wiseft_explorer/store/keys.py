@@ -27,6 +27,9 @@ _NUMERIC_LIBRARIES = ("torch", "torchvision", "open_clip_torch", "pillow")
 # An hf-hub: model never fetched here has no known commit: its keys are this process's own, so that nothing it
 # computes is ever read back as another commit's (the next start, with the commit fetched, computes them again).
 _UNRESOLVED = f"unresolved-{uuid.uuid4().hex}"
+# A checkpoint's metadata key naming the prefix of the text-tower tensors it carries (a FLYP endpoint's).
+TEXT_TOWER_KEY = "text_tower"
+_HEADER_LIMIT = 100 * 2**20  # a safetensors header larger than this is no checkpoint of ours
 WORLD_VERSION = "world-v3"  # bump when the demo world's rendering changes, so cached sweeps are recomputed
 
 
@@ -123,9 +126,28 @@ def zeroshot_identity(spec: ModelSpec) -> dict[str, str]:
 def experiment_fingerprint(exp: Experiment) -> dict[str, str]:
     """Content identity of both models and the prompts: the model part of every cache key."""
     return {**zeroshot_identity(exp.zeroshot),
-            "finetuned": file_digest(exp.finetuned) if exp.finetuned else "", "head_policy": exp.head_policy,
+            "finetuned": file_digest(exp.finetuned) if exp.finetuned else "", "head_policy": head_policy(exp),
             "classes": "|".join(exp.classnames), "templates": "|".join(exp.templates),
             "precision": exp.precision, "preprocess": _preprocess_identity(exp.zeroshot)}
+
+
+def carries_text_tower(path: str | Path) -> bool:
+    """Whether a checkpoint records a text tower in its metadata (a safetensors header read; no tensor loaded)."""
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size)) if 0 < size <= _HEADER_LIMIT else {}
+    except (OSError, ValueError):  # unreadable, or not safetensors (a .pt file): no text tower of ours
+        return False
+    return isinstance(header, dict) and TEXT_TOWER_KEY in (header.get("__metadata__") or {})
+
+
+def head_policy(exp: Experiment) -> str:
+    """The experiment's head policy at its chosen endpoint, "auto" resolved: "text" for a fine-tuned checkpoint
+    that carries a text tower, else "interpolate" (so a policy left to "auto" keys as the one it runs)."""
+    if exp.head_policy != "auto":
+        return exp.head_policy
+    return "text" if exp.finetuned is not None and carries_text_tower(exp.finetuned) else "interpolate"
 
 
 def _preprocess_identity(spec: ModelSpec) -> str:

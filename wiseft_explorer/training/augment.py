@@ -68,7 +68,7 @@ class AugmentedImages(Dataset):
 def training_images(ev: EvalSet, preprocess: Callable, config: FinetuneConfig) -> tuple[Dataset, dict[str, Any]]:
     """The training images of a set as `config` reads them, and a record of their transform for the checkpoint.
 
-    End-to-end (and LP-FT's stage 2) with augment='train': the training transform, seeded per image; otherwise
+    End-to-end (LP-FT's stage 2, FLYP) with augment='train': the training transform, seeded per image; otherwise
     (augment='none', or the linear mode, whose features the paper computes with the evaluation transform) the
     evaluation transform."""
     if config.mode != "linear" and config.augment == "train":

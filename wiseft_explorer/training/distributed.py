@@ -54,6 +54,25 @@ def data_parallel(model: nn.Module, group: Group) -> nn.Module:
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 
+def gather_with_grad(group: Group, tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of `tensor`, concatenated in rank order on every rank (shares may differ in length), with
+    the gradient flowing back to each rank's own rows (FLYP's loss over the global batch); as is in one process."""
+    if not group.distributed:
+        return tensor
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_gather
+
+    lengths = [int(n) for n in all_reduce_sum(group, torch.nn.functional.one_hot(
+        torch.tensor(group.rank), group.world_size) * len(tensor)).tolist()]
+    padded = torch.cat([tensor, tensor.new_zeros((max(lengths) - len(tensor), *tensor.shape[1:]))])
+    if tensor.is_floating_point():
+        parts = list(all_gather(padded))
+    else:  # labels: nothing to differentiate
+        parts = [torch.empty_like(padded) for _ in lengths]
+        dist.all_gather(parts, padded)
+    return torch.cat([part[:n] for part, n in zip(parts, lengths, strict=True)])
+
+
 def reduce_training(group: Group, losses: list[float], right: int, seen: int) -> tuple[list[float], int, int]:
     """Every step's loss averaged over the ranks, and the training accuracy's counts summed (for the report)."""
     if not group.distributed:

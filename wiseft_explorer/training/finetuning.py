@@ -231,6 +231,9 @@ def finetune(classifier: ImageClassifier, data: TrainData, config: FinetuneConfi
              callback: ProgressCallback | None = None, loader: LoaderOptions | None = None,
              group: Group | None = None) -> FinetuneResult:
     """Fine-tune in the config's mode (end-to-end or linear), reading `data` as `loader` says, on `group`'s ranks."""
+    if config.mode == "flyp":
+        raise ValueError("FLYP trains both towers against captions: call training.flyp.finetune_flyp with the CLIP "
+                         "model, its tokenizer, the class names and templates")
     if config.mode not in ("end-to-end", "linear"):
         raise ValueError(f"finetune() runs the end-to-end and linear modes; mode {config.mode!r} is LP-FT's: call "
                          "training.finetune_lp_ft, which runs a probe and then end-to-end fine-tuning")
@@ -238,13 +241,18 @@ def finetune(classifier: ImageClassifier, data: TrainData, config: FinetuneConfi
     return run(classifier, data, config, device, progress, callback, loader, group)
 
 
+def finetune_metadata(result: FinetuneResult, metadata: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's metadata: the caller's, with the recipe as run, its final loss and training accuracy."""
+    return {**metadata, "recipe": {**metadata.get("recipe", {}), **result.config.to_dict(),
+                                   "final_loss": result.final_loss, "train_accuracy": result.train_accuracy},
+            "seed": result.config.seed, "train_seconds": round(result.seconds, 1)}
+
+
 def save_finetuned(path: str | Path, result: FinetuneResult, metadata: dict[str, Any],
                    dtype: torch.dtype | None = None) -> Path:
     """Write a classifier checkpoint in our format; linear classifiers store only the head."""
     state = result.classifier.state_dict()
-    meta = {**metadata, "recipe": {**metadata.get("recipe", {}), **result.config.to_dict(),
-                                   "final_loss": result.final_loss, "train_accuracy": result.train_accuracy},
-            "seed": result.config.seed, "train_seconds": round(result.seconds, 1)}
+    meta = finetune_metadata(result, metadata)
     if result.departures:
         meta["recipe"]["departures"] = result.departures
     if result.stages:

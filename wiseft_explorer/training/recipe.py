@@ -6,7 +6,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-MODES = ("end-to-end", "linear", "lp-ft")  # lp-ft: a linear probe, then end-to-end from its head (lpft.py)
+MODES = ("end-to-end", "linear", "lp-ft", "flyp")  # lp-ft: a linear probe, then end-to-end from its head (lpft.py)
+# FLYP's own settings where they differ from the defaults below (locuslab/FLYP's ImageNet command: --lr 1e-5, batch
+# 512, 10 epochs, wd 0.1, warmup 500, AdamW, cosine; its loop clips no gradient norm).
+FLYP_DEFAULTS: dict[str, Any] = {"lr": 1e-5, "grad_clip": float("inf")}
 BN_MODES = ("frozen", "train")
 AUGMENT_MODES = ("train", "none")
 
@@ -52,6 +55,11 @@ class FinetuneConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able recipe for checkpoint metadata."""
         return asdict(self)
+
+
+def mode_defaults(mode: str) -> dict[str, Any]:
+    """The settings a mode's paper gives where they differ from FinetuneConfig's defaults (the WiSE-FT paper's)."""
+    return dict(FLYP_DEFAULTS) if mode == "flyp" else {}
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:

@@ -29,6 +29,7 @@ class MergedSpace(WeightSpace):
     def __init__(self, base: WeightSpace, inputs: MergeInputs, choice: MethodChoice) -> None:  # noqa: D107
         self.__dict__.update({k: v for k, v in base.__dict__.items() if k != "_default"})
         self._default = None
+        self.text = None  # a method's path merges the heads as flat tensors (for FLYP: the heads' approximation)
         self.inputs, self.choice = inputs, choice
         choice.method.check(inputs)
         self.path = json.dumps(choice.key() or {}, sort_keys=True, default=str)
