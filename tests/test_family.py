@@ -8,12 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from wiseft_explorer.demo import FamilyConfig, MemberRecipe, family_stage
+from wiseft_explorer.demo import FamilyConfig, family_stage
 from wiseft_explorer.experiment import ModelSpec, load_experiment
-from wiseft_explorer.presentation import reference_overlay
+from wiseft_explorer.presentation import reference_overlay, robustness_cards
 from wiseft_explorer.results import (
     FAMILY_FILE,
-    FAMILY_TITLE,
     FAMILY_TYPE,
     Curves,
     experiment_axes,
@@ -99,23 +98,13 @@ def test_a_world_experiment_takes_its_line_from_the_family_file(world_experiment
     names = [t.name for t in overlay.traces]
     assert f"{FAMILY_TYPE} (5)" in names and "demo family line (standard classifiers)" in names
     assert "family" in overlay.help and f"slope {fit.slope:.4f}" in overlay.help
+    cards = robustness_cards(curves, 0.0, lines)
+    assert cards is not None and "demo's family of standard classifiers" in cards[0].help
+    assert cards[0].value.startswith(f"{100 * expected_avg(lines, curves):+.1f}")
 
 
-def test_the_cli_sweep_prints_and_writes_the_familys_effective_robustness(tmp_path, capsys):
-    """A tiny built demo with a tiny family: `sweep` prints the family's table and the JSONL carries it."""
-    from wiseft_explorer.cli import main
-    from wiseft_explorer.demo import DemoConfig, build_demo
-
-    demo = tmp_path / "assets" / "demo"
-    result = build_demo(demo, dataclasses.replace(DemoConfig.tiny(), eval_limit=32),
-                        experiments_dir=tmp_path / "experiments", progress=False)
-    family = FamilyConfig(members=tuple(MemberRecipe("mlp", 0, 0, e) for e in (1, 2, 3)), train_size=128,
-                          eval_limit=32, precise=None)
-    family_stage(demo, 0, family, progress=False)
-    out = tmp_path / "results.jsonl"
-    assert main(["sweep", "--experiment", str(result.experiments["linear"]), "--quiet", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert FAMILY_TITLE in printed and "avg_shifts" in printed
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) >= 3 and all("Sketch:effective_robustness" in r and "avg_shifts:effective_robustness" in r
-                                  for r in rows)
+def expected_avg(lines, curves) -> float:
+    """The shift average's effective robustness at alpha 0 by its definition: the mean shift accuracy minus the
+    mean of the shifts' lines at the ID accuracy."""
+    line = np.mean([fit.at(curves.top1("ID", 0.0)) for fit in lines.average.fits])
+    return float(np.mean([curves.top1(s, 0.0) for s in curves.shift_sets]) - line)
