@@ -22,7 +22,7 @@ BROWSER_MODULES = frozenset({"test_browser.py", "test_classroom.py"})  # Streaml
 SLOW_MODULES = frozenset({
     "test_app_results.py", "test_app_stream.py", "test_bench.py", "test_build_demo.py", "test_cli.py",
     "test_distributed.py", "test_endpoints.py", "test_finetune.py", "test_finetune_stream.py", "test_lpft.py",
-    "test_own_models.py",
+    "test_own_models.py", "test_family_cli.py",
     "test_presets.py", "test_readme_walk.py", "test_rewritten_checkpoint.py", "test_security.py",
     "test_server_memory.py", "test_stream.py",
 })

@@ -91,10 +91,11 @@ def test_effective_robustness_cards_table_and_jsonl(preset_experiment):
     assert rows[1]["V2:effective_robustness"] == pytest.approx(float(shown.loc["0.50", "ER V2"]) / 100, abs=5e-4)
 
 
-def test_the_demo_gets_no_testbed():
+def test_the_demo_gets_the_family_not_the_testbed():
     from wiseft_explorer.experiment import DEFAULT_EXPERIMENT, load_experiment
 
-    assert experiment_axes(load_experiment(DEFAULT_EXPERIMENT)) == []
+    axes = experiment_axes(load_experiment(DEFAULT_EXPERIMENT))  # the shipped family.json's line
+    assert len(axes) == 5 and not any(a.source.is_testbed for a in axes)
 
 
 def test_the_sweep_measures_imagenet_on_each_shifts_classes_from_one_pass(tiny, tmp_path):
@@ -158,13 +159,17 @@ def test_the_lesson_explains_effective_robustness_with_the_experiments_numbers(p
     assert len(lesson_steps(curves)) == 6  # no line (the demo): the six steps as before
 
 
-def test_the_cli_prints_effective_robustness_or_why_not(preset_experiment, capsys):
+def test_the_cli_prints_effective_robustness_or_why_not(preset_experiment, capsys, tmp_path):
+    import dataclasses
+
     from wiseft_explorer.cli.commands import _print_robustness
     from wiseft_explorer.experiment import DEFAULT_EXPERIMENT, load_experiment
 
     _print_robustness(preset_experiment, _curves())
     out = capsys.readouterr().out
     assert out.startswith("effective robustness (points)") and "avg_shifts" in out and "V2" in out
-    _print_robustness(load_experiment(DEFAULT_EXPERIMENT), _curves())
+    demo = load_experiment(DEFAULT_EXPERIMENT)  # world sets without the demo family's file beside the checkpoint
+    elsewhere = dataclasses.replace(demo.zeroshot, pretrained=str(tmp_path / "zeroshot.safetensors"))
+    _print_robustness(dataclasses.replace(demo, zeroshot=elsewhere), _curves())
     captured = capsys.readouterr()
     assert captured.out == "" and "effective robustness: none" in captured.err and "ImageNet" in captured.err

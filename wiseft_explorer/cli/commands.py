@@ -136,16 +136,16 @@ def _sweep_endpoint(args: argparse.Namespace, endpoint: str | None, out_suffix: 
 
 
 def _print_robustness(exp, result) -> None:
-    """Effective robustness of every alpha (points above the testbed's line), or why there is none."""
-    from ..results.robustness import ROBUSTNESS_TITLE, experiment_robustness
-    from ..results.testbed import no_testbed_reason
+    """Effective robustness of every alpha (points above the testbed's or the demo family's line), or why not."""
+    from ..results.robustness import FAMILY_TITLE, ROBUSTNESS_TITLE, experiment_robustness
+    from ..results.testbed import experiment_axes, no_testbed_reason
 
     robustness = experiment_robustness(exp, result) if exp.shifts else None
     if robustness is None:
         if exp.shifts:
             print(f"effective robustness: none. {no_testbed_reason(exp.id_set.preset)}", file=sys.stderr)
         return
-    print(ROBUSTNESS_TITLE)
+    print(ROBUSTNESS_TITLE if experiment_axes(exp)[0].source.is_testbed else FAMILY_TITLE)
     print((robustness * 100).round(1).to_string())
 
 

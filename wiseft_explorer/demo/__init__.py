@@ -8,6 +8,7 @@ _EXPORTS = {
     "build": ("DEMO_MODEL_CONFIG", "DemoConfig", "build_demo"),
     "example": ("CLASSES", "COLOURS", "TEMPLATES", "TINY_CONFIG", "TINY_NAME", "next_commands", "picture",
                 "write_config", "write_example", "write_folder"),
+    "family": ("FamilyConfig", "MemberRecipe", "family_stage", "train_family"),
     "pretrain": ("vocabulary_token_ids",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -78,6 +78,14 @@ ER_HELP = ("Effective robustness: shift accuracy minus the robustness testbed's 
            "band (its 95% half-width / 1.96).")
 
 
+def _er_help(lines: ReferenceLines) -> str:
+    """ER_HELP, or its words for the demo family's line."""
+    if lines.source.is_testbed:
+        return ER_HELP
+    return ER_HELP.replace("the robustness testbed's line (fitted on logit axes over its standard ImageNet models)",
+                           "the line of the demo's family of standard classifiers (fitted on logit axes over them)")
+
+
 def _er_text(r: Robustness) -> str:
     return points(r.value, r.se)
 
@@ -91,11 +99,11 @@ def robustness_cards(curves: Curves, alpha: float, lines: ReferenceLines) -> lis
     at = curve_robustness(curves, lines, grid)
     shifts = "; ".join(f"{name}: {_er_text(r)}" for name, r in at.items() if name != AVG_ROW)
     row = [Card(f"Effective robustness at α = {alpha:g}", _er_text(at[AVG_ROW]),
-                f"{ER_HELP} Per shift at α = {alpha:g}: {shifts}.")]
+                f"{_er_help(lines)} Per shift at α = {alpha:g}: {shifts}.")]
     for end, name in ENDS:
         theirs = curve_robustness(curves, lines, end)[AVG_ROW]
         row.append(Card(f"Effective robustness, {name} (α = {end:g})", _er_text(theirs),
-                        f"{ER_HELP} The {name} model, α = {end:g}. Its delta is α = {alpha:g} minus it.",
+                        f"{_er_help(lines)} The {name} model, α = {end:g}. Its delta is α = {alpha:g} minus it.",
                         points(at[AVG_ROW].value - theirs.value), f"α = {alpha:g} vs this"))
     return row
 

@@ -102,9 +102,12 @@ def lesson_steps(curves: Curves, endpoint: str | None = None, lines: ReferenceLi
 
 def _effective_robustness(curves: Curves, lines: ReferenceLines) -> LessonStep:
     zs, mid, ft = (curve_robustness(curves, lines, a)[AVG_ROW] for a in (0.0, PAPER_ALPHA, 1.0))
-    text = ("Hundreds of ImageNet models trained the standard way lie on one line: their shift accuracy follows "
+    line = ("Hundreds of ImageNet models trained the standard way lie on one line: their shift accuracy follows "
             "from their ImageNet accuracy (the grey points and line, from the robustness testbed of Taori et al.). "
-            "Better ImageNet accuracy alone buys only what the line predicts. *Effective robustness* is how far a "
+            "Better ImageNet accuracy alone buys only what the line predicts. ") if lines.source.is_testbed else (
+        "Small classifiers trained the standard way on the world's ID photos alone (the grey points: the demo's "
+        "family, trained from scratch) lie near one line: their shift accuracy follows from their ID accuracy. ")
+    text = (line + "*Effective robustness* is how far a "
             "model sits above that line: its shift accuracy minus the line's value at its ID accuracy. "
             f"Averaged over the shifts: zero-shot {_pts(zs.value)}, WiSE-FT at α = {PAPER_ALPHA:g} "
             f"{_pts(mid.value)}, fine-tuned {_pts(ft.value)}. Zero-shot CLIP sits far above the line; fine-tuning "

@@ -10,9 +10,10 @@ _EXPORTS = {
         "ALPHA_GRID", "AVG_ROW", "AlphaChoice", "MIN_DISAGREEING", "CHOICE_LABELS", "Curves", "PAPER_ALPHA", "alpha_choices",
         "choose_alphas", "curves_path", "store_curves", "stored_curves"
     ),
+    "demo_family": ("FAMILY_FILE", "FAMILY_TYPE", "family_frame", "load_family"),
     "robustness": (
-        "FIT_SCALES", "LineFit", "ReferenceLines", "Robustness", "curve_robustness", "effective_robustness",
-        "fit_line", "reference_lines", "robustness_rows", "robustness_table", "standard_line"
+        "FAMILY_TITLE", "FIT_SCALES", "LineFit", "ReferenceLines", "Robustness", "curve_robustness", "effective_robustness",
+        "experiment_robustness", "fit_line", "reference_lines", "robustness_rows", "robustness_table", "standard_line"
     ),
     "testbed": ("STANDARD", "TESTBED_CSV", "TESTBED_LICENSE", "experiment_axes", "load_testbed", "no_testbed_reason",
                 "preset_axes"),

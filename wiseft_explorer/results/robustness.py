@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..experiment.spec import Experiment
 from .curves import AVG_ROW, Curves
-from .testbed import ID_COLUMN, STANDARD, ShiftAxes, experiment_axes, load_testbed
+from .testbed import STANDARD, ReferenceSource, ShiftAxes, experiment_axes, load_testbed
 
 FIT_SCALES = ("logit", "probit", "linear")
 BOOTSTRAPS = 1000
@@ -34,6 +34,8 @@ _CLIP = 1e-3  # an evaluated model at exactly 0% or 100% is placed just inside, 
 _NORMAL = NormalDist()
 ROBUSTNESS_TITLE = ("effective robustness (points): shift accuracy minus the testbed's logit line over its standard "
                     "ImageNet models, at the model's ID accuracy; avg_shifts against the mean of the lines")
+FAMILY_TITLE = ("effective robustness (points): shift accuracy minus the logit line over the demo's family of standard "
+                "classifiers, at the model's ID accuracy; avg_shifts against the mean of the lines")
 
 
 def transform(p: np.ndarray | float, scale: str) -> np.ndarray:
@@ -127,10 +129,11 @@ def _least_squares(zx: np.ndarray, zy: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def standard_line(x_column: str, y_column: str, scale: str = "logit", seed: int = BAND_SEED,
-                frame: pd.DataFrame | None = None) -> LineFit:
-    """The testbed's line of one shift column against one ImageNet column, over its standard-training models."""
+                  frame: pd.DataFrame | None = None, standard: str = STANDARD) -> LineFit:
+    """The line of one shift column against one ID column over the models of type `standard` (default: the
+    testbed's standard-training models)."""
     frame = load_testbed() if frame is None else frame
-    rows = frame[(frame["type"] == STANDARD) & frame[x_column].notna() & frame[y_column].notna()]
+    rows = frame[(frame["type"] == standard) & frame[x_column].notna() & frame[y_column].notna()]
     return fit_line(rows[x_column] / 100, rows[y_column] / 100, scale, list(rows["model"]), seed=seed)
 
 
@@ -181,8 +184,8 @@ class AverageLine:
 
 @dataclass(frozen=True)
 class ReferenceLines:
-    """The testbed's lines for an experiment's shifts: each on its own axes, and each against ImageNet for the
-    shift average."""
+    """The reference models' lines for an experiment's shifts: each on its own axes, and each against the ID
+    column (ImageNet, for the testbed) for the shift average."""
 
     axes: tuple[ShiftAxes, ...]
     scale: str
@@ -196,6 +199,16 @@ class ReferenceLines:
         restricted = bool(curves.id_on_classes.get(name))
         return (self.own[name] if restricted else self.on_id[name]), restricted
 
+    @property
+    def source(self) -> ReferenceSource:
+        """Where the reference models come from (the testbed or the demo family)."""
+        return self.axes[0].source
+
+    @property
+    def title(self) -> str:
+        """The heading of an effective-robustness table over these lines."""
+        return ROBUSTNESS_TITLE if self.source.is_testbed else FAMILY_TITLE
+
 
 def reference_lines(axes: Sequence[ShiftAxes], scale: str = "logit", seed: int = BAND_SEED) -> ReferenceLines:
     """Fit every shift's line (the average's over the standard models with every shift known, so that one seed
@@ -205,13 +218,14 @@ def reference_lines(axes: Sequence[ShiftAxes], scale: str = "logit", seed: int =
 
 @lru_cache(maxsize=32)
 def _reference_lines(axes: tuple[ShiftAxes, ...], scale: str, seed: int) -> ReferenceLines:
-    frame = load_testbed()
-    columns = [ID_COLUMN, *{a.y_column for a in axes}]
+    source = axes[0].source
+    frame, x_id, kind = source.frame(), source.id_column, source.standard
+    columns = [x_id, *{a.y_column for a in axes}]
     complete = frame[frame[columns].notna().all(axis=1)]
     return ReferenceLines(axes, scale,
-                          {a.set_name: standard_line(a.x_column, a.y_column, scale, seed) for a in axes},
-                          {a.set_name: standard_line(ID_COLUMN, a.y_column, scale, seed) for a in axes},
-                          AverageLine(tuple(standard_line(ID_COLUMN, a.y_column, scale, seed, complete)
+                          {a.set_name: standard_line(a.x_column, a.y_column, scale, seed, frame, kind) for a in axes},
+                          {a.set_name: standard_line(x_id, a.y_column, scale, seed, frame, kind) for a in axes},
+                          AverageLine(tuple(standard_line(x_id, a.y_column, scale, seed, complete, kind)
                                             for a in axes)))
 
 
@@ -254,6 +268,7 @@ def robustness_rows(table: pd.DataFrame) -> dict[float, dict[str, float]]:
 
 
 def experiment_robustness(exp: Experiment, curves: Curves, scale: str = "logit") -> pd.DataFrame | None:
-    """Effective robustness of every alpha of an experiment's curves, or None when the testbed does not apply."""
+    """Effective robustness of every alpha of an experiment's curves, or None when no reference models apply
+    (neither the testbed nor the demo family)."""
     axes = experiment_axes(exp)
     return robustness_table(curves, reference_lines(axes, scale)) if axes else None

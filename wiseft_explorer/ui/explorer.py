@@ -68,8 +68,8 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float], endpo
                           "(logit is the robustness testbed's default).")
     lines = reference_lines(axes, scale) if axes else None
     covered = lines is not None and (shift == "avg_shifts" or shift in lines.own)
-    show_testbed = covered and st.toggle("Show the robustness testbed's models and line", value=True,
-                                         key="show_testbed", help=robustness_plot.OVERLAY_TOGGLE_HELP)
+    words = robustness_plot.overlay_words(lines) if lines is not None else ("", "", "")
+    show_testbed = covered and st.toggle(words[0], value=True, key="show_testbed", help=words[1])
     show_paper = st.toggle("Show the paper's published points (ImageNet; CLIP ViT-L/14@336 and ViT-B/16)",
                            key="show_paper", help="Overlay the WiSE-FT paper's numbers, labelled by model and table.")
     if not curves.shift_sets:
@@ -88,8 +88,7 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float], endpo
                             id_label=f"ImageNet accuracy on {shift}'s classes" if restricted else None)
     st.plotly_chart(fig, key="id_vs_shift", config={"displaylogo": False})
     if overlay is not None:
-        st.caption("Grey: the robustness testbed's models; line and band: its fit over standard training.",
-                   help=overlay.help)
+        st.caption(words[2], help=overlay.help)
     elif lines is None and testbed is not None:
         st.caption(no_testbed_reason(testbed.id_set.preset))
     if show_paper:
