@@ -25,7 +25,7 @@ def built(tmp_path_factory):
 
 def test_writes_every_asset_and_both_experiments(built):
     root, result = built
-    assert set(result.assets) == {"config", "zeroshot", "end-to-end", "linear", "lp-ft",
+    assert set(result.assets) == {"config", "zeroshot", "end-to-end", "linear", "lp-ft", "flyp", "family",
                                   *(f"ingredient-{k}" for k in (1, 2, 3))}
     assert all(p.is_file() for p in result.assets.values())
     assert json.loads(result.assets["config"].read_text()) == DEMO_MODEL_CONFIG
@@ -151,4 +151,25 @@ def test_lp_ft_endpoint_probes_with_the_linear_recipe_then_fine_tunes(built):
     assert probe["mode"] == "linear" and probe["lr"] == DemoConfig.tiny().linear.lr
     assert any(k.startswith("visual.") for k in tensors)  # a whole tower, not a head alone
     exp = load_experiment(root / "experiments" / "demo.toml")
-    assert [e.name for e in exp.endpoints] == ["end-to-end", "linear classifier", "LP-FT"]
+    assert [e.name for e in exp.endpoints] == ["end-to-end", "linear classifier", "LP-FT", "FLYP"]
+
+
+def test_flyp_endpoint_ships_its_text_tower_and_the_head_that_tower_gives(built):
+    """FLYP's head is rebuilt from its text tower as rounded for storage, so the shipped head is the one the shipped
+    tower gives (θ_α's heads are built from the interpolated towers the same way)."""
+    import copy
+
+    from open_clip import get_tokenizer
+
+    from wiseft_explorer.core.heads import zero_shot_head
+    from wiseft_explorer.core.text_heads import load_text_tower
+
+    root, result = built
+    tensors, meta = load_checkpoint(result.assets["flyp"])
+    assert meta["recipe"]["mode"] == "flyp" and any(k.startswith("text_tower.") for k in tensors)
+    exp = load_experiment(root / "experiments" / "demo.toml").with_endpoint("FLYP")
+    pair = load_models(exp)
+    model = copy.deepcopy(pair.clip.model)
+    model.load_state_dict(load_text_tower(exp.finetuned, model), strict=False)
+    head = zero_shot_head(model, get_tokenizer("wiseft-demo-rn"), list(CLASSES), list(exp.templates))
+    assert torch.allclose(head.weight, pair.finetuned.head.weight.float(), atol=2e-2)

@@ -21,6 +21,7 @@ from ..world.captions import DEMO_TEMPLATES
 from ..world.render import CLASSES
 from ..world.sets import make_set
 from .experiments import DEMO_MODEL, write_experiments
+from .family import FamilyConfig, family_stage
 from .pretrain import (
     PretrainConfig,
     create_model,
@@ -29,7 +30,7 @@ from .pretrain import (
     pretrain,
     vocabulary_token_ids,
 )
-from .stages import Stage, fp16_roundtrip, run_stage, stage_record
+from .stages import Stage, StageModels, fp16_roundtrip, run_stage, stage_record
 
 # The demo's architecture: open_clip's ModifiedResNet (fast on CPU at 32 px) and a small text transformer.
 DEMO_MODEL_CONFIG: dict = {
@@ -69,6 +70,14 @@ def _lp_ft_default() -> FinetuneConfig:
     return replace(_e2e_default(), mode="lp-ft")
 
 
+def _flyp_default() -> FinetuneConfig:
+    # FLYP: both towers with CLIP's loss against class-prompt captions. FLYP's own settings where the demo has none
+    # of its own (weight decay 0.1, no gradient clipping); the demo's batch, lr, BatchNorm and no-crop choices, and 10
+    # epochs (half the end-to-end run's: a FLYP step also runs the text tower).
+    return FinetuneConfig(mode="flyp", epochs=10, lr=1e-4, batch_size=128, warmup=100, grad_clip=float("inf"),
+                          bn="frozen", augment="none")
+
+
 def ingredient_title(config: FinetuneConfig, main: FinetuneConfig) -> str:
     """An ingredient's endpoint name: what differs from the main end-to-end run (seed offset and learning rate)."""
     lr = f", lr {config.lr:g}" if config.lr != main.lr else ""
@@ -86,6 +95,8 @@ class DemoConfig:
     linear: FinetuneConfig = field(default_factory=_linear_default)
     ingredients: tuple[FinetuneConfig, ...] = field(default_factory=_ingredients_default)
     lp_ft: FinetuneConfig = field(default_factory=_lp_ft_default)  # stage 2; stage 1 is `linear`
+    flyp: FinetuneConfig = field(default_factory=_flyp_default)
+    family: FamilyConfig = field(default_factory=FamilyConfig)  # the standard classifiers that draw the demo's line
     eval_limit: int | None = None  # images per eval set in the experiment files (None: each set's default)
     dtype: str = "float16"  # storage precision of the assets
 
@@ -103,6 +114,9 @@ class DemoConfig:
                                              augment="none", seed=k) for k, lr in ((1, 1e-4), (2, 5e-5), (3, 2e-4))),
             lp_ft=FinetuneConfig(mode="lp-ft", epochs=1, lr=1e-4, batch_size=32, warmup=1, bn="frozen",
                                  augment="none"),
+            flyp=FinetuneConfig(mode="flyp", epochs=1, lr=1e-4, batch_size=32, warmup=1, grad_clip=float("inf"),
+                                bn="frozen", augment="none"),
+            family=FamilyConfig.tiny(),
             eval_limit=64,
         )
 
@@ -115,6 +129,7 @@ class DemoConfig:
         return [Stage("end-to-end", "finetuned-e2e.safetensors", "end-to-end", self.end_to_end),
                 Stage("linear", "finetuned-linear.safetensors", "linear classifier", self.linear),
                 Stage("lp-ft", "finetuned-lpft.safetensors", "LP-FT", self.lp_ft, probe=self.linear),
+                Stage("flyp", "finetuned-flyp.safetensors", "FLYP", self.flyp),
                 *(Stage(f"ingredient-{k}", f"finetuned-e2e-{k}.safetensors", ingredient_title(c, self.end_to_end), c)
                   for k, c in enumerate(self.ingredients, 1))]
 
@@ -170,7 +185,7 @@ def pretrain_stage(out_dir: Path, config: DemoConfig, dtype: torch.dtype, reuse:
 
 
 # Endpoint names in the experiment files, and which endpoints each built-in experiment shows.
-MAIN_PATHS = ("end-to-end", "linear", "lp-ft")
+MAIN_PATHS = ("end-to-end", "linear", "lp-ft", "flyp")
 SOUP_PATHS = ("end-to-end", "ingredient-")
 
 
@@ -209,17 +224,22 @@ def build_demo(out_dir: str | Path | None = None, config: DemoConfig | None = No
     world = make_set("train", seed=config.seed, n=config.train_size)
     data = (images_to_tensor(world.images, mean, std), torch.from_numpy(world.labels))
 
-    # 3. Fine-tuning: end-to-end (the paper's main curve), linear classifier (its second curve) and the soups'
-    # further end-to-end ingredients; each kept with `reuse` when its recorded stage matches.
-    titles = {}
+    # 3. Fine-tuning: end-to-end (the paper's main curve), linear classifier (its second curve), LP-FT, FLYP and the
+    # soups' further end-to-end ingredients; each kept with `reuse` when its recorded stage matches.
+    titles, models = {}, StageModels(zeroshot, clip, list(CLASSES), list(DEMO_TEMPLATES))
     for stage in config.stages():
         record = stage_record(stage, config.seed, config.train_size, zeroshot)
-        assets[stage.key], seconds = run_stage(stage, zeroshot, data, out_dir, _metadata(clip, config, stage.key),
+        assets[stage.key], seconds = run_stage(stage, models, data, out_dir, _metadata(clip, config, stage.key),
                                                record, dtype, reuse, progress)
         titles[stage.key] = stage.title
         timings[f"finetune-{stage.key}"] = seconds if seconds is not None else 0.0
 
-    # 4. Experiment files the app and CLI read: the default shows the main fine-tunings as WiSE-FT paths (the
+    # 4. The demo's line: small standard classifiers trained from scratch, their accuracies on every demo set.
+    t = time.perf_counter()
+    assets["family"] = family_stage(out_dir, config.seed, config.family, reuse, progress)
+    timings["family"] = time.perf_counter() - t
+
+    # 5. Experiment files the app and CLI read: the default shows the main fine-tunings as WiSE-FT paths (the
     # paper's Figure 1); demo-linear keeps the linear classifier alone; demo-soups the end-to-end ingredients.
     def endpoints(prefixes: tuple[str, ...]) -> dict[str, str]:
         return {titles[key]: assets[key].name for key in titles if key.startswith(prefixes)}

@@ -30,7 +30,7 @@ def experiment_toml(title: str, out_dir: Path, toml_dir: Path, assets: Mapping[s
 
     limit_line = f"limit = {limit}\n" if limit else ""
     lines = [
-        f'name = "{title}"', 'device = "auto"', 'precision = "fp32"', 'head_policy = "interpolate"',
+        f'name = "{title}"', 'device = "auto"', 'precision = "fp32"', 'head_policy = "auto"',
         "batch_size = 256", "", "[zeroshot]", f'model = "{DEMO_MODEL}"', f'pretrained = "{rel(assets["zeroshot"])}"',
         f'config = "{rel(assets["config"])}"', "",
         *(line for name, asset in checkpoints.items() for line in

@@ -18,14 +18,27 @@ import torch
 from torch import nn
 
 from ..core.checkpoints import CheckpointError, load_checkpoint
+from ..core.heads import zero_shot_head
 from ..core.lineage import visual_digest
-from ..core.models import ImageClassifier
+from ..core.models import ImageClassifier, LoadedClip
 from ..training.finetuning import FinetuneResult, finetune_end_to_end, finetune_linear, save_finetuned
+from ..training.flyp import FlypResult, finetune_flyp, save_flyp
 from ..training.lpft import finetune_lp_ft
 from ..training.recipe import FinetuneConfig
 
 TrainData = tuple[torch.Tensor, torch.Tensor]
 Runner = Callable[..., FinetuneResult]
+
+
+@dataclass(frozen=True)
+class StageModels:
+    """What every stage starts from: the zero-shot classifier, the CLIP it came from (FLYP trains both of its
+    towers), and the class names and prompt templates of the zero-shot head."""
+
+    zeroshot: ImageClassifier
+    clip: LoadedClip
+    classnames: list[str]
+    templates: list[str]
 
 
 @dataclass(frozen=True)
@@ -41,14 +54,16 @@ class Stage:
     config: FinetuneConfig
     probe: FinetuneConfig | None = None
 
-    def train(self, zeroshot: ImageClassifier, data: TrainData, config: FinetuneConfig,
-              progress: bool) -> FinetuneResult:
+    def train(self, models: StageModels, data: TrainData, config: FinetuneConfig, progress: bool) -> FinetuneResult:
         """Fine-tune with `config` (the stage's recipe with its seed resolved)."""
+        if config.mode == "flyp":
+            return finetune_flyp(models.clip.model, models.clip.tokenizer, models.classnames, models.templates, data,
+                                 config, progress=progress)
         if config.mode == "lp-ft":
             probe = replace(self.probe or config, mode="linear", seed=config.seed)
-            return finetune_lp_ft(zeroshot, data, config, progress=progress, probe_config=probe)
+            return finetune_lp_ft(models.zeroshot, data, config, progress=progress, probe_config=probe)
         runner: Runner = {"end-to-end": finetune_end_to_end, "linear": finetune_linear}[config.mode]
-        return runner(zeroshot, data, config, progress=progress)
+        return runner(models.zeroshot, data, config, progress=progress)
 
 
 def fp16_roundtrip(module: nn.Module, dtype: torch.dtype) -> None:
@@ -77,7 +92,19 @@ def reusable(path: Path, record: dict[str, Any]) -> bool:
         return False
 
 
-def run_stage(stage: Stage, zeroshot: ImageClassifier, data: TrainData, out_dir: Path, metadata: dict[str, Any],
+def _save(path: Path, result: FinetuneResult, models: StageModels, metadata: dict[str, Any], dtype: torch.dtype) -> Path:
+    """Round to the storage precision and write; a FLYP endpoint's head is rebuilt from its rounded text tower, so
+    the head it ships is the one its shipped text tower gives (as θ_α's heads are built)."""
+    if isinstance(result, FlypResult) and result.clip_model is not None:
+        fp16_roundtrip(result.clip_model, dtype)
+        result.classifier.head = zero_shot_head(result.clip_model, models.clip.tokenizer, models.classnames,
+                                                models.templates)
+        return save_flyp(path, result, metadata, dtype=dtype)
+    fp16_roundtrip(result.classifier, dtype)
+    return save_finetuned(path, result, metadata, dtype=dtype)
+
+
+def run_stage(stage: Stage, models: StageModels, data: TrainData, out_dir: Path, metadata: dict[str, Any],
               record: dict[str, Any], dtype: torch.dtype, reuse: bool, progress: bool) -> tuple[Path, float | None]:
     """Train and write one endpoint (or keep it, with `reuse`, when its record matches); returns its path and the
     seconds spent (None when kept)."""
@@ -86,7 +113,6 @@ def run_stage(stage: Stage, zeroshot: ImageClassifier, data: TrainData, out_dir:
         return path, None
     start = time.perf_counter()
     config = FinetuneConfig(**record["recipe"] | {"betas": tuple(record["recipe"]["betas"])})
-    result = stage.train(zeroshot, data, config, progress)
-    fp16_roundtrip(result.classifier, dtype)
-    save_finetuned(path, result, {**metadata, "stage": stage.key, "demo_stage": record}, dtype=dtype)
+    result = stage.train(models, data, config, progress)
+    _save(path, result, models, {**metadata, "stage": stage.key, "demo_stage": record}, dtype)
     return path, time.perf_counter() - start
