@@ -9,7 +9,7 @@ import streamlit as st
 
 from ..experiment.locations import ENV_EXPERIMENTS_DIR, experiment_label, user_experiments_dir
 from ..store.keys import files_version
-from . import state
+from . import memo, state
 
 if TYPE_CHECKING:
     from ..evaluation.runtime import ExperimentRuntime
@@ -63,11 +63,10 @@ def sidebar_top() -> None:
 
 def endpoint_picker() -> None:
     """Choose the fine-tuned endpoint the slider, the Gallery and Upload use (experiments with several)."""
-    from ..experiment.parse import load_experiment
     from ..experiment.spec import ExperimentError
 
     try:
-        experiment = load_experiment(state.experiment_path())
+        experiment = memo.parsed_experiment(state.experiment_path())
     except (ExperimentError, OSError, ValueError):
         return  # the page reports a broken file where it loads it
     names = experiment.endpoint_names
