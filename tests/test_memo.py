@@ -110,3 +110,12 @@ def test_the_probability_figure_is_not_validated_again():
     # Measured after a first call: 20,000 Python calls with plotly's validation, 11,700 without (the rest is
     # plotly copying its default template into the figure).
     assert pstats.Stats(profile).total_calls < 15_000
+
+
+def test_the_experiment_listing_follows_files_added_to_a_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(tmp_path))
+    assert not [p for p, _ in memo.listed() if p.parent == tmp_path]
+    assert memo.listed() is memo.listed()  # listed once while the folders stand
+    (tmp_path / "mine.toml").write_text("")
+    assert [(p.name, label) for p, label in memo.listed() if p.parent == tmp_path] == [("mine.toml", str(
+        tmp_path / "mine.toml"))]

@@ -16,7 +16,14 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TypeVar
 
-from ..experiment.locations import ENV_EXPERIMENTS_DIR, is_listed, named_experiment
+from ..experiment.locations import (
+    BUILTIN_EXPERIMENTS,
+    ENV_EXPERIMENTS_DIR,
+    experiment_label,
+    is_listed,
+    listed_experiments,
+    named_experiment,
+)
 from ..experiment.parse import load_experiment
 from ..experiment.spec import Experiment
 from ..results.curves import Curves, curves_path, stored_curves
@@ -103,3 +110,20 @@ def stored(experiment: Experiment, path: Path) -> Curves | None:
     where = _CURVES_FILES.get((str(path), files_version(experiment), endpoint),
                               lambda: curves_path(load_experiment(path).with_endpoint(endpoint)))
     return _CURVES.get((str(where), stamp(where)), lambda: stored_curves(experiment, where))
+
+
+_LISTINGS = Memo(8)  # the experiment folders as they stand, here -> their TOML files and labels
+
+
+def listed() -> list[tuple[Path, str]]:
+    """locations.listed_experiments with their picker labels, listed again when a folder changes (a file added,
+    removed or renamed changes its folder's mtime)."""
+    env = os.environ.get(ENV_EXPERIMENTS_DIR)
+    user = Path(env).expanduser() if env else Path.cwd() / "experiments"
+    key = (os.getcwd(), env, stamp(BUILTIN_EXPERIMENTS), stamp(user))
+    return _LISTINGS.get(key, lambda: [(path, experiment_label(path)) for path in listed_experiments()])
+
+
+def label(path: Path) -> str:
+    """locations.experiment_label, from the listing when the file is in it."""
+    return next((name for listed_path, name in listed() if listed_path == path), None) or experiment_label(path)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..experiment.locations import ENV_EXPERIMENTS_DIR, experiment_label, user_experiments_dir
+from ..experiment.locations import ENV_EXPERIMENTS_DIR, user_experiments_dir
 from ..store.keys import files_version
 from . import memo, state
 
@@ -21,7 +21,7 @@ _IMPORTED_KEY = "wiseft_imported"  # the note shown once after an import (the pa
 def experiment_picker() -> None:
     """Choose the experiment: a built-in one, any TOML in the user's experiments folder, or a typed path."""
     files = state.experiment_files()
-    labels = [experiment_label(p) for p in files] + [_OTHER]
+    labels = [memo.label(p) for p in files] + [_OTHER]
     current = state.experiment_path()
     index = files.index(current) if current in files else 0
     choice = st.sidebar.selectbox("Experiment", labels, index=index, key="experiment_choice",

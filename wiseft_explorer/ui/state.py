@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..experiment.locations import DEFAULT_EXPERIMENT, listed_experiments, named_experiment
+from ..experiment.locations import DEFAULT_EXPERIMENT, named_experiment
 from ..experiment.spec import Experiment, ExperimentError
 from ..presentation.cards import alpha_position
 from ..results.curves import ALPHA_GRID, PAPER_ALPHA, Curves, stored_curves
@@ -75,7 +75,7 @@ def set_experiment(path: str | Path) -> None:
 
 def experiment_files() -> list[Path]:
     """The default, every built-in and user experiment file, and the current choice."""
-    return list(dict.fromkeys([default_experiment(), *listed_experiments(), experiment_path()]))
+    return list(dict.fromkeys([default_experiment(), *(path for path, _ in memo.listed()), experiment_path()]))
 
 
 @st.cache_resource
