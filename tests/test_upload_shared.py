@@ -60,7 +60,7 @@ def test_a_sets_thumbnails_are_encoded_once(tiny):
             encoded.append(index)
             return ev.picture(index, size)
 
-    upload._thumbnail.clear()
+    upload._THUMBNAILS.clear()
     first = [upload._thumbnail("ID-key", i, Counting()) for i in (0, 1)]
     again = [upload._thumbnail("ID-key", i, Counting()) for i in (0, 1)]
     assert encoded == [0, 1] and first == again

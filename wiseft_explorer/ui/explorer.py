@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
@@ -10,7 +11,7 @@ from ..presentation import cards, paper, plots, robustness_plot
 from ..results.curves import Curves, alpha_choices
 from ..results.robustness import ReferenceLines, reference_lines
 from ..results.testbed import experiment_axes, no_testbed_reason
-from . import sidebar, state
+from . import figures, sidebar, state
 from .errors import shown_errors
 
 EXPLAINER = """
@@ -77,16 +78,22 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float], endpo
         return
     reference = paper.REFERENCE_POINTS if show_paper else ()
     overlay = robustness_plot.reference_overlay(curves, shift, lines) if show_testbed and lines else None
-    table, restricted = robustness_plot.plot_table(curves, shift, lines) if overlay and lines else (
-        curves.table(), False)
-    current = (table[curves.id_set].get(curves.grid_alpha(alpha), acc[curves.id_set]) if restricted
-               else acc[curves.id_set], acc[shift])
-    fig = plots.id_vs_shift(table, curves.id_set, shift, alpha, current, scale, reference,
-                            intervals={} if restricted else curves.intervals, label=endpoint,
-                            paths=[] if restricted else paths or (), under=overlay.traces if overlay else (),
-                            metrics=(curves.metric(curves.id_set), curves.metric(shift)),
-                            id_label=f"ImageNet accuracy on {shift}'s classes" if restricted else None)
-    st.plotly_chart(fig, key="id_vs_shift", config={"displaylogo": False})
+
+    def build() -> go.Figure:
+        table, restricted = robustness_plot.plot_table(curves, shift, lines) if overlay and lines else (
+            curves.table(), False)
+        current = (table[curves.id_set].get(curves.grid_alpha(alpha), acc[curves.id_set]) if restricted
+                   else acc[curves.id_set], acc[shift])
+        return plots.id_vs_shift(table, curves.id_set, shift, alpha, current, scale, reference,
+                                 intervals={} if restricted else curves.intervals, label=endpoint,
+                                 paths=[] if restricted else paths or (), under=overlay.traces if overlay else (),
+                                 metrics=(curves.metric(curves.id_set), curves.metric(shift)),
+                                 id_label=f"ImageNet accuracy on {shift}'s classes" if restricted else None)
+
+    key = ("id_vs_shift", id(curves), alpha, tuple(sorted(acc.items())), shift, scale, show_paper,
+           id(lines) if overlay else None, endpoint, id(paths))
+    st.plotly_chart(figures.shared(key, build, (curves, lines, paths)), key="id_vs_shift",
+                    config={"displaylogo": False})
     if overlay is not None:
         st.caption(words[2], help=overlay.help)
     elif lines is None and testbed is not None:
@@ -100,9 +107,8 @@ def id_vs_shift_panel(curves: Curves, alpha: float, acc: dict[str, float], endpo
 def accuracy_panel(curves: Curves, alpha: float, paths: list[plots.ExtraPath] | None = None) -> None:
     """Every set's accuracy over alpha, the three alpha choices and the current alpha."""
     choices = alpha_choices(curves)
-    st.plotly_chart(plots.accuracy_vs_alpha(curves.table(), curves.sets, alpha, {c.key: c.alpha for c in choices},
-                                            curves.intervals, paths or (), curves.id_set, curves.metrics),
-                    key="acc_vs_alpha", config={"displaylogo": False})
+    st.plotly_chart(figures.accuracy_figure(curves, alpha, paths or []), key="acc_vs_alpha",
+                    config={"displaylogo": False})
     st.caption(" · ".join(f"{c.label}: **{c.alpha:g}** ({c.basis})" for c in choices))
 
 
@@ -140,7 +146,7 @@ def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete:
                     "in as more images stream in (progress below). Bars and bands are 95% intervals: they tighten "
                     "as the estimates sharpen, and the final numbers are exactly those of a full run.")
     metric_cards(curves, alpha, acc, lines)
-    paths = plots.endpoint_paths(endpoint, curves, others or {})
+    paths = figures.endpoint_paths(endpoint, curves, others or {})
     left, right = st.columns(2)
     with left:
         st.subheader("ID vs shift accuracy")
@@ -152,7 +158,7 @@ def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete:
         ensemble_note(curves, alpha)
     with st.expander("Results table (top-1 %)"):
         # A static table: 21 rows need no data grid, and the grid's script would slow the page's first paint.
-        st.table(cards.results_table(curves, lines))
+        st.table(figures.results_table(curves, lines))
 
 
 def explorer_page() -> None:

@@ -12,6 +12,8 @@ and an import racing it for the interpreter would only slow it down.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib
 import logging
 import os
@@ -25,6 +27,7 @@ from ..experiment.spec import ExperimentError
 from ..results.curves import stored_curves
 from .state import default_experiment
 
+MALLOC_ARENAS = 2  # glibc's malloc arenas for the server (default: 8 per core, one taken per busy script thread)
 ENV_PRELOAD = "WISEFT_PRELOAD"  # "1": always, "0": never; unset: only when the default experiment would start cold
 # What a cold start's first page imports, in order: torch and open_clip (most of the time), then the sweep side.
 MODULES = ("torch", "open_clip", "wiseft_explorer.evaluation.registry", "wiseft_explorer.ui.results")
@@ -63,11 +66,26 @@ def _preload(path: Path) -> None:
         timings[name] = round(time.perf_counter() - t0, 2)
 
 
+def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Let glibc's malloc keep at most `arenas` arenas in this process (unless $MALLOC_ARENA_MAX already says how
+    many); whether the cap was set. A classroom's sessions run their scripts in threads of their own, and each busy
+    thread took an arena of its own that stayed: measured on the demo, USS grew 40-70 MB with 10 to 60 students,
+    and 0 to 5 MB with 2 arenas (docs/benchmarks.md, "A classroom on one server")."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-8, arenas))  # -8: M_ARENA_MAX (malloc.h); 1 on success
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to cap
+        return False
+
+
 def start(path: Path | None = None) -> threading.Thread:
-    """Begin the preload for the default experiment (or `path`) in a daemon thread, once per process; the thread
-    (`timings` says what it has imported so far)."""
+    """Begin the preload for the default experiment (or `path`) in a daemon thread, once per process, after capping
+    malloc's arenas; the thread (`timings` says what it has imported so far)."""
     with _lock:
         if not _started:
+            cap_malloc_arenas()
             thread = threading.Thread(target=_preload, args=(path or default_experiment(),), name="wiseft-preload",
                                       daemon=True)
             thread.start()

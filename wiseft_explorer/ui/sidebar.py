@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..experiment.locations import ENV_EXPERIMENTS_DIR, experiment_label, user_experiments_dir
+from ..experiment.locations import ENV_EXPERIMENTS_DIR, user_experiments_dir
 from ..store.keys import files_version
-from . import state
+from . import memo, state
 
 if TYPE_CHECKING:
     from ..evaluation.runtime import ExperimentRuntime
@@ -21,7 +21,7 @@ _IMPORTED_KEY = "wiseft_imported"  # the note shown once after an import (the pa
 def experiment_picker() -> None:
     """Choose the experiment: a built-in one, any TOML in the user's experiments folder, or a typed path."""
     files = state.experiment_files()
-    labels = [experiment_label(p) for p in files] + [_OTHER]
+    labels = [memo.label(p) for p in files] + [_OTHER]
     current = state.experiment_path()
     index = files.index(current) if current in files else 0
     choice = st.sidebar.selectbox("Experiment", labels, index=index, key="experiment_choice",
@@ -63,11 +63,10 @@ def sidebar_top() -> None:
 
 def endpoint_picker() -> None:
     """Choose the fine-tuned endpoint the slider, the Gallery and Upload use (experiments with several)."""
-    from ..experiment.parse import load_experiment
     from ..experiment.spec import ExperimentError
 
     try:
-        experiment = load_experiment(state.experiment_path())
+        experiment = memo.parsed_experiment(state.experiment_path())
     except (ExperimentError, OSError, ValueError):
         return  # the page reports a broken file where it loads it
     names = experiment.endpoint_names

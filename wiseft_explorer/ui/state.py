@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..experiment.locations import DEFAULT_EXPERIMENT, is_listed, listed_experiments, named_experiment
-from ..experiment.parse import load_experiment
+from ..experiment.locations import DEFAULT_EXPERIMENT, named_experiment
 from ..experiment.spec import Experiment, ExperimentError
 from ..presentation.cards import alpha_position
-from ..results.curves import ALPHA_GRID, PAPER_ALPHA, Curves, curves_path, stored_curves
+from ..results.curves import ALPHA_GRID, PAPER_ALPHA, Curves, stored_curves
 from ..store.keys import files_version
+from . import memo
 
 if TYPE_CHECKING:  # the runtime side imports torch: loaded only once a page needs models (see load_runtime)
     from ..evaluation.registry import RuntimeRegistry
@@ -51,7 +51,7 @@ def _from_url() -> Path | None:
 
 def _to_url(path: Path) -> None:
     """Put the session's experiment into the URL when a link can name it (a file of the experiment folders)."""
-    if is_listed(path) and named_experiment(path.name) == path.resolve():
+    if memo.link_name(path) is not None:
         st.query_params["experiment"] = path.name
     elif "experiment" in st.query_params:
         del st.query_params["experiment"]
@@ -75,7 +75,7 @@ def set_experiment(path: str | Path) -> None:
 
 def experiment_files() -> list[Path]:
     """The default, every built-in and user experiment file, and the current choice."""
-    return list(dict.fromkeys([default_experiment(), *listed_experiments(), experiment_path()]))
+    return list(dict.fromkeys([default_experiment(), *(path for path, _ in memo.listed()), experiment_path()]))
 
 
 @st.cache_resource
@@ -124,26 +124,21 @@ def load_experiment_file(path: Path | None = None) -> Experiment | None:
     if _file_missing(path):
         return None
     try:
-        experiment = load_experiment(path)
+        experiment = memo.parsed_experiment(path)
         return experiment.with_endpoint(endpoint_choice(experiment))
     except (ExperimentError, OSError, ValueError) as err:
         st.error(f"Cannot load `{path.name}`: {err}")
         return None
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _curves_file(path: str, version: str, endpoint: str | None) -> Path:
-    """Where an experiment's curves are stored: once per version of its files (store.keys.files_version), since a
-    folder set's content key stats every file in it (the shared runtime is keyed the same way, so both see a set as
-    it was when first loaded, and both follow a rewritten checkpoint)."""
-    return curves_path(load_experiment(path).with_endpoint(endpoint))
-
-
 def finished_curves(experiment: Experiment) -> Curves | None:
-    """The experiment's stored full-grid curves (a finished sweep: computed here, elsewhere or imported), or None."""
+    """The experiment's stored full-grid curves (a finished sweep: computed here, elsewhere or imported), or None.
+
+    Read once per version of the curves file and shared by every session: callers must not change them."""
     path = experiment.path
-    where = _curves_file(str(path), files_version(experiment), experiment.endpoint) if path else None
-    return stored_curves(experiment, where)
+    if path is None:
+        return stored_curves(experiment)
+    return memo.stored(experiment, path)
 
 
 def other_endpoint_curves(experiment: Experiment) -> dict[str, Curves]:
@@ -174,7 +169,7 @@ def load_runtime(path: Path | None = None, *, load_models: bool = True,
     try:
         registry = _registry()
         # One runtime per version of the experiment's files (its checkpoints too) and fine-tuned endpoint.
-        experiment = load_experiment(path)
+        experiment = memo.parsed_experiment(path)
         runtime = registry.get(str(path), files_version(experiment), endpoint or endpoint_choice(experiment))
         if load_models and not runtime.models_loaded:  # load now: a broken checkpoint is reported here, not mid-page
             _load_models(runtime)

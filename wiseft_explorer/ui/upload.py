@@ -23,6 +23,7 @@ from ..evaluation.runtime import ExperimentRuntime
 from ..presentation import plots
 from ..store.keys import files_version
 from . import state
+from .memo import Memo
 
 MAX_UPLOAD_MB = max(1, DEFAULT_MAX_BYTES // 2**20)
 MODEL_LABELS = {"zeroshot": "zero-shot (α = 0)", "alpha": "WiSE-FT at α", "finetuned": "fine-tuned (α = 1)"}
@@ -71,13 +72,18 @@ def _pick_example(set_name: str, index: int) -> None:
     st.session_state["example_pick"] = (set_name, index)
 
 
-@st.cache_resource(max_entries=256, show_spinner=False)
-def _thumbnail(set_key: str, index: int, _ev: EvalSet) -> bytes:
+_THUMBNAILS = Memo(256)  # (set key, index) -> PNG bytes; a memo, not st.cache_resource: its key hashing cost more
+
+
+def _thumbnail(set_key: str, index: int, ev: EvalSet) -> bytes:
     """Image `index` of a set as a 96-pixel PNG, made once per server: every student's page shows the same ones on
     every rerun, and encoding them again each time cost more than the model's forward pass."""
-    out = io.BytesIO()
-    _ev.picture(index, size=96).save(out, format="PNG")
-    return out.getvalue()
+    def png() -> bytes:
+        out = io.BytesIO()
+        ev.picture(index, size=96).save(out, format="PNG")
+        return out.getvalue()
+
+    return _THUMBNAILS.get((set_key, index), png)
 
 
 def _examples(runtime: ExperimentRuntime) -> list[ImageAnalysis]:
