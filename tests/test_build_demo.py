@@ -161,7 +161,7 @@ def test_flyp_endpoint_ships_its_text_tower_and_the_head_that_tower_gives(built)
 
     from open_clip import get_tokenizer
 
-    from wiseft_explorer.core.heads import zero_shot_head
+    from wiseft_explorer.core import zero_shot_head
     from wiseft_explorer.core.text_heads import load_text_tower
 
     root, result = built
