@@ -5,8 +5,9 @@
 Sweeps every fine-tuned endpoint of the experiment (cached sweeps are read back), then writes to `--out`:
 `demo-family-robustness.md`, a table of effective robustness (points; shift accuracy minus the family's logit line
 at the model's ID accuracy) per shift and on average at α = 0, 0.5, the best α on the held-out ID split and 1, for
-each endpoint; and `demo-family.png` (plotly + kaleido) or, without kaleido, `demo-family.html`: the family's
-points, line and 95% band for the shift average, every endpoint's WiSE-FT path and its output-space ensemble.
+each endpoint; and `demo-family.png`: the family's points, line and 95% band for the shift average, every
+endpoint's WiSE-FT path and its output-space ensemble (rendered by kaleido when installed, else by the Debian
+chromium the browser tests use, through playwright).
 Rerun it after adding endpoints (LP-FT, FLYP) to the experiment file.
 """
 
@@ -87,15 +88,29 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     fig = figure(curves, lines)
     fig.update_layout(width=900, height=640, title="Built-in demo: WiSE-FT paths against the demo family's line")
+    write_png(fig, out / "demo-family.png")
+    print(f"wrote {out / 'demo-family.png'}")
+    return 0
+
+
+def write_png(fig, path: Path, chromium: str = "/usr/bin/chromium") -> None:
+    """The figure as a PNG at twice its layout size: kaleido if installed, else a headless chromium screenshot of
+    the figure's page (plotly.js inlined: nothing is fetched)."""
     try:
         import kaleido  # noqa: F401  (plotly's static-image engine)
-
-        fig.write_image(out / "demo-family.png", scale=2)
-        print(f"wrote {out / 'demo-family.png'}")
     except ImportError:
-        fig.write_html(out / "demo-family.html", include_plotlyjs="cdn")
-        print(f"kaleido is not installed: wrote {out / 'demo-family.html'} instead of a PNG", file=sys.stderr)
-    return 0
+        from playwright.sync_api import sync_playwright
+
+        width, height = fig.layout.width, fig.layout.height
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=2)
+            page.set_content(fig.to_html(include_plotlyjs=True, full_html=True, config={"displayModeBar": False}))
+            page.wait_for_selector(".main-svg")
+            page.locator(".js-plotly-plot").screenshot(path=str(path))
+            browser.close()
+        return
+    fig.write_image(path, scale=2)
 
 
 if __name__ == "__main__":
