@@ -1,0 +1,77 @@
+"""The Explorer's merge methods (AppTest): the picker lists what the registry registers, each method's controls
+move its point in the ID-vs-shift plot, the cards follow, the Gallery and Upload use the chosen θ, and no session
+sees another's choice; methods an experiment cannot use are listed with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app import _figure, _metric_values, make_app_experiment, png_bytes
+from test_endpoints import two_endpoint_experiment
+
+from wiseft_explorer.core.merging import methods
+from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
+from wiseft_explorer.evaluation.method_view import PATH_IMAGES, method_curves
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory) -> Path:
+    """The two-endpoint tiny experiment, its sweep done (a warm start)."""
+    toml = two_endpoint_experiment(tmp_path_factory.mktemp("merge-app"))
+    run_sweep(ExperimentRuntime.from_path(toml))
+    return toml
+
+
+def _explorer(toml: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(toml))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _trace(at: AppTest, prefix: str) -> tuple[float, float] | None:
+    for trace in _figure(at, "id_vs_shift")["data"]:
+        if trace.get("name", "").startswith(prefix):
+            return trace["x"][-1], trace["y"][-1]
+    return None
+
+
+def _expected(toml: Path, name: str, params: dict, alpha: float) -> dict[str, float]:
+    runtime = ExperimentRuntime.from_path(toml)
+    with runtime.borrow_working() as working:
+        curves = method_curves(runtime, name, params, alpha, working)
+    return curves.accuracies(curves.grid_alpha(alpha))
+
+
+def test_each_method_is_listed_moves_its_point_and_the_cards_follow(two, monkeypatch):
+    at = _explorer(two, monkeypatch)
+    picker = at.selectbox(key="merge_method_pick")
+    assert picker.value == "wiseft" and _trace(at, "SLERP") is None
+    titles = {name: method.title for name, method in methods().items()}
+    assert {titles[n] for n in ("soup", "model-stock", "slerp", "lines", "ties-trim", "dare")} <= set(picker.options)
+    assert titles["fisher"] not in picker.options  # no Fisher files: listed with the command that makes them
+    assert any("Fisher merging" in c.value and "wiseft-explorer fisher --experiment" in c.value for c in at.caption)
+    moves = {"slerp": None, "model-stock": None, "lines": ("merge_lines_beta", 0.8), "soup": None,
+             "ties-trim": ("merge_ties-trim_density", 0.9), "dare": ("merge_dare_density", 0.9)}
+    for name, move in moves.items():
+        at.selectbox(key="merge_method_pick").set_value(name).run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        title = titles[name]
+        point = _trace(at, f"{title} at α = 0.5")
+        assert point is not None, name
+        expected = _expected(two, name, {}, 0.5)
+        assert _metric_values(at)["ID at α = 0.5"] == f"{100 * expected['ID']:.1f}%", name
+        if move is not None:
+            key, value = move
+            at.slider(key=key).set_value(value).run()
+            param = key.rsplit("_", 1)[1]
+            moved = _expected(two, name, {param: value}, 0.5)
+            assert _metric_values(at)["ID at α = 0.5"] == f"{100 * moved['ID']:.1f}%", name
+            assert _trace(at, f"{title} at α = 0.5") != point or moved == expected, name
+    at.slider(key="alpha_slider").set_value(1.0).run()  # the main α slider moves the method's point too
+    assert _trace(at, f"{titles['dare']} at α = 1") is not None
