@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app import _figure, _metric_values, make_app_experiment, png_bytes
+from test_app import _figure, _metric_values, make_app_experiment
 from test_endpoints import two_endpoint_experiment
 
 from wiseft_explorer.core.merging import methods
-from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
-from wiseft_explorer.evaluation.method_view import PATH_IMAGES, method_curves
+from wiseft_explorer.evaluation import ExperimentRuntime, evaluate_at, run_sweep
+from wiseft_explorer.evaluation.merging import with_method
+from wiseft_explorer.evaluation.method_view import method_curves
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
@@ -75,3 +76,58 @@ def test_each_method_is_listed_moves_its_point_and_the_cards_follow(two, monkeyp
             assert _trace(at, f"{title} at α = 0.5") != point or moved == expected, name
     at.slider(key="alpha_slider").set_value(1.0).run()  # the main α slider moves the method's point too
     assert _trace(at, f"{titles['dare']} at α = 1") is not None
+
+
+def _page(toml: Path, page: str, monkeypatch, method: tuple[str, dict] | None = None) -> AppTest:
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(toml))
+    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
+    if method is not None:
+        at.session_state["wiseft_method"] = method  # what the Explorer's picker leaves in this session's state
+    return at.run()
+
+
+def _tiles(at: AppTest) -> dict[int, str]:
+    """Each gallery tile's image index and its α line."""
+    return {int(m.value.split("**#")[1].split("**")[0]): m.value.split("α: ")[1].split("  \n")[0]
+            for m in at.markdown if m.value.startswith("**#")}
+
+
+def test_the_gallery_shows_the_chosen_methods_predictions_and_another_session_keeps_the_line(two, monkeypatch):
+    gallery = "wiseft_explorer/ui/app/1_Gallery.py"
+    at = _page(two, gallery, monkeypatch, ("lines", {"beta": 1.0}))
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Per-depth α (LiNeS)" in c.value for c in at.caption)
+    runtime = ExperimentRuntime.from_path(two)
+    merged = with_method(runtime, "lines", {"beta": 1.0})
+    with runtime.borrow_working() as working:
+        preds = evaluate_at(merged, 0.5, working, ["ID"])["ID"]
+    names = runtime.experiment.classnames
+    expected = {int(i): names[int(p)] for i, p in zip(preds.index, preds.pred, strict=True)}
+    shown = _tiles(at)
+    assert shown and all(shown[i] == expected[i] for i in shown)
+    plain = run_sweep(runtime).predictions["ID"][0.5]
+    line = {int(i): names[int(p)] for i, p in zip(plain.index, plain.pred, strict=True)}
+    assert any(line[i] != expected[i] for i in shown)  # the method's column differs from the line's: can fail
+    other = _page(two, gallery, monkeypatch)  # a second session: its own state, the straight line
+    assert not any("Per-depth α (LiNeS)" in c.value for c in other.caption)
+    assert all(_tiles(other)[i] == line[i] for i in _tiles(other))
+
+
+def test_upload_predicts_with_the_chosen_method(two, monkeypatch):
+    at = _page(two, "wiseft_explorer/ui/app/2_Upload.py", monkeypatch, ("slerp", {}))
+    at.radio(key="upload_source").set_value("examples").run()
+    ev = ExperimentRuntime.from_path(two).eval_set("ID")
+    at.button(key=f"example_ID_{int(ev.order[0])}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("SLERP at α = 0.5") for c in captions), captions
+
+
+def test_methods_needing_two_endpoints_are_listed_with_the_reason(tmp_path, monkeypatch):
+    one = make_app_experiment(tmp_path / "one")
+    run_sweep(ExperimentRuntime.from_path(one))
+    at = _explorer(one, monkeypatch)
+    titles = {name: method.title for name, method in methods().items()}
+    assert titles["model-stock"] not in at.selectbox(key="merge_method_pick").options
+    assert any(c.value.startswith(f"~~{titles['model-stock']}~~") and "needs ≥ 2 fine-tuned endpoints" in c.value
+               for c in at.caption)

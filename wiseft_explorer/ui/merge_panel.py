@@ -8,6 +8,7 @@ Working models are borrowed from the experiment's pool for each evaluation and g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
@@ -19,6 +20,7 @@ if TYPE_CHECKING:  # torch: loaded only once a page asks for a method
     from ..core.merging.base import ParamSpec
     from ..evaluation.method_view import MethodOption
     from ..evaluation.runtime import ExperimentRuntime
+    from ..evaluation.sweep_result import Predictions
     from ..results.curves import Curves
 
 PICK_KEY = "merge_method_pick"
@@ -99,29 +101,76 @@ def method_picker(runtime: ExperimentRuntime, curves: Curves, alpha: float) -> N
         _label_free_table(runtime, curves)
 
 
+def _remembered(key: tuple, compute: Callable[[], Any], what: str) -> Any:
+    """A value this session computed already for `key`, else `compute()` with a working model's spinner; None
+    (after a warning, and back to WiSE-FT) when the method refuses its inputs."""
+    from ..core.merging.base import MergeError
+
+    memo: dict = st.session_state.setdefault(_MEMO_KEY, {})
+    if key not in memo:
+        try:
+            with st.spinner(what):
+                memo[key] = compute()
+        except (MergeError, FileNotFoundError) as err:
+            st.warning(f"{key[2]} cannot be used here: {err}. Pick another method or change its controls.")
+            state.set_method(state.PLAIN_METHOD, {})
+            return None
+        while len(memo) > _MEMO_MAX:
+            memo.pop(next(iter(memo)))
+    return memo[key]
+
+
+def _key(runtime: ExperimentRuntime, kind: str, alpha: float, *more: Any) -> tuple:
+    name, params = state.method_choice()
+    return (kind, str(runtime.experiment.path), name, tuple(sorted(params.items())), id(runtime), round(alpha, 6),
+            *more)
+
+
+def title() -> str:
+    """The session's method's title."""
+    from ..core.merging.registry import get_method
+
+    name = state.method_choice()[0]
+    return get_method(name).title or name
+
+
 def method_drawing(runtime: ExperimentRuntime, alpha: float) -> merge_views.MethodDrawing | None:
     """The session's method's path and point (None for WiSE-FT itself), evaluated once per values and α."""
-    from ..core.merging.base import MergeError
     from ..evaluation.method_view import PATH_IMAGES, method_curves
 
     name, params = state.method_choice()
     if name == state.PLAIN_METHOD:
         return None
-    memo: dict = st.session_state.setdefault(_MEMO_KEY, {})
-    key = (str(runtime.experiment.path), id(runtime), name, tuple(sorted(params.items())), round(alpha, 6))
-    if key not in memo:
-        try:
-            with st.spinner(f"Evaluating {name} along α…"), runtime.borrow_working() as working:
-                memo[key] = method_curves(runtime, name, params, alpha, working)
-        except (MergeError, FileNotFoundError) as err:
-            st.warning(f"{name} cannot be drawn: {err}. Pick another method or change its controls.")
-            state.set_method(state.PLAIN_METHOD, {})
-            return None
-        while len(memo) > _MEMO_MAX:
-            memo.pop(next(iter(memo)))
-    from ..core.merging.registry import get_method
 
-    return merge_views.MethodDrawing(get_method(name).title or name, memo[key], alpha, PATH_IMAGES)
+    def compute() -> Curves:
+        with runtime.borrow_working() as working:
+            return method_curves(runtime, name, params, alpha, working)
+
+    curves = _remembered(_key(runtime, "path", alpha), compute, f"Evaluating {name} along α…")
+    return None if curves is None else merge_views.MethodDrawing(title(), curves, alpha, PATH_IMAGES)
+
+
+def method_runtime(runtime: ExperimentRuntime) -> ExperimentRuntime:
+    """The runtime along the session's method (the runtime itself for WiSE-FT): what Upload predicts with."""
+    from ..evaluation.merging import with_method
+
+    name, params = state.method_choice()
+    return runtime if name == state.PLAIN_METHOD else with_method(runtime, name, params)
+
+
+def method_predictions(runtime: ExperimentRuntime, set_name: str, alpha: float, max_images: int
+                       ) -> Predictions | None:
+    """One set's predictions by the session's method at α (None for WiSE-FT): the Gallery's α column."""
+    from ..evaluation.sweep import evaluate_at
+
+    if state.method_choice()[0] == state.PLAIN_METHOD:
+        return None
+
+    def compute() -> Predictions:
+        with runtime.borrow_working() as working:
+            return evaluate_at(method_runtime(runtime), alpha, working, [set_name], max_images=max_images)[set_name]
+
+    return _remembered(_key(runtime, "set", alpha, set_name), compute, f"Evaluating {set_name} at α = {alpha:g}…")
 
 
 def _method_views(runtime: ExperimentRuntime, name: str, params: dict, alpha: float) -> None:
