@@ -37,3 +37,39 @@ def test_a_method_over_a_shared_tower_evaluates_its_own_head_not_the_lines(tiny,
         assert torch.equal(lines.predictions[name][0.0].pred, ends.predictions[name][1.0].pred), name
     assert any(not torch.equal(ends.predictions[n][0.0].pred, ends.predictions[n][1.0].pred)
                for n in runtime.set_names)  # the two heads disagree somewhere: the check above can fail
+
+
+def test_the_benchmark_times_every_method_the_experiment_can_run_and_skips_the_rest(tiny):
+    from benchmarks.bench_merging import method_sliders
+
+    runtime = ExperimentRuntime.from_path(tiny.toml)
+    images = torch.rand(2, 3, 32, 32)
+    calls = {}
+
+    def timed(fns, repeats, device=None):  # one call each, no clock: what is timed, not how fast
+        calls.update({name: fn() for name, fn in fns.items()})
+        return dict.fromkeys(fns, 0.001 * repeats)
+
+    fig = method_sliders(runtime, images, torch.tensor([0, 1]), None, timed, 2)
+    assert {"slerp", "lines", "soup", "ties-trim", "dare"} <= set(calls)
+    assert set(fig["demo_methods_skipped"]) == {"model-stock", "fisher"}  # one endpoint, no Fishers
+    assert fig["demo_slerp_ms"] == 2.0 and fig["demo_methods_max_ms"] == 2.0
+
+
+def test_the_lesson_gains_a_soups_and_label_free_step_with_its_numbers_from_the_curves():
+    from test_lesson import _curves
+
+    from wiseft_explorer.presentation.lesson import MergeFacts, lesson_steps
+
+    curves = _curves()
+    plain = lesson_steps(curves)
+    facts = MergeFacts(3, (0.812, 0.634), (("Model Stock ratio", 0.41),))
+    steps = lesson_steps(curves, merging=facts)
+    assert [s.slug for s in steps] == [s.slug for s in plain[:-1]] + ["soups-label-free", plain[-1].slug]
+    step = steps[-2]
+    chosen = steps[3].alpha
+    near = min(curves.alphas, key=lambda a: abs(a - 0.41))
+    gap = curves.accuracies(near)[curves.id_set] - curves.accuracies(chosen)[curves.id_set]
+    assert "3 fine-tuned models" in step.text and "81.2%" in step.text and "63.4%" in step.text
+    assert f"Model Stock ratio gives α ≈ 0.41, where {curves.id_set} is {100 * gap:+.1f} points" in step.text
+    assert step.markers == (("Model Stock ratio", 0.41),) and step.alpha == chosen

@@ -25,6 +25,7 @@ class MethodDrawing:
     curves: Curves
     alpha: float
     images: int  # per set
+    values: str = ""  # the controls' values in words, e.g. "β = 0.3"
 
     @property
     def accuracies(self) -> dict[str, float]:
@@ -36,8 +37,10 @@ class MethodDrawing:
     def paths(self) -> list[ExtraPath]:
         """The method's path (its α = 1 end marked) and its point at α."""
         point = self.curves.table().loc[[self.curves.grid_alpha(self.alpha)]]
-        return [ExtraPath(f"{self.title} path", self.curves.table(), METHOD_COLOR, "dashdot", endpoint_marker=True),
-                ExtraPath(f"{self.title} at α = {self.alpha:g}", point, METHOD_COLOR)]
+        shown = f" ({self.values})" if self.values else ""
+        return [ExtraPath(f"{self.title} path{shown}", self.curves.table(), METHOD_COLOR, "dashdot",
+                          endpoint_marker=True),
+                ExtraPath(f"{self.title} at α = {self.alpha:g}{shown}", point, METHOD_COLOR)]
 
     def caption(self) -> str:
         """What the cards and the red path are."""

@@ -147,7 +147,11 @@ def method_drawing(runtime: ExperimentRuntime, alpha: float) -> merge_views.Meth
             return method_curves(runtime, name, params, alpha, working)
 
     curves = _remembered(_key(runtime, "path", alpha), compute, f"Evaluating {name} along α…")
-    return None if curves is None else merge_views.MethodDrawing(title(), curves, alpha, PATH_IMAGES)
+    from ..core.merging.registry import get_method
+
+    values = ", ".join(f"{spec.label} = {params[spec.name]:g}" if isinstance(params[spec.name], float) else
+                       f"{spec.label} = {params[spec.name]}" for spec in get_method(name).params if spec.name in params)
+    return None if curves is None else merge_views.MethodDrawing(title(), curves, alpha, PATH_IMAGES, values)
 
 
 def method_runtime(runtime: ExperimentRuntime) -> ExperimentRuntime:
