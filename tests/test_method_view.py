@@ -59,7 +59,8 @@ def test_the_benchmark_times_every_method_the_experiment_can_run_and_skips_the_r
 def test_the_lesson_gains_a_soups_and_label_free_step_with_its_numbers_from_the_curves():
     from test_lesson import _curves
 
-    from wiseft_explorer.presentation.lesson import MergeFacts, lesson_steps
+    from wiseft_explorer.presentation import lesson_steps
+    from wiseft_explorer.presentation.lesson import MergeFacts
 
     curves = _curves()
     plain = lesson_steps(curves)
