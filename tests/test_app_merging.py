@@ -131,3 +131,18 @@ def test_methods_needing_two_endpoints_are_listed_with_the_reason(tmp_path, monk
     assert titles["model-stock"] not in at.selectbox(key="merge_method_pick").options
     assert any(c.value.startswith(f"~~{titles['model-stock']}~~") and "needs ≥ 2 fine-tuned endpoints" in c.value
                for c in at.caption)
+
+
+def test_the_lines_expert_view_sets_one_offset_per_block_group(two, monkeypatch):
+    at = _explorer(two, monkeypatch)
+    at.selectbox(key="merge_method_pick").set_value("lines").run()
+    at.toggle(key="merge_lines_expert").set_value(True).run()
+    sliders = [s for s in at.slider if str(s.key).startswith("merge_lines_expert_")]
+    assert len(sliders) >= 3 and [s.label for s in sliders][0] == "stem" and sliders[-1].label == "head end"
+    sliders[-1].set_value(0.5).run()
+    assert not at.exception, [e.value for e in at.exception]
+    offsets = ",".join(["0"] * (len(sliders) - 1) + ["0.5"])
+    assert at.session_state["wiseft_method"] == ("lines", {"offsets": offsets})
+    expected = _expected(two, "lines", {"offsets": offsets}, 0.5)
+    assert _metric_values(at)["ID at α = 0.5"] == f"{100 * expected['ID']:.1f}%"
+    assert _trace(at, f"Per-depth α (LiNeS) at α = 0.5 (α offset per depth = {offsets})") is not None

@@ -74,3 +74,25 @@ def test_the_lesson_gains_a_soups_and_label_free_step_with_its_numbers_from_the_
     assert "3 fine-tuned models" in step.text and "81.2%" in step.text and "63.4%" in step.text
     assert f"Model Stock ratio gives α ≈ 0.41, where {curves.id_set} is {100 * gap:+.1f} points" in step.text
     assert step.markers == (("Model Stock ratio", 0.41),) and step.alpha == chosen
+
+
+def test_lines_expert_offsets_set_each_depths_alpha_by_hand():
+    import pytest
+
+    from wiseft_explorer.core.merging import MergeError, MergeInputs, TensorSlice, get_method
+
+    t0, t1 = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), torch.tensor([3.0, -1.0, 0.5, 2.0, 9.0])
+    layout = [TensorSlice("visual.conv1.weight", torch.float32, 0, 2),
+              TensorSlice("visual.layer1.0.w", torch.float32, 2, 3), TensorSlice("head.weight", torch.float32, 3, 5)]
+    inp = MergeInputs({torch.float32: t0.clone()}, [{torch.float32: t1.clone()}], layout)
+    out = {torch.float32: torch.empty(5)}
+    lines = get_method("lines")
+    lines.build(inp, {"alpha": 0.2, "beta": 0.6, "offsets": "0,-0.2,0.5"}, out)  # β is ignored: the offsets rule
+    alphas = torch.tensor([0.2, 0.2, 0.0, 0.7, 0.7])  # stem 0.2 + 0, block 0.2 − 0.2, head end 0.2 + 0.5
+    assert torch.allclose(out[torch.float32], t0 + alphas * (t1 - t0))
+    lines.build(inp, {"alpha": 0.2, "beta": 0.6, "offsets": ""}, out)  # empty: β's line, as before
+    assert torch.allclose(out[torch.float32], t0 + torch.tensor([0.2, 0.2, 0.5, 0.8, 0.8]) * (t1 - t0))
+    with pytest.raises(MergeError, match="3 depths"):
+        lines.build(inp, {"alpha": 0.2, "beta": 0.0, "offsets": "0,1"}, out)
+    with pytest.raises(MergeError, match="numbers separated by commas"):
+        lines.build(inp, {"alpha": 0.2, "beta": 0.0, "offsets": "a,b,c"}, out)

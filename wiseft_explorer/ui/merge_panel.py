@@ -28,6 +28,7 @@ _MEMO_KEY = "wiseft_method_memo"  # this session's evaluated paths, by method, v
 _MEMO_MAX = 8
 LABEL_FREE_KEY = "merge_label_free"
 BETA_PATH_KEY = "merge_lines_beta_path"
+EXPERT_KEY = "merge_lines_expert"
 _SOUP_CHOICES = ("all", "greedy")  # the uniform soup, and the greedy one chosen on the held-out set
 
 
@@ -89,7 +90,7 @@ def method_picker(runtime: ExperimentRuntime, curves: Curves, alpha: float) -> N
     option = usable[name]
     st.caption(option.summary)
     for spec in option.params:
-        if spec.name != "alpha":
+        if spec.name not in ("alpha", "offsets"):  # LiNeS' offsets: the expert view's sliders (_method_views)
             _control(option, spec, params.get(spec.name, spec.default))
     for other in options:
         if other.reason is not None:
@@ -187,15 +188,37 @@ def _method_views(runtime: ExperimentRuntime, name: str, params: dict, alpha: fl
         st.plotly_chart(merge_views.ratio_figure(stock_ratios(runtime), overall_ratio(endpoints(runtime).inputs)),
                         key="stock_ratios", config={"displaylogo": False})
     elif name == "lines":
-        from ..core.merging.lines import lines_alphas
+        from ..core.merging.lines import lines_alphas, parse_offsets
         from ..evaluation.method_view import depth_labels
 
         labels = depth_labels(runtime)
-        beta = float(params.get("beta", 0.0))
-        st.plotly_chart(merge_views.depth_figure(labels, lines_alphas(alpha, beta, len(labels))),
-                        key="lines_depths", config={"displaylogo": False})
+        line = [a - alpha for a in lines_alphas(alpha, float(params.get("beta", 0.0)), len(labels))]
+        offsets = parse_offsets(str(params.get("offsets") or "")) or line
+        if st.toggle("Expert view: one α offset per block group", key=EXPERT_KEY, value=bool(params.get("offsets")),
+                     on_change=_store_offsets, args=(len(labels),), help="α(ℓ) = α + offset(ℓ) from the stem to "
+                     "the head end, in place of β's straight line (which sets the sliders' starting values)."):
+            for i, label in enumerate(labels):
+                st.slider(label, -1.0, 1.0, float(offsets[i]), step=0.05, key=f"{EXPERT_KEY}_{i}",
+                          on_change=_store_offsets, args=(len(labels),))
+        st.plotly_chart(merge_views.depth_figure(labels, [alpha + o for o in offsets]), key="lines_depths",
+                        config={"displaylogo": False})
         st.toggle("Show the path of β at this α", key=BETA_PATH_KEY,
                   help="LiNeS at the current α for β from −0.5 to 0.5, on the same sample (takes seconds).")
+
+
+def _store_offsets(count: int) -> None:
+    """Callback of the expert view: its sliders' offsets into the session's LiNeS values (none when it is off)."""
+    name, params = state.method_choice()
+    params.pop("offsets", None)
+    if st.session_state.get(EXPERT_KEY):
+        keys = [f"{EXPERT_KEY}_{i}" for i in range(count)]
+        if all(k in st.session_state for k in keys):
+            params["offsets"] = ",".join(f"{float(st.session_state[k]):g}" for k in keys)
+        else:  # just switched on: start from β's line
+            from ..core.merging.lines import lines_alphas
+
+            params["offsets"] = ",".join(f"{a:g}" for a in lines_alphas(0.0, float(params.get("beta", 0.0)), count))
+    state.set_method(name, params)
 
 
 def markers(runtime: ExperimentRuntime, curves: Curves, alpha: float) -> list[merge_views.ExtraPath]:
