@@ -146,3 +146,17 @@ def test_the_lines_expert_view_sets_one_offset_per_block_group(two, monkeypatch)
     expected = _expected(two, "lines", {"offsets": offsets}, 0.5)
     assert _metric_values(at)["ID at α = 0.5"] == f"{100 * expected['ID']:.1f}%"
     assert _trace(at, f"Per-depth α (LiNeS) at α = 0.5 (α offset per depth = {offsets})") is not None
+
+
+def test_the_greedy_soup_says_what_it_kept_and_on_which_set(two, monkeypatch):
+    from wiseft_explorer.evaluation.merging import greedy_soup
+
+    at = _explorer(two, monkeypatch)
+    at.selectbox(key="merge_method_pick").set_value("soup").run()
+    at.selectbox(key="merge_soup_members").set_value("greedy").run()
+    assert not at.exception, [e.value for e in at.exception]
+    greedy = greedy_soup(ExperimentRuntime.from_path(two))
+    names = ["centroid", "far"]
+    line = f"Greedy soup: {', '.join(names[i] for i in greedy.chosen.members)}, chosen on {greedy.held_out}"
+    assert any(c.value.startswith(line) for c in at.caption), [c.value for c in at.caption]
+    assert any(("optimistic" in c.value) == greedy.optimistic for c in at.caption if c.value.startswith(line))

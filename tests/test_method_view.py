@@ -96,3 +96,16 @@ def test_lines_expert_offsets_set_each_depths_alpha_by_hand():
         lines.build(inp, {"alpha": 0.2, "beta": 0.0, "offsets": "0,1"}, out)
     with pytest.raises(MergeError, match="numbers separated by commas"):
         lines.build(inp, {"alpha": 0.2, "beta": 0.0, "offsets": "a,b,c"}, out)
+
+
+def test_a_merge_methods_cards_carry_no_standard_error_of_the_line():
+    from test_cards import _curves
+
+    from wiseft_explorer.presentation import metric_cards
+
+    curves = _curves()
+    line = metric_cards(curves, 0.5, curves.accuracies(0.5))
+    method = metric_cards(curves, 0.5, {"ID": 0.66, "Sketch": 0.41, "avg_shifts": 0.41}, paired=False)
+    assert line[0][1].delta == "+5.0 pts ± 0.8"  # WiSE-FT's paired error on its own grid point
+    assert [c.delta for c in method[0][1:]] == ["+6.0 pts", "-4.0 pts"]  # another model: no paired error
+    assert method[0][0].value == "66.0%"

@@ -43,10 +43,11 @@ def explainer() -> None:
         st.markdown(EXPLAINER)
 
 
-def metric_cards(curves: Curves, alpha: float, acc: dict[str, float], lines: ReferenceLines | None = None) -> None:
+def metric_cards(curves: Curves, alpha: float, acc: dict[str, float], lines: ReferenceLines | None = None,
+                 paired: bool = True) -> None:
     """The model at alpha, zero-shot and fine-tuned, for ID and the shift average (cards.metric_cards), and their
-    effective robustness when the testbed's line applies."""
-    rows = cards.metric_cards(curves, alpha, acc)
+    effective robustness when the testbed's line applies; `paired`: False for a merge method's point."""
+    rows = cards.metric_cards(curves, alpha, acc, paired)
     robust = cards.robustness_cards(curves, alpha, lines) if lines is not None else None
     for row in rows + ([robust] if robust else []):
         for col, card in zip(st.columns(len(row)), row, strict=True):
@@ -143,7 +144,7 @@ def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete:
         notice.info(f"Every α is estimated from the first {done:,} of {total:,} images; the curves are being filled "
                     "in as more images stream in (progress below). Bars and bands are 95% intervals: they tighten "
                     "as the estimates sharpen, and the final numbers are exactly those of a full run.")
-    metric_cards(curves, alpha, method.accuracies if method else acc, lines)
+    metric_cards(curves, alpha, method.accuracies if method else acc, lines, paired=method is None)
     own = method.paths() if method else []
     if method:
         st.caption(method.caption())

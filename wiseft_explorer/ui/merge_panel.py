@@ -180,6 +180,13 @@ def method_predictions(runtime: ExperimentRuntime, set_name: str, alpha: float, 
 
 def _method_views(runtime: ExperimentRuntime, name: str, params: dict, alpha: float) -> None:
     """Model Stock's t per tensor; LiNeS' α per depth and the toggle for its β path."""
+    if name == "soup" and params.get("members") == "greedy":
+        from ..evaluation.merging import endpoints, greedy_soup
+
+        greedy = greedy_soup(runtime)
+        members = [endpoints(runtime).inputs.names[i] for i in greedy.chosen.members]
+        st.caption(f"Greedy soup: {', '.join(members)}, chosen on {greedy.held_out}" + (
+            " — the ID test set itself (no [id_val]), so the choice is optimistic." if greedy.optimistic else "."))
     if name == "model-stock":
         from ..core.merging.model_stock import overall_ratio
         from ..evaluation.merging import endpoints
