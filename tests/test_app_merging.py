@@ -66,6 +66,9 @@ def test_each_method_is_listed_moves_its_point_and_the_cards_follow(two, monkeyp
         point = _trace(at, f"{title} at α = 0.5")
         assert point is not None, name
         expected = _expected(two, name, {}, 0.5)
+        if name == "model-stock":  # its t per tensor, and where it lands beside the labelled best α
+            assert _figure(at, "stock_ratios")["data"][0]["type"] == "bar"
+            assert any(c.value.startswith(f"{title} lands (α = 1") for c in at.caption)
         assert _metric_values(at)["ID at α = 0.5"] == f"{100 * expected['ID']:.1f}%", name
         if move is not None:
             key, value = move

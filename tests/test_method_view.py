@@ -109,3 +109,17 @@ def test_a_merge_methods_cards_carry_no_standard_error_of_the_line():
     assert line[0][1].delta == "+5.0 pts ± 0.8"  # WiSE-FT's paired error on its own grid point
     assert [c.delta for c in method[0][1:]] == ["+6.0 pts", "-4.0 pts"]  # another model: no paired error
     assert method[0][0].value == "66.0%"
+
+
+def test_model_stocks_landing_point_is_set_beside_the_labelled_best_alpha():
+    from test_cards import _curves
+
+    from wiseft_explorer.presentation.merge_views import MethodDrawing, landing_caption
+    from wiseft_explorer.results import Curves
+
+    curves = _curves()  # best held-out α: ID-val is flat, so the tie goes to the α nearest 0.5
+    path = Curves("ID", None, ["Sketch"], [0.0, 0.5, 1.0], {"ID": {0.0: 0.6, 0.5: 0.7, 1.0: 0.72},
+                                                             "Sketch": {0.0: 0.5, 0.5: 0.45, 1.0: 0.44}})
+    text = landing_caption(MethodDrawing("Model Stock", path, 0.5, 100), curves)
+    assert text.startswith("Model Stock lands (α = 1, the ◆ on its path) at 72.0% ID and 44.0% on the shifts")
+    assert "labelled best α = 0.5 (chosen on ID-val) scores 65.0% and 40.0%." in text

@@ -104,3 +104,12 @@ def label_free_table(curves: Curves, choices: Sequence[tuple[str, float]]) -> pd
                      "Δ ID (pts)": round(100 * (acc[curves.id_set] - best[curves.id_set]), 1),
                      "Δ shifts (pts)": round(100 * (acc[AVG_ROW] - best[AVG_ROW]), 1)})
     return pd.DataFrame(rows).set_index("choice")
+
+
+def landing_caption(drawing: MethodDrawing, curves: Curves) -> str:
+    """Where the method's point (α = 1 on its path) lands, beside WiSE-FT at its labelled best α."""
+    best = alpha_choices(curves)[0]
+    own, line = drawing.curves.accuracies(1.0), curves.accuracies(best.alpha)
+    return (f"{drawing.title} lands (α = 1, the ◆ on its path) at {100 * own[curves.id_set]:.1f}% ID and "
+            f"{100 * own[AVG_ROW]:.1f}% on the shifts (sample); WiSE-FT at its labelled best α = {best.alpha:g} "
+            f"({best.basis}) scores {100 * line[curves.id_set]:.1f}% and {100 * line[AVG_ROW]:.1f}%.")

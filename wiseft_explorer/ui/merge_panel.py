@@ -96,6 +96,9 @@ def method_picker(runtime: ExperimentRuntime, curves: Curves, alpha: float) -> N
         if other.reason is not None:
             st.caption(f"~~{other.title}~~: {other.reason}")
     _method_views(runtime, name, params, alpha)
+    drawing = method_drawing(runtime, alpha) if name == "model-stock" else None
+    if drawing is not None:
+        st.caption(merge_views.landing_caption(drawing, curves))
     if st.toggle("Label-free α: mark them on the WiSE-FT path", key=LABEL_FREE_KEY,
                  help="Choices of α that need no labels (Model Stock's ratio, DaWin's entropy weighting), beside "
                       "the labelled ones."):
