@@ -32,6 +32,9 @@ def _explorer(toml: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv("WISEFT_EXPERIMENT", str(toml))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception, [e.value for e in at.exception]
+    opener = [b for b in at.button if b.key == "merge_open"]  # a warm start loads no model until asked
+    if opener:
+        opener[0].click().run()
     return at
 
 

@@ -41,6 +41,9 @@ def test_browser_picks_each_method_moves_its_point_and_the_gallery_follows(tmp_p
             page.goto(url, timeout=WAIT_MS)
             wait_sweep_complete(page)
             page.get_by_text("Merge method: WiSE-FT's line").click()
+            opener = page.get_by_role("button", name="Show the merge methods (loads the models)")
+            if opener.is_visible():  # a warm start loads no model until asked
+                opener.click()
             expect(page.get_by_text("needs the Fishers of θ₀ and θ₁")).to_be_visible(timeout=WAIT_MS)
             for name, (label, presses) in MOVES.items():
                 page.locator('[data-testid="stSelectbox"]', has_text="Merge method").click()

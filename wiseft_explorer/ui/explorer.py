@@ -198,11 +198,19 @@ def _merge_extras(curves: Curves, alpha: float) -> tuple[MethodDrawing | None, l
 
 
 def _merge_picker(picker: DeltaGenerator, curves: Curves, alpha: float) -> None:
-    """The picker, drawn last: listing the methods loads torch and the endpoints."""
-    runtime = state.load_runtime()
-    if runtime is not None:
-        with picker, shown_errors("The merge methods cannot be listed"):
-            merge_panel.method_picker(runtime, curves, alpha)
+    """The picker, drawn last: listing the methods loads the models and the endpoints, so a warm start (no model
+    loaded) offers a button first."""
+    runtime = state.load_runtime(load_models=False)
+    if runtime is None:
+        return
+    with picker:
+        if not runtime.models_loaded and not merge_panel.opened():
+            st.button("Show the merge methods (loads the models)", key=merge_panel.OPEN_KEY, on_click=merge_panel.open_picker)
+            return
+        runtime = state.load_runtime()
+        if runtime is not None:
+            with shown_errors("The merge methods cannot be listed"):
+                merge_panel.method_picker(runtime, curves, alpha)
 
 
 def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: DeltaGenerator,

@@ -29,6 +29,7 @@ _MEMO_MAX = 8
 LABEL_FREE_KEY = "merge_label_free"
 BETA_PATH_KEY = "merge_lines_beta_path"
 EXPERT_KEY = "merge_lines_expert"
+OPEN_KEY = "merge_open"
 _SOUP_CHOICES = ("all", "greedy")  # the uniform soup, and the greedy one chosen on the held-out set
 
 
@@ -64,6 +65,16 @@ def _control(option: MethodOption, spec: ParamSpec, value: Any) -> Any:
 def _pick() -> None:
     """Callback of the picker: the new method at its defaults."""
     state.set_method(st.session_state[PICK_KEY], {})
+
+
+def open_picker() -> None:
+    """Callback of the warm start's button: this session wants the merge methods (the models load)."""
+    st.session_state[OPEN_KEY + "_done"] = True
+
+
+def opened() -> bool:
+    """Whether this session asked for the merge methods or uses one."""
+    return bool(st.session_state.get(OPEN_KEY + "_done")) or needs_runtime()
 
 
 def needs_runtime() -> bool:
