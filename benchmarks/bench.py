@@ -41,6 +41,7 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "interp_vs_floor": ("interpolation.project_over_floor", "<=", 1.2, "project <= 1.2x flat-lerp floor"),
     "slider_demo": ("slider.demo_ms", "<=", 100.0, "slider latency, demo, 16 images (ms)"),
     "slider_vit": ("slider.vit_b32_ms", "<=", 300.0, "slider latency, ViT-B/32, 1 image (ms)"),
+    "slider_demo_methods": ("slider.demo_methods_max_ms", "<=", 100.0, "slowest merge method's slider, demo (ms)"),
     "sweep_throughput": ("throughput.project_over_raw", ">=", 0.9, "sweep images/s vs raw encode_image loop"),
     "relaunch_speedup": ("relaunch.speedup", ">=", 20.0, "warm relaunch >= 20x faster than first sweep"),
     "relaunch_time": ("relaunch.warm_s", "<", 2.0, "warm relaunch on the demo (s)"),
@@ -201,6 +202,8 @@ def bench_demo(exp: Experiment, root: Path, repeats: int, tiny: bool) -> dict[st
                    ev.class_indices)
     figures["slider"] = {"demo_ms": timed({"demo": move}, repeats * 2, device=runtime.device)["demo"] * 1e3,
                          "demo_images": len(images)}
+    from .bench_merging import method_sliders  # each merge method's slider on the same 16 images
+    figures["slider"].update(method_sliders(runtime, images, labels, ev.class_indices, timed, repeats * 2))
     figures["throughput"] = bench_throughput(runtime, root, 2 if tiny else 3)
     return figures
 

@@ -40,3 +40,32 @@ def bench_merging(zs: ImageClassifier, ft: ImageClassifier, repeats: int, timed)
     fig = {f"{name}_ms": seconds * 1e3 for name, seconds in t.items()}
     fig.update({f"{name.replace('-', '_')}_over_lerp": t[name] / t["wiseft"] for name in t if name != "wiseft"})
     return fig
+
+
+def method_sliders(runtime, images: torch.Tensor, labels: torch.Tensor, class_indices, timed, repeats: int) -> dict:
+    """Each merge method's slider on the demo: a new α, θ built by the method into a working model from the pool,
+    top-5 probabilities of the same 16 gallery images; methods the experiment cannot run (too few endpoints, no
+    Fishers) are listed as skipped. `demo_methods_max_ms` is the slowest one (the issue's ≤ 100 ms)."""
+    from wiseft_explorer.core.merging import MergeError
+    from wiseft_explorer.evaluation.merging import with_method
+
+    from .bench import _slider
+
+    moves, skipped = {}, {}
+    for name in methods():
+        if name == "wiseft":
+            continue
+        try:
+            merged = with_method(runtime, name)
+            working = runtime.new_working()
+            merged.classifier_at(working, 0.5)  # the one-off derivations (angles, ratios) first
+        except (MergeError, FileNotFoundError) as err:
+            skipped[name] = str(err)[:120]
+            continue
+        moves[name] = _slider(lambda a, m=merged, w=working: m.classifier_at(w, a), images, runtime.device,
+                              runtime.experiment.precision, labels, class_indices)
+    t = timed(moves, repeats, device=runtime.device) if moves else {}
+    fig: dict = {f"demo_{name.replace('-', '_')}_ms": seconds * 1e3 for name, seconds in t.items()}
+    fig["demo_methods_max_ms"] = max(fig.values(), default=0.0)
+    fig["demo_methods_skipped"] = skipped
+    return fig

@@ -18,11 +18,11 @@ pytest_plugins = ["pytester"]
 # Marked by module, so that a new test in one of these files is marked too. `python -m pytest` runs everything;
 # `-m "not slow and not browser"` is the quick loop. Chosen from `--durations`: each module here spent 7 s or more
 # in subprocesses (the CLI, torchrun, killed and resumed sweeps), fine-tuning, building the demo or the benchmark.
-BROWSER_MODULES = frozenset({"test_browser.py", "test_classroom.py"})  # Streamlit servers driven by chromium
+BROWSER_MODULES = frozenset({"test_browser.py", "test_browser_merging.py", "test_classroom.py"})  # Streamlit servers driven by chromium
 SLOW_MODULES = frozenset({
-    "test_app_results.py", "test_app_stream.py", "test_bench.py", "test_build_demo.py", "test_cli.py",
-    "test_distributed.py", "test_endpoints.py", "test_finetune.py", "test_finetune_stream.py", "test_lpft.py",
-    "test_own_models.py", "test_family_cli.py",
+    "test_app_merging.py", "test_app_results.py", "test_app_stream.py", "test_bench.py", "test_build_demo.py",
+    "test_cli.py", "test_distributed.py", "test_endpoints.py", "test_finetune.py", "test_finetune_stream.py",
+    "test_lpft.py", "test_own_models.py", "test_family_cli.py",
     "test_presets.py", "test_readme_walk.py", "test_rewritten_checkpoint.py", "test_security.py",
     "test_server_memory.py", "test_stream.py",
 })

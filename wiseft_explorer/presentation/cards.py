@@ -36,10 +36,11 @@ def points(value: float, error: float | None = None) -> str:
     return f"{100 * value:+.1f} pts" + ("" if error is None else f" ± {100 * error:.1f}")
 
 
-def metric_cards(curves: Curves, alpha: float, acc: dict[str, float]) -> list[list[Card]]:
+def metric_cards(curves: Curves, alpha: float, acc: dict[str, float], paired: bool = True) -> list[list[Card]]:
     """Rows of cards, ID then the shift average: the model at alpha, then zero-shot and fine-tuned, each accuracy
-    once; the end cards carry alpha's difference to them (with its standard error when the sweep has it)."""
-    grid = curves.grid_alpha(alpha)
+    once; the end cards carry alpha's difference to them (with its standard error when the sweep has it and `acc`
+    is the curves' own: not for a merge method's point, which is another model on a sample)."""
+    grid = curves.grid_alpha(alpha) if paired else None
     shifts = ", ".join(curves.shift_sets)
     id_metric, shift_metric = curves.metric(curves.id_set), curves.metric(AVG_ROW)
     rows = [(curves.id_set, _titled("ID", id_metric),

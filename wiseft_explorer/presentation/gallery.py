@@ -36,15 +36,15 @@ def gallery_frame(result: SweepResult, set_name: str, alpha: float, labels: torc
                   classnames: Sequence[str], live: Predictions | None = None) -> pd.DataFrame:
     """One row per image evaluated: true class, the three predictions, correctness, whether it flips near alpha.
 
-    Grid alphas read the sweep's predictions; an off-grid alpha needs `live` (the set evaluated at alpha, maybe on
-    a sample). While a sweep streams, only the images evaluated so far (at every alpha involved) have rows.
+    Grid alphas read the sweep's predictions unless `live` is given (the set evaluated at alpha, maybe on a sample:
+    an off-grid alpha, or a merge method's θ at alpha), which an off-grid alpha needs. While a sweep streams, only the images evaluated so far (at every alpha involved) have rows.
     """
     preds = result.predictions[set_name]
     on_grid = result.grid_alpha(alpha)
-    if on_grid is not None:
-        at = preds[on_grid]
-    elif live is not None:
+    if live is not None:
         at = live
+    elif on_grid is not None:
+        at = preds[on_grid]
     else:
         raise ValueError(f"α = {alpha:g} is not on the sweep grid; pass its live predictions")
     if 0.0 not in preds or 1.0 not in preds:

@@ -26,6 +26,17 @@ class LessonStep:
     text: str
     broken_examples: bool = False  # show images fine-tuning broke (zero-shot right, fine-tuned wrong)
     ensemble: bool = False  # draw the output-space ensemble beside the weight-space path
+    markers: tuple[tuple[str, float], ...] = ()  # label-free α choices marked on the path (label, α)
+
+
+@dataclass(frozen=True)
+class MergeFacts:
+    """What the soups step speaks from: how many endpoints share θ₀, the uniform soup's (ID, shift) accuracy on a
+    sample (None when not evaluated), and the label-free α choices (label, α)."""
+
+    endpoints: int
+    soup: tuple[float, float] | None
+    label_free: tuple[tuple[str, float], ...]
 
 
 def _pct(value: float) -> str:
@@ -62,9 +73,11 @@ def worst_shift(curves: Curves) -> str | None:
     return min(curves.shift_sets, key=lambda s: ft[s] - zs[s]) if curves.shift_sets else None
 
 
-def lesson_steps(curves: Curves, endpoint: str | None = None, lines: ReferenceLines | None = None) -> list[LessonStep]:
-    """The six steps for an experiment's curves (of its chosen fine-tuned endpoint); seven with the robustness
-    testbed's `lines` (ImageNet presets), whose step explains effective robustness before the last."""
+def lesson_steps(curves: Curves, endpoint: str | None = None, lines: ReferenceLines | None = None,
+                 merging: MergeFacts | None = None) -> list[LessonStep]:
+    """The six steps for an experiment's curves (of its chosen fine-tuned endpoint); one more with the robustness
+    testbed's `lines` (ImageNet presets), whose step explains effective robustness, and one more with `merging`
+    (soups and label-free choices), both before the last."""
     zs, ft = curves.accuracies(0.0), curves.accuracies(1.0)
     id_set, shifts = curves.id_set, curves.shift_sets
     ft_name = f"fine-tuning ({endpoint})" if endpoint else "fine-tuning"
@@ -92,6 +105,8 @@ def lesson_steps(curves: Curves, endpoint: str | None = None, lines: ReferenceLi
     steps.append(_output_space(curves, id_set))
     if lines is not None and lines.axes:
         steps.append(_effective_robustness(curves, lines))
+    if merging is not None:
+        steps.append(_soups(curves, merging, steps[3].alpha))
     chosen = steps[3].alpha
     steps.append(LessonStep(
         "try-it", "Try it yourself", chosen, "canvas",
@@ -115,6 +130,29 @@ def _effective_robustness(curves: Curves, lines: ReferenceLines) -> LessonStep:
             "accuracy: that is the paper's Figure 1.")
     return LessonStep(EFFECTIVE_ROBUSTNESS, "Above the line: effective robustness", PAPER_ALPHA, "id_vs_shift",
                       text)
+
+
+def _soups(curves: Curves, facts: MergeFacts, chosen: float) -> LessonStep:
+    id_set = curves.id_set
+    text = ""
+    if facts.soup is not None:
+        text = (f"This experiment has {facts.endpoints} fine-tuned models from the same zero-shot weights. Averaging "
+                f"all their weights, the *uniform soup*, scores {_pct(facts.soup[0])} on {id_set} and "
+                f"{_pct(facts.soup[1])} on the shifts (on a sample of each set): still one model. ")
+    text += (f"α itself can be chosen without labels. The labelled choice above is α = {chosen:g}; ")
+    best = curves.accuracies(chosen)
+    parts = []
+    for label, alpha in facts.label_free:
+        near = min(curves.alphas, key=lambda a: abs(a - alpha))
+        at = curves.accuracies(near)
+        parts.append(f"{label} gives α ≈ {alpha:.2f}, where {id_set} is {_pts(at[id_set] - best[id_set])} and the "
+                     f"shifts {_pts(at[AVG_ROW] - best[AVG_ROW])} from it" if curves.shift_sets else
+                     f"{label} gives α ≈ {alpha:.2f} ({id_set} {_pts(at[id_set] - best[id_set])} from it)")
+    text += ("; ".join(parts) + ". The markers show where they land.") if parts else (
+        "no label-free choice is available here yet (Model Stock's ratio needs two fine-tuned endpoints, DaWin the "
+        "finished sweep).")
+    return LessonStep("soups-label-free", "Soups, and α without labels", chosen, "id_vs_shift", text,
+                      markers=facts.label_free)
 
 
 def _zero_shot(curves: Curves, zs: dict[str, float], id_set: str, shifts: list[str]) -> LessonStep:

@@ -84,6 +84,7 @@ class ExtraPath:
     color: str
     dash: str = "solid"
     endpoint_marker: bool = False  # mark its alpha = 1 end (another fine-tuned model)
+    axis: str = "α"  # what the table's index is (LiNeS' β path runs along β)
 
 
 _OTHER_COLORS = ("#17becf", "#bcbd22", "#393b79", "#843c39")  # not among the sets' colours
@@ -115,7 +116,7 @@ def _extra_paths(fig: go.Figure, paths: Sequence[ExtraPath], id_col: str, shift_
         alphas = [float(a) for a in path.table.index]
         xs = [scale_value(v, scale) for v in path.table[id_col]]
         ys = [scale_value(v, scale) for v in path.table[shift_col]]
-        hover = [f"{path.name}<br>α = {a:.2f}<br>ID: {100 * i:.1f}%<br>{shift_label}: {100 * v:.1f}%"
+        hover = [f"{path.name}<br>{path.axis} = {a:.2f}<br>ID: {100 * i:.1f}%<br>{shift_label}: {100 * v:.1f}%"
                  for a, i, v in zip(alphas, path.table[id_col], path.table[shift_col], strict=True)]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=path.name, hovertext=hover,
                                  hoverinfo="text", customdata=alphas, marker={"size": 4, "color": path.color},

@@ -8,10 +8,11 @@ from streamlit.delta_generator import DeltaGenerator
 
 from ..experiment.spec import Experiment
 from ..presentation import cards, paper, plots, robustness_plot
+from ..presentation.merge_views import MethodDrawing
 from ..results.curves import Curves, alpha_choices
 from ..results.robustness import ReferenceLines, reference_lines
 from ..results.testbed import experiment_axes, no_testbed_reason
-from . import figures, sidebar, state
+from . import figures, merge_panel, sidebar, state
 from .errors import shown_errors
 
 EXPLAINER = """
@@ -43,10 +44,11 @@ def explainer() -> None:
         st.markdown(EXPLAINER)
 
 
-def metric_cards(curves: Curves, alpha: float, acc: dict[str, float], lines: ReferenceLines | None = None) -> None:
+def metric_cards(curves: Curves, alpha: float, acc: dict[str, float], lines: ReferenceLines | None = None,
+                 paired: bool = True) -> None:
     """The model at alpha, zero-shot and fine-tuned, for ID and the shift average (cards.metric_cards), and their
-    effective robustness when the testbed's line applies."""
-    rows = cards.metric_cards(curves, alpha, acc)
+    effective robustness when the testbed's line applies; `paired`: False for a merge method's point."""
+    rows = cards.metric_cards(curves, alpha, acc, paired)
     robust = cards.robustness_cards(curves, alpha, lines) if lines is not None else None
     for row in rows + ([robust] if robust else []):
         for col, card in zip(st.columns(len(row)), row, strict=True):
@@ -131,11 +133,13 @@ def ensemble_note(curves: Curves, alpha: float) -> None:
 
 def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete: bool,
                   notice: DeltaGenerator | None = None, endpoint: str | None = None,
-                  others: dict[str, Curves] | None = None, experiment: Experiment | None = None) -> None:
+                  others: dict[str, Curves] | None = None, experiment: Experiment | None = None,
+                  method: MethodDrawing | None = None, markers: list[plots.ExtraPath] | None = None) -> None:
     """Everything below the alpha controls, from the curves and the accuracies at alpha (sweep or live).
 
     `others`: the curves of the experiment's other fine-tuned endpoints, drawn beside the chosen one's;
-    `experiment`: its ImageNet-preset shifts bring the robustness testbed's line and effective robustness.
+    `experiment`: its ImageNet-preset shifts bring the robustness testbed's line and effective robustness;
+    `method`: a merge method's path and point (the cards show it); `markers`: more points for the ID-vs-shift plot.
     """
     axes = experiment_axes(experiment) if experiment is not None else []
     lines = reference_lines(axes) if axes else None  # the cards and table: the testbed's logit line
@@ -145,15 +149,19 @@ def explorer_body(curves: Curves, alpha: float, acc: dict[str, float], complete:
         notice.info(f"Every α is estimated from the first {done:,} of {total:,} images; the curves are being filled "
                     "in as more images stream in (progress below). Bars and bands are 95% intervals: they tighten "
                     "as the estimates sharpen, and the final numbers are exactly those of a full run.")
-    metric_cards(curves, alpha, acc, lines)
+    metric_cards(curves, alpha, method.accuracies if method else acc, lines, paired=method is None)
+    own = method.paths() if method else []
+    if method:
+        st.caption(method.caption())
     paths = figures.endpoint_paths(endpoint, curves, others or {})
     left, right = st.columns(2)
     with left:
         st.subheader("ID vs shift accuracy")
-        id_vs_shift_panel(curves, alpha, acc, endpoint if others else None, paths, experiment)
+        id_vs_shift_panel(curves, alpha, acc, endpoint if others else None, paths + own + (markers or []),
+                          experiment)
     with right:
         st.subheader("Accuracy vs α")
-        accuracy_panel(curves, alpha, paths)
+        accuracy_panel(curves, alpha, paths + own[:1])
     if curves.ensemble:
         ensemble_note(curves, alpha)
     with st.expander("Results table (top-1 %)"):
@@ -172,23 +180,54 @@ def explorer_page() -> None:
     if experiment is None:
         st.stop()
     alpha = state.alpha_controls()
+    picker = st.expander("Merge method: WiSE-FT's line or another way to build θ",
+                         expanded=state.method_choice()[0] != state.PLAIN_METHOD)
     # One slot for the sweep's notes in every kind of run, so the cards below keep their place in the page when a
     # note comes or goes (a moved element is drawn twice while Streamlit replaces the page).
     notice = st.empty()
     curves = state.warm_curves(experiment, alpha)
     if curves is not None:
-        _warm_start(experiment, curves, alpha, notice)
+        _warm_start(experiment, curves, alpha, notice, picker)
     else:
-        _cold_start(experiment, alpha, notice)
+        _cold_start(experiment, alpha, notice, picker)
 
 
-def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: DeltaGenerator) -> None:
+def _merge_extras(curves: Curves, alpha: float) -> tuple[MethodDrawing | None, list[plots.ExtraPath]]:
+    """The session's merge method's path and the toggled markers (nothing, and no torch, for WiSE-FT alone)."""
+    if not merge_panel.needs_runtime():
+        return None, []
+    runtime = state.load_runtime()
+    if runtime is None:
+        return None, []
+    return merge_panel.method_drawing(runtime, alpha), merge_panel.markers(runtime, curves, alpha)
+
+
+def _merge_picker(picker: DeltaGenerator, curves: Curves, alpha: float) -> None:
+    """The picker, drawn last: listing the methods loads the models and the endpoints, so a warm start (no model
+    loaded) offers a button first."""
+    runtime = state.load_runtime(load_models=False)
+    if runtime is None:
+        return
+    with picker:
+        if not runtime.models_loaded and not merge_panel.opened():
+            st.button("Show the merge methods (loads the models)", key=merge_panel.OPEN_KEY, on_click=merge_panel.open_picker)
+            return
+        runtime = state.load_runtime()
+        if runtime is not None:
+            with shown_errors("The merge methods cannot be listed"):
+                merge_panel.method_picker(runtime, curves, alpha)
+
+
+def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: DeltaGenerator,
+                picker: DeltaGenerator) -> None:
     """The stored curves answer a grid alpha: the page is drawn before torch or a model loads."""
     others = state.other_endpoint_curves(experiment)
     grid_alpha = curves.grid_alpha(alpha)
     assert grid_alpha is not None  # state.warm_curves gives only curves whose grid holds alpha
+    method, markers = _merge_extras(curves, alpha)
     explorer_body(curves, alpha, curves.accuracies(grid_alpha), complete=True, notice=notice,
-                  endpoint=experiment.endpoint, others=others, experiment=experiment)
+                  endpoint=experiment.endpoint, others=others, experiment=experiment, method=method,
+                  markers=markers)
     if curves.about:  # what the models are, as stored with the curves: no need to load them for this page
         sidebar.list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])
     else:
@@ -198,9 +237,10 @@ def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: De
 
         results.other_endpoints(experiment)  # starts the missing endpoints' sweeps in the background
         results.endpoints_progress(experiment, len(others))
+    _merge_picker(picker, curves, alpha)
 
 
-def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator) -> None:
+def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator, picker: DeltaGenerator) -> None:
     """No stored curves for this alpha: load the models, start (or join) the sweep and draw what it has so far."""
     if state.finished_curves(experiment) is None:  # at once: torch and the models take seconds to load
         notice.info(cards.COLD_START, icon=":material/hourglass_top:")
@@ -220,9 +260,14 @@ def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator) ->
         sidebar.results_origin(result.provenance)
         # Other endpoints' sweeps start once this one is complete: the chosen path fills in first.
         others = results.other_endpoints(experiment) if complete else state.other_endpoint_curves(experiment)
-        explorer_body(result.curves(), alpha, results.accuracies_at(runtime, result, alpha), complete, notice,
-                      experiment.endpoint, others, experiment)
+        curves = result.curves()
+        method, markers = _merge_extras(curves, alpha) if complete else (None, [])
+        explorer_body(curves, alpha, results.accuracies_at(runtime, result, alpha), complete, notice,
+                      experiment.endpoint, others, experiment, method, markers)
         if complete and len(others) < len(experiment.endpoints) - 1:
             results.endpoints_progress(experiment, len(others))
         if not complete:
+            picker.caption("The merge methods are offered once the sweep is complete.")
             results.sweep_progress(runtime, result.images[0])
+        else:
+            _merge_picker(picker, curves, alpha)

@@ -15,7 +15,7 @@ from ..presentation.gallery import (
     filter_counts,
     gallery_frame,
 )
-from . import results, state
+from . import merge_panel, results, state
 
 PER_PAGE = 24
 COLUMNS = 6
@@ -66,7 +66,12 @@ def gallery_page(runtime: ExperimentRuntime) -> None:
         results.sweep_progress(runtime, result.images[0])
     set_name = st.selectbox("Set", runtime.set_names, key="gallery_set")
     ev = runtime.eval_set(set_name)
-    live = results.set_predictions(runtime, result, set_name, alpha)
+    live = merge_panel.method_predictions(runtime, set_name, alpha, results.LIVE_MAX_IMAGES)
+    if live is not None:
+        st.caption(f"The α column is **{merge_panel.title()}** at α = {alpha:g} (the merge method picked in the "
+                   "Explorer); zero-shot and fine-tuned are the two models.")
+    else:
+        live = results.set_predictions(runtime, result, set_name, alpha)
     frame = gallery_frame(result, set_name, alpha, ev.labels, ev.class_names(runtime.experiment.classnames), live)
     counts = filter_counts(frame)
     choice = st.radio("Show", list(FILTERS), key="gallery_filter", horizontal=False,

@@ -11,12 +11,14 @@ from ..presentation.gallery import apply_filter, gallery_frame
 from ..presentation.lesson import (
     EFFECTIVE_ROBUSTNESS,
     LessonStep,
+    MergeFacts,
     broken_caption,
     lesson_steps,
     step_index,
     step_note,
     worst_shift,
 )
+from ..presentation.merge_views import label_free_paths
 from ..results.curves import Curves, choose_alphas
 from ..results.robustness import ReferenceLines, reference_lines
 from ..results.testbed import experiment_axes
@@ -46,6 +48,7 @@ def _current(steps: list[LessonStep]) -> int:
 
 def _plot(step: LessonStep, curves: Curves, endpoint: str | None, lines: ReferenceLines | None = None) -> None:
     paths = plots.endpoint_paths(endpoint, curves, {}) if step.ensemble else []
+    paths += label_free_paths(curves, step.markers)
     overlay = robustness_plot.reference_overlay(curves, "avg_shifts", lines) if (
         lines is not None and step.slug == EFFECTIVE_ROBUSTNESS) else None
     acc = curves.accuracies(step.alpha)
@@ -98,11 +101,25 @@ def lesson_curves(runtime: ExperimentRuntime) -> Curves | None:
     return result.curves()
 
 
+def merge_facts(runtime: ExperimentRuntime, curves: Curves) -> MergeFacts | None:
+    """The soups step's numbers when ≥ 2 fine-tuned endpoints share θ₀ (the uniform soup on a fair sample)."""
+    from ..evaluation.merging import endpoints
+    from ..evaluation.method_view import label_free_alphas, method_curves
+
+    count = len(endpoints(runtime).inputs.endpoints)
+    if count < 2:
+        return None
+    with runtime.borrow_working() as working:
+        soup = method_curves(runtime, "soup", {}, 1.0, working).accuracies(1.0)
+    found = label_free_alphas(runtime)[0]
+    return MergeFacts(count, (soup[curves.id_set], soup["avg_shifts"]), tuple((f.label, f.alpha) for f in found))
+
+
 def lesson_page(curves: Curves, runtime: ExperimentRuntime | None, endpoint: str | None) -> None:
     """The lesson below the title: step navigation, the step's text, its view and its examples."""
     axes = experiment_axes(runtime.experiment) if runtime is not None else []
     lines = reference_lines(axes) if axes else None
-    steps = lesson_steps(curves, endpoint, lines)
+    steps = lesson_steps(curves, endpoint, lines, merge_facts(runtime, curves) if runtime is not None else None)
     index = _current(steps)
     step = steps[index]
     note = st.session_state.get(_NOTE_KEY)

@@ -257,3 +257,18 @@ def alpha_controls() -> float:
                               on_click=lambda: set_alpha(st.session_state["alpha_number"]))
     st.query_params["alpha"] = f"{alpha:g}"
     return alpha
+
+
+METHOD_KEY = "wiseft_method"  # this session's merge method and control values (not a widget key: kept across pages)
+PLAIN_METHOD = "wiseft"  # core.merging.registry.PLAIN, named here so the warm start imports no torch
+
+
+def method_choice() -> tuple[str, dict]:
+    """The session's merge method and its parameter values (α aside); WiSE-FT's straight line until one is picked."""
+    name, params = st.session_state.get(METHOD_KEY, (PLAIN_METHOD, {}))
+    return name, dict(params)
+
+
+def set_method(name: str, params: dict) -> None:
+    """Switch this session to another merge method or control values (only this session's state changes)."""
+    st.session_state[METHOD_KEY] = (name, dict(params))

@@ -22,7 +22,7 @@ from ..evaluation.predict import (
 from ..evaluation.runtime import ExperimentRuntime
 from ..presentation import plots
 from ..store.keys import files_version
-from . import state
+from . import merge_panel, state
 from .memo import Memo
 
 MAX_UPLOAD_MB = max(1, DEFAULT_MAX_BYTES // 2**20)
@@ -37,8 +37,9 @@ def _table(top: TopK) -> pa.Table:
     return pa.table({"class": top.classes, "probability": [round(p, 3) for p in top.probs]})
 
 
-def show_analysis(item: ImageAnalysis, alpha: float, key: str) -> None:
-    """One image's card: thumbnail, three top-5 tables (marked right or wrong when the truth is known), the chart."""
+def show_analysis(item: ImageAnalysis, alpha: float, key: str, method: str = "WiSE-FT") -> None:
+    """One image's card: thumbnail, three top-5 tables (marked right or wrong when the truth is known), the chart;
+    `method` names the merge method whose θ at α the middle table is."""
     if item.error:
         st.error(f"**{item.name}**: {item.error}")
         return
@@ -51,7 +52,7 @@ def show_analysis(item: ImageAnalysis, alpha: float, key: str) -> None:
             verdict = ""
             if item.truth:
                 verdict = " ✓" if item.top[label].classes[0] in item.right else " ✗"
-            col.caption(title.replace("at α", f"at α = {alpha:g}") + verdict)
+            col.caption(title.replace("WiSE-FT", method).replace("at α", f"at α = {alpha:g}") + verdict)
             col.dataframe(_table(item.top[label]), hide_index=True, width="stretch")
         true_line = item.right[0] if item.right else item.truth  # a class name the chart knows
         st.plotly_chart(plots.probability_vs_alpha(item.curve, alpha, true_line), key=f"upload_curve_{key}")
@@ -150,10 +151,12 @@ def upload_page(runtime: ExperimentRuntime) -> None:
         files = _camera()
     if not files and not items:
         return
-    with st.spinner("Predicting…"), runtime.borrow_working(alpha) as working:
-        analyses = (analyse_files(runtime, working, files, alpha, extra) if files
-                    else analyse_images(runtime, working, items, alpha, extra))
+    predictor = merge_panel.method_runtime(runtime)  # the merge method picked in the Explorer, else the line
+    method = "WiSE-FT" if predictor is runtime else merge_panel.title()
+    with st.spinner("Predicting…"), runtime.borrow_working(alpha if predictor is runtime else None) as working:
+        analyses = (analyse_files(predictor, working, files, alpha, extra) if files
+                    else analyse_images(predictor, working, items, alpha, extra))
     if source == "files":
         st.caption(f"{sum(a.error is None for a in analyses)} of {len(analyses)} file(s) predicted.")
     for i, item in enumerate(analyses):
-        show_analysis(item, alpha, f"{i}_{hashlib.sha1(item.name.encode()).hexdigest()[:8]}")
+        show_analysis(item, alpha, f"{i}_{hashlib.sha1(item.name.encode()).hexdigest()[:8]}", method)

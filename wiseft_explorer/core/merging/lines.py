@@ -6,7 +6,8 @@ Depth ℓ of a tensor, by its name in the classifier (image tower `visual.*` + `
 - ℓ = 2 … L − 1, one per block: ViT `visual.transformer.resblocks.N`, ModifiedResNet `visual.layerN` (a stage);
 - ℓ = L, the head end: ViT ln_post and proj, ModifiedResNet attnpool, and the classification head.
 A tower with no recognised blocks has L = 2: stem at α, head end at α + β. θ = lerp(θ₀, θ₁, α(ℓ)) per tensor.
-`build_per_depth` takes any α per depth (the expert view's one slider per block group).
+`build_per_depth` takes any α per depth; `offsets` (the expert view's one slider per block group) set
+α(ℓ) = α + offset(ℓ) in place of β's line.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import torch
 from .base import ALPHA, Cost, Flat, MergeError, MergeInputs, MergeMethod, ParamSpec
 
 BETA = ParamSpec("beta", "β", 0.0, -1.0, 1.0, 0.01, help="added to α at the head end, linearly in depth")
+OFFSETS = ParamSpec("offsets", "α offset per depth", "",
+                    help="the expert view: α(ℓ) = α + offset(ℓ), comma separated from stem to head end; "
+                         "empty: β's line")
 _BLOCK = re.compile(r"^visual\.(?:transformer\.resblocks\.(\d+)|layer(\d+))\.")
 _HEAD_END = ("head.", "visual.ln_post.", "visual.proj", "visual.attnpool.")
 
@@ -45,6 +49,14 @@ def lines_alphas(alpha: float, beta: float, depth_count: int) -> list[float]:
     return [alpha + beta * (level - 1) / span for level in range(1, depth_count + 1)]
 
 
+def parse_offsets(text: str) -> list[float]:
+    """The expert view's offsets, "0,0.1,0.25" -> [0.0, 0.1, 0.25] (empty text: none)."""
+    try:
+        return [float(part) for part in text.split(",")] if text.strip() else []
+    except ValueError as err:
+        raise MergeError(f"offsets must be numbers separated by commas, one per depth, got {text!r}") from err
+
+
 def build_per_depth(inputs: MergeInputs, alphas: Sequence[float], out: Flat) -> None:
     """θ = lerp(θ₀, θ₁, alphas[ℓ − 1]) for every tensor at depth ℓ; a block's tensors lie side by side in the flat
     buffer, so each run of them is one lerp (a dozen for ViT-B/32, not one per tensor)."""
@@ -66,11 +78,13 @@ class LiNeS(MergeMethod):
     name = "lines"
     title = "Per-depth α (LiNeS)"
     summary = "α grows linearly with depth: α at the stem, α + β at the head (Wang et al., ICLR 2025)"
-    params = (ALPHA, BETA)
+    params = (ALPHA, BETA, OFFSETS)
 
     def build(self, inputs: MergeInputs, values: Mapping[str, Any], out: Flat) -> None:
         count = inputs.remember("depths", lambda: depths([sl.name for sl in inputs.layout]))[1]
-        build_per_depth(inputs, lines_alphas(float(values["alpha"]), float(values["beta"]), count), out)
+        alpha, offsets = float(values["alpha"]), parse_offsets(str(values.get("offsets") or ""))
+        alphas = [alpha + o for o in offsets] if offsets else lines_alphas(alpha, float(values["beta"]), count)
+        build_per_depth(inputs, alphas, out)
 
     def cost(self, inputs: MergeInputs) -> Cost:
         return Cost(passes=3.0)

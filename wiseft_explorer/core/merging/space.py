@@ -34,6 +34,12 @@ class MergedSpace(WeightSpace):
         choice.method.check(inputs)
         self.path = json.dumps(choice.key() or {}, sort_keys=True, default=str)
 
+    @property
+    def shared_tower(self) -> bool:
+        """Never: a method may move the tower where the line would not (LiNeS' per-depth α, another endpoint's
+        tower in a soup), so the engine must not take the features-once path, whose heads are the line's."""
+        return False
+
     def interpolate_into(self, working: Working, alpha: float) -> ImageClassifier:
         """Write the method's θ at α into a working model in place."""
         alpha = float(alpha)
