@@ -27,8 +27,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "wiseft_explorer"
 def test_the_demo_ships_inside_the_package():
     assert BUILTIN_EXPERIMENTS.parent.parent == PACKAGE and DEMO_ASSETS.parent.parent == PACKAGE
     assert DEFAULT_EXPERIMENT.parent == BUILTIN_EXPERIMENTS
-    assert {p.name for p in DEMO_ASSETS.glob("*.safetensors")} == {
-        "zeroshot.safetensors", "finetuned-e2e.safetensors", "finetuned-linear.safetensors"}
+    shipped = {p.name for p in DEMO_ASSETS.glob("*.safetensors") if ".fisher-" not in p.name}  # not caches
+    assert shipped == {"zeroshot.safetensors", "finetuned-e2e.safetensors", "finetuned-linear.safetensors",
+                       "finetuned-lpft.safetensors", "finetuned-flyp.safetensors",
+                       *(f"finetuned-e2e-{k}.safetensors" for k in (1, 2, 3))}
+    # the issues' budget for everything the demo ships
+    assert sum(p.stat().st_size for p in DEMO_ASSETS.iterdir() if ".fisher-" not in p.name) < 80e6
     # the built-in experiments point at the shipped checkpoints through relative paths, valid wherever it installs
     exp = load_experiment(DEFAULT_EXPERIMENT)
     assert exp.zeroshot.config.parent == DEMO_ASSETS.resolve()
@@ -73,7 +77,7 @@ def test_a_bare_name_loads_a_built_in_or_user_experiment_from_any_folder(tmp_pat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WISEFT_EXPERIMENTS_DIR", str(tmp_path / "none"))
     assert load_experiment("demo-precise.toml").path == (BUILTIN_EXPERIMENTS / "demo-precise.toml").resolve()
-    with pytest.raises(ExperimentError, match="demo-linear.toml, demo-precise.toml, demo.toml"):
+    with pytest.raises(ExperimentError, match="demo-linear.toml, demo-precise.toml, demo-soups.toml, demo.toml"):
         load_experiment("missing.toml")
     with pytest.raises(ExperimentError, match="experiment file not found"):
         load_experiment(tmp_path / "sub" / "demo.toml")  # a path with a folder is taken as it is
