@@ -166,3 +166,22 @@ def test_the_greedy_soup_says_what_it_kept_and_on_which_set(two, monkeypatch):
     line = f"Greedy soup: {', '.join(names[i] for i in greedy.chosen.members)}, chosen on {greedy.held_out}"
     assert any(c.value.startswith(line) for c in at.caption), [c.value for c in at.caption]
     assert any(("optimistic" in c.value) == greedy.optimistic for c in at.caption if c.value.startswith(line))
+
+
+def test_fisher_merging_is_offered_once_its_fishers_exist(tmp_path, monkeypatch):
+    """After `fisher` has run, the app uses the cached Fishers: the method is listed, picked, and its point and cards
+    are the library's Fisher merge at α."""
+    from wiseft_explorer.evaluation.fisher import compute_fishers
+
+    toml = two_endpoint_experiment(tmp_path / "fisher")
+    runtime = ExperimentRuntime.from_path(toml)
+    run_sweep(runtime)
+    compute_fishers(runtime)
+    at = _explorer(toml, monkeypatch)
+    title = methods()["fisher"].title
+    assert title in at.selectbox(key="merge_method_pick").options
+    at.selectbox(key="merge_method_pick").set_value("fisher").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _trace(at, f"{title} at α = 0.5") is not None
+    expected = _expected(toml, "fisher", {}, 0.5)
+    assert _metric_values(at)["ID at α = 0.5"] == f"{100 * expected['ID']:.1f}%"

@@ -83,6 +83,8 @@ def test_effective_robustness_cards_table_and_jsonl(preset_experiment):
         "Effective robustness, fine-tuned (α = 1)"]
     assert row[0].value.endswith("pts ± " + row[0].value.split("± ")[1]) and "V2:" in row[0].help
     assert robustness_cards(curves, 0.37, lines) is None  # off the grid: no counts for a line's error
+    # a merge method's point is not on the line's curves: no card may show WiSE-FT's value beside it
+    assert robustness_cards(curves, 0.5, lines, merged=True) is None
     assert len(metric_cards(curves, 0.5, curves.accuracies(0.5))) == 2  # the accuracy rows are unchanged
     shown = results_table(curves, lines)
     assert {"ER V2", "ER R", "ER avg_shifts"} <= set(shown.columns)

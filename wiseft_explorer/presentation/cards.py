@@ -91,11 +91,16 @@ def _er_text(r: Robustness) -> str:
     return points(r.value, r.se)
 
 
-def robustness_cards(curves: Curves, alpha: float, lines: ReferenceLines) -> list[Card] | None:
+MERGED_ER_NOTE = ("Effective robustness is shown for the WiSE-FT line only: a merge method's point is measured on a "
+                  "sample, without the class views the testbed's axes need for some shifts. Pick wiseft to see it.")
+
+
+def robustness_cards(curves: Curves, alpha: float, lines: ReferenceLines, merged: bool = False) -> list[Card] | None:
     """The row of effective-robustness cards (average over the testbed's shifts): at alpha, zero-shot and
-    fine-tuned, each end with alpha's difference to it; None off the alpha grid (the line needs a sweep's counts)."""
+    fine-tuned, each end with alpha's difference to it; None off the alpha grid (the line needs a sweep's counts)
+    and while a merge method is `merged` in (the cards would show the line's value beside the method's point)."""
     grid = curves.grid_alpha(alpha)
-    if grid is None or not lines.axes:
+    if grid is None or not lines.axes or merged:
         return None
     at = curve_robustness(curves, lines, grid)
     shifts = "; ".join(f"{name}: {_er_text(r)}" for name, r in at.items() if name != AVG_ROW)

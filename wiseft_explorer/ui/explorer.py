@@ -49,7 +49,9 @@ def metric_cards(curves: Curves, alpha: float, acc: dict[str, float], lines: Ref
     """The model at alpha, zero-shot and fine-tuned, for ID and the shift average (cards.metric_cards), and their
     effective robustness when the testbed's line applies; `paired`: False for a merge method's point."""
     rows = cards.metric_cards(curves, alpha, acc, paired)
-    robust = cards.robustness_cards(curves, alpha, lines) if lines is not None else None
+    robust = cards.robustness_cards(curves, alpha, lines, merged=not paired) if lines is not None else None
+    if lines is not None and not paired:
+        st.caption(cards.MERGED_ER_NOTE)
     for row in rows + ([robust] if robust else []):
         for col, card in zip(st.columns(len(row)), row, strict=True):
             col.metric(card.label, card.value, delta=card.delta, delta_description=card.delta_description,
