@@ -30,6 +30,7 @@ from wiseft_explorer.evaluation import (
     sweep_predictions,
     write_results,
 )
+from wiseft_explorer.evaluation.merging import with_method
 from wiseft_explorer.results import ALPHA_GRID
 from wiseft_explorer.store import DiskCache
 
@@ -48,12 +49,14 @@ def odd_experiment(root: Path, tiny, per_class: int) -> Path:
     return toml
 
 
-def reference(toml: Path, out: Path) -> Path:
-    """The single-process sweep's files, computed here with one thread (as each torchrun process has)."""
+def reference(toml: Path, out: Path, method: str = "wiseft") -> Path:
+    """The single-process sweep's files (along `method`'s path), computed here with one thread (as each torchrun
+    process has)."""
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        runtime = ExperimentRuntime.from_path(toml)  # a cache of its own: the runs compared compute everything
+        # a cache of its own: the runs compared compute everything
+        runtime = with_method(ExperimentRuntime.from_path(toml), method)
         write_results(runtime, run_sweep(runtime, cache=DiskCache(out.with_suffix(".cache"))), out)
     finally:
         torch.set_num_threads(saved)
@@ -90,21 +93,24 @@ def test_shards_cover_every_position_once_without_padding(world):
         assert sorted(got) == list(range(size))  # disjoint and complete: no duplicate, no padding
 
 
-@pytest.mark.parametrize("endpoint", ["end-to-end", "linear"])
+@pytest.mark.parametrize("endpoint", ["end-to-end", "linear", "slerp"])
 def test_torchrun_sweep_equals_one_process_and_counts_odd_sets_once(tiny, tmp_path, endpoint):
+    """`slerp`: the end-to-end endpoint along a merge method's path (`sweep --method`), also over ranks."""
     toml = odd_experiment(tmp_path, tiny, per_class=7)
     if endpoint == "linear":  # a shared tower: each rank computes its images' features once, then the heads
         linear = linear_checkpoint(tiny, tmp_path / "linear.safetensors", seed=3)
         toml.write_text(toml.read_text().replace(json.dumps(str(tiny.finetuned)), json.dumps(str(linear))))
-    expected = reference(toml, tmp_path / "single.jsonl")
+    method = "slerp" if endpoint == "slerp" else "wiseft"
+    expected = reference(toml, tmp_path / "single.jsonl", method)
     out = tmp_path / "two.jsonl"
     env = cli_env() | {"WISEFT_DIST_TIMEOUT": "120"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "wiseft_explorer", "sweep", "--experiment", str(toml), "--quiet", "--out", str(out)],
+                          "-m", "wiseft_explorer", "sweep", "--experiment", str(toml), "--quiet", "--out", str(out),
+                          "--method", method],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("alpha choices") == 1  # rank 0 reports; rank 1 only computed its part
-    runtime = ExperimentRuntime.from_path(toml)
+    runtime = with_method(ExperimentRuntime.from_path(toml), method)
     result, _, needed = plan_sweep(runtime, ALPHA_GRID, None, DiskCache(runtime.experiment.cache_dir), None)
     assert not needed and [p["world_size"] for p in result.provenance] == [2]  # computed by the two processes
     assert_same_results(out, expected)
