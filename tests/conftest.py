@@ -59,7 +59,7 @@ def two(tiny, tmp_path):
     from wiseft_explorer.evaluation import ExperimentRuntime
 
     root = tmp_path / "exp"
-    shutil.copytree(tiny.root, root, ignore=shutil.ignore_patterns("cache"))
+    shutil.copytree(tiny.root, root, ignore=shutil.ignore_patterns("cache", "*.fisher-*"))
     runtime = ExperimentRuntime.from_path(root / "tiny.toml")
     other = fake_finetune(runtime.models.zeroshot, seed=7)
     meta = load_checkpoint(root / "finetuned.safetensors")[1]

@@ -51,7 +51,11 @@ def test_browser_picks_each_method_moves_its_point_and_the_gallery_follows(tmp_p
                 prefix = f"{titles[name]} at α = "
                 before = _moved(page, prefix, None)
                 wait_idle(page)
-                slider = page.locator('[data-testid="stSlider"]', has_text=label).locator('input[type="range"]')
+                box = page.locator('[data-testid="stSlider"]', has_text=label).first
+                spec = next((p for p in methods()[name].params if p.label == label), None)
+                if spec is not None:  # this method's own slider, drawn at its default (not the last method's value)
+                    expect(box).to_contain_text(f"{spec.default:.2f}", timeout=WAIT_MS)
+                slider = box.locator('input[type="range"]')
                 slider.first.focus()
                 for _ in range(presses):
                     page.keyboard.press("ArrowRight")

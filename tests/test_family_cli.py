@@ -21,7 +21,7 @@ def test_the_cli_sweep_prints_and_writes_the_familys_effective_robustness(tmp_pa
                           eval_limit=32, precise=None)
     family_stage(demo, 0, family, progress=False)
     out = tmp_path / "results.jsonl"
-    assert main(["sweep", "--experiment", str(result.experiments["linear"]), "--quiet", "--out", str(out)]) == 0
+    assert main(["sweep", "--experiment", str(result.experiments["demo-linear"]), "--quiet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert FAMILY_TITLE in printed and "avg_shifts" in printed
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -66,12 +68,15 @@ def test_dawin_from_a_sweep(tiny):
 
 
 def test_cli_fisher_then_sweep_and_export_with_a_method(tiny, tmp_path, capsys):
-    toml = str(tiny.toml)
+    # A copy: the Fishers land beside its checkpoints, and the shared tiny experiment must stay without them.
+    root = tmp_path / "exp"
+    shutil.copytree(tiny.root, root, ignore=shutil.ignore_patterns("cache"))
+    toml = str(root / tiny.toml.name)
     assert main(["sweep", "--experiment", toml, "--method", "fisher", "--alpha", "0.5", "--quiet"]) == 2
     assert "wiseft-explorer fisher" in capsys.readouterr().err
     assert main(["fisher", "--experiment", toml, "--quiet"]) == 0
     files = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("Fisher")]
-    assert len(files) == 2 and all(f.startswith(str(tiny.root)) for f in files)
+    assert len(files) == 2 and all(f.startswith(str(root)) for f in files)
     assert main(["sweep", "--experiment", toml, "--method", "fisher", "--alpha", "0.5", "--quiet"]) == 0
     assert main(["sweep", "--experiment", toml, "--method", "lines", "--param", "beta=0.5", "--alpha", "0.5",
                  "--quiet"]) == 0
