@@ -156,3 +156,22 @@ def copy_example(project: Path, example: str, checkpoints: tuple[str, ...]) -> P
     for name in checkpoints:
         (project / "checkpoints" / name).write_bytes(b"")
     return toml
+
+
+def finetune_on_two_ranks_and_one(args: list[str], folder: Path, two_only: tuple[str, ...] = ()):
+    """`finetune` with `args` under torchrun on 2 gloo processes (with `two_only` added there), then in this process
+    with one thread (as each torchrun process has); returns the torchrun run and both checkpoints with metadata."""
+    from wiseft_explorer.cli import main as cli_main
+    from wiseft_explorer.core import load_checkpoint
+
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "wiseft_explorer", *args, *two_only, "--out", str(folder / "two.safetensors")],
+                         cwd=folder, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert cli_main([*args, "--out", str(folder / "one.safetensors")]) == 0
+    finally:
+        torch.set_num_threads(saved)
+    return two, load_checkpoint(folder / "two.safetensors"), load_checkpoint(folder / "one.safetensors")

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from libkit import cli_env, linear_checkpoint, set_images, write_experiment
+from libkit import cli_env, finetune_on_two_ranks_and_one, linear_checkpoint, set_images, write_experiment
 from tiny import CLASSES, write_folder
 
-from wiseft_explorer.cli import main as cli_main
-from wiseft_explorer.core import load_checkpoint, process_group
+from wiseft_explorer.core import process_group
 from wiseft_explorer.data import batch_plan, shard_plan
 from wiseft_explorer.evaluation import (
     ExperimentRuntime,
@@ -189,18 +188,8 @@ def test_ddp_finetuning_matches_one_process_at_the_same_global_batch(tiny, tmp_p
     train = write_folder(tmp_path / "train", 16, seed=8)
     args = ["finetune", "--experiment", str(tiny.toml), "--train", str(train), "--mode", mode, "--epochs", "2",
             "--batch-size", "8", "--lr", "1e-3", "--warmup", "1", "--workers", "0", "--bn", "frozen"]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "wiseft_explorer", *args, "--micro-batch", "2", "--out", str(tmp_path / "two.safetensors")],
-                         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-3000:]
+    two, (a, meta_a), (b, meta_b) = finetune_on_two_ranks_and_one(args, tmp_path, ("--micro-batch", "2"))
     assert two.stdout.count("wrote") == 1 and "2 processes" in two.stdout  # rank 0 alone writes and reports
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert cli_main([*args, "--out", str(tmp_path / "one.safetensors")]) == 0
-    finally:
-        torch.set_num_threads(saved)
-    (a, meta_a), (b, meta_b) = load_checkpoint(tmp_path / "two.safetensors"), load_checkpoint(tmp_path / "one.safetensors")
     assert meta_a["recipe"]["world_size"] == 2 and meta_b["recipe"]["world_size"] == 1
     assert meta_a["recipe"]["batch_per_process"] == 4 and meta_a["recipe"]["micro_batch"] == 2
     assert [s["mode"] for s in meta_a.get("stages", [])] == (["linear", "end-to-end"] if mode == "lp-ft" else [])

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from libkit import cli_env, write_experiment
+from libkit import finetune_on_two_ranks_and_one, write_experiment
 from tiny import CLASSES, TEMPLATES, TINY_NAME, write_folder
 
 from wiseft_explorer.cli import main as cli_main
@@ -184,17 +182,7 @@ def test_torchrun_flyp_matches_one_process(tiny, tmp_path):
     train = write_folder(tmp_path / "train", 4, seed=8)
     args = ["finetune", "--experiment", str(tiny.toml), "--train", str(train), "--mode", "flyp", "--epochs", "2",
             "--batch-size", "6", "--lr", "1e-3", "--warmup", "1", "--workers", "0", "--bn", "frozen"]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "wiseft_explorer", *args, "--out", str(tmp_path / "two.safetensors")],
-                         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-3000:]
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert cli_main([*args, "--out", str(tmp_path / "one.safetensors")]) == 0
-    finally:
-        torch.set_num_threads(saved)
-    (a, meta_a), (b, meta_b) = load_checkpoint(tmp_path / "two.safetensors"), load_checkpoint(tmp_path / "one.safetensors")
+    two, (a, meta_a), (b, meta_b) = finetune_on_two_ranks_and_one(args, tmp_path)
     assert meta_a["recipe"]["world_size"] == 2 and meta_a["recipe"]["batch_per_process"] == 3
     assert meta_a["recipe"]["final_loss"] == pytest.approx(meta_b["recipe"]["final_loss"], abs=1e-5)
     assert meta_a["recipe"]["train_accuracy"] == meta_b["recipe"]["train_accuracy"]
