@@ -42,7 +42,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}: {proc.stdout.read()[-2000:]}")
+            raise RuntimeError(f"streamlit exited with {proc.returncode}: {server_log(proc)[-2000:]}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -57,13 +57,23 @@ def start_app(toml: Path, cache: Path, **extra_env: str) -> tuple[subprocess.Pop
     port = free_port()
     env = {**os.environ, "WISEFT_EXPERIMENT": str(toml), "WISEFT_CACHE_DIR": str(cache),
            "OMP_NUM_THREADS": "2", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **extra_env}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
-                             "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The server's output goes to a file, never to a pipe: nobody reads a pipe while the test runs, and once its
+    # 64 KiB filled (warnings of many reruns) the server blocked in a write, mid-rerun, and the page waited forever.
+    log = Path(cache).parent / f"streamlit-{port}.log"
+    with log.open("wb") as out:  # the server keeps its own copy of the file
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                                 "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                                 "--server.fileWatcherType", "none"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc.log_path = log  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc)
     return proc, url
+
+
+def server_log(proc: subprocess.Popen) -> str:
+    """What a server started by start_app has printed so far."""
+    return proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
 
 
 def stop_app(proc: subprocess.Popen) -> None:

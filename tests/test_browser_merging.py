@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from browserkit import CHROMIUM, WAIT_MS, launch, start_app, stop_app, wait_idle, wait_sweep_complete
+from browserkit import CHROMIUM, WAIT_MS, launch, server_log, start_app, stop_app, wait_idle, wait_sweep_complete
 from test_endpoints import two_endpoint_experiment
 
 from wiseft_explorer.core.merging import methods
@@ -70,5 +70,7 @@ def test_browser_picks_each_method_moves_its_point_and_the_gallery_follows(tmp_p
             expect(page.get_by_text("The α column is")).to_be_visible(timeout=WAIT_MS)
             expect(page.get_by_text(titles["dare"]).first).to_be_visible(timeout=WAIT_MS)
             browser.close()
+        # The loaders' workers no longer run the app script again (each one logged 8 warnings: 72 kB in this test).
+        assert "missing ScriptRunContext" not in server_log(proc)
     finally:
         stop_app(proc)

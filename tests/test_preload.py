@@ -13,6 +13,7 @@ import pytest
 
 from wiseft_explorer.cli import serve
 from wiseft_explorer.ui import preload
+from wiseft_explorer.ui.app import APP_SCRIPT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import streamlit_client as sc  # noqa: E402
@@ -82,6 +83,7 @@ def test_the_app_command_imports_torch_before_any_visitor(tiny, tmp_path, monkey
 ARENAS_SCRIPT = """
 import ctypes, sys, threading
 from wiseft_explorer.ui import preload
+from wiseft_explorer.ui.app import APP_SCRIPT
 capped = preload.cap_malloc_arenas() if sys.argv[1] == "cap" else False
 def work():
     kept = [bytearray(4096 + i) for i in range(200)]  # glibc malloc (above pymalloc's 512 bytes)
@@ -118,3 +120,17 @@ def test_starting_the_preload_caps_the_arenas(monkeypatch):
     preload.start().join(10)
     preload.start().join(10)
     assert calls == [1]  # once per process, before the first thread
+
+
+@pytest.mark.parametrize("script", [ROOT / "app.py", APP_SCRIPT], ids=["app.py", "package main.py"])
+def test_loader_workers_do_not_run_the_app_again(script):
+    """A forkserver worker runs the server's main script as `__mp_main__` before its first batch (multiprocessing's
+    spawn.prepare -> runpy.run_path): the entry scripts must import nothing there, or every loader's workers load
+    Streamlit and all pages (0.6 s each) and flood the server's log (64 KiB of it blocked a test's server)."""
+    code = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='__mp_main__'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('streamlit', 'torch', 'plotly')"
+            " or m.startswith('wiseft_explorer.ui.')))")
+    run = subprocess.run([sys.executable, "-c", code, str(script)], capture_output=True, text=True, timeout=60,
+                         cwd=ROOT, check=True)
+    assert run.stdout.strip() == "[]", run.stdout
+    assert run.stderr == ""

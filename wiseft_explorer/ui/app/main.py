@@ -1,20 +1,22 @@
 """The app's entry script: `wiseft-explorer app`, `streamlit run` of this file, or the checkout's `app.py`.
 
 The landing page (Explorer) is a function of ui/explorer.py; Gallery, Upload, Models and Lesson are the scripts
-beside this one. Imports are absolute: Streamlit runs this file as `__main__`, outside its package."""
+beside this one. Imports are absolute: Streamlit runs this file as `__main__`, outside its package. They are made
+in main(): image-loader workers (multiprocessing's forkserver) run the main script again as `__mp_main__`, and
+with the imports at the top each one loaded Streamlit and every page before its first batch (0.6 s)."""
 
 from pathlib import Path
-
-import streamlit as st
-
-from wiseft_explorer.ui import preload
-from wiseft_explorer.ui.explorer import explorer_page
 
 _HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
     """Run one rerun of the multipage app: the navigation over the Explorer and the four page scripts."""
+    import streamlit as st
+
+    from wiseft_explorer.ui import preload
+    from wiseft_explorer.ui.explorer import explorer_page
+
     preload.start()  # begun with the server by `wiseft-explorer app`; under a plain `streamlit run`, here (once)
     # st.navigation names the landing page "Explorer" (with plain pages/ discovery it would be called "app").
     st.navigation([
