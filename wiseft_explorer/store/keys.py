@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 # Bump when anything that feeds cached values changes meaning (preprocessing, evaluation, entry layout):
 # every old key then misses, and old entries read back with a version mismatch are recomputed.
-CACHE_VERSION = 4  # 4: sweep keys name the libraries' versions, a hub model's commit, a sample's seed
+CACHE_VERSION = 5  # 4: sweep keys name the libraries' versions, a hub model's commit, a sample's seed; 5: merge
+# methods on a shared-tower (linear-classifier) endpoint were scored as plain WiSE-FT before 081deb5
 _CHUNK = 1 << 20
 # The libraries whose versions change a sweep's numbers: kernels, the models and tokenizers, resizing and decoding.
 _NUMERIC_LIBRARIES = ("torch", "torchvision", "open_clip_torch", "pillow")
