@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from browserkit import CHROMIUM, WAIT_MS, launch, server_log, start_app, stop_app, wait_idle, wait_sweep_complete
+from browserkit import (
+    CHROMIUM,
+    WAIT_MS,
+    launch,
+    server_log,
+    start_app,
+    stop_app,
+    wait_idle,
+    wait_sweep_complete,
+)
 from test_endpoints import two_endpoint_experiment
 
 from wiseft_explorer.core.merging import methods
