@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from streamlit_client import start_server  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,42 +33,20 @@ IDLE_JS = _SETTLED_JS.format(busy="""document.querySelector(
         || [...document.querySelectorAll('.js-plotly-plot')].some(p => !p._fullLayout || p._transitioning)""")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}: {server_log(proc)[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError("streamlit did not become healthy")
-
-
 def start_app(toml: Path, cache: Path, **extra_env: str) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free port for an experiment and cache folder, once it answers its health check."""
-    port = free_port()
-    env = {**os.environ, "WISEFT_EXPERIMENT": str(toml), "WISEFT_CACHE_DIR": str(cache),
-           "OMP_NUM_THREADS": "2", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **extra_env}
+    """`streamlit run app.py` on a free port for an experiment and cache folder, once it answers its health check
+    (the benchmarks' starter, streamlit_client.start_server, with the server's output in a log file)."""
+    env = {"WISEFT_EXPERIMENT": str(toml), "WISEFT_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "2", **extra_env}
     # The server's output goes to a file, never to a pipe: nobody reads a pipe while the test runs, and once its
     # 64 KiB filled (warnings of many reruns) the server blocked in a write, mid-rerun, and the page waited forever.
-    log = Path(cache).parent / f"streamlit-{port}.log"
-    with log.open("wb") as out:  # the server keeps its own copy of the file
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
-                                 "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-                                 "--server.fileWatcherType", "none"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    fd, name = tempfile.mkstemp(prefix="streamlit-", suffix=".log", dir=Path(cache).parent)
+    os.close(fd)
+    log = Path(name)
+    try:
+        proc, url = start_server(ROOT / "app.py", env, log)
+    except RuntimeError as err:
+        raise RuntimeError(f"{err}: {log.read_text(errors='replace')[-2000:]}") from err
     proc.log_path = log  # type: ignore[attr-defined]
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, proc)
     return proc, url
 
 
