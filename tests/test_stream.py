@@ -19,8 +19,10 @@ from libkit import cli_env, in_memory_predictions, write_experiment
 from tiny import CLASSES, write_folder
 
 import wiseft_explorer.data.sets as data_module
+import wiseft_explorer.evaluation.engine as engine_module
 from wiseft_explorer.data import DataWarning, DecodeCounter, batch_plan, fair_order, fair_sample
 from wiseft_explorer.evaluation import ExperimentRuntime, StateStore, StreamJob, run_sweep, stream_evaluate
+from wiseft_explorer.evaluation.engine import FIRST_BATCH
 from wiseft_explorer.experiment import load_experiment
 from wiseft_explorer.results import ALPHA_GRID
 from wiseft_explorer.store import DiskCache
@@ -94,6 +96,22 @@ def test_streaming_gives_the_in_memory_predictions(tiny, tmp_path, workers):
         assert torch.equal(got.index, torch.arange(len(runtime.eval_set(name))))
         assert torch.equal(got.pred.long(), expected.pred), (name, alpha)
         assert got.top1 == expected.top1
+
+
+def test_the_first_round_of_every_set_is_one_forward_per_alpha(tiny, tmp_path, monkeypatch):
+    # The first round is a few images of every set; classified set by set, each alpha cost one small call per set.
+    exp = dataclasses.replace(load_experiment(tiny.toml), cache_dir=tmp_path / "cache", batch_size=64)
+    runtime = ExperimentRuntime(exp)
+    calls: list[int] = []
+    original = engine_module.predict_logits
+    monkeypatch.setattr(engine_module, "predict_logits",
+                        lambda model, batch, *a, **k: (calls.append(len(batch)), original(model, batch, *a, **k))[1])
+    alphas = [0.0, 0.5, 1.0]
+    result = run_sweep(runtime, alphas)
+    first = sum(min(FIRST_BATCH, len(runtime.eval_set(name))) for name in runtime.set_names)
+    assert len(runtime.set_names) == 3 and calls[:3] == [first] * 3  # one call per alpha for every set's first batch
+    for (name, alpha), expected in in_memory_predictions(runtime, alphas).items():
+        assert torch.equal(result.predictions[name][alpha].pred.long(), expected.pred), (name, alpha)
 
 
 def test_every_image_is_decoded_once_for_all_alphas(tiny, tmp_path, monkeypatch):

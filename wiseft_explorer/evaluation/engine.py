@@ -212,17 +212,32 @@ def _classify(job: StreamJob, group: list[tuple[SetStream, dict]]) -> None:
         ready = [(stream, to_device(batch["images"], job.device), batch["positions"])  # once per batch
                  for stream, batch in group if batch["images"] is not None]
     ends: dict[tuple[int, float], torch.Tensor] = {}  # (batch, endpoint alpha) -> raw logits, for the ensemble
+    joined: dict[tuple[int, ...], torch.Tensor] = {}  # the group's batches that need an alpha, as one tensor
     for alpha in sorted({a for stream, _, _ in ready for a in stream.alphas}):
         logits_of = _logits_at(job, alpha)
-        for k, (stream, images, positions) in enumerate(ready):
-            if alpha in stream.alphas:
-                raw = logits_of(images)
-                _record(stream, stream.alphas.index(alpha), raw, positions)
-                if stream.ensemble and alpha in (0.0, 1.0):
-                    ends[k, alpha] = raw
+        needing = [k for k, (stream, _, _) in enumerate(ready) if alpha in stream.alphas]
+        for k, raw in zip(needing, _joined_logits(logits_of, [ready[k][1] for k in needing], joined, tuple(needing)),
+                          strict=True):
+            stream, _, positions = ready[k]
+            _record(stream, stream.alphas.index(alpha), raw, positions)
+            if stream.ensemble and alpha in (0.0, 1.0):
+                ends[k, alpha] = raw
     for k, (stream, _, positions) in enumerate(ready):
         if stream.ensemble:
             output_ensemble(stream, positions, ends[k, 0.0], ends[k, 1.0])
+
+
+def _joined_logits(logits_of: Callable[[torch.Tensor], torch.Tensor], batches: list[torch.Tensor],
+                   joined: dict[tuple[int, ...], torch.Tensor], key: tuple[int, ...]) -> list[torch.Tensor]:
+    """Each batch's logits from one call on the batches put together (same image shape), else one call per batch.
+
+    The first round is 16 images of every set: split over the workers, 8-image chunks ran the demo's ResNet at
+    a third of the speed of 64-image ones, and 147 calls (7 sets x 21 alphas) became 21."""
+    if len(batches) == 1 or len({tuple(b.shape[1:]) for b in batches}) > 1:
+        return [logits_of(batch) for batch in batches]
+    if key not in joined:
+        joined[key] = torch.cat(batches)
+    return list(logits_of(joined[key]).split([len(b) for b in batches]))
 
 
 def _logits_at(job: StreamJob, alpha: float) -> Callable[[torch.Tensor], torch.Tensor]:
