@@ -81,6 +81,7 @@ class StreamlitSession:
         self.ws_url = base_url.replace("http", "ws", 1) + "/_stcore/stream"
         self.page, self.query = page, query
         self.widgets: dict[str, tuple[str, Any]] = {}  # user key -> (widget id, its Element message)
+        self.fragments: dict[str, str] = {}  # user key -> the id of the fragment that drew the widget, if any
         self._ws = None
         self._reader: asyncio.Task | None = None
         self._run: Run | None = None
@@ -113,6 +114,10 @@ class StreamlitSession:
         state = msg.rerun_script
         state.query_string, state.page_script_hash = self.query, self.page_hash
         state.page_name = "" if self.page_hash else self.page
+        # As a browser does: a change of widgets drawn by one fragment reruns that fragment alone.
+        fragments = {self.fragments.get(key, "") for key in values}
+        if len(fragments) == 1:
+            state.fragment_id = fragments.pop()
         for key, value in values.items():
             widget = state.widget_states.widgets.add()
             widget.CopyFrom(value)
@@ -138,7 +143,8 @@ class StreamlitSession:
             widget_kind = element.WhichOneof("type")
             if widget_kind in WIDGETS:
                 widget = getattr(element, widget_kind)
-                self.widgets[widget.id.split("-", 2)[-1]] = (widget.id, widget)
+                key = widget.id.split("-", 2)[-1]
+                self.widgets[key], self.fragments[key] = (widget.id, widget), msg.delta.fragment_id
             self._run.shown.append(_decode(element))
         elif kind == "script_finished" and self._run is not None:
             # A run cut short by our own next rerun never happens here: each rerun waits for the last to end.

@@ -195,3 +195,39 @@ def test_thirty_sessions_and_a_browser_each_see_their_own_alpha_within_the_pool_
     assert figures["isolation_checks"] > 100, summary
     # Thirty-one sessions cost at most the pool's second working model and Streamlit's own state per session.
     assert figures["within_bound"], summary
+
+
+def test_an_upload_alpha_change_reruns_only_the_predictions(experiment, tmp_path):
+    # Moving α on the Upload page reruns the fragment with the α controls and the predictions: not the sidebar, the
+    # source picker or the example thumbnails (half of the server's work per change before). The websocket client
+    # sends the fragment's id as a browser does, and the run still shows the θ_α table at the new α.
+    import asyncio
+
+    import streamlit_client as sc
+
+    proc, url = sc.start_server(classroom.ROOT / "app.py", {"WISEFT_EXPERIMENT": str(experiment),
+                                                            "WISEFT_CACHE_DIR": str(tmp_path / "cache")},
+                                log=tmp_path / "server.log")
+
+    async def visit() -> tuple[sc.Run, sc.Run]:
+        session = sc.StreamlitSession(url, page="Upload", query="alpha=0.3")
+        try:
+            await session.open()
+            await session.rerun({"upload_source": sc.string(classroom.EXAMPLES_OPTION)})
+            example = next(key for key in session.widgets if key.startswith("example_") and key != "example_set")
+            picked = await session.rerun({example: sc.trigger()})
+            moved = await session.rerun({"alpha_number": sc.number(0.7), "alpha_submit": sc.trigger()})
+            return picked, moved
+        finally:
+            await session.close()
+
+    try:
+        picked, moved = asyncio.run(visit())
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert picked.finished == "FINISHED_SUCCESSFULLY" and moved.finished == "FINISHED_FRAGMENT_RUN_SUCCESSFULLY"
+    images = [sum(s.kind == "imgs" for s in run.shown) for run in (picked, moved)]
+    assert images[0] > 1 and images[1] == 1, images  # the thumbnails and the picture, then the picture alone
+    assert classroom._alpha_table(picked, 0.3) and classroom._alpha_table(moved, 0.7)
+    assert picked.errors() == moved.errors() == []

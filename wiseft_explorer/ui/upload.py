@@ -97,7 +97,8 @@ def _examples(runtime: ExperimentRuntime) -> list[ImageAnalysis]:
     # Keyed like the shared runtime (the experiment's files as they stand), so a rewritten set is seen with it.
     set_key = f"{runtime.experiment.path}|{files_version(runtime.experiment)}|{runtime.experiment.endpoint}|{set_name}"
     for col, index in zip(st.columns(len(indices) or 1), indices, strict=False):
-        col.image(_thumbnail(set_key, int(index), ev), caption=names[int(ev.labels[index])])
+        # Named PNG: as bytes of an unnamed format Streamlit re-encoded every thumbnail as JPEG on every rerun.
+        col.image(_thumbnail(set_key, int(index), ev), caption=names[int(ev.labels[index])], output_format="PNG")
         col.button("Predict", key=f"example_{set_name}_{index}", on_click=_pick_example, args=(set_name, index))
     pick = st.session_state.get("example_pick")
     if not pick or pick[0] not in runtime.set_names:
@@ -130,8 +131,7 @@ def _camera() -> list[tuple[str, bytes]]:
 
 
 def upload_page(runtime: ExperimentRuntime) -> None:
-    """The whole upload page below the title."""
-    alpha = state.alpha_controls()
+    """The whole upload page below the title: where the images come from, then α and the predictions."""
     classes = ", ".join(runtime.experiment.classnames[:20]) + (" …" if len(runtime.experiment.classnames) > 20 else "")
     st.caption(f"Classes of this experiment: {classes}")
     source = st.radio("Image source", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="upload_source")
@@ -149,6 +149,16 @@ def upload_page(runtime: ExperimentRuntime) -> None:
         items = drawing_items()
     else:
         files = _camera()
+    predictions(runtime, files, items, extra, source == "files")
+
+
+@st.fragment
+def predictions(runtime: ExperimentRuntime, files: list[tuple[str, bytes]], items: list[ImageAnalysis],
+                extra: list[str], uploaded: bool) -> None:
+    """The α controls and the three models' predictions of the images. A fragment: moving α reruns this part
+    alone, not the sidebar, the source picker or the example thumbnails, which were about half of the server's
+    work per α change (in a classroom, every student's change waits for the others' in one interpreter)."""
+    alpha = state.alpha_controls()
     if not files and not items:
         return
     predictor = merge_panel.method_runtime(runtime)  # the merge method picked in the Explorer, else the line
@@ -156,7 +166,7 @@ def upload_page(runtime: ExperimentRuntime) -> None:
     with st.spinner("Predicting…"), runtime.borrow_working(alpha if predictor is runtime else None) as working:
         analyses = (analyse_files(predictor, working, files, alpha, extra) if files
                     else analyse_images(predictor, working, items, alpha, extra))
-    if source == "files":
+    if uploaded:
         st.caption(f"{sum(a.error is None for a in analyses)} of {len(analyses)} file(s) predicted.")
     for i, item in enumerate(analyses):
         show_analysis(item, alpha, f"{i}_{hashlib.sha1(item.name.encode()).hexdigest()[:8]}", method)
