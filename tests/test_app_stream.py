@@ -108,3 +108,26 @@ def test_an_off_grid_alpha_on_large_sets_is_estimated_on_a_fair_sample(streaming
     assert expected["ID"].n == 50 and expected["Dark"].n == 10  # a sample of the big set, all of the small ones
     assert _metric_values(at)["ID at α = 1.3"] == f"{100 * expected['ID'].top1:.1f}%"
     assert any("fair sample of up to 50 images per set (78 of 478)" in c.value for c in at.caption)
+
+
+def test_a_cold_start_shows_the_plane_while_it_waits_and_removes_it_with_the_curves(streaming_toml, monkeypatch,
+                                                                                    tmp_path):
+    # The empty ID-vs-shift plane is drawn before the wait for the first round (which also has the browser load
+    # its charting script meanwhile) and its slot is emptied once the curves are drawn; not drawn once they exist.
+    import wiseft_explorer.ui.figures as figures
+    import wiseft_explorer.ui.results as results
+
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(streaming_toml))
+    monkeypatch.setenv("WISEFT_CACHE_DIR", str(tmp_path / "cold-cache"))
+    events: list[str] = []
+    frame, ensure = figures.waiting_frame, results.ensure_sweep
+    monkeypatch.setattr(figures, "waiting_frame", lambda: (events.append("frame"), frame())[1])
+    monkeypatch.setattr(results, "ensure_sweep", lambda *a, **k: (events.append("wait"), ensure(*a, **k))[1])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert events == ["frame", "wait"]
+    charts = [el.proto.id for el in at.get("plotly_chart")]
+    assert len(charts) == 2 and not any("waiting_frame" in c for c in charts), charts  # the two real plots
+    events.clear()
+    at.run()  # the sweep has its first estimates now: no frame
+    assert events == ["wait"] and not at.exception

@@ -254,7 +254,11 @@ def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator, pi
     with shown_errors("The Explorer cannot show this experiment"):
         results.sweep_job(runtime)  # start computing before anything else is drawn
         sidebar.runtime_details(runtime)
+        waiting = st.empty()  # the same place in every run, so that the page keeps its layout
+        if results.sweep_job(runtime).status().result is None:
+            waiting.plotly_chart(figures.waiting_frame(), key="waiting_frame", config={"displaylogo": False})
         result, complete = results.ensure_sweep(runtime, alpha, notice)
+        waiting.empty()
         if result is None:
             st.stop()
         if complete:
