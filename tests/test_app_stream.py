@@ -110,15 +110,14 @@ def test_an_off_grid_alpha_on_large_sets_is_estimated_on_a_fair_sample(streaming
     assert any("fair sample of up to 50 images per set (78 of 478)" in c.value for c in at.caption)
 
 
-def test_a_cold_start_shows_the_plane_while_it_waits_and_removes_it_with_the_curves(streaming_toml, monkeypatch,
-                                                                                    tmp_path):
+def test_a_cold_start_shows_the_plane_while_it_waits_and_removes_it_with_the_curves(monkeypatch, tmp_path):
     # The empty ID-vs-shift plane is drawn before the wait for the first round (which also has the browser load
     # its charting script meanwhile) and its slot is emptied once the curves are drawn; not drawn once they exist.
     import wiseft_explorer.ui.figures as figures
     import wiseft_explorer.ui.results as results
 
-    monkeypatch.setenv("WISEFT_EXPERIMENT", str(streaming_toml))
-    monkeypatch.setenv("WISEFT_CACHE_DIR", str(tmp_path / "cold-cache"))
+    # An experiment of its own: the module's shared one has stored curves once another test has swept it.
+    monkeypatch.setenv("WISEFT_EXPERIMENT", str(make_streaming_experiment(tmp_path, per_class=40)))
     events: list[str] = []
     frame, ensure = figures.waiting_frame, results.ensure_sweep
     monkeypatch.setattr(figures, "waiting_frame", lambda: (events.append("frame"), frame())[1])
@@ -129,5 +128,5 @@ def test_a_cold_start_shows_the_plane_while_it_waits_and_removes_it_with_the_cur
     charts = [el.proto.id for el in at.get("plotly_chart")]
     assert len(charts) == 2 and not any("waiting_frame" in c for c in charts), charts  # the two real plots
     events.clear()
-    at.run()  # the sweep has its first estimates now: no frame
-    assert events == ["wait"] and not at.exception
+    at.run()  # the sweep has its first estimates now (or is finished and stored): no frame
+    assert "frame" not in events and not at.exception
