@@ -252,10 +252,10 @@ def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator, pi
     if runtime is None:
         st.stop()
     with shown_errors("The Explorer cannot show this experiment"):
-        results.sweep_job(runtime)  # start computing before anything else is drawn
+        job = results.sweep_job(runtime)  # start computing before anything else is drawn
         sidebar.runtime_details(runtime)
         waiting = st.empty()  # the same place in every run, so that the page keeps its layout
-        if results.sweep_job(runtime).status().result is None:
+        if job.status().result is None:
             waiting.plotly_chart(figures.waiting_frame(), key="waiting_frame", config={"displaylogo": False})
         result, complete = results.ensure_sweep(runtime, alpha, notice)
         waiting.empty()
