@@ -95,3 +95,25 @@ def test_the_explorer_draws_every_endpoint_and_its_output_ensemble_and_switches_
     assert _metric_values(at)["ID at α = 0.5"] == f"{100 * expected['far'].loc[0.5, 'ID']:.1f}%"
     names = [t.get("name", "") for t in _figure(at, "id_vs_shift")["data"]]
     assert "WiSE-FT path: far" in names and "WiSE-FT path: centroid" in names  # the other one drawn beside it
+
+
+def test_a_warm_page_leaves_torch_and_the_other_endpoints_sweeps_until_the_browser_has_it(tmp_path):
+    """The first endpoint's curves are stored, the second's are not. The page run draws the stored path, the line
+    saying one endpoint is left and the merge methods' button, and imports no torch: the second sweep starts at the
+    line's first timed rerun (test_browser.py watches it arrive). Before, the page run imported torch twice over,
+    for the picker and to start that sweep, while the browser was fetching and drawing the charts."""
+    two = two_endpoint_experiment(tmp_path)
+    run_sweep(ExperimentRuntime.from_path(two, "centroid"))  # stored in the experiment's own cache folder
+    code = ("import sys\n"
+            "from streamlit.testing.v1 import AppTest\n"
+            f"at = AppTest.from_file({str(ROOT / 'app.py')!r}, default_timeout=120).run()\n"
+            "assert not at.exception, [e.value for e in at.exception]\n"
+            "print([b.label for b in at.button])\n"
+            "print(any('(1 left)' in c.value for c in at.caption))\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env={**cli_env(), "WISEFT_EXPERIMENT": str(two)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    buttons, left, torch_loaded = out.stdout.strip().splitlines()[-3:]
+    assert "Show the merge methods (loads the models)" in buttons
+    assert (left, torch_loaded) == ("True", "False")

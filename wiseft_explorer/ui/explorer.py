@@ -12,7 +12,7 @@ from ..presentation.merge_views import MethodDrawing
 from ..results.curves import Curves, alpha_choices
 from ..results.robustness import ReferenceLines, reference_lines
 from ..results.testbed import experiment_axes, no_testbed_reason
-from . import figures, merge_panel, sidebar, state
+from . import endpoints, figures, merge_panel, sidebar, state
 from .errors import shown_errors
 
 EXPLAINER = """
@@ -206,13 +206,21 @@ def _merge_extras(curves: Curves, alpha: float) -> tuple[MethodDrawing | None, l
 
 def _merge_picker(picker: DeltaGenerator, curves: Curves, alpha: float) -> None:
     """The picker, drawn last: listing the methods loads the models and the endpoints, so a warm start (no model
-    loaded) offers a button first."""
+    loaded) offers a button first. Before torch is imported no model can be loaded, and asking the runtime would
+    import it: seconds of the server's interpreter while the browser fetches the charts' script and draws them."""
+    def offer() -> None:
+        picker.button("Show the merge methods (loads the models)", key=merge_panel.OPEN_KEY,
+                      on_click=merge_panel.open_picker)
+
+    if not merge_panel.opened() and not state.models_may_be_loaded():
+        offer()
+        return
     runtime = state.load_runtime(load_models=False)
     if runtime is None:
         return
     with picker:
         if not runtime.models_loaded and not merge_panel.opened():
-            st.button("Show the merge methods (loads the models)", key=merge_panel.OPEN_KEY, on_click=merge_panel.open_picker)
+            offer()
             return
         runtime = state.load_runtime()
         if runtime is not None:
@@ -234,11 +242,8 @@ def _warm_start(experiment: Experiment, curves: Curves, alpha: float, notice: De
         sidebar.list_facts(experiment.name, curves.about, [s.name for s in experiment.eval_sets])
     else:
         sidebar.model_details()
-    if len(others) < len(experiment.endpoints) - 1:  # only after the page is drawn: this imports torch
-        from . import results
-
-        results.other_endpoints(experiment)  # starts the missing endpoints' sweeps in the background
-        results.endpoints_progress(experiment, len(others))
+    if len(others) < len(experiment.endpoints) - 1:  # their sweeps start once the browser has the page
+        endpoints.endpoints_progress(experiment, len(others), start=True)
     _merge_picker(picker, curves, alpha)
 
 
@@ -271,7 +276,7 @@ def _cold_start(experiment: Experiment, alpha: float, notice: DeltaGenerator, pi
         explorer_body(curves, alpha, results.accuracies_at(runtime, result, alpha), complete, notice,
                       experiment.endpoint, others, experiment, method, markers)
         if complete and len(others) < len(experiment.endpoints) - 1:
-            results.endpoints_progress(experiment, len(others))
+            endpoints.endpoints_progress(experiment, len(others))
         if not complete:
             picker.caption("The merge methods are offered once the sweep is complete.")
             results.sweep_progress(runtime, result.images[0])

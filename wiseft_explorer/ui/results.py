@@ -56,20 +56,6 @@ def other_endpoints(experiment: Experiment) -> dict[str, Curves]:
     return found
 
 
-@st.fragment(run_every=3 * POLL_SECONDS)
-def endpoints_progress(experiment: Experiment, shown: int) -> None:
-    """While other endpoints' sweeps run: a line saying so, and a redraw of the page once another one is ready."""
-    from . import state
-
-    others = [n for n in experiment.endpoint_names if n != experiment.endpoint]
-    finished = sum(state.finished_curves(experiment.with_endpoint(n)) is not None for n in others)
-    if finished > shown:
-        st.rerun(scope="app")
-    if finished < len(others):
-        st.caption(f"Computing the paths of the other fine-tuned endpoints ({len(others) - finished} left): they "
-                   "appear in the plots when done.")
-
-
 def adopt(runtime: ExperimentRuntime, result: SweepResult) -> None:
     """Serve an imported (complete) sweep to every session from now on, in place of any job computing it here."""
     _jobs().adopt(runtime, result)

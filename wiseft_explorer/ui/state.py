@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,6 +156,12 @@ def warm_curves(experiment: Experiment, alpha: float) -> Curves | None:
     """The experiment's stored full-grid curves when they can answer alpha alone (a warm start), else None."""
     curves = finished_curves(experiment)
     return curves if curves is not None and curves.grid_alpha(alpha) is not None else None
+
+
+def models_may_be_loaded() -> bool:
+    """False when no runtime of this server can hold loaded models: none can before torch is imported (a warm
+    start draws its page without it), and asking the registry would import it."""
+    return "torch" in sys.modules
 
 
 def load_runtime(path: Path | None = None, *, load_models: bool = True,
