@@ -18,6 +18,7 @@ from wiseft_explorer.data import preprocess_images, scan_image_folder
 from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
 from wiseft_explorer.experiment import ModelSpec
 from wiseft_explorer.presentation import CURRENT, apply_filter, gallery_frame
+from wiseft_explorer.ui.explorer import TABLE_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180
@@ -117,7 +118,10 @@ def test_alpha_changes_metrics_and_marker(app_env):
     assert se_zs > 0 and deltas["ID at α = 0.35"] in (None, "")
     assert deltas["ID, zero-shot (α = 0)"] == f"{100 * (table.loc[0.35, 'ID'] - zs):+.1f} pts ± {100 * se_zs:.1f}"
     assert deltas["ID, fine-tuned (α = 1)"] == f"{100 * (table.loc[0.35, 'ID'] - ft):+.1f} pts ± {100 * se_ft:.1f}"
-    # The results table: one decimal, alpha as on the grid.
+    # The results table: built only once its box is opened; one decimal, alpha as on the grid.
+    assert not at.table
+    at.session_state[TABLE_KEY] = True
+    at.run()
     shown = at.table[0].value
     assert shown.index[7] == "0.35" and shown.loc["0.35", "ID"] == f"{100 * table.loc[0.35, 'ID']:.1f}"
 

@@ -288,3 +288,33 @@ def test_browser_toggles_the_testbed_overlay_and_reads_an_effective_robustness_c
             browser.close()
     finally:
         stop_app(proc)
+
+
+def test_browser_a_warm_page_gets_the_other_endpoint_after_it_and_the_table_when_asked(tmp_path):
+    """The first endpoint's curves are stored, the second's are not: the page is drawn from the stored ones, the
+    second endpoint's path arrives once the browser's first timed rerun of the endpoints line has started its sweep
+    (test_endpoints.py checks that the page run itself does not), and the results table is built when its box opens."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
+
+    two = two_endpoint_experiment(tmp_path)
+    run_sweep(ExperimentRuntime.from_path(two, "centroid"))  # stored in the experiment's own cache folder
+    proc, url = start_app(two, tmp_path / "wiseft-cache")
+    try:
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, timeout=WAIT_MS)
+            expect(page.locator(".legendtext", has_text="WiSE-FT path").first).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text("other fine-tuned endpoints (1 left)")).to_be_visible(timeout=WAIT_MS)
+            assert page.locator('[data-testid="stTable"]').count() == 0  # not built while its box is closed
+            page.get_by_text("Results table (top-1 %)").click()
+            table = page.locator('[data-testid="stTable"]')
+            expect(table).to_be_visible(timeout=WAIT_MS)
+            assert table.locator("tbody tr").count() == 21  # one row per grid alpha
+            expect(page.locator(".legendtext", has_text="WiSE-FT path: far").first).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text("other fine-tuned endpoints (1 left)")).to_have_count(0)
+            browser.close()
+    finally:
+        stop_app(proc)
