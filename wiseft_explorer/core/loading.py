@@ -31,6 +31,7 @@ from .checkpoints import (
 from .heads import HeadProgress, cached_zero_shot_head, open_head_cache
 from .hf_clip import check_named, is_transformers_state, read_folder
 from .hf_clip import finetuned_open_clip as transformers_open_clip
+from .lean_import import prepare_text_tower
 from .lineage import check_activation, check_zeroshot_digest, classifier_visual, tag_quick_gelu
 from .models import ImageClassifier, LoadedClip, ModelLoadError, ModelPair, build_zeroshot, pick_device
 from .tags import TagUnavailable, check_tag_available, is_download_failure, weights_follow_creation
@@ -139,6 +140,7 @@ def _create(name: str, tag: str | None = None, tokenizer_name: str | None = None
             check_tag_available(name, tag)
         except TagUnavailable as err:
             raise ModelLoadError(str(err)) from err
+    prepare_text_tower(name, open_clip.get_model_config(name))  # the preload leaves out transformers (lean_import)
     try:
         with weights_follow_creation() if weights_follow else contextlib.nullcontext():
             model, _, preprocess = open_clip.create_model_and_transforms(

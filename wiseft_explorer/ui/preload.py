@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..core.lean_import import import_open_clip
 from ..experiment.parse import load_experiment
 from ..experiment.spec import ExperimentError
 from ..results.curves import stored_curves
@@ -29,7 +30,8 @@ from .state import default_experiment
 
 MALLOC_ARENAS = 2  # glibc's malloc arenas for the server (default: 8 per core, one taken per busy script thread)
 ENV_PRELOAD = "WISEFT_PRELOAD"  # "1": always, "0": never; unset: only when the default experiment would start cold
-# What a cold start's first page imports, in order: torch and open_clip (most of the time), then the sweep side.
+# What a cold start's first page imports, in order: torch and open_clip (most of the time; open_clip without
+# transformers, which no model of the demo or the presets needs: core/lean_import.py), then the sweep side.
 MODULES = ("torch", "open_clip", "wiseft_explorer.evaluation.registry", "wiseft_explorer.ui.results")
 
 _LOG = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def _preload(path: Path) -> None:
         return
     for name in MODULES:
         try:
-            importlib.import_module(name)
+            import_open_clip() if name == "open_clip" else importlib.import_module(name)
         except Exception:  # the page that needs the module imports it again and shows the error where it can be fixed
             _LOG.warning("preloading %s failed; the first page that needs it will report why", name, exc_info=True)
             return
