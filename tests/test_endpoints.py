@@ -66,17 +66,21 @@ def test_the_cli_sweeps_every_endpoint_and_exports_the_one_named(two, tmp_path):
 
 
 def _wait_both(at: AppTest, timeout: float = 240) -> dict:
-    """Rerun until the Explorer draws both endpoints' paths (the second one's sweep starts after the first)."""
+    """Rerun until the Explorer draws both endpoints' paths, the first one's sweep complete (the second's is stored)."""
     deadline = time.monotonic() + timeout
     while True:
         names = [t.get("name", "") for t in _figure(at, "id_vs_shift")["data"]]
-        if "WiSE-FT path: far" in names or time.monotonic() > deadline:
+        streaming = any("being filled in" in i.value for i in at.info)
+        if "WiSE-FT path: far" in names and not streaming or time.monotonic() > deadline:
             return _figure(at, "id_vs_shift")
         time.sleep(1)
         at.run()
 
 
 def test_the_explorer_draws_every_endpoint_and_its_output_ensemble_and_switches_between_them(two, monkeypatch):
+    # The second endpoint's curves are stored first: once the first's are stored too, the page is a warm one, whose
+    # line starts the missing sweeps at a timed rerun that only a browser asks for (test_browser.py has both starts).
+    run_sweep(ExperimentRuntime.from_path(two, "far"))
     monkeypatch.setenv("WISEFT_EXPERIMENT", str(two))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
     assert not at.exception, [e.value for e in at.exception]
