@@ -15,6 +15,7 @@ from . import state
 
 POLL_SECONDS = 3.0  # how often the line looks for newly stored curves
 _IN_PAGE_KEY = "wiseft_endpoints_in_page"  # set by a whole-page run, taken by the line's run inside it
+_STARTED_KEY = "wiseft_endpoints_started"  # (experiment file, endpoint) pairs whose others this session started
 
 
 def endpoints_progress(experiment: Experiment, shown: int, *, start: bool = False) -> None:
@@ -28,10 +29,12 @@ def endpoints_progress(experiment: Experiment, shown: int, *, start: bool = Fals
 @st.fragment(run_every=POLL_SECONDS)
 def _progress(experiment: Experiment, shown: int, start: bool) -> None:
     in_page = st.session_state.pop(_IN_PAGE_KEY, False)
-    if start and not in_page:
+    started = st.session_state.setdefault(_STARTED_KEY, set())
+    if start and not in_page and (str(experiment.path), experiment.endpoint) not in started:
         from . import results  # imports torch
 
-        results.other_endpoints(experiment)  # starts the missing endpoints' sweeps, or joins them
+        results.other_endpoints(experiment)  # starts the missing endpoints' sweeps (shared by every session)
+        started.add((str(experiment.path), experiment.endpoint))  # once: later ticks only look for their curves
     others = [n for n in experiment.endpoint_names if n != experiment.endpoint]
     finished = sum(state.finished_curves(experiment.with_endpoint(n)) is not None for n in others)
     if finished > shown:
