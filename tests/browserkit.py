@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from streamlit_client import start_server  # noqa: E402
@@ -48,6 +51,24 @@ def start_app(toml: Path, cache: Path, **extra_env: str) -> tuple[subprocess.Pop
         raise RuntimeError(f"{err}: {log.read_text(errors='replace')[-2000:]}") from err
     proc.log_path = log  # type: ignore[attr-defined]
     return proc, url
+
+
+@contextlib.contextmanager
+def app_page(toml: Path, cache: Path, height: int = 1000, **extra_env: str) -> Iterator[tuple[Any, subprocess.Popen]]:
+    """A chromium page opened on a new server for an experiment and cache folder (start_app), and that server;
+    the browser and the server are closed after."""
+    from playwright.sync_api import sync_playwright
+
+    proc, url = start_app(toml, cache, **extra_env)
+    try:
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.goto(url, timeout=WAIT_MS)
+            yield page, proc
+            browser.close()
+    finally:
+        stop_app(proc)
 
 
 def server_log(proc: subprocess.Popen) -> str:

@@ -97,6 +97,15 @@ def cli_env(extra_path: Path | None = None) -> dict[str, str]:
     return env
 
 
+def run_python(code: str, **extra_env: str) -> list[str]:
+    """The lines `python -c code` printed in a fresh interpreter (what a test's process already imported does not
+    count there), from the repository root with cli_env(); fails the test with its error if it exits non-zero."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**cli_env(), **extra_env}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()
+
+
 def run_cli_parallel(commands: dict[str, list[str]], cwd: Path, env: dict[str, str],
                      timeout: float = 300) -> dict[str, CliResult]:
     """Run several `python -m wiseft_explorer ...` at once: each pays ~10 s of imports, so overlap them."""

@@ -11,6 +11,7 @@ from browserkit import (
     ARTIFACTS,
     CHROMIUM,
     WAIT_MS,
+    app_page,
     id_metric,
     launch,
     start_app,
@@ -255,7 +256,7 @@ def test_browser_toggles_the_testbed_overlay_and_reads_an_effective_robustness_c
     """A tiny experiment on fake ImageNet presets: the testbed's models and line are drawn and can be hidden, and
     the effective-robustness card shows points with their error."""
     from fake_datasets import fake_imagenet_layout
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
     from test_presets import _preset_experiment
 
     from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
@@ -265,56 +266,40 @@ def test_browser_toggles_the_testbed_overlay_and_reads_an_effective_robustness_c
                    for table, name, key in (("[id]", "ImageNet", "imagenet"), ("[[shifts]]", "V2", "imagenet-v2")))
     toml = _preset_experiment(tmp_path, tiny, "imagenet", sets)
     run_sweep(ExperimentRuntime.from_path(toml))  # stored curves: the app starts warm
-    proc, url = start_app(toml, tmp_path / "cache")
-    try:
-        with sync_playwright() as pw:
-            browser = launch(pw)
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(url, timeout=WAIT_MS)
-            card = page.locator('[data-testid="stMetric"]', has_text="Effective robustness at α = 0.5")
-            expect(card).to_be_visible(timeout=WAIT_MS)
-            value = card.locator('[data-testid="stMetricValue"]').inner_text()
-            assert re.fullmatch(r"[+-]\d+\.\d pts ± \d+\.\d", value), value
-            expect(page.locator(".legendtext", has_text="testbed: Standard training (87)")).to_be_visible(
-                timeout=WAIT_MS)
-            assert page.evaluate(_TESTBED_TRACES_JS) >= 3  # points by type, the band and the line
-            toggle = page.get_by_text("Show the robustness testbed's models and line")
-            toggle.click()
-            page.wait_for_function(f"() => ({_TESTBED_TRACES_JS})() === 0", timeout=WAIT_MS)
-            expect(page.locator(".legendtext", has_text="testbed: ")).to_have_count(0)
-            toggle.click()
-            page.wait_for_function(f"() => ({_TESTBED_TRACES_JS})() >= 3", timeout=WAIT_MS)
-            page.screenshot(path=str(ARTIFACTS / "explorer-testbed.png"), full_page=True)
-            browser.close()
-    finally:
-        stop_app(proc)
+    with app_page(toml, tmp_path / "cache", height=1100) as (page, _):
+        card = page.locator('[data-testid="stMetric"]', has_text="Effective robustness at α = 0.5")
+        expect(card).to_be_visible(timeout=WAIT_MS)
+        value = card.locator('[data-testid="stMetricValue"]').inner_text()
+        assert re.fullmatch(r"[+-]\d+\.\d pts ± \d+\.\d", value), value
+        expect(page.locator(".legendtext", has_text="testbed: Standard training (87)")).to_be_visible(
+            timeout=WAIT_MS)
+        assert page.evaluate(_TESTBED_TRACES_JS) >= 3  # points by type, the band and the line
+        toggle = page.get_by_text("Show the robustness testbed's models and line")
+        toggle.click()
+        page.wait_for_function(f"() => ({_TESTBED_TRACES_JS})() === 0", timeout=WAIT_MS)
+        expect(page.locator(".legendtext", has_text="testbed: ")).to_have_count(0)
+        toggle.click()
+        page.wait_for_function(f"() => ({_TESTBED_TRACES_JS})() >= 3", timeout=WAIT_MS)
+        page.screenshot(path=str(ARTIFACTS / "explorer-testbed.png"), full_page=True)
 
 
 def test_browser_a_warm_page_gets_the_other_endpoint_after_it_and_the_table_when_asked(tmp_path):
     """The first endpoint's curves are stored, the second's are not: the page is drawn from the stored ones, the
     second endpoint's path arrives once the browser's first timed rerun of the endpoints line has started its sweep
     (test_endpoints.py checks that the page run itself does not), and the results table is built when its box opens."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from wiseft_explorer.evaluation import ExperimentRuntime, run_sweep
 
     two = two_endpoint_experiment(tmp_path)
     run_sweep(ExperimentRuntime.from_path(two, "centroid"))  # stored in the experiment's own cache folder
-    proc, url = start_app(two, tmp_path / "wiseft-cache")
-    try:
-        with sync_playwright() as pw:
-            browser = launch(pw)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url, timeout=WAIT_MS)
-            expect(page.locator(".legendtext", has_text="WiSE-FT path").first).to_be_visible(timeout=WAIT_MS)
-            expect(page.get_by_text("other fine-tuned endpoints (1 left)")).to_be_visible(timeout=WAIT_MS)
-            assert page.locator('[data-testid="stTable"]').count() == 0  # not built while its box is closed
-            page.get_by_text("Results table (top-1 %)").click()
-            table = page.locator('[data-testid="stTable"]')
-            expect(table).to_be_visible(timeout=WAIT_MS)
-            assert table.locator("tbody tr").count() == 21  # one row per grid alpha
-            expect(page.locator(".legendtext", has_text="WiSE-FT path: far").first).to_be_visible(timeout=WAIT_MS)
-            expect(page.get_by_text("other fine-tuned endpoints (1 left)")).to_have_count(0)
-            browser.close()
-    finally:
-        stop_app(proc)
+    with app_page(two, tmp_path / "wiseft-cache") as (page, _):
+        expect(page.locator(".legendtext", has_text="WiSE-FT path").first).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("other fine-tuned endpoints (1 left)")).to_be_visible(timeout=WAIT_MS)
+        assert page.locator('[data-testid="stTable"]').count() == 0  # not built while its box is closed
+        page.get_by_text("Results table (top-1 %)").click()
+        table = page.locator('[data-testid="stTable"]')
+        expect(table).to_be_visible(timeout=WAIT_MS)
+        assert table.locator("tbody tr").count() == 21  # one row per grid alpha
+        expect(page.locator(".legendtext", has_text="WiSE-FT path: far").first).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("other fine-tuned endpoints (1 left)")).to_have_count(0)

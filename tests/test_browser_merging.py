@@ -6,10 +6,8 @@ import pytest
 from browserkit import (
     CHROMIUM,
     WAIT_MS,
-    launch,
+    app_page,
     server_log,
-    start_app,
-    stop_app,
     wait_idle,
     wait_sweep_complete,
 )
@@ -38,48 +36,40 @@ def _moved(page, prefix: str, before) -> list:
 
 
 def test_browser_picks_each_method_moves_its_point_and_the_gallery_follows(tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     toml = two_endpoint_experiment(tmp_path)
-    proc, url = start_app(toml, tmp_path / "cache")
     titles = {name: method.title for name, method in methods().items()}
-    try:
-        with sync_playwright() as pw:
-            browser = launch(pw)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url, timeout=WAIT_MS)
-            wait_sweep_complete(page)
-            page.get_by_text("Merge method: WiSE-FT's line").click()
-            opener = page.get_by_role("button", name="Show the merge methods (loads the models)")
-            if opener.is_visible():  # a warm start loads no model until asked
-                opener.click()
-            expect(page.get_by_text("needs the Fishers of θ₀ and θ₁")).to_be_visible(timeout=WAIT_MS)
-            for name, (label, presses) in MOVES.items():
-                page.locator('[data-testid="stSelectbox"]', has_text="Merge method").click()
-                page.get_by_role("option", name=titles[name], exact=True).click()
-                prefix = f"{titles[name]} at α = "
-                before = _moved(page, prefix, None)
-                wait_idle(page)
-                box = page.locator('[data-testid="stSlider"]', has_text=label).first
-                spec = next((p for p in methods()[name].params if p.label == label), None)
-                if spec is not None:  # this method's own slider, drawn at its default (not the last method's value)
-                    expect(box).to_contain_text(f"{spec.default:.2f}", timeout=WAIT_MS)
-                slider = box.locator('input[type="range"]')
+    with app_page(toml, tmp_path / "cache") as (page, proc):
+        wait_sweep_complete(page)
+        page.get_by_text("Merge method: WiSE-FT's line").click()
+        opener = page.get_by_role("button", name="Show the merge methods (loads the models)")
+        if opener.is_visible():  # a warm start loads no model until asked
+            opener.click()
+        expect(page.get_by_text("needs the Fishers of θ₀ and θ₁")).to_be_visible(timeout=WAIT_MS)
+        for name, (label, presses) in MOVES.items():
+            page.locator('[data-testid="stSelectbox"]', has_text="Merge method").click()
+            page.get_by_role("option", name=titles[name], exact=True).click()
+            prefix = f"{titles[name]} at α = "
+            before = _moved(page, prefix, None)
+            wait_idle(page)
+            box = page.locator('[data-testid="stSlider"]', has_text=label).first
+            spec = next((p for p in methods()[name].params if p.label == label), None)
+            if spec is not None:  # this method's own slider, drawn at its default (not the last method's value)
+                expect(box).to_contain_text(f"{spec.default:.2f}", timeout=WAIT_MS)
+            slider = box.locator('input[type="range"]')
+            slider.first.focus()
+            for _ in range(presses):
+                page.keyboard.press("ArrowRight")
+            after = _moved(page, prefix, before)
+            assert after != before, name
+            if label.startswith("α"):  # back to 0.5 for the next method
                 slider.first.focus()
                 for _ in range(presses):
-                    page.keyboard.press("ArrowRight")
-                after = _moved(page, prefix, before)
-                assert after != before, name
-                if label.startswith("α"):  # back to 0.5 for the next method
-                    slider.first.focus()
-                    for _ in range(presses):
-                        page.keyboard.press("ArrowLeft")
-                    _moved(page, f"{titles[name]} at α = 0.5", None)
-            page.get_by_role("link", name="Gallery").click()
-            expect(page.get_by_text("The α column is")).to_be_visible(timeout=WAIT_MS)
-            expect(page.get_by_text(titles["dare"]).first).to_be_visible(timeout=WAIT_MS)
-            browser.close()
-        # The loaders' workers no longer run the app script again (each one logged 8 warnings: 72 kB in this test).
-        assert "missing ScriptRunContext" not in server_log(proc)
-    finally:
-        stop_app(proc)
+                    page.keyboard.press("ArrowLeft")
+                _moved(page, f"{titles[name]} at α = 0.5", None)
+        page.get_by_role("link", name="Gallery").click()
+        expect(page.get_by_text("The α column is")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text(titles["dare"]).first).to_be_visible(timeout=WAIT_MS)
+    # The loaders' workers no longer run the app script again (each one logged 8 warnings: 72 kB in this test).
+    assert "missing ScriptRunContext" not in server_log(proc)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from libkit import cli_env
+from libkit import cli_env, run_python
 from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
 from test_app import _figure, _metric_values, make_app_experiment
@@ -115,9 +115,6 @@ def test_a_warm_page_leaves_torch_and_the_other_endpoints_sweeps_until_the_brows
             "print([b.label for b in at.button])\n"
             "print(any('(1 left)' in c.value for c in at.caption))\n"
             "print('torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                         env={**cli_env(), "WISEFT_EXPERIMENT": str(two)})
-    assert out.returncode == 0, out.stderr[-2000:]
-    buttons, left, torch_loaded = out.stdout.strip().splitlines()[-3:]
+    buttons, left, torch_loaded = run_python(code, WISEFT_EXPERIMENT=str(two))[-3:]
     assert "Show the merge methods (loads the models)" in buttons
     assert (left, torch_loaded) == ("True", "False")

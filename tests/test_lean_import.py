@@ -4,40 +4,29 @@ never uses), and its Hugging Face text towers given back before a model that nee
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from libkit import cli_env
+from libkit import run_python
 
 from wiseft_explorer.demo import TINY_CONFIG
 
-ROOT = Path(__file__).resolve().parent.parent
 transformers = pytest.importorskip("transformers")  # nothing is hidden where the optional package is missing
 
 HF_NAME = "wiseft-tiny-hf"  # the tiny image tower with a one-layer BERT as its text tower
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "the", "red", "square", "green", "circle"]
 
 
-def _child(code: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=cli_env(),
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout.strip().splitlines()
-
-
 def test_the_preloads_open_clip_leaves_out_transformers_until_a_text_tower_needs_it():
-    lines = _child("import sys\n"
-                   "from wiseft_explorer.core.lean_import import import_open_clip, prepare_text_tower\n"
-                   "oc = import_open_clip()\n"
-                   "print('transformers' in sys.modules, oc.hf_model.transformers is None)\n"
-                   "prepare_text_tower('ViT-B-32', oc.get_model_config('ViT-B-32'))  # a text tower of its own\n"
-                   "print('transformers' in sys.modules)\n"
-                   "prepare_text_tower('roberta-ViT-B-32', oc.get_model_config('roberta-ViT-B-32'))\n"
-                   "from open_clip.model import HFTextEncoder  # imported by open_clip before the restore\n"
-                   "print(oc.hf_model.transformers is sys.modules['transformers'],\n"
-                   "      HFTextEncoder.__init__.__globals__['transformers'] is sys.modules['transformers'])\n")
+    lines = run_python("import sys\n"
+                       "from wiseft_explorer.core.lean_import import import_open_clip, prepare_text_tower\n"
+                       "oc = import_open_clip()\n"
+                       "print('transformers' in sys.modules, oc.hf_model.transformers is None)\n"
+                       "prepare_text_tower('ViT-B-32', oc.get_model_config('ViT-B-32'))  # a text tower of its own\n"
+                       "print('transformers' in sys.modules)\n"
+                       "prepare_text_tower('roberta-ViT-B-32', oc.get_model_config('roberta-ViT-B-32'))\n"
+                       "from open_clip.model import HFTextEncoder  # imported by open_clip before the restore\n"
+                       "print(oc.hf_model.transformers is sys.modules['transformers'],\n"
+                       "      HFTextEncoder.__init__.__globals__['transformers'] is sys.modules['transformers'])\n")
     assert lines == ["False True", "False", "True True"]
 
 
@@ -57,22 +46,22 @@ def test_a_model_with_a_hugging_face_text_tower_loads_after_the_lean_import(tmp_
                                   "text_cfg": {"hf_model_name": str(tower), "hf_tokenizer_name": str(tower),
                                                "hf_proj_type": "linear",
                                                "hf_pooler_type": "cls_pooler", "context_length": 16}}))
-    lines = _child("import sys, torch\n"
-                   "from wiseft_explorer.core.lean_import import import_open_clip\n"
-                   "import_open_clip()\n"
-                   "from wiseft_explorer.core import load_clip\n"
-                   "from wiseft_explorer.experiment import ModelSpec\n"
-                   f"clip = load_clip(ModelSpec({HF_NAME!r}, None, __import__('pathlib').Path({str(config)!r})))\n"
-                   "tokens = clip.tokenizer(['a photo of the red square'])\n"
-                   "with torch.no_grad():\n"
-                   "    print(type(clip.model.text).__name__, tuple(clip.model.encode_text(tokens).shape))\n")
+    lines = run_python("import sys, torch\n"
+                       "from wiseft_explorer.core.lean_import import import_open_clip\n"
+                       "import_open_clip()\n"
+                       "from wiseft_explorer.core import load_clip\n"
+                       "from wiseft_explorer.experiment import ModelSpec\n"
+                       f"clip = load_clip(ModelSpec({HF_NAME!r}, None, __import__('pathlib').Path({str(config)!r})))\n"
+                       "tokens = clip.tokenizer(['a photo of the red square'])\n"
+                       "with torch.no_grad():\n"
+                       "    print(type(clip.model.text).__name__, tuple(clip.model.encode_text(tokens).shape))\n")
     assert lines[-1] == "HFTextEncoder (1, 16)"
 
 
 def test_the_servers_preload_imports_everything_a_cold_page_needs_but_transformers():
-    lines = _child("import sys\n"
-                   "from wiseft_explorer.ui import preload\n"
-                   "preload.os.environ[preload.ENV_PRELOAD] = '1'\n"
-                   "preload._preload(preload.default_experiment())\n"
-                   "print(sorted(preload.timings) == sorted(preload.MODULES), 'transformers' in sys.modules)\n")
+    lines = run_python("import sys\n"
+                       "from wiseft_explorer.ui import preload\n"
+                       "preload.os.environ[preload.ENV_PRELOAD] = '1'\n"
+                       "preload._preload(preload.default_experiment())\n"
+                       "print(sorted(preload.timings) == sorted(preload.MODULES), 'transformers' in sys.modules)\n")
     assert lines[-1] == "True False"
